@@ -1,0 +1,38 @@
+"""rank-kernels: fast ranking primitives for search, RAG and learning-to-rank.
+
+The public API lives in subpackages (`rank.rerank`, ...); the most used names are
+re-exported here.
+
+>>> import numpy as np, rank
+>>> q = np.eye(2, 4, dtype=np.float32)
+>>> docs = [np.eye(3, 4, dtype=np.float32), np.ones((1, 4), np.float32)]
+>>> rank.maxsim_batch(q, docs)
+array([2., 2.], dtype=float32)
+"""
+from rank._version import __version__
+from rank import errors
+from rank.rerank import (
+    DenseIndex,
+    cosine_scores,
+    dot_scores,
+    maxsim,
+    maxsim_batch,
+    maxsim_matrix,
+    mmr,
+    pool_tokens,
+    rerank_maxsim,
+)
+
+__all__ = [
+    "__version__",
+    "errors",
+    "maxsim",
+    "maxsim_batch",
+    "maxsim_matrix",
+    "rerank_maxsim",
+    "dot_scores",
+    "cosine_scores",
+    "DenseIndex",
+    "mmr",
+    "pool_tokens",
+]

@@ -1,0 +1,59 @@
+"""Input conversion and validation shared by the public API (never imported by kernels)."""
+import os
+
+import numpy as np
+
+from rank.errors import DTypeError, InvalidValueError, NonFiniteError, ShapeError
+
+#: Float dtypes kernels accept directly; anything else numeric is converted to float32.
+KERNEL_FLOATS = (np.dtype(np.float16), np.dtype(np.float32), np.dtype(np.float64))
+
+
+def as_float_array(x, name, ndim, *, dtypes=KERNEL_FLOATS, default=np.float32,
+                   check_finite=True, allow_empty=False):
+    """Return `x` as a C-contiguous array with ``x.ndim in ndim`` and a dtype from `dtypes`.
+
+    No copy is made when `x` already qualifies. Integer and bool inputs become `default`;
+    other dtypes in `dtypes` are kept. Raises DTypeError for non-numeric data, ShapeError for a
+    wrong ndim or an empty array, NonFiniteError for NaN/inf when `check_finite`.
+    """
+    ndims = (ndim,) if isinstance(ndim, int) else tuple(ndim)
+    if not isinstance(x, np.ndarray):
+        try:
+            x = np.asarray(x)
+        except (ValueError, TypeError) as e:  # ragged nested lists, unconvertible objects
+            raise DTypeError(f"{name}: expected a numeric array, could not convert ({e})") from None
+    if x.dtype not in dtypes:
+        if x.dtype.kind not in "biuf":
+            raise DTypeError(f"{name}: expected a numeric array, got dtype {x.dtype}")
+        x = x.astype(default)
+    if x.ndim not in ndims:
+        want = " or ".join(f"{d}-D" for d in ndims)
+        raise ShapeError(f"{name}: expected a {want} array, got shape {x.shape} ({x.ndim}-D)")
+    if not allow_empty and x.size == 0:
+        raise ShapeError(f"{name}: expected a non-empty array, got shape {x.shape}")
+    x = np.ascontiguousarray(x)
+    if check_finite and x.dtype.kind == "f" and x.size and not np.isfinite(x).all():
+        raise NonFiniteError(f"{name}: contains NaN or infinity (pass check_finite=False to skip this check)")
+    return x
+
+
+def check_positive_int(value, name, *, allow_none=False):
+    """Return `value` as an int > 0 (or None when allowed); raise InvalidValueError otherwise."""
+    if value is None and allow_none:
+        return None
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        raise InvalidValueError(f"{name}: expected a positive integer, got {value!r}")
+    if value <= 0:
+        raise InvalidValueError(f"{name}: expected a positive integer, got {value}")
+    return int(value)
+
+
+def resolve_threads(n_threads):
+    """`n_threads` as a positive int; None means every core this process may use."""
+    if n_threads is None:
+        try:
+            return max(1, len(os.sched_getaffinity(0)))
+        except AttributeError:  # not on Linux
+            return max(1, os.cpu_count() or 1)
+    return check_positive_int(n_threads, "n_threads")

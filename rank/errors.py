@@ -1,0 +1,56 @@
+"""The exceptions rank-kernels raises.
+
+Every error derives from :class:`RankError`, and also from the built-in exception a caller
+would expect (``ValueError``, ``TypeError`` or ``ImportError``), so both
+``except rank.errors.RankError`` and ``except ValueError`` work.
+
+>>> import rank
+>>> try:
+...     rank.maxsim([[1.0, 2.0]], [[1.0, 2.0, 3.0]])
+... except rank.errors.ShapeError as e:
+...     print(type(e).__name__)
+ShapeError
+"""
+
+__all__ = [
+    "RankError",
+    "ShapeError",
+    "DTypeError",
+    "InvalidValueError",
+    "NonFiniteError",
+    "UnknownMethodError",
+    "CorruptFileError",
+    "MissingDependencyError",
+]
+
+
+class RankError(Exception):
+    """Base class of every error raised by rank-kernels."""
+
+
+class ShapeError(RankError, ValueError):
+    """An array has the wrong number of dimensions, a mismatched size, or is empty."""
+
+
+class DTypeError(RankError, TypeError):
+    """An input cannot be converted to a supported numeric dtype."""
+
+
+class InvalidValueError(RankError, ValueError):
+    """An argument is outside its valid range (k <= 0, offsets not monotone, ...)."""
+
+
+class NonFiniteError(InvalidValueError):
+    """A float input holds NaN or infinity while ``check_finite=True``."""
+
+
+class UnknownMethodError(RankError, ValueError):
+    """A method or variant name is not one of the valid names (the message lists them)."""
+
+
+class CorruptFileError(RankError, ValueError):
+    """A saved file is truncated, foreign, or of an unsupported format version."""
+
+
+class MissingDependencyError(RankError, ImportError):
+    """An optional dependency is not installed; the message names the extra to install."""

@@ -1,0 +1,17 @@
+"""Reranking: late interaction (MaxSim), dense scoring and exact search, MMR, token pooling."""
+from rank.rerank.maxsim import maxsim, maxsim_batch, maxsim_matrix, rerank_maxsim
+from rank.rerank.dense import DenseIndex, cosine_scores, dot_scores
+from rank.rerank.mmr import mmr
+from rank.rerank.pooling import pool_tokens
+
+__all__ = [
+    "maxsim",
+    "maxsim_batch",
+    "maxsim_matrix",
+    "rerank_maxsim",
+    "dot_scores",
+    "cosine_scores",
+    "DenseIndex",
+    "mmr",
+    "pool_tokens",
+]
