@@ -1,0 +1,6 @@
+"""`python -m rank ...` runs the `rank` command."""
+import sys
+
+from rank.cli import main
+
+sys.exit(main())
