@@ -316,3 +316,18 @@ def test_every_instruction_set_path(isa):
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() in ({"portable"} if isa == "portable" else {"avx2+fma", "portable"})
+
+
+def test_no_padded_intermediate():
+    """Extra memory stays far below a (n_docs, Lq, L_max) score tensor."""
+    import tracemalloc
+
+    rng = np.random.default_rng(14)
+    q = unit(rng, 32, 64)
+    pad = unit(rng, 100, 512, 64)
+    rank.maxsim_batch(q, pad[:2])  # warm up imports and caches
+    tracemalloc.start()
+    rank.maxsim_batch(q, pad, doc_lengths=np.full(100, 400))
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 100 * 32 * 512 * 4 / 20, peak  # < 5% of the B x Lq x L_max float32 tensor

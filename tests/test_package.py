@@ -1,0 +1,94 @@
+"""Packaging, public names, the error hierarchy, the README tour and the `rank` command."""
+import importlib.metadata
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import rank
+from rank import errors
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_version_single_sourced():
+    assert re.fullmatch(r"\d+\.\d+\.\d+(\S*)", rank.__version__)
+    try:
+        installed = importlib.metadata.version("rank-kernels")
+    except importlib.metadata.PackageNotFoundError:
+        pytest.skip("rank-kernels is not installed, only built in place")
+    assert installed == rank.__version__
+
+
+def test_public_names_reexported():
+    import rank.rerank
+
+    for name in rank.rerank.__all__:
+        assert getattr(rank, name) is getattr(rank.rerank, name)
+        assert callable(getattr(rank, name)) and getattr(rank, name).__doc__
+
+
+def test_error_hierarchy():
+    assert issubclass(errors.ShapeError, (errors.RankError, ValueError))
+    assert issubclass(errors.DTypeError, TypeError)
+    assert issubclass(errors.NonFiniteError, errors.InvalidValueError)
+    assert issubclass(errors.UnknownMethodError, ValueError)
+    assert issubclass(errors.CorruptFileError, ValueError)
+    assert issubclass(errors.MissingDependencyError, ImportError)
+    for name in errors.__all__:
+        assert issubclass(getattr(errors, name), errors.RankError)
+
+
+def test_kernels_never_import_rank():
+    for src in (ROOT / "rank_kernels").glob("*.pyx"):
+        assert not re.search(r"^\s*(from|import)\s+rank\b(?!_)", src.read_text(), re.M), src
+
+
+def test_readme_tour_runs(tmp_path, monkeypatch):
+    text = (ROOT / "README.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", text, re.S)
+    assert blocks, "the README has no tour"
+    monkeypatch.chdir(tmp_path)
+    for block in blocks:
+        exec(compile(block, "README.md", "exec"), {"__name__": "readme"})
+
+
+def test_readme_commands_match_ci():
+    text = (ROOT / "README.md").read_text()
+    commands = re.findall(r"```bash\n(.*?)\n```", text, re.S)[:2]
+    ci = (ROOT / ".ci" / "run").read_text()
+    for command in commands:
+        assert command in ci, f"CI does not run the README command {command!r}"
+
+
+def test_demo_command():
+    out = subprocess.run([sys.executable, "-m", "rank", "demo", "--docs", "50", "--top", "3", "--repeat", "1"],
+                         capture_output=True, text=True, timeout=120, cwd=os.getcwd())
+    assert out.returncode == 0, out.stderr
+    assert "GFLOP/s" in out.stdout and "docs/s" in out.stdout
+    ranks = [line.split() for line in out.stdout.splitlines() if re.match(r"\s+\d+\s+\d+\s+\d+\s+[-\d.]+$", line)]
+    assert len(ranks) == 3
+    scores = [float(r[3]) for r in ranks]
+    assert scores == sorted(scores, reverse=True)
+
+
+def test_demo_rejects_bad_arguments():
+    out = subprocess.run([sys.executable, "-m", "rank", "demo", "--docs", "0"],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2 and "--docs" in out.stderr
+
+
+def test_docstring_examples():
+    import doctest
+
+    import rank._topk
+    import rank.errors
+    import rank.rerank.maxsim
+
+    for mod in (rank, rank._topk, rank.errors, rank.rerank.maxsim):
+        result = doctest.testmod(mod, optionflags=doctest.NORMALIZE_WHITESPACE)
+        assert result.failed == 0, mod.__name__
