@@ -34,7 +34,7 @@ class BuildExt(build_ext):
         if ctype == "msvc":
             opt, omp = ["/O2"], ["/openmp"]
         else:
-            opt, omp = ["-O3", "-fno-math-errno"], ["-fopenmp"]
+            opt, omp = ["-O3", "-g0", "-fno-math-errno"], ["-fopenmp"]
             if sys.platform == "darwin":
                 omp = ["-Xpreprocessor", "-fopenmp", "-lomp"]
         use_omp = os.environ.get("RANK_KERNELS_NO_OPENMP", "") == "" and _compiler_accepts(self.compiler, omp)

@@ -199,8 +199,12 @@ def maxsim(query, doc, *, check_finite=True):
     >>> maxsim([[1.0, 0.0], [0.0, 1.0]], [[1.0, 0.0], [0.5, 0.5]])
     1.5
     """
-    doc = as_float_array(doc, "doc", 2, check_finite=False)
-    return float(maxsim_batch(query, [doc], n_threads=1, check_finite=check_finite)[0])
+    q = _query(query, check_finite)
+    d = as_float_array(doc, "doc", 2, check_finite=False)
+    if d.shape[1] != q.shape[1]:
+        raise ShapeError(f"doc: expected shape (Ld, {q.shape[1]}) to match the query, got {d.shape}")
+    one = _ragged([d], "doc")
+    return float(_scores(q, np.array([0, q.shape[0]], np.int64), one, 1, check_finite, "doc")[0, 0])
 
 
 def maxsim_matrix(queries, docs, *, query_lengths=None, doc_lengths=None, n_threads=None,
