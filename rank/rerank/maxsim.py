@@ -13,8 +13,9 @@ kernel without copying float16/float32/float64 data:
 """
 import numpy as np
 
+from rank._ragged import is_packed, unpack
 from rank._topk import top_k as _top_k
-from rank._validate import KERNEL_FLOATS, as_float_array, check_positive_int, resolve_threads
+from rank._validate import as_float_array, check_positive_int, resolve_threads
 from rank.errors import DTypeError, InvalidValueError, NonFiniteError, ShapeError
 from rank_kernels import maxsim as _kernel
 
@@ -39,10 +40,6 @@ class _Ragged:
         return self.lengths.shape[0]
 
 
-def _is_packed(x):
-    return isinstance(x, tuple) and len(x) == 2 and np.ndim(x[1]) == 1
-
-
 def _as_lengths(lengths, name, n, limit):
     lengths = np.asarray(lengths)
     if lengths.dtype.kind not in "iu":
@@ -61,27 +58,11 @@ def _as_lengths(lengths, name, n, limit):
 
 def _ragged(x, name, lengths=None, lengths_name="doc_lengths"):
     """Parse one of the three ragged forms into a _Ragged (validated, no copy when possible)."""
-    if _is_packed(x):
+    if is_packed(x):
         if lengths is not None:
             raise InvalidValueError(f"{lengths_name}: not used with the packed (flat, offsets) form")
-        flat = as_float_array(x[0], f"{name}[0] (flat)", 2, check_finite=False)
-        offsets = np.asarray(x[1])
-        if offsets.dtype.kind not in "iu":
-            raise DTypeError(f"{name}[1] (offsets): expected integers, got dtype {offsets.dtype}")
-        offsets = offsets.astype(np.int64)
-        if offsets.shape[0] < 1:
-            raise ShapeError(f"{name}[1] (offsets): expected n + 1 >= 1 entries, got none")
-        if offsets[0] < 0 or offsets[-1] > flat.shape[0]:
-            raise InvalidValueError(
-                f"{name}[1] (offsets): must lie in [0, {flat.shape[0]}] (rows of flat), "
-                f"got first {offsets[0]} and last {offsets[-1]}")
+        flat, offsets = unpack(x, name)
         steps = np.diff(offsets)
-        if steps.size and steps.min() < 1:
-            i = int(np.argmin(steps))
-            what = "not increasing" if steps[i] < 0 else "an entry with zero tokens"
-            raise InvalidValueError(
-                f"{name}[1] (offsets): must be strictly increasing, {what} at position {i} "
-                f"({offsets[i]} -> {offsets[i + 1]})")
         d, itemsize = flat.shape[1], flat.dtype.itemsize
         ptrs = (flat.ctypes.data + offsets[:-1] * (d * itemsize)).astype(np.uint64)
         return _Ragged(ptrs, steps, _KINDS[flat.dtype], d, lambda i: flat[offsets[i]:offsets[i + 1]])
@@ -202,7 +183,8 @@ def maxsim(query, doc, *, check_finite=True):
     q = _query(query, check_finite)
     d = as_float_array(doc, "doc", 2, check_finite=False)
     if d.shape[1] != q.shape[1]:
-        raise ShapeError(f"doc: expected shape (Ld, {q.shape[1]}) to match the query, got {d.shape}")
+        raise ShapeError(f"doc: dimension {d.shape[1]} does not match the query dimension {q.shape[1]} "
+                         f"(expected shape (Ld, {q.shape[1]}), got {d.shape})")
     one = _ragged([d], "doc")
     return float(_scores(q, np.array([0, q.shape[0]], np.int64), one, 1, check_finite, "doc")[0, 0])
 
