@@ -8,7 +8,7 @@ from Cython.Build import cythonize
 from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
 
-# One extension per kernel family.
+# One extension per kernel family (rank_kernels/NAME.pyx).
 KERNELS = ["maxsim", "dense", "mmr", "pooling"]
 
 
@@ -54,7 +54,6 @@ extensions = [
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
     )
     for name in KERNELS
-    if os.path.exists(f"rank_kernels/{name}.pyx")
 ]
 
 setup(
