@@ -91,26 +91,60 @@ static void tile_pack_queries(const float *q, ptrdiff_t n, ptrdiff_t d, float *o
 /* ------------------------------------------------------------------------------------------ */
 /* Portable version: plain loops the compiler vectorises over the 16 lanes.                   */
 
-TILE_INLINE void tile_generic(const float *qp, const float *r, ptrdiff_t ld, ptrdiff_t d, int nr,
-                              float *out, ptrdiff_t ostride, int fold_max)
+/* Two R rows at a time (NR = 1 or 2, a constant once inlined). With GCC/Clang the 16 lanes of
+ * each row are four 4-wide vectors (SSE2, NEON, ...), so all 8 accumulators stay in registers. */
+#if defined(__GNUC__) || defined(__clang__)
+typedef float tile_v4 __attribute__((vector_size(16)));
+TILE_INLINE void tile_generic_rows(const float *qp, const float *r, ptrdiff_t ld, ptrdiff_t d, const int NR,
+                                   float *out, ptrdiff_t ostride, int fold_max)
 {
-    float acc[TILE_NR][TILE_QW];
-    for (int j = 0; j < nr; j++)
-        for (int l = 0; l < TILE_QW; l++) acc[j][l] = 0.0f;
+    tile_v4 a0 = {0, 0, 0, 0}, a1 = a0, a2 = a0, a3 = a0, b0 = a0, b1 = a0, b2 = a0, b3 = a0;
+    const float *r0 = r, *r1 = r + ld;
     for (ptrdiff_t k = 0; k < d; k++) {
-        const float *qk = qp + k * TILE_QW;
-        for (int j = 0; j < nr; j++) {
-            float rv = r[j * ld + k];
-            for (int l = 0; l < TILE_QW; l++) acc[j][l] += qk[l] * rv;
+        tile_v4 q0, q1, q2, q3;
+        memcpy(&q0, qp + k * TILE_QW, 16);
+        memcpy(&q1, qp + k * TILE_QW + 4, 16);
+        memcpy(&q2, qp + k * TILE_QW + 8, 16);
+        memcpy(&q3, qp + k * TILE_QW + 12, 16);
+        const float x = r0[k];
+        a0 += q0 * x; a1 += q1 * x; a2 += q2 * x; a3 += q3 * x;
+        if (NR > 1) {
+            const float y = r1[k];
+            b0 += q0 * y; b1 += q1 * y; b2 += q2 * y; b3 += q3 * y;
         }
     }
+    float acc[2][TILE_QW];
+    memcpy(acc[0], &a0, 16); memcpy(acc[0] + 4, &a1, 16); memcpy(acc[0] + 8, &a2, 16); memcpy(acc[0] + 12, &a3, 16);
+    memcpy(acc[1], &b0, 16); memcpy(acc[1] + 4, &b1, 16); memcpy(acc[1] + 8, &b2, 16); memcpy(acc[1] + 12, &b3, 16);
+#else
+TILE_INLINE void tile_generic_rows(const float *qp, const float *r, ptrdiff_t ld, ptrdiff_t d, const int NR,
+                                   float *out, ptrdiff_t ostride, int fold_max)
+{
+    float acc[2][TILE_QW] = {{0}};
+    for (ptrdiff_t k = 0; k < d; k++)
+        for (int j = 0; j < NR; j++)
+            for (int l = 0; l < TILE_QW; l++) acc[j][l] += qp[k * TILE_QW + l] * r[j * ld + k];
+#endif
     if (fold_max) {
-        for (int j = 0; j < nr; j++)
-            for (int l = 0; l < TILE_QW; l++) out[l] = acc[j][l] > out[l] ? acc[j][l] : out[l];
+        for (int l = 0; l < TILE_QW; l++) {
+            float m = acc[0][l] > out[l] ? acc[0][l] : out[l];
+            if (NR > 1) m = acc[1][l] > m ? acc[1][l] : m;
+            out[l] = m;
+        }
     } else {
-        for (int j = 0; j < nr; j++)
+        for (int j = 0; j < NR; j++)
             for (int l = 0; l < TILE_QW; l++) out[j * ostride + l] = acc[j][l];
     }
+}
+
+static void tile_generic(const float *qp, const float *r, ptrdiff_t ld, ptrdiff_t d, int nr,
+                         float *out, ptrdiff_t ostride, int fold_max)
+{
+    int j = 0;
+    for (; j + 2 <= nr; j += 2)
+        tile_generic_rows(qp, r + j * ld, ld, d, 2, fold_max ? out : out + j * ostride, ostride, fold_max);
+    if (j < nr)
+        tile_generic_rows(qp, r + j * ld, ld, d, 1, fold_max ? out : out + j * ostride, ostride, fold_max);
 }
 
 /* ------------------------------------------------------------------------------------------ */
