@@ -1,6 +1,4 @@
 """MMR selection: against a slow float64 NumPy reference, ties, lambda extremes, dtypes, errors."""
-import doctest
-import sys
 import threading
 
 import numpy as np
@@ -269,11 +267,6 @@ def test_threads_share_inputs():
     for r in results:
         np.testing.assert_array_equal(r[0], expected[0])
         np.testing.assert_array_equal(r[1], expected[1])
-
-
-def test_docstring_examples():
-    result = doctest.testmod(sys.modules["rank.rerank.mmr"], optionflags=doctest.NORMALIZE_WHITESPACE)
-    assert result.attempted > 0 and result.failed == 0
 
 
 # ---------------------------------------------------------------------------- errors

@@ -1,6 +1,4 @@
 """Token pooling: Ward partitions against SciPy, pooled vectors, protected tokens, batches, errors."""
-import doctest
-import sys
 import threading
 import warnings
 
@@ -267,11 +265,6 @@ def test_threads_share_inputs():
     for r in results:
         for a, b in zip(r, expected):
             np.testing.assert_array_equal(a, b)
-
-
-def test_docstring_examples():
-    result = doctest.testmod(sys.modules["rank.rerank.pooling"], optionflags=doctest.NORMALIZE_WHITESPACE)
-    assert result.attempted > 0 and result.failed == 0
 
 
 # ---------------------------------------------------------------------------- errors
