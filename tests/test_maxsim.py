@@ -262,8 +262,8 @@ def test_errors_arguments():
 
 def test_gil_released_during_kernel():
     rng = np.random.default_rng(12)
-    q = unit(rng, 64, 128)
-    docs = unit(rng, 64, 4096, 128)  # ~4 GFLOP: long enough to observe
+    q = unit(rng, 512, 128)
+    docs = unit(rng, 64, 4096, 128)  # ~34 GFLOP: far longer than the 50 ms below
     done = []
     worker = threading.Thread(target=lambda: done.append(rank.maxsim_batch(q, docs, n_threads=1)))
     worker.start()
@@ -278,22 +278,12 @@ def test_gil_released_during_kernel():
     assert done[0].shape == (64,)
 
 
-def test_concurrent_calls_are_consistent():
+def test_concurrent_calls_are_consistent(run_threads):
     rng = np.random.default_rng(13)
     q = unit(rng, 32, 64)
     docs = [unit(rng, n, 64) for n in rng.integers(1, 200, 300)]
     expect = rank.maxsim_batch(q, docs, n_threads=1)
-    results = [None] * 4
-
-    def run(i):
-        results[i] = rank.maxsim_batch(q, docs, n_threads=1 + i % 2)
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    for r in results:
+    for r in run_threads(lambda i: rank.maxsim_batch(q, docs, n_threads=1 + i % 2)):
         np.testing.assert_array_equal(r, expect)
 
 

@@ -1,5 +1,4 @@
 """MMR selection: against a slow float64 NumPy reference, ties, lambda extremes, dtypes, errors."""
-import threading
 
 import numpy as np
 import pytest
@@ -249,22 +248,12 @@ def test_numpy_scalar_arguments():
     assert idx.tolist() == [0, 1]
 
 
-def test_threads_share_inputs():
+def test_threads_share_inputs(run_threads):
     rng = np.random.default_rng(5)
     q = rng.standard_normal(32)
     c = rng.standard_normal((500, 32))
     expected = rank.mmr(q, c, 30, 0.5)
-    results = [None] * 4
-
-    def work(i):
-        results[i] = rank.mmr(q, c, 30, 0.5)
-
-    threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    for r in results:
+    for r in run_threads(lambda i: rank.mmr(q, c, 30, 0.5)):
         np.testing.assert_array_equal(r[0], expected[0])
         np.testing.assert_array_equal(r[1], expected[1])
 

@@ -1,5 +1,4 @@
 """Token pooling: Ward partitions against SciPy, pooled vectors, protected tokens, batches, errors."""
-import threading
 import warnings
 
 import numpy as np
@@ -249,20 +248,10 @@ def test_packed_docs():
         rank.pool_tokens((flat, [0, 5, 5, 9]), 2)
 
 
-def test_threads_share_inputs():
+def test_threads_share_inputs(run_threads):
     docs = [docs_for(i, 80, 16, np.float32) for i in range(6)]
     expected = rank.pool_tokens(docs, 3, n_threads=1)
-    results = [None] * 4
-
-    def work(i):
-        results[i] = rank.pool_tokens(docs, 3, n_threads=2)
-
-    threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    for r in results:
+    for r in run_threads(lambda i: rank.pool_tokens(docs, 3, n_threads=2)):
         for a, b in zip(r, expected):
             np.testing.assert_array_equal(a, b)
 
