@@ -239,6 +239,8 @@ def test_non_finite_detected_in_every_form(bad):
     qb[2, 1] = bad
     with pytest.raises(NonFiniteError, match="query"):
         rank.maxsim_batch(qb, docs)
+    with pytest.raises(NonFiniteError, match="^doc: contains NaN"):
+        rank.maxsim(q, np.where(np.arange(8) == 2, bad, 1.0)[None])
     with pytest.raises(NonFiniteError, match=r"queries\[1\]"):
         rank.maxsim_matrix([q, qb], docs)
     docs[2][0, 0] = bad

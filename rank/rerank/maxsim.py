@@ -126,7 +126,8 @@ def _scores(queries, q_offsets, docs, n_threads, check_finite, docs_name):
         if bad[i] == 2:
             raise MemoryError("maxsim: could not allocate per-thread buffers")
         raise NonFiniteError(
-            f"{docs_name}[{i}]: contains NaN or infinity (pass check_finite=False to skip this check)")
+            f"{docs_name if docs_name == 'doc' else f'{docs_name}[{i}]'}: contains NaN or infinity "
+            "(pass check_finite=False to skip this check)")
     return out
 
 
