@@ -7,13 +7,12 @@ sgemm followed by NumPy's top-k selection; `dot_scores` against the same sgemm; 
 (`dot_scores`, `search`) against NumPy's `matrix @ query` (sgemv).
 
 Both sides use the same thread count: ours through `n_threads`, OpenBLAS through
-threadpoolctl (BENCH_THREADS, see conftest.py). The goal is a search time <= sgemm time / 0.7.
+threadpoolctl in conftest.py (BENCH_THREADS). The goal is a search time <= sgemm time / 0.7.
 Effective GFLOP/s = 2 * n_queries * n * d / time is stored in each benchmark's extra_info;
 `python bench/summary.py results.json` prints the ratios.
 """
 import numpy as np
 import pytest
-from threadpoolctl import threadpool_limits
 
 from rank.rerank.dense import DenseIndex, dot_scores
 
@@ -64,64 +63,57 @@ def check_top(ids, scores, matrix, queries):
         assert scores[i][-1] >= kth - 1e-5
 
 
+def _label(benchmark, group, n_threads, flops):
+    benchmark.group = f"{group}-t{n_threads}"
+    benchmark.extra_info["flops"] = flops
+
+
 def test_rank_dense_search(benchmark, workload, n_threads):
     index, matrix, queries, flops = workload
-    benchmark.group = f"dense-top{K}-64x1Mx384-t{n_threads}"
-    benchmark.extra_info["flops"] = flops
+    _label(benchmark, f"dense-top{K}-64x1Mx384", n_threads, flops)
     ids, scores = benchmark(index.search, queries, k=K, n_threads=n_threads)
     check_top(ids, scores, matrix, queries)
 
 
 def test_numpy_sgemm_for_search(benchmark, workload, n_threads):
     _, matrix, queries, flops = workload
-    benchmark.group = f"dense-top{K}-64x1Mx384-t{n_threads}"
-    benchmark.extra_info["flops"] = flops
-    with threadpool_limits(limits=n_threads, user_api="blas"):
-        benchmark(sgemm, queries, matrix)
+    _label(benchmark, f"dense-top{K}-64x1Mx384", n_threads, flops)
+    benchmark(sgemm, queries, matrix)
 
 
 def test_numpy_sgemm_argpartition(benchmark, workload, n_threads):
     _, matrix, queries, flops = workload
-    benchmark.group = f"dense-top{K}-64x1Mx384-t{n_threads}"
-    benchmark.extra_info["flops"] = flops
-    with threadpool_limits(limits=n_threads, user_api="blas"):
-        benchmark(sgemm_topk, queries, matrix)
+    _label(benchmark, f"dense-top{K}-64x1Mx384", n_threads, flops)
+    benchmark(sgemm_topk, queries, matrix)
 
 
 def test_rank_dot_scores(benchmark, workload, n_threads):
     _, matrix, queries, flops = workload
-    benchmark.group = f"dense-scores-64x1Mx384-t{n_threads}"
-    benchmark.extra_info["flops"] = flops
+    _label(benchmark, "dense-scores-64x1Mx384", n_threads, flops)
     out = benchmark(dot_scores, queries, matrix, n_threads=n_threads)
     np.testing.assert_allclose(out[:, :1000], sgemm(queries, matrix[:1000]), rtol=1e-5, atol=1e-6)
 
 
 def test_numpy_sgemm_for_scores(benchmark, workload, n_threads):
     _, matrix, queries, flops = workload
-    benchmark.group = f"dense-scores-64x1Mx384-t{n_threads}"
-    benchmark.extra_info["flops"] = flops
-    with threadpool_limits(limits=n_threads, user_api="blas"):
-        benchmark(sgemm, queries, matrix)
+    _label(benchmark, "dense-scores-64x1Mx384", n_threads, flops)
+    benchmark(sgemm, queries, matrix)
 
 
 def test_rank_dot_scores_one_query(benchmark, workload, n_threads):
     _, matrix, queries, flops = workload
-    benchmark.group = f"dense-scores-1x1Mx384-t{n_threads}"
-    benchmark.extra_info["flops"] = flops / queries.shape[0]
+    _label(benchmark, "dense-scores-1x1Mx384", n_threads, flops / queries.shape[0])
     benchmark(dot_scores, queries[0], matrix, n_threads=n_threads)
 
 
 def test_rank_dense_search_one_query(benchmark, workload, n_threads):
     index, matrix, queries, flops = workload
-    benchmark.group = f"dense-scores-1x1Mx384-t{n_threads}"
-    benchmark.extra_info["flops"] = flops / queries.shape[0]
+    _label(benchmark, "dense-scores-1x1Mx384", n_threads, flops / queries.shape[0])
     ids, scores = benchmark(index.search, queries[0], k=K, n_threads=n_threads)
     check_top(ids[None], scores[None], matrix, queries[:1])
 
 
 def test_numpy_sgemv_one_query(benchmark, workload, n_threads):
     _, matrix, queries, flops = workload
-    benchmark.group = f"dense-scores-1x1Mx384-t{n_threads}"
-    benchmark.extra_info["flops"] = flops / queries.shape[0]
-    with threadpool_limits(limits=n_threads, user_api="blas"):
-        benchmark(np.dot, matrix, queries[0])
+    _label(benchmark, "dense-scores-1x1Mx384", n_threads, flops / queries.shape[0])
+    benchmark(np.dot, matrix, queries[0])
