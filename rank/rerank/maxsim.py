@@ -87,17 +87,14 @@ def _ragged(x, name, lengths=None, lengths_name="doc_lengths"):
     ptrs, rows, cols, kinds = _kernel.ragged_pointers(items)
     present = np.unique(kinds[kinds != 0])
     kind = int(present[0]) if present.shape[0] == 1 else 4  # one shared dtype, else float32
-    keep = items.__getitem__
     redo = np.flatnonzero(kinds != kind)
     for i in redo:  # other dtypes, non-contiguous or not arrays: convert once
         a = as_float_array(items[i], f"{name}[{i}]", 2, dtypes=(_DTYPES[kind],), default=_DTYPES[kind],
                            check_finite=False, allow_empty=True)
-        if a.dtype != _DTYPES[kind]:
-            a = a.astype(_DTYPES[kind])
         items[i] = a
         ptrs[i], rows[i], cols[i] = a.ctypes.data, a.shape[0], a.shape[1]
     if len(items) == 0:
-        return _Ragged(ptrs, rows, kind, None, keep)
+        return _Ragged(ptrs, rows, kind, None, items.__getitem__)
     if (cols != cols[0]).any():
         i = int(np.flatnonzero(cols != cols[0])[0])
         raise ShapeError(f"{name}[{i}]: expected dimension {cols[0]} like {name}[0], got {cols[i]}")
@@ -106,7 +103,7 @@ def _ragged(x, name, lengths=None, lengths_name="doc_lengths"):
     if rows.min() < 1:
         i = int(np.argmin(rows))
         raise ShapeError(f"{name}[{i}]: has zero tokens, expected shape (L >= 1, {cols[0]})")
-    return _Ragged(ptrs, rows, kind, int(cols[0]), keep)
+    return _Ragged(ptrs, rows, kind, int(cols[0]), items.__getitem__)
 
 
 def _scores(queries, q_offsets, docs, n_threads, check_finite, docs_name):
