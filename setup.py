@@ -1,4 +1,5 @@
 """Cython extensions of rank-kernels and their compiler flags (metadata lives in pyproject.toml)."""
+import glob
 import os
 import sys
 import tempfile
@@ -8,8 +9,8 @@ from Cython.Build import cythonize
 from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
 
-# One extension per kernel family (rank_kernels/NAME.pyx).
-KERNELS = ["maxsim", "dense", "mmr", "pooling"]
+# One extension per kernel family: every rank_kernels/NAME.pyx becomes rank_kernels.NAME.
+KERNELS = sorted(os.path.splitext(os.path.basename(p))[0] for p in glob.glob("rank_kernels/*.pyx"))
 
 
 def _compiler_accepts(compiler, flags):
