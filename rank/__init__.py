@@ -22,6 +22,7 @@ from rank.rerank import (
     pool_tokens,
     rerank_maxsim,
 )
+from rank.soft import soft_rank, soft_sort, spearman_loss
 
 __all__ = [
     "__version__",
@@ -35,4 +36,7 @@ __all__ = [
     "DenseIndex",
     "mmr",
     "pool_tokens",
+    "soft_rank",
+    "soft_sort",
+    "spearman_loss",
 ]

@@ -1,0 +1,46 @@
+"""Differentiable sorting and ranking: soft ranks, soft sorts, their VJPs and a Spearman loss.
+
+:func:`soft_rank` and :func:`soft_sort` project onto the permutahedron (Blondel et al. 2020)
+with a compiled pool-adjacent-violators kernel: O(n log n) forward, O(n) vector-Jacobian
+products, 1-D or row-wise 2-D float32/float64 input, threads over rows. Adapters for automatic
+differentiation live in :mod:`rank.soft.torch` and :mod:`rank.soft.jax` (optional extras).
+
+>>> import rank
+>>> rank.soft_rank([10.0, 30.0, 20.0], regularization_strength=0.1)
+array([1., 3., 2.])
+"""
+from rank.soft.projection import (
+    DIRECTIONS,
+    REGULARIZATIONS,
+    available_methods,
+    jacobian,
+    register_relaxation,
+    soft_rank,
+    soft_rank_vjp,
+    soft_rank_with_vjp,
+    soft_sort,
+    soft_sort_vjp,
+    soft_sort_with_vjp,
+    soft_topk_mask,
+    soft_topk_mask_with_vjp,
+    spearman_loss,
+    spearman_loss_and_grad,
+)
+
+__all__ = [
+    "soft_rank",
+    "soft_sort",
+    "soft_rank_vjp",
+    "soft_sort_vjp",
+    "soft_rank_with_vjp",
+    "soft_sort_with_vjp",
+    "soft_topk_mask",
+    "soft_topk_mask_with_vjp",
+    "jacobian",
+    "spearman_loss",
+    "spearman_loss_and_grad",
+    "register_relaxation",
+    "available_methods",
+    "DIRECTIONS",
+    "REGULARIZATIONS",
+]

@@ -1,0 +1,540 @@
+"""Differentiable sorting and ranking by projection onto the permutahedron.
+
+Blondel, Teboul, Berthet and Djolonga (2020), "Fast Differentiable Sorting and Ranking".
+The soft ranks of ``x`` are the projection of ``x / strength`` onto the permutahedron of
+``(n, n-1, ..., 1)`` (the convex hull of all rank vectors); the soft sort is the projection of
+``(n, ..., 1) / strength`` onto the permutahedron of ``x``. Both reduce to an isotonic
+regression solved exactly by pool-adjacent-violators in a compiled kernel: O(n log n) per row
+for the forward pass (one sort), O(n) for a vector-Jacobian product.
+
+- ``regularization="l2"`` (quadratic): piecewise linear in ``x``; the ranks keep their sum
+  ``n (n + 1) / 2`` and their mean ``(n + 1) / 2``.
+- ``regularization="kl"`` (entropic): smooth within blocks, ranks are positive.
+
+As ``regularization_strength`` tends to 0 the outputs become the hard ranks (ties get the
+average of their ranks) and the sorted values; as it grows they flatten towards the mean.
+
+>>> import numpy as np
+>>> soft_rank([3.0, 1.0, 2.0], regularization_strength=0.1)
+array([3., 1., 2.])
+>>> soft_rank([3.0, 1.0, 2.0], regularization_strength=2.0)
+array([2.5 , 1.5 , 2.  ])
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, Dict, Optional, Tuple
+
+import numpy as np
+import numpy.typing as npt
+
+from rank._validate import as_float_array, resolve_threads
+from rank.errors import InvalidValueError, ShapeError, UnknownMethodError
+from rank_kernels import isotonic as _kernel
+
+__all__ = [
+    "soft_rank",
+    "soft_sort",
+    "soft_rank_vjp",
+    "soft_sort_vjp",
+    "soft_rank_with_vjp",
+    "soft_sort_with_vjp",
+    "soft_topk_mask",
+    "soft_topk_mask_with_vjp",
+    "jacobian",
+    "spearman_loss",
+    "spearman_loss_and_grad",
+    "register_relaxation",
+    "available_methods",
+    "DIRECTIONS",
+    "REGULARIZATIONS",
+]
+
+DIRECTIONS = ("ascending", "descending")
+REGULARIZATIONS = ("l2", "kl")
+KINDS = ("rank", "sort")
+REDUCTIONS = ("mean", "sum", "none")
+
+#: Soft-rank methods other than "projection", by name. Each is called as
+#: ``fn(values, direction=..., temperature=..., n_threads=..., check_finite=..., **method_params)``
+#: and returns an array shaped like `values`. Filled by :func:`register_relaxation`.
+_RELAXATIONS: Dict[str, Callable[..., np.ndarray]] = {}
+
+_MODE_RANK, _MODE_SORT = 0, 1
+_MAX_N = 2**31 - 1
+
+VjpFn = Callable[[npt.ArrayLike], np.ndarray]
+
+
+def _names(valid: Tuple[str, ...]) -> str:
+    return ", ".join(repr(v) for v in valid)
+
+
+def available_methods() -> Tuple[str, ...]:
+    """The valid ``method=`` names of :func:`soft_rank`: "projection" and every registered relaxation."""
+    return ("projection",) + tuple(sorted(_RELAXATIONS))
+
+
+def register_relaxation(name: str, fn: Callable[..., np.ndarray]) -> None:
+    """Make ``soft_rank(values, method=name, ...)`` call ``fn`` (see `_RELAXATIONS` for the call)."""
+    if not isinstance(name, str) or not name or name == "projection":
+        raise InvalidValueError(f"name: expected a new method name, got {name!r}")
+    if not callable(fn):
+        raise InvalidValueError(f"fn: expected a callable, got {type(fn).__name__}")
+    _RELAXATIONS[name] = fn
+
+
+# --- validation ----------------------------------------------------------------------------------
+
+def _choice(value: Any, name: str, valid: Tuple[str, ...]) -> str:
+    if not isinstance(value, str) or value not in valid:
+        raise UnknownMethodError(f"{name}: expected one of {_names(valid)}, got {value!r}")
+    return value
+
+
+def _strength(value: Any) -> float:
+    if not isinstance(value, (int, float, np.integer, np.floating)):
+        raise InvalidValueError(f"regularization_strength: expected a positive number, got {value!r}")
+    try:
+        s = float(value)
+    except (TypeError, ValueError):
+        raise InvalidValueError(f"regularization_strength: expected a positive number, got {value!r}") from None
+    if isinstance(value, (bool, np.bool_)) or not np.isfinite(s) or s <= 0:
+        raise InvalidValueError(f"regularization_strength: expected a finite number > 0, got {value!r}")
+    return s
+
+
+def _values(values: npt.ArrayLike, name: str, check_finite: bool) -> Tuple[np.ndarray, bool]:
+    """`values` as a C-contiguous float32/float64 (m, n) array, and whether it was 1-D."""
+    x = as_float_array(values, name, (1, 2), dtypes=(np.dtype(np.float32), np.dtype(np.float64)),
+                       default=np.float64, check_finite=check_finite)
+    if x.shape[-1] > _MAX_N:
+        raise ShapeError(f"{name}: rows longer than {_MAX_N} are not supported, got shape {x.shape}")
+    if not check_finite and not np.isfinite(x).all():
+        raise InvalidValueError(f"{name}: contains NaN or infinity; soft ranks and sorts need finite values")
+    single = x.ndim == 1
+    return (x.reshape(1, -1) if single else x), single
+
+
+def _check_scale(x: np.ndarray, a: float) -> None:
+    """The scaled values a * x must stay finite (a tiny strength can overflow them)."""
+    with np.errstate(over="ignore"):
+        big = float(np.abs(x).max()) * abs(a)
+    if not np.isfinite(big) or big > 1e300:
+        raise InvalidValueError(
+            f"regularization_strength: values / strength overflow float64 (max |value| "
+            f"{float(np.abs(x).max()):.3g}, scale {abs(a):.3g}); use a larger strength")
+
+
+# --- the projection and its VJP ------------------------------------------------------------------
+
+class _Projection:
+    """One forward pass with the state its VJPs need (permutation and blocks of every row)."""
+
+    def __init__(self, x: np.ndarray, mode: int, kl: bool, a: float, table: np.ndarray,
+                 n_threads: int, single: bool) -> None:
+        m, n = x.shape
+        self.x, self.mode, self.kl, self.a, self.single = x, mode, kl, a, single
+        self.n_threads = n_threads
+        self.out = np.empty_like(x)
+        self.perm = np.empty((m, n), np.int32)
+        self.ends = np.empty((m, n), np.int32)
+        self.nblocks = np.empty(m, np.int32)
+        _kernel.project(x, self.out, mode, kl, a, table, self.perm, self.ends, self.nblocks, True, n_threads)
+
+    def result(self) -> np.ndarray:
+        return self.out[0] if self.single else self.out
+
+    def vjp(self, cotangent: npt.ArrayLike) -> np.ndarray:
+        g = np.asarray(cotangent)
+        shape = self.out.shape[1:] if self.single else self.out.shape
+        if g.shape != shape:
+            raise ShapeError(f"cotangent: expected shape {shape} (the shape of the output), got {g.shape}")
+        if g.dtype.kind not in "biuf":
+            raise ShapeError(f"cotangent: expected a numeric array, got dtype {g.dtype}")
+        g = np.ascontiguousarray(g.reshape(self.out.shape), dtype=self.x.dtype)
+        grad = np.empty_like(self.x)
+        y = self.out if self.mode == _MODE_RANK else self.x
+        _kernel.vjp(g, y, grad, self.mode, self.kl, self.a, self.perm, self.ends, self.nblocks, self.n_threads)
+        return grad[0] if self.single else grad
+
+    def blocks(self, row: int) -> list:
+        """Block index of every sorted position of `row` (for the explicit Jacobian)."""
+        ends = self.ends[row, :self.nblocks[row]]
+        return list(np.repeat(np.arange(len(ends)), np.diff(np.concatenate(([0], ends)))))
+
+
+def _rank_projection(values: npt.ArrayLike, direction: str, regularization_strength: Any,
+                     regularization: str, n_threads: Optional[int], check_finite: bool) -> _Projection:
+    direction = _choice(direction, "direction", DIRECTIONS)
+    kl = _choice(regularization, "regularization", REGULARIZATIONS) == "kl"
+    strength = _strength(regularization_strength)
+    x, single = _values(values, "values", check_finite)
+    n = x.shape[1]
+    a = (1.0 if direction == "ascending" else -1.0) / strength
+    _check_scale(x, a)
+    table = np.arange(n, 0, -1, dtype=np.float64)
+    if kl:
+        table = np.log(table)
+    return _Projection(x, _MODE_RANK, kl, a, table, resolve_threads(n_threads), single)
+
+
+def _sort_projection(values: npt.ArrayLike, direction: str, regularization_strength: Any,
+                     regularization: str, n_threads: Optional[int], check_finite: bool) -> _Projection:
+    direction = _choice(direction, "direction", DIRECTIONS)
+    kl = _choice(regularization, "regularization", REGULARIZATIONS) == "kl"
+    strength = _strength(regularization_strength)
+    x, single = _values(values, "values", check_finite)
+    n = x.shape[1]
+    table = np.arange(n, 0, -1, dtype=np.float64) / strength
+    if not np.isfinite(table[0]):
+        raise InvalidValueError(f"regularization_strength: n / strength overflows float64 (strength {strength:.3g})")
+    a = 1.0 if direction == "descending" else -1.0
+    return _Projection(x, _MODE_SORT, kl, a, table, resolve_threads(n_threads), single)
+
+
+_PARAMS_DOC = """
+    direction : {"ascending", "descending"}, default "ascending"
+        "ascending": rank 1 (or the first sorted value) is the smallest value; "descending":
+        the largest.
+    regularization_strength : float > 0, default 1.0
+        epsilon in the paper. Smaller is closer to the hard operation (and less smooth); the
+        values are effectively divided by it, so choose it relative to their spread.
+    regularization : {"l2", "kl"}, default "l2"
+        Quadratic or entropic regularization.
+    n_threads : int, optional
+        Threads over rows (default: every core available; 1 = serial). The GIL is released.
+    check_finite : bool, default True
+        Raise NonFiniteError for NaN or infinity (they are rejected either way)."""
+
+
+def soft_rank(values: npt.ArrayLike, *, method: str = "projection", direction: str = "ascending",
+              regularization_strength: float = 1.0, regularization: str = "l2", temperature: float = 1.0,
+              n_threads: Optional[int] = None, check_finite: bool = True, **method_params: Any) -> np.ndarray:
+    """Soft ranks of a vector, or of every row of a matrix.
+
+    Parameters
+    ----------
+    values : array-like, shape (n,) or (m, n), float32 or float64
+        Scores; a 2-D array is ranked row by row. Other numeric dtypes are computed as float64.
+    method : str, default "projection"
+        "projection" (this module: Blondel et al. 2020) or a registered relaxation, which
+        receives `direction`, `temperature`, `n_threads`, `check_finite` and `method_params`.
+    temperature : float, default 1.0
+        For the relaxation methods only; "projection" uses `regularization_strength`.%PARAMS%
+
+    Returns
+    -------
+    numpy.ndarray, same shape and dtype as `values` (float64 for non-float input)
+        Soft ranks in [1, n] ("l2" keeps the sum n (n + 1) / 2); computed in float64.
+
+    Complexity: O(n log n) per row (one sort, then pool-adjacent-violators in O(n)).
+
+    >>> soft_rank([[0.0, 5.0, 1.0], [2.0, 2.0, 9.0]], regularization_strength=0.01)
+    array([[1. , 3. , 2. ],
+           [1.5, 1.5, 3. ]])
+    >>> soft_rank([0.0, 5.0, 1.0], direction="descending", regularization_strength=0.01)
+    array([3., 1., 2.])
+    """
+    if method != "projection":
+        if not isinstance(method, str) or method not in _RELAXATIONS:
+            raise UnknownMethodError(f"method: expected one of {_names(available_methods())}, got {method!r}")
+        if regularization != "l2" or regularization_strength != 1.0:
+            raise InvalidValueError(f"regularization and regularization_strength apply to method='projection' "
+                                    f"only, not {method!r}; use temperature")
+        return _RELAXATIONS[method](values, direction=direction, temperature=temperature, n_threads=n_threads,
+                                    check_finite=check_finite, **method_params)
+    if method_params:
+        raise InvalidValueError(f"method='projection' takes no parameters {sorted(method_params)}")
+    if temperature != 1.0:
+        raise InvalidValueError("temperature applies to the relaxation methods; method='projection' uses "
+                                "regularization_strength")
+    return _rank_projection(values, direction, regularization_strength, regularization, n_threads,
+                            check_finite).result()
+
+
+def soft_sort(values: npt.ArrayLike, *, direction: str = "ascending", regularization_strength: float = 1.0,
+              regularization: str = "l2", n_threads: Optional[int] = None,
+              check_finite: bool = True) -> np.ndarray:
+    """Soft sort of a vector, or of every row of a matrix.
+
+    Parameters
+    ----------
+    values : array-like, shape (n,) or (m, n), float32 or float64
+        A 2-D array is sorted row by row. Other numeric dtypes are computed as float64.%PARAMS%
+
+    Returns
+    -------
+    numpy.ndarray, same shape and dtype as `values` (float64 for non-float input)
+        Soft-sorted values, monotone in `direction`; "l2" keeps the sum of each row. With
+        "kl" the output is the log of a point of the permutahedron of exp(values).
+
+    Complexity: O(n log n) per row (one sort, then pool-adjacent-violators in O(n)).
+
+    >>> soft_sort([2.0, 0.0, 1.0], regularization_strength=0.1)
+    array([0., 1., 2.])
+    >>> soft_sort([2.0, 0.0, 1.0], direction="descending", regularization_strength=3.0)
+    array([1.5, 1. , 0.5])
+    """
+    return _sort_projection(values, direction, regularization_strength, regularization, n_threads,
+                            check_finite).result()
+
+
+soft_rank.__doc__ = (soft_rank.__doc__ or "").replace("%PARAMS%", _PARAMS_DOC)
+soft_sort.__doc__ = (soft_sort.__doc__ or "").replace("%PARAMS%", _PARAMS_DOC)
+
+
+def soft_rank_with_vjp(values: npt.ArrayLike, *, direction: str = "ascending",
+                       regularization_strength: float = 1.0, regularization: str = "l2",
+                       n_threads: Optional[int] = None, check_finite: bool = True) -> Tuple[np.ndarray, VjpFn]:
+    """Soft ranks and a function computing vector-Jacobian products at `values`.
+
+    Same parameters as :func:`soft_rank`. ``vjp(cotangent)`` takes an array shaped like the
+    ranks and returns ``cotangent @ d ranks / d values`` (row by row) in O(n) per row, from the
+    permutation and blocks saved by the forward pass; call it any number of times.
+
+    >>> r, vjp = soft_rank_with_vjp([0.0, 3.0, 1.0], regularization_strength=4.0)
+    >>> r
+    array([1.75, 2.5 , 1.75])
+    >>> vjp([1.0, 0.0, 0.0])
+    array([ 0.125, -0.   , -0.125])
+    """
+    p = _rank_projection(values, direction, regularization_strength, regularization, n_threads, check_finite)
+    return p.result(), p.vjp
+
+
+def soft_sort_with_vjp(values: npt.ArrayLike, *, direction: str = "ascending",
+                       regularization_strength: float = 1.0, regularization: str = "l2",
+                       n_threads: Optional[int] = None, check_finite: bool = True) -> Tuple[np.ndarray, VjpFn]:
+    """Soft sort and a function computing vector-Jacobian products at `values` (O(n) per row).
+
+    Same parameters as :func:`soft_sort`; see :func:`soft_rank_with_vjp`.
+
+    >>> s, vjp = soft_sort_with_vjp([2.0, 0.0], regularization_strength=4.0)
+    >>> s, vjp([1.0, 0.0])
+    (array([0.5, 1.5]), array([0.5, 0.5]))
+    """
+    p = _sort_projection(values, direction, regularization_strength, regularization, n_threads, check_finite)
+    return p.result(), p.vjp
+
+
+def soft_rank_vjp(values: npt.ArrayLike, cotangent: npt.ArrayLike, *, direction: str = "ascending",
+                  regularization_strength: float = 1.0, regularization: str = "l2",
+                  n_threads: Optional[int] = None, check_finite: bool = True) -> np.ndarray:
+    """Vector-Jacobian product of :func:`soft_rank`: ``cotangent @ d soft_rank(values) / d values``.
+
+    Parameters as :func:`soft_rank`; `cotangent` has the shape of `values`. Returns an array of
+    that shape and the dtype of the ranks. Complexity: one forward pass, then O(n) per row
+    (no n x n Jacobian). To reuse one forward pass, see :func:`soft_rank_with_vjp`.
+
+    >>> soft_rank_vjp([0.0, 3.0, 1.0], [1.0, 0.0, 0.0], regularization_strength=4.0)
+    array([ 0.125, -0.   , -0.125])
+    """
+    return _rank_projection(values, direction, regularization_strength, regularization, n_threads,
+                            check_finite).vjp(cotangent)
+
+
+def soft_sort_vjp(values: npt.ArrayLike, cotangent: npt.ArrayLike, *, direction: str = "ascending",
+                  regularization_strength: float = 1.0, regularization: str = "l2",
+                  n_threads: Optional[int] = None, check_finite: bool = True) -> np.ndarray:
+    """Vector-Jacobian product of :func:`soft_sort`: ``cotangent @ d soft_sort(values) / d values``.
+
+    Parameters as :func:`soft_sort`; `cotangent` has the shape of `values`. Complexity: one
+    forward pass, then O(n) per row. To reuse one forward pass, see :func:`soft_sort_with_vjp`.
+
+    >>> soft_sort_vjp([2.0, 0.0], [0.0, 1.0], regularization_strength=0.1)
+    array([1., 0.])
+    """
+    return _sort_projection(values, direction, regularization_strength, regularization, n_threads,
+                            check_finite).vjp(cotangent)
+
+
+def _topk_projection(values: npt.ArrayLike, k: Any, regularization_strength: Any, n_threads: Optional[int],
+                     check_finite: bool) -> _Projection:
+    strength = _strength(regularization_strength)
+    x, single = _values(values, "values", check_finite)
+    n = x.shape[1]
+    if isinstance(k, (bool, np.bool_)) or not isinstance(k, (int, np.integer)) or not 1 <= k <= n:
+        raise InvalidValueError(f"k: expected an integer in [1, {n}], got {k!r}")
+    a = 1.0 / strength
+    _check_scale(x, a)
+    table = np.zeros(n)
+    table[:int(k)] = 1.0
+    return _Projection(x, _MODE_RANK, False, a, table, resolve_threads(n_threads), single)
+
+
+def soft_topk_mask(values: npt.ArrayLike, k: int, *, regularization_strength: float = 1.0,
+                   n_threads: Optional[int] = None, check_finite: bool = True) -> np.ndarray:
+    """Differentiable top-k membership: the projection of ``values / strength`` onto the
+    permutahedron of ``(1, ..., 1, 0, ..., 0)`` (k ones), quadratic regularization.
+
+    values : array-like, shape (n,) or (m, n); k : int in [1, n]. Returns an array of the same
+    shape and dtype, entries in [0, 1] summing to k per row; as the strength tends to 0 it is
+    the 0/1 mask of the k largest values (ties share). O(n log n) per row; VJP in O(n) through
+    :func:`soft_topk_mask_with_vjp`.
+
+    >>> soft_topk_mask([0.0, 3.0, 1.0, 2.0], 2, regularization_strength=0.1)
+    array([0., 1., 0., 1.])
+    >>> soft_topk_mask([0.0, 3.0, 1.0, 2.0], 2, regularization_strength=2.0)
+    array([0.25, 1.  , 0.25, 0.5 ])
+    """
+    return _topk_projection(values, k, regularization_strength, n_threads, check_finite).result()
+
+
+def soft_topk_mask_with_vjp(values: npt.ArrayLike, k: int, *, regularization_strength: float = 1.0,
+                            n_threads: Optional[int] = None,
+                            check_finite: bool = True) -> Tuple[np.ndarray, VjpFn]:
+    """:func:`soft_topk_mask` and a function computing its vector-Jacobian products (O(n) per row).
+
+    >>> m, vjp = soft_topk_mask_with_vjp([0.0, 3.0, 1.0], 1, regularization_strength=4.0)
+    >>> m, vjp([0.0, 1.0, 0.0])
+    (array([0.25, 1.  , -0.  ]), array([0. , 0. , 0. ]))
+    """
+    p = _topk_projection(values, k, regularization_strength, n_threads, check_finite)
+    return p.result(), p.vjp
+
+
+def jacobian(values: npt.ArrayLike, *, kind: str = "rank", direction: str = "ascending",
+             regularization_strength: float = 1.0, regularization: str = "l2",
+             check_finite: bool = True) -> np.ndarray:
+    """The explicit Jacobian of :func:`soft_rank` (``kind="rank"``) or :func:`soft_sort` (``"sort"``).
+
+    For small n and tests: O(n^2) memory per row. ``J[..., i, j] = d out[..., i] / d values[..., j]``.
+    Built from the block structure of the forward pass (block-diagonal up to the sorting
+    permutation: averaging for "l2", softmax weights for "kl").
+
+    values : array-like, shape (n,) or (m, n). Returns float64, shape (n, n) or (m, n, n).
+
+    >>> jacobian([0.0, 3.0, 1.0], regularization_strength=4.0)
+    array([[ 0.125,  0.   , -0.125],
+           [ 0.   ,  0.   ,  0.   ],
+           [-0.125,  0.   ,  0.125]])
+    """
+    kind = _choice(kind, "kind", KINDS)
+    build = _rank_projection if kind == "rank" else _sort_projection
+    p = build(values, direction, regularization_strength, regularization, 1, check_finite)
+    m, n = p.x.shape
+    jac = np.zeros((m, n, n))
+    for r in range(m):
+        perm = p.perm[r]
+        ends = p.ends[r, :p.nblocks[r]]
+        start = 0
+        for end in ends:
+            idx = perm[start:end]
+            if kind == "rank":
+                if p.kl:
+                    o = p.out[r, idx].astype(np.float64)
+                    block = -np.outer(o, o) / o.sum() + np.diag(o)
+                else:
+                    block = np.eye(len(idx)) - 1.0 / len(idx)
+                jac[r][np.ix_(idx, idx)] = p.a * block
+            else:
+                if p.kl:
+                    w = p.a * p.x[r, idx].astype(np.float64)
+                    q = np.exp(w - w.max())
+                    q /= q.sum()
+                    jac[r, start:end][:, idx] = q[None, :]
+                else:
+                    jac[r, start:end][:, idx] = 1.0 / len(idx)
+            start = end
+    return jac[0] if p.single else jac
+
+
+# --- Spearman correlation loss -------------------------------------------------------------------
+
+def _hard_ranks(t: np.ndarray) -> np.ndarray:
+    """Ascending ranks 1..n of every row, ties sharing the average of their ranks."""
+    m, n = t.shape
+    order = np.argsort(t, axis=1, kind="stable")
+    st = np.take_along_axis(t, order, axis=1)
+    idx = np.broadcast_to(np.arange(n), (m, n))
+    first = np.ones((m, n), bool)
+    first[:, 1:] = st[:, 1:] != st[:, :-1]
+    last = np.ones((m, n), bool)
+    last[:, :-1] = first[:, 1:]
+    start = np.maximum.accumulate(np.where(first, idx, 0), axis=1)
+    end = np.minimum.accumulate(np.where(last, idx, n - 1)[:, ::-1], axis=1)[:, ::-1]
+    out = np.empty((m, n))
+    np.put_along_axis(out, order, (start + end) / 2.0 + 1.0, axis=1)
+    return out
+
+
+def _spearman(pred: npt.ArrayLike, target: npt.ArrayLike, regularization_strength: Any, regularization: str,
+              reduction: str, n_threads: Optional[int], check_finite: bool, grad: bool):
+    reduction = _choice(reduction, "reduction", REDUCTIONS)
+    p = _rank_projection(pred, "ascending", regularization_strength, regularization, n_threads, check_finite)
+    t, _ = _values(target, "target", check_finite)
+    if t.shape != p.x.shape:
+        raise ShapeError(f"target: expected the shape of pred {p.result().shape}, got {np.shape(target)}")
+    m, n = t.shape
+    tc = _hard_ranks(t.astype(np.float64))
+    tc -= tc.mean(axis=1, keepdims=True)
+    tn = np.linalg.norm(tc, axis=1)
+    if (tn == 0).any():
+        row = int(np.flatnonzero(tn == 0)[0])
+        raise InvalidValueError(f"target[{row}]: all values are equal (or n = 1); the Spearman correlation "
+                                "is undefined")
+    r = p.out.astype(np.float64)
+    rc = r - r.mean(axis=1, keepdims=True)
+    rn = np.linalg.norm(rc, axis=1)
+    ok = rn > 0
+    safe = np.where(ok, rn, 1.0)
+    corr = np.where(ok, np.einsum("ij,ij->i", rc, tc) / (safe * tn), 0.0)
+    loss = 1.0 - corr
+    value: Any
+    if reduction == "mean":
+        value, scale = float(loss.mean()), 1.0 / m
+    elif reduction == "sum":
+        value, scale = float(loss.sum()), 1.0
+    else:
+        value, scale = (loss[0] if p.single else loss).astype(p.x.dtype), 1.0
+    if not grad:
+        return value
+    # d loss / d r = -(tc / |tc| - corr * rc / |rc|) / |rc|   (zero where r is constant)
+    g = -(tc / tn[:, None] - corr[:, None] * rc / safe[:, None]) / safe[:, None]
+    g[~ok] = 0.0
+    g *= scale
+    return value, p.vjp(g[0] if p.single else g)
+
+
+def spearman_loss(pred: npt.ArrayLike, target: npt.ArrayLike, *, regularization_strength: float = 1.0,
+                  regularization: str = "l2", reduction: str = "mean", n_threads: Optional[int] = None,
+                  check_finite: bool = True) -> Any:
+    """1 - soft Spearman correlation between predictions and targets, row by row.
+
+    The Pearson correlation of ``soft_rank(pred)`` (ascending) with the hard ranks of `target`
+    (ties averaged). A row whose soft ranks are all equal (a very large strength) has
+    correlation 0 and zero gradient.
+
+    Parameters
+    ----------
+    pred, target : array-like, shape (n,) or (m, n)
+        Scores and the values they should rank like; every target row needs two distinct values.
+    regularization_strength, regularization, n_threads, check_finite :
+        As in :func:`soft_rank`.
+    reduction : {"mean", "sum", "none"}, default "mean"
+        Mean or sum over rows (a float), or the per-row losses (an array; a scalar array for 1-D).
+
+    Complexity: O(n log n) per row. The gradient: :func:`spearman_loss_and_grad`.
+
+    >>> spearman_loss([[0.0, 1.0, 2.0], [2.0, 1.0, 0.0]], [[1, 2, 3], [1, 2, 3]],
+    ...               regularization_strength=0.01, reduction="none")
+    array([0., 2.])
+    """
+    return _spearman(pred, target, regularization_strength, regularization, reduction, n_threads,
+                     check_finite, grad=False)
+
+
+def spearman_loss_and_grad(pred: npt.ArrayLike, target: npt.ArrayLike, *, regularization_strength: float = 1.0,
+                           regularization: str = "l2", reduction: str = "mean", n_threads: Optional[int] = None,
+                           check_finite: bool = True) -> Tuple[Any, np.ndarray]:
+    """:func:`spearman_loss` and its gradient with respect to `pred` (same shape and dtype).
+
+    With ``reduction="none"`` the gradient is that of the sum of the per-row losses.
+    Complexity: O(n log n) per row, the backward pass O(n).
+
+    >>> loss, g = spearman_loss_and_grad([0.0, 2.0, 1.0], [1.0, 2.0, 3.0], regularization_strength=10.0)
+    >>> round(loss, 6), g.shape
+    (0.5, (3,))
+    """
+    return _spearman(pred, target, regularization_strength, regularization, reduction, n_threads,
+                     check_finite, grad=True)
