@@ -329,7 +329,7 @@ cdef void _project_row(const floating *x, floating *out, Py_ssize_t n, int mode,
             else:
                 c = (f2[k] + log(f4[k])) - log(f3[k])  # output_j = (s_j - sf) - log ss + wf + log sw
                 for j in range(bs[k], bs[k + 1]):
-                    out[j] = <floating>(a * ((s[j] - sfk) + c))
+                    out[j] = <floating>(a * ((s[j] - sfk) + c) + 0.0)  # no -0.0
         else:
             # output_j = (s_j - sf) - ds / count + wf + dw / count
             c = (f2[k] + f4[k] / (bs[k + 1] - bs[k])) - f3[k] / (bs[k + 1] - bs[k])
@@ -338,7 +338,7 @@ cdef void _project_row(const floating *x, floating *out, Py_ssize_t n, int mode,
                     out[perm[j]] = <floating>((s[j] - sfk) + c)
             else:
                 for j in range(bs[k], bs[k + 1]):
-                    out[j] = <floating>(a * ((s[j] - sfk) + c))
+                    out[j] = <floating>(a * ((s[j] - sfk) + c) + 0.0)  # no -0.0
     if ends != NULL:
         for k in range(nb):
             ends[k] = bs[k + 1]

@@ -1,0 +1,144 @@
+"""PyTorch adapter: soft ranks, soft sorts, the top-k mask and the Spearman loss as autograd functions.
+
+CPU tensors of shape (n,) or (batch, n), float32 or float64; the compiled kernel runs the
+forward pass (O(n log n) per row) and saves the sorting permutation and the blocks, so the
+backward pass is an O(n) vector-Jacobian product per row. First-order gradients only.
+Requires the ``torch`` extra (``pip install rank-kernels[torch]``).
+
+>>> import torch
+>>> from rank.soft.torch import soft_rank
+>>> x = torch.tensor([[3.0, 1.0, 2.0]], dtype=torch.float64, requires_grad=True)
+>>> r = soft_rank(x, regularization_strength=0.1)
+>>> r
+tensor([[3., 1., 2.]], dtype=torch.float64, grad_fn=<_ProjectionFnBackward>)
+>>> r.sum().backward()
+>>> x.grad
+tensor([[0., 0., 0.]], dtype=torch.float64)
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, Optional, Tuple
+
+import numpy as np
+
+from rank.errors import DTypeError, MissingDependencyError, ShapeError
+from rank.soft import projection as _proj
+
+try:
+    import torch
+except ImportError as e:  # pragma: no cover - exercised only without torch
+    raise MissingDependencyError("rank.soft.torch needs PyTorch: install rank-kernels[torch]") from e
+
+__all__ = ["soft_rank", "soft_sort", "soft_topk_mask", "spearman_loss"]
+
+_DTYPES = (torch.float32, torch.float64)
+
+
+def _to_numpy(t: "torch.Tensor", name: str) -> np.ndarray:
+    if not isinstance(t, torch.Tensor):
+        raise DTypeError(f"{name}: expected a torch.Tensor, got {type(t).__name__}")
+    if t.device.type != "cpu":
+        raise ShapeError(f"{name}: expected a CPU tensor, got device {t.device}")
+    if t.dtype not in _DTYPES:
+        raise DTypeError(f"{name}: expected a float32 or float64 tensor, got {t.dtype}")
+    return t.detach().contiguous().numpy()
+
+
+class _ProjectionFn(torch.autograd.Function):
+    """Forward: any `*_with_vjp` of rank.soft.projection; backward: its saved O(n) VJP."""
+
+    @staticmethod
+    def forward(ctx: Any, values: "torch.Tensor", with_vjp: Callable[..., Tuple[np.ndarray, Callable]],
+                kwargs: dict) -> "torch.Tensor":  # type: ignore[override]
+        out, vjp = with_vjp(_to_numpy(values, "values"), **kwargs)
+        ctx.vjp = vjp
+        return torch.from_numpy(np.ascontiguousarray(out))
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx: Any, grad_out: "torch.Tensor") -> Tuple[Optional["torch.Tensor"], None, None]:  # type: ignore[override]
+        g = grad_out.detach().to(torch.float64 if grad_out.dtype == torch.float64 else torch.float32)
+        grad = ctx.vjp(g.contiguous().numpy())
+        return torch.from_numpy(np.ascontiguousarray(grad)), None, None
+
+
+def soft_rank(values: "torch.Tensor", *, direction: str = "ascending", regularization_strength: float = 1.0,
+              regularization: str = "l2", n_threads: Optional[int] = None) -> "torch.Tensor":
+    """Differentiable :func:`rank.soft.soft_rank` of a CPU tensor, shape (n,) or (batch, n).
+
+    Same dtype as `values` (float32 or float64). Backward: O(n) per row.
+
+    >>> soft_rank(torch.tensor([0.5, 0.1]), regularization_strength=0.01)
+    tensor([2., 1.])
+    """
+    return _ProjectionFn.apply(values, _proj.soft_rank_with_vjp, dict(
+        direction=direction, regularization_strength=regularization_strength, regularization=regularization,
+        n_threads=n_threads))
+
+
+def soft_sort(values: "torch.Tensor", *, direction: str = "ascending", regularization_strength: float = 1.0,
+              regularization: str = "l2", n_threads: Optional[int] = None) -> "torch.Tensor":
+    """Differentiable :func:`rank.soft.soft_sort` of a CPU tensor, shape (n,) or (batch, n).
+
+    >>> soft_sort(torch.tensor([0.5, 0.1]), regularization_strength=0.01)
+    tensor([0.1000, 0.5000])
+    """
+    return _ProjectionFn.apply(values, _proj.soft_sort_with_vjp, dict(
+        direction=direction, regularization_strength=regularization_strength, regularization=regularization,
+        n_threads=n_threads))
+
+
+def soft_topk_mask(values: "torch.Tensor", k: int, *, regularization_strength: float = 1.0,
+                   n_threads: Optional[int] = None) -> "torch.Tensor":
+    """Differentiable :func:`rank.soft.soft_topk_mask` of a CPU tensor, shape (n,) or (batch, n).
+
+    >>> soft_topk_mask(torch.tensor([0.5, 0.1, 0.9]), 2, regularization_strength=0.01)
+    tensor([1., 0., 1.])
+    """
+    def with_vjp(x: np.ndarray, **kw: Any) -> Tuple[np.ndarray, Callable]:
+        return _proj.soft_topk_mask_with_vjp(x, k, **kw)
+
+    return _ProjectionFn.apply(values, with_vjp, dict(regularization_strength=regularization_strength,
+                                                      n_threads=n_threads))
+
+
+def _hard_ranks(target: "torch.Tensor") -> "torch.Tensor":
+    t = _to_numpy(target, "target")
+    t2 = t.reshape(1, -1) if t.ndim == 1 else t
+    return torch.from_numpy(_proj._hard_ranks(t2.astype(np.float64)).reshape(t.shape))
+
+
+def spearman_loss(pred: "torch.Tensor", target: "torch.Tensor", *, regularization_strength: float = 1.0,
+                  regularization: str = "l2", reduction: str = "mean",
+                  n_threads: Optional[int] = None) -> "torch.Tensor":
+    """1 - soft Spearman correlation of `pred` (soft ranks) with `target` (hard ranks), row by row.
+
+    pred, target : CPU tensors of the same shape (n,) or (batch, n). reduction: "mean", "sum"
+    or "none". Differentiable in `pred`; same values as :func:`rank.soft.spearman_loss`.
+
+    >>> p = torch.tensor([[0.1, 0.2, 0.3]], dtype=torch.float64)
+    >>> abs(float(spearman_loss(p, torch.tensor([[1.0, 2.0, 3.0]]), regularization_strength=0.01))) < 1e-6
+    True
+    """
+    _proj._choice(reduction, "reduction", _proj.REDUCTIONS)
+    if tuple(target.shape) != tuple(pred.shape):
+        raise ShapeError(f"target: expected the shape of pred {tuple(pred.shape)}, got {tuple(target.shape)}")
+    r = soft_rank(pred, regularization_strength=regularization_strength, regularization=regularization,
+                  n_threads=n_threads)
+    t = _hard_ranks(target).to(r.dtype)
+    t = t - t.mean(dim=-1, keepdim=True)
+    tn = t.norm(dim=-1)
+    if bool((tn == 0).any()):
+        raise _proj.InvalidValueError("target: some row has all values equal (or n = 1); the Spearman "
+                                      "correlation is undefined")
+    rc = r - r.mean(dim=-1, keepdim=True)
+    rn = rc.norm(dim=-1)
+    ok = rn > 0
+    corr = torch.where(ok, (rc * t).sum(dim=-1) / (torch.where(ok, rn, torch.ones_like(rn)) * tn),
+                       torch.zeros_like(rn))
+    loss = 1.0 - corr
+    if reduction == "mean":
+        return loss.mean()
+    if reduction == "sum":
+        return loss.sum()
+    return loss
