@@ -83,7 +83,7 @@ def _wrap(build: Callable[[np.ndarray], "_proj._Projection"], n: int) -> Callabl
 def _floating(values: Any) -> Any:
     x = jnp.asarray(values)
     if not jnp.issubdtype(x.dtype, jnp.floating) or x.dtype == jnp.float16 or x.dtype == jnp.bfloat16:
-        x = x.astype(jnp.float32 if not jax.config.jax_enable_x64 else jnp.float64)
+        x = x.astype(jnp.asarray(0.0).dtype)  # float64 when x64 is enabled
     if x.ndim == 0:
         raise _proj.ShapeError(f"values: expected an array of shape (..., n), got shape {x.shape}")
     return x
