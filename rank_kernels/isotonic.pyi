@@ -5,7 +5,8 @@ import numpy.typing as npt
 def sort_backend() -> str: ...
 def _set_numpy_sort(enabled: bool) -> None: ...
 def project(x: npt.NDArray[np.floating], out: npt.NDArray[np.floating], mode: int, kl: bool, a: float,
-            table: npt.NDArray[np.float64], perm: npt.NDArray[np.int32], ends: npt.NDArray[np.int32],
+            table: npt.NDArray[np.float64],
+            etab: npt.NDArray[np.float64], perm: npt.NDArray[np.int32], ends: npt.NDArray[np.int32],
             nblocks: npt.NDArray[np.int32], save: bool, n_threads: int) -> int: ...
 def vjp(g: npt.NDArray[np.floating], y: npt.NDArray[np.floating], grad: npt.NDArray[np.floating], mode: int,
         kl: bool, a: float, perm: npt.NDArray[np.int32], ends: npt.NDArray[np.int32],

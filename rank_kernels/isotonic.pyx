@@ -34,7 +34,7 @@ No validation happens here: `rank.soft.projection` checks shapes, dtypes and val
 """
 from cython cimport floating
 from cython.parallel cimport parallel, prange, threadid
-from libc.math cimport exp, log, log1p
+from libc.math cimport exp, log
 from libc.stdint cimport int32_t, uint64_t
 from libc.stdlib cimport calloc, free, malloc
 from libc.string cimport memcpy
@@ -135,26 +135,38 @@ cdef void _sort_row(const floating *x, Py_ssize_t n, double a, int b, bint use_n
                     uint64_t *keys, int32_t *perm, double *sv) noexcept nogil:
     """perm: the positions of a * x sorted descending (ties by position); sv[j] = a * x[perm[j]]."""
     cdef uint64_t mask = (<uint64_t>1 << b) - 1
-    cdef Py_ssize_t j, r0, r1, k
+    cdef Py_ssize_t j, r0, r1, k, lo
     cdef int32_t p
     cdef int dirty = 0
+    cdef uint64_t k0, k1
+    cdef double v0, v1
     for j in range(n):
         keys[j] = (_desc_key(a * <double>x[j]) & ~mask) | <uint64_t>j
     _sort_u64(keys, n, use_np)
-    for j in range(n):
-        p = <int32_t>(keys[j] & mask)
-        perm[j] = p
-        sv[j] = a * <double>x[p]
+    k1 = keys[0]
+    v1 = a * <double>x[k1 & mask]
+    perm[0] = <int32_t>(k1 & mask)
+    sv[0] = v1
     for j in range(1, n):
-        dirty |= (((keys[j] ^ keys[j - 1]) >> b) == 0) & (sv[j] != sv[j - 1])
+        k0 = k1
+        v0 = v1
+        k1 = keys[j]
+        p = <int32_t>(k1 & mask)
+        v1 = a * <double>x[p]
+        perm[j] = p
+        sv[j] = v1
+        if ((k0 ^ k1) >> b) == 0 and v0 != v1:  # rare: equal high bits, different values
+            dirty = 1
     if not dirty:
         return
     # Runs of keys equal in their high bits but holding different values: re-sort exactly.
+    # Earlier runs hold second keys after their re-sort: never scan left of `lo`.
+    lo = 0
     j = 1
     while j < n:
         if (keys[j] >> b) == (keys[j - 1] >> b) and sv[j] != sv[j - 1]:
             r0 = j - 1
-            while r0 > 0 and (keys[r0 - 1] >> b) == (keys[j] >> b):
+            while r0 > lo and (keys[r0 - 1] >> b) == (keys[j] >> b):
                 r0 -= 1
             r1 = j + 1
             while r1 < n and (keys[r1] >> b) == (keys[j] >> b):
@@ -166,7 +178,8 @@ cdef void _sort_row(const floating *x, Py_ssize_t n, double a, int b, bint use_n
                 p = <int32_t>(keys[k] & mask)
                 perm[k] = p
                 sv[k] = a * <double>x[p]
-            j = r1
+            lo = r1
+            j = r1 + 1
         else:
             j += 1
 
@@ -238,26 +251,36 @@ cdef inline bint _kl_less(double ds, double dw, double a, double b, double sk, d
     return ds - dw + log(sk / wk) - log(st / wt) < 0.0
 
 
-cdef Py_ssize_t _pav_kl(const double *s, const double *w, Py_ssize_t n, int32_t *bs,
-                        double *sf, double *wf, double *ss, double *sw) noexcept nogil:
+cdef Py_ssize_t _pav_kl(const double *s, const double *w, Py_ssize_t n, int mode, const double *etab,
+                        int32_t *bs, double *sf, double *wf, double *ss, double *sw) noexcept nogil:
     """kl blocks: first (largest) elements sf, wf and the sums ss = sum_B exp(s - sf),
     sw = sum_B exp(w - wf) (each in [1, n]), so that gamma = (sf - wf) + log(ss / sw).
-    Comparisons use ratios of these sums and differences of first elements (log only on underflow)."""
+    Comparisons use ratios of these sums and differences of first elements (log only on underflow).
+    The table side needs no exp: rank mode, etab[j] = exp(w[j]) (the ranks themselves), so
+    exp(w[j] - w[i]) = etab[j] / etab[i]; sort mode, etab[d] = exp(-d / strength) = exp(s[i + d] - s[i])."""
     cdef Py_ssize_t nb = 0, j, k
     cdef double ts = s[0], tw = w[0], tss = 1.0, tsw = 1.0, cs, cw, a, b
     cdef int32_t tstart = 0
     for j in range(1, n):
         cs = s[j]
         cw = w[j]
-        a = exp(cs - ts)
-        b = exp(cw - tw)
+        if mode == MODE_RANK:
+            a = exp(cs - ts)
+            b = etab[j] / etab[tstart]
+        else:
+            a = etab[j - tstart]
+            b = exp(cw - tw)
         if _kl_less(ts - cs, tw - cw, a, b, tss, tsw, 1.0, 1.0):  # gamma(top) < gamma(new): pool
             tss += a
             tsw += b
             while nb > 0:
                 k = nb - 1
-                a = exp(ts - sf[k])
-                b = exp(tw - wf[k])
+                if mode == MODE_RANK:
+                    a = exp(ts - sf[k])
+                    b = etab[tstart] / etab[bs[k]]
+                else:
+                    a = etab[tstart - bs[k]]
+                    b = exp(tw - wf[k])
                 if _kl_less(sf[k] - ts, wf[k] - tw, a, b, ss[k], sw[k], tss, tsw):
                     tss = ss[k] + a * tss
                     tsw = sw[k] + b * tsw
@@ -300,7 +323,7 @@ cdef int _bits(Py_ssize_t n) noexcept nogil:
 
 
 cdef void _project_row(const floating *x, floating *out, Py_ssize_t n, int mode, bint kl, double a,
-                       const double *table, int b, bint use_np, uint64_t *keys, int32_t *perm,
+                       const double *table, const double *etab, int b, bint use_np, uint64_t *keys, int32_t *perm,
                        double *sv, int32_t *bs, double *f1, double *f2, double *f3, double *f4,
                        int32_t *ends, int32_t *nblocks) noexcept nogil:
     cdef const double *s
@@ -315,7 +338,7 @@ cdef void _project_row(const floating *x, floating *out, Py_ssize_t n, int mode,
         s = table
         w = sv
     if kl:
-        nb = _pav_kl(s, w, n, bs, f1, f2, f3, f4)
+        nb = _pav_kl(s, w, n, mode, etab, bs, f1, f2, f3, f4)
     else:
         nb = _pav_l2(s, w, n, bs, f1, f2, f3, f4)
     for k in range(nb):
@@ -346,13 +369,14 @@ cdef void _project_row(const floating *x, floating *out, Py_ssize_t n, int mode,
 
 
 def project(const floating[:, ::1] x, floating[:, ::1] out, int mode, bint kl, double a,
-            const double[::1] table, int32_t[:, ::1] perm, int32_t[:, ::1] ends,
+            const double[::1] table, const double[::1] etab, int32_t[:, ::1] perm, int32_t[:, ::1] ends,
             int32_t[::1] nblocks, bint save, int n_threads):
     """Project every row of x (m, n) onto the permutahedron; results in out (m, n).
 
     mode 0 (rank): s = a * x[i] sorted descending, w = table; out[i] in input order.
     mode 1 (sort): s = table, w = a * x[i] sorted descending; out[i] = a * projection, sorted.
     kl: entropic ("kl") instead of quadratic ("l2") regularization (rank mode: table = log w).
+    etab (kl only, else unused): exp(table) in rank mode, exp(-d / strength) for d < n in sort mode.
     When save, perm[i] receives the sorting permutation, ends[i, :nblocks[i]] the block ends.
     Returns 0, or raises MemoryError. Runs without the GIL on n_threads (OpenMP over rows).
     """
@@ -394,7 +418,7 @@ def project(const floating[:, ::1] x, floating[:, ::1] out, int mode, bint kl, d
                     prow = pbuf
                     erow = NULL
                     nrow = NULL
-                _project_row(&x[i, 0], &out[i, 0], n, mode, kl, a, &table[0], b, use_np, keys, prow,
+                _project_row(&x[i, 0], &out[i, 0], n, mode, kl, a, &table[0], &etab[0], b, use_np, keys, prow,
                              dbuf, bs, dbuf + n, dbuf + 2 * n, dbuf + 3 * n, dbuf + 4 * n, erow, nrow)
             free(keys)
             free(pbuf)

@@ -420,8 +420,17 @@ def test_threads_give_identical_results(run_threads):
             np.testing.assert_array_equal(r, one)
 
 
-def test_near_ties_resorted_exactly():
+@pytest.mark.parametrize("numpy_sort", [True, False])
+def test_near_ties_resorted_exactly(numpy_sort):
     """Values equal in all but their lowest mantissa bits take the exact re-sort path."""
+    kernel._set_numpy_sort(numpy_sort)
+    try:
+        _near_ties()
+    finally:
+        kernel._set_numpy_sort(True)
+
+
+def _near_ties():
     rng = np.random.default_rng(13)
     for n in (50, 3000):
         base = 1.0 + rng.integers(0, 4, n) * 1e-3

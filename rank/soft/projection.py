@@ -130,7 +130,7 @@ def _check_scale(x: np.ndarray, a: float) -> None:
 class _Projection:
     """One forward pass with the state its VJPs need (permutation and blocks of every row)."""
 
-    def __init__(self, x: np.ndarray, mode: int, kl: bool, a: float, table: np.ndarray,
+    def __init__(self, x: np.ndarray, mode: int, kl: bool, a: float, table: np.ndarray, etab: np.ndarray,
                  n_threads: int, single: bool) -> None:
         m, n = x.shape
         self.x, self.mode, self.kl, self.a, self.single = x, mode, kl, a, single
@@ -139,7 +139,7 @@ class _Projection:
         self.perm = np.empty((m, n), np.int32)
         self.ends = np.empty((m, n), np.int32)
         self.nblocks = np.empty(m, np.int32)
-        _kernel.project(x, self.out, mode, kl, a, table, self.perm, self.ends, self.nblocks, True, n_threads)
+        _kernel.project(x, self.out, mode, kl, a, table, etab, self.perm, self.ends, self.nblocks, True, n_threads)
 
     @classmethod
     def restore(cls, x: np.ndarray, out: np.ndarray, perm: np.ndarray, ends: np.ndarray, nblocks: np.ndarray,
@@ -181,10 +181,9 @@ def _rank_projection(values: npt.ArrayLike, direction: str, regularization_stren
     n = x.shape[1]
     a = (1.0 if direction == "ascending" else -1.0) / strength
     _check_scale(x, a)
-    table = np.arange(n, 0, -1, dtype=np.float64)
-    if kl:
-        table = np.log(table)
-    return _Projection(x, _MODE_RANK, kl, a, table, resolve_threads(n_threads), single)
+    etab = np.arange(n, 0, -1, dtype=np.float64)  # the ranks n..1 (exp of the kl table)
+    table = np.log(etab) if kl else etab
+    return _Projection(x, _MODE_RANK, kl, a, table, etab, resolve_threads(n_threads), single)
 
 
 def _sort_projection(values: npt.ArrayLike, direction: str, regularization_strength: Any,
@@ -198,7 +197,8 @@ def _sort_projection(values: npt.ArrayLike, direction: str, regularization_stren
     if not np.isfinite(table[0]):
         raise InvalidValueError(f"regularization_strength: n / strength overflows float64 (strength {strength:.3g})")
     a = 1.0 if direction == "descending" else -1.0
-    return _Projection(x, _MODE_SORT, kl, a, table, resolve_threads(n_threads), single)
+    etab = np.exp(-np.arange(n, dtype=np.float64) / strength) if kl else table  # exp(s[i + d] - s[i])
+    return _Projection(x, _MODE_SORT, kl, a, table, etab, resolve_threads(n_threads), single)
 
 
 _PARAMS_DOC = """
@@ -368,7 +368,7 @@ def _topk_projection(values: npt.ArrayLike, k: Any, regularization_strength: Any
     _check_scale(x, a)
     table = np.zeros(n)
     table[:int(k)] = 1.0
-    return _Projection(x, _MODE_RANK, False, a, table, resolve_threads(n_threads), single)
+    return _Projection(x, _MODE_RANK, False, a, table, table, resolve_threads(n_threads), single)
 
 
 def soft_topk_mask(values: npt.ArrayLike, k: int, *, regularization_strength: float = 1.0,
