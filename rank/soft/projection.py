@@ -22,13 +22,14 @@ array([2.5, 1.5, 2. ])
 """
 from __future__ import annotations
 
+import math
 from typing import Any, Callable, Dict, Optional, Tuple
 
 import numpy as np
 import numpy.typing as npt
 
 from rank._validate import as_float_array, resolve_threads
-from rank.errors import InvalidValueError, ShapeError, UnknownMethodError
+from rank.errors import InvalidValueError, NonFiniteError, ShapeError, UnknownMethodError
 from rank_kernels import isotonic as _kernel
 
 __all__ = [
@@ -103,26 +104,31 @@ def _strength(value: Any) -> float:
     return s
 
 
-def _values(values: npt.ArrayLike, name: str, check_finite: bool) -> Tuple[np.ndarray, bool]:
-    """`values` as a C-contiguous float32/float64 (m, n) array, and whether it was 1-D."""
+def _values(values: npt.ArrayLike, name: str, check_finite: bool) -> Tuple[np.ndarray, bool, float]:
+    """`values` as a C-contiguous float32/float64 (m, n) array, whether it was 1-D, and max |value|.
+
+    NaN and infinity are always rejected (NonFiniteError when `check_finite`, else
+    InvalidValueError): one max and one min reduction find them, without temporaries."""
     x = as_float_array(values, name, (1, 2), dtypes=(np.dtype(np.float32), np.dtype(np.float64)),
-                       default=np.float64, check_finite=check_finite)
+                       default=np.float64, check_finite=False)
     if x.shape[-1] > _MAX_N:
         raise ShapeError(f"{name}: rows longer than {_MAX_N} are not supported, got shape {x.shape}")
-    if not check_finite and not np.isfinite(x).all():
+    hi, lo = float(x.max()), float(x.min())
+    if not (math.isfinite(hi) and math.isfinite(lo)):
+        if check_finite:
+            raise NonFiniteError(f"{name}: contains NaN or infinity (pass check_finite=False to skip this check)")
         raise InvalidValueError(f"{name}: contains NaN or infinity; soft ranks and sorts need finite values")
     single = x.ndim == 1
-    return (x.reshape(1, -1) if single else x), single
+    return (x.reshape(1, -1) if single else x), single, max(abs(hi), abs(lo))
 
 
-def _check_scale(x: np.ndarray, a: float) -> None:
+def _check_scale(amax: float, a: float) -> None:
     """The scaled values a * x must stay finite (a tiny strength can overflow them)."""
-    with np.errstate(over="ignore"):
-        big = float(np.abs(x).max()) * abs(a)
-    if not np.isfinite(big) or big > 1e300:
+    big = amax * abs(a)
+    if not math.isfinite(big) or big > 1e300:
         raise InvalidValueError(
             f"regularization_strength: values / strength overflow float64 (max |value| "
-            f"{float(np.abs(x).max()):.3g}, scale {abs(a):.3g}); use a larger strength")
+            f"{amax:.3g}, scale {abs(a):.3g}); use a larger strength")
 
 
 # --- the projection and its VJP ------------------------------------------------------------------
@@ -131,15 +137,15 @@ class _Projection:
     """One forward pass with the state its VJPs need (permutation and blocks of every row)."""
 
     def __init__(self, x: np.ndarray, mode: int, kl: bool, a: float, table: np.ndarray, etab: np.ndarray,
-                 n_threads: int, single: bool) -> None:
-        m, n = x.shape
+                 n_threads: int, single: bool, save: bool = True) -> None:
+        m, n = x.shape if save else (1, 1)
         self.x, self.mode, self.kl, self.a, self.single = x, mode, kl, a, single
-        self.n_threads = n_threads
+        self.n_threads, self.saved = n_threads, save
         self.out = np.empty_like(x)
         self.perm = np.empty((m, n), np.int32)
         self.ends = np.empty((m, n), np.int32)
         self.nblocks = np.empty(m, np.int32)
-        _kernel.project(x, self.out, mode, kl, a, table, etab, self.perm, self.ends, self.nblocks, True, n_threads)
+        _kernel.project(x, self.out, mode, kl, a, table, etab, self.perm, self.ends, self.nblocks, save, n_threads)
 
     @classmethod
     def restore(cls, x: np.ndarray, out: np.ndarray, perm: np.ndarray, ends: np.ndarray, nblocks: np.ndarray,
@@ -148,12 +154,14 @@ class _Projection:
         self = cls.__new__(cls)
         self.x, self.out, self.perm, self.ends, self.nblocks = x, out, perm, ends, nblocks
         self.mode, self.kl, self.a, self.n_threads, self.single = like.mode, like.kl, like.a, like.n_threads, False
+        self.saved = True
         return self
 
     def result(self) -> np.ndarray:
         return self.out[0] if self.single else self.out
 
     def vjp(self, cotangent: npt.ArrayLike) -> np.ndarray:
+        assert self.saved, "forward pass ran without saving its state"
         g = np.asarray(cotangent)
         shape = self.out.shape[1:] if self.single else self.out.shape
         if g.shape != shape:
@@ -173,32 +181,34 @@ class _Projection:
 
 
 def _rank_projection(values: npt.ArrayLike, direction: str, regularization_strength: Any,
-                     regularization: str, n_threads: Optional[int], check_finite: bool) -> _Projection:
+                     regularization: str, n_threads: Optional[int], check_finite: bool,
+                     save: bool = True) -> _Projection:
     direction = _choice(direction, "direction", DIRECTIONS)
     kl = _choice(regularization, "regularization", REGULARIZATIONS) == "kl"
     strength = _strength(regularization_strength)
-    x, single = _values(values, "values", check_finite)
+    x, single, amax = _values(values, "values", check_finite)
     n = x.shape[1]
     a = (1.0 if direction == "ascending" else -1.0) / strength
-    _check_scale(x, a)
+    _check_scale(amax, a)
     etab = np.arange(n, 0, -1, dtype=np.float64)  # the ranks n..1 (exp of the kl table)
     table = np.log(etab) if kl else etab
-    return _Projection(x, _MODE_RANK, kl, a, table, etab, resolve_threads(n_threads), single)
+    return _Projection(x, _MODE_RANK, kl, a, table, etab, resolve_threads(n_threads), single, save)
 
 
 def _sort_projection(values: npt.ArrayLike, direction: str, regularization_strength: Any,
-                     regularization: str, n_threads: Optional[int], check_finite: bool) -> _Projection:
+                     regularization: str, n_threads: Optional[int], check_finite: bool,
+                     save: bool = True) -> _Projection:
     direction = _choice(direction, "direction", DIRECTIONS)
     kl = _choice(regularization, "regularization", REGULARIZATIONS) == "kl"
     strength = _strength(regularization_strength)
-    x, single = _values(values, "values", check_finite)
+    x, single, _ = _values(values, "values", check_finite)
     n = x.shape[1]
     table = np.arange(n, 0, -1, dtype=np.float64) / strength
     if not np.isfinite(table[0]):
         raise InvalidValueError(f"regularization_strength: n / strength overflows float64 (strength {strength:.3g})")
     a = 1.0 if direction == "descending" else -1.0
     etab = np.exp(-np.arange(n, dtype=np.float64) / strength) if kl else table  # exp(s[i + d] - s[i])
-    return _Projection(x, _MODE_SORT, kl, a, table, etab, resolve_threads(n_threads), single)
+    return _Projection(x, _MODE_SORT, kl, a, table, etab, resolve_threads(n_threads), single, save)
 
 
 _PARAMS_DOC = """
@@ -258,7 +268,7 @@ def soft_rank(values: npt.ArrayLike, *, method: str = "projection", direction: s
         raise InvalidValueError("temperature applies to the relaxation methods; method='projection' uses "
                                 "regularization_strength")
     return _rank_projection(values, direction, regularization_strength, regularization, n_threads,
-                            check_finite).result()
+                            check_finite, save=False).result()
 
 
 def soft_sort(values: npt.ArrayLike, *, direction: str = "ascending", regularization_strength: float = 1.0,
@@ -285,7 +295,7 @@ def soft_sort(values: npt.ArrayLike, *, direction: str = "ascending", regulariza
     array([3., 2., 1.])
     """
     return _sort_projection(values, direction, regularization_strength, regularization, n_threads,
-                            check_finite).result()
+                            check_finite, save=False).result()
 
 
 soft_rank.__doc__ = (soft_rank.__doc__ or "").replace("%PARAMS%", _PARAMS_DOC)
@@ -358,17 +368,17 @@ def soft_sort_vjp(values: npt.ArrayLike, cotangent: npt.ArrayLike, *, direction:
 
 
 def _topk_projection(values: npt.ArrayLike, k: Any, regularization_strength: Any, n_threads: Optional[int],
-                     check_finite: bool) -> _Projection:
+                     check_finite: bool, save: bool = True) -> _Projection:
     strength = _strength(regularization_strength)
-    x, single = _values(values, "values", check_finite)
+    x, single, amax = _values(values, "values", check_finite)
     n = x.shape[1]
     if isinstance(k, (bool, np.bool_)) or not isinstance(k, (int, np.integer)) or not 1 <= k <= n:
         raise InvalidValueError(f"k: expected an integer in [1, {n}], got {k!r}")
     a = 1.0 / strength
-    _check_scale(x, a)
+    _check_scale(amax, a)
     table = np.zeros(n)
     table[:int(k)] = 1.0
-    return _Projection(x, _MODE_RANK, False, a, table, table, resolve_threads(n_threads), single)
+    return _Projection(x, _MODE_RANK, False, a, table, table, resolve_threads(n_threads), single, save)
 
 
 def soft_topk_mask(values: npt.ArrayLike, k: int, *, regularization_strength: float = 1.0,
@@ -386,7 +396,7 @@ def soft_topk_mask(values: npt.ArrayLike, k: int, *, regularization_strength: fl
     >>> soft_topk_mask([0.0, 3.0, 1.0, 2.0], 2, regularization_strength=2.0)
     array([0.  , 1.  , 0.25, 0.75])
     """
-    return _topk_projection(values, k, regularization_strength, n_threads, check_finite).result()
+    return _topk_projection(values, k, regularization_strength, n_threads, check_finite, save=False).result()
 
 
 def soft_topk_mask_with_vjp(values: npt.ArrayLike, k: int, *, regularization_strength: float = 1.0,
@@ -470,8 +480,9 @@ def _hard_ranks(t: np.ndarray) -> np.ndarray:
 def _spearman(pred: npt.ArrayLike, target: npt.ArrayLike, regularization_strength: Any, regularization: str,
               reduction: str, n_threads: Optional[int], check_finite: bool, grad: bool):
     reduction = _choice(reduction, "reduction", REDUCTIONS)
-    p = _rank_projection(pred, "ascending", regularization_strength, regularization, n_threads, check_finite)
-    t, _ = _values(target, "target", check_finite)
+    p = _rank_projection(pred, "ascending", regularization_strength, regularization, n_threads, check_finite,
+                         save=grad)
+    t, _, _ = _values(target, "target", check_finite)
     if t.shape != p.x.shape:
         raise ShapeError(f"target: expected the shape of pred {p.result().shape}, got {np.shape(target)}")
     m, n = t.shape
