@@ -55,6 +55,10 @@ cdef enum:
     MODE_RANK = 0
     MODE_SORT = 1
 
+# The saved permutation flags the last position of each block in its sign bit.
+cdef int32_t END_FLAG = -2147483648
+cdef int32_t POS_MASK = 2147483647
+
 # NumPy's in-place quicksort of uint64 (SIMD-dispatched); NULL makes every call use _heapsort.
 cdef _sort_fn _np_sort = NULL
 cdef bint _use_numpy_sort = True
@@ -325,7 +329,7 @@ cdef int _bits(Py_ssize_t n) noexcept nogil:
 cdef void _project_row(const floating *x, floating *out, Py_ssize_t n, int mode, bint kl, double a,
                        const double *table, const double *etab, int b, bint use_np, uint64_t *keys, int32_t *perm,
                        double *sv, int32_t *bs, double *f1, double *f2, double *f3, double *f4,
-                       int32_t *ends, int32_t *nblocks) noexcept nogil:
+                       bint save) noexcept nogil:
     cdef const double *s
     cdef const double *w
     cdef Py_ssize_t nb, k, j
@@ -362,22 +366,21 @@ cdef void _project_row(const floating *x, floating *out, Py_ssize_t n, int mode,
             else:
                 for j in range(bs[k], bs[k + 1]):
                     out[j] = <floating>(a * ((s[j] - sfk) + c) + 0.0)  # no -0.0
-    if ends != NULL:
+    if save:  # flag the last position of every block in the sign bit of the permutation
         for k in range(nb):
-            ends[k] = bs[k + 1]
-        nblocks[0] = <int32_t>nb
+            perm[bs[k + 1] - 1] |= END_FLAG
 
 
 def project(const floating[:, ::1] x, floating[:, ::1] out, int mode, bint kl, double a,
-            const double[::1] table, const double[::1] etab, int32_t[:, ::1] perm, int32_t[:, ::1] ends,
-            int32_t[::1] nblocks, bint save, int n_threads):
+            const double[::1] table, const double[::1] etab, int32_t[:, ::1] perm, bint save, int n_threads):
     """Project every row of x (m, n) onto the permutahedron; results in out (m, n).
 
     mode 0 (rank): s = a * x[i] sorted descending, w = table; out[i] in input order.
     mode 1 (sort): s = table, w = a * x[i] sorted descending; out[i] = a * projection, sorted.
     kl: entropic ("kl") instead of quadratic ("l2") regularization (rank mode: table = log w).
     etab (kl only, else unused): exp(table) in rank mode, exp(-d / strength) for d < n in sort mode.
-    When save, perm[i] receives the sorting permutation, ends[i, :nblocks[i]] the block ends.
+    When save, perm[i] receives the sorting permutation (positions of the values in descending
+    order), the last position of every pooled block flagged by the sign bit (see `vjp`).
     Returns 0, or raises MemoryError. Runs without the GIL on n_threads (OpenMP over rows).
     """
     cdef Py_ssize_t m = x.shape[0], n = x.shape[1], i
@@ -388,8 +391,6 @@ def project(const floating[:, ::1] x, floating[:, ::1] out, int mode, bint kl, d
     cdef int32_t *bs = NULL
     cdef double *dbuf = NULL
     cdef int32_t *prow = NULL
-    cdef int32_t *erow = NULL
-    cdef int32_t *nrow = NULL
     cdef int *status = NULL
     cdef int tid = 0, bad = 0
     if n_threads > m:
@@ -410,16 +411,9 @@ def project(const floating[:, ::1] x, floating[:, ::1] out, int mode, bint kl, d
                 if keys == NULL or pbuf == NULL or bs == NULL or dbuf == NULL:
                     status[tid] = 1
                     continue
-                if save:
-                    prow = &perm[i, 0]
-                    erow = &ends[i, 0]
-                    nrow = &nblocks[i]
-                else:
-                    prow = pbuf
-                    erow = NULL
-                    nrow = NULL
+                prow = &perm[i, 0] if save else pbuf
                 _project_row(&x[i, 0], &out[i, 0], n, mode, kl, a, &table[0], &etab[0], b, use_np, keys, prow,
-                             dbuf, bs, dbuf + n, dbuf + 2 * n, dbuf + 3 * n, dbuf + 4 * n, erow, nrow)
+                             dbuf, bs, dbuf + n, dbuf + 2 * n, dbuf + 3 * n, dbuf + 4 * n, save)
             free(keys)
             free(pbuf)
             free(bs)
@@ -436,13 +430,21 @@ def project(const floating[:, ::1] x, floating[:, ::1] out, int mode, bint kl, d
 # ---------------------------------------------------------------------------------------------
 # Backward (vector-Jacobian products from the saved permutation and blocks)
 
+cdef inline Py_ssize_t _block_end(const int32_t *perm, Py_ssize_t j) noexcept nogil:
+    """One past the last position of the block starting at j (the flagged one)."""
+    while perm[j] >= 0:
+        j += 1
+    return j + 1
+
+
 cdef void _vjp_row(const floating *g, const floating *y, floating *grad, Py_ssize_t n, int mode,
-                   bint kl, double a, const int32_t *perm, const int32_t *ends, Py_ssize_t nb) noexcept nogil:
+                   bint kl, double a, const int32_t *perm) noexcept nogil:
     """grad = J^T g for one row. y: the forward output (rank, kl) or the input x (sort, kl)."""
-    cdef Py_ssize_t k, j, j0 = 0, j1
+    cdef Py_ssize_t j, j0 = 0, j1
+    cdef int32_t p
     cdef double acc, tot, mx, t, cnt
-    for k in range(nb):
-        j1 = ends[k]
+    while j0 < n:
+        j1 = _block_end(perm, j0)
         cnt = <double>(j1 - j0)
         if mode == MODE_RANK:
             if kl:
@@ -450,43 +452,45 @@ cdef void _vjp_row(const floating *g, const floating *y, floating *grad, Py_ssiz
                 acc = 0.0
                 tot = 0.0
                 for j in range(j0, j1):
-                    t = <double>y[perm[j]]
-                    acc += <double>g[perm[j]] * t
+                    p = perm[j] & POS_MASK
+                    t = <double>y[p]
+                    acc += <double>g[p] * t
                     tot += t
                 acc /= tot
                 for j in range(j0, j1):
-                    t = <double>y[perm[j]]
-                    grad[perm[j]] = <floating>(a * t * (<double>g[perm[j]] - acc))
+                    p = perm[j] & POS_MASK
+                    grad[p] = <floating>(a * <double>y[p] * (<double>g[p] - acc))
             else:
                 acc = 0.0
                 for j in range(j0, j1):
-                    acc += <double>g[perm[j]]
+                    acc += <double>g[perm[j] & POS_MASK]
                 acc /= cnt
                 for j in range(j0, j1):
-                    grad[perm[j]] = <floating>(a * (<double>g[perm[j]] - acc))
+                    p = perm[j] & POS_MASK
+                    grad[p] = <floating>(a * (<double>g[p] - acc))
         else:
             acc = 0.0
             for j in range(j0, j1):
                 acc += <double>g[j]
             if kl:
                 # d out_j / d w_i = softmax_B(w)_i, w = a * x sorted
-                mx = a * <double>y[perm[j0]]
+                mx = a * <double>y[perm[j0] & POS_MASK]
                 tot = 0.0
                 for j in range(j0, j1):
-                    tot += exp(a * <double>y[perm[j]] - mx)
+                    tot += exp(a * <double>y[perm[j] & POS_MASK] - mx)
                 acc /= tot
                 for j in range(j0, j1):
-                    grad[perm[j]] = <floating>(acc * exp(a * <double>y[perm[j]] - mx))
+                    p = perm[j] & POS_MASK
+                    grad[p] = <floating>(acc * exp(a * <double>y[p] - mx))
             else:
                 acc /= cnt
                 for j in range(j0, j1):
-                    grad[perm[j]] = <floating>acc
+                    grad[perm[j] & POS_MASK] = <floating>acc
         j0 = j1
 
 
 def vjp(const floating[:, ::1] g, const floating[:, ::1] y, floating[:, ::1] grad, int mode, bint kl,
-        double a, const int32_t[:, ::1] perm, const int32_t[:, ::1] ends, const int32_t[::1] nblocks,
-        int n_threads):
+        double a, const int32_t[:, ::1] perm, int n_threads):
     """grad[i] = J_i^T g[i] for every row, from the state `project(..., save=True)` left.
 
     y: the forward output for rank mode with kl, the input x for sort mode with kl (else unused,
@@ -499,5 +503,5 @@ def vjp(const floating[:, ::1] g, const floating[:, ::1] y, floating[:, ::1] gra
         n_threads = 1
     with nogil:
         for i in prange(m, schedule='guided', num_threads=n_threads):
-            _vjp_row(&g[i, 0], &y[i, 0], &grad[i, 0], n, mode, kl, a, &perm[i, 0], &ends[i, 0], nblocks[i])
+            _vjp_row(&g[i, 0], &y[i, 0], &grad[i, 0], n, mode, kl, a, &perm[i, 0])
     return 0

@@ -2,8 +2,8 @@
 
 The forward pass runs the compiled kernel on the host through ``jax.pure_callback`` (so the
 functions work under ``jit`` and ``vmap``, on CPU arrays) and returns the sorting permutation
-and the blocks as residuals; the backward pass is a second callback, an O(n) vector-Jacobian
-product per row. Input: shape (..., n), float32 (or float64 with ``jax_enable_x64``); leading
+(the blocks flagged in it) as a residual; the backward pass is a second callback, an O(n)
+vector-Jacobian product per row. Input: shape (..., n), float32 (or float64 with ``jax_enable_x64``); leading
 axes are batch axes. Requires the ``jax`` extra (``pip install rank-kernels[jax]``).
 
 >>> import jax.numpy as jnp
@@ -37,27 +37,20 @@ def _wrap(build: Callable[[np.ndarray], "_proj._Projection"], n: int) -> Callabl
         x = np.asarray(x)
         x2 = np.ascontiguousarray(x.reshape(-1, x.shape[-1]))
         p = build(x2)
-        shape = x.shape
-        return (p.out.reshape(shape), p.perm.reshape(shape), p.ends.reshape(shape),
-                p.nblocks.reshape(shape[:-1]))
+        return p.out.reshape(x.shape), p.perm.reshape(x.shape)
 
-    def host_backward(x: np.ndarray, out: np.ndarray, perm: np.ndarray, ends: np.ndarray,
-                      nblocks: np.ndarray, g: np.ndarray) -> np.ndarray:
+    def host_backward(x: np.ndarray, out: np.ndarray, perm: np.ndarray, g: np.ndarray) -> np.ndarray:
         x = np.asarray(x)
         n = x.shape[-1]
 
         def flat(a: np.ndarray, dtype: Any) -> np.ndarray:
             return np.ascontiguousarray(np.asarray(a).reshape(-1, n), dtype=dtype)
 
-        p = _proj._Projection.restore(flat(x, x.dtype), flat(out, x.dtype), flat(perm, np.int32),
-                                      flat(ends, np.int32), np.ascontiguousarray(np.asarray(nblocks).reshape(-1),
-                                                                                 dtype=np.int32), like)
+        p = _proj._Projection.restore(flat(x, x.dtype), flat(out, x.dtype), flat(perm, np.int32), like)
         return p.vjp(flat(g, x.dtype)).reshape(x.shape)
 
     def shapes(x: Any):
-        i32 = jnp.int32
-        return (jax.ShapeDtypeStruct(x.shape, x.dtype), jax.ShapeDtypeStruct(x.shape, i32),
-                jax.ShapeDtypeStruct(x.shape, i32), jax.ShapeDtypeStruct(x.shape[:-1], i32))
+        return jax.ShapeDtypeStruct(x.shape, x.dtype), jax.ShapeDtypeStruct(x.shape, jnp.int32)
 
     def run(x: Any):
         return jax.pure_callback(host_forward, shapes(x), x, vmap_method="broadcast_all")
@@ -67,8 +60,8 @@ def _wrap(build: Callable[[np.ndarray], "_proj._Projection"], n: int) -> Callabl
         return run(x)[0]
 
     def fwd(x: Any):
-        out, perm, ends, nblocks = run(x)
-        return out, (x, out, perm, ends, nblocks)
+        out, perm = run(x)
+        return out, (x, out, perm)
 
     def bwd(res: Any, g: Any):
         x = res[0]

@@ -142,17 +142,14 @@ class _Projection:
         self.x, self.mode, self.kl, self.a, self.single = x, mode, kl, a, single
         self.n_threads, self.saved = n_threads, save
         self.out = np.empty_like(x)
-        self.perm = np.empty((m, n), np.int32)
-        self.ends = np.empty((m, n), np.int32)
-        self.nblocks = np.empty(m, np.int32)
-        _kernel.project(x, self.out, mode, kl, a, table, etab, self.perm, self.ends, self.nblocks, save, n_threads)
+        self.perm = np.empty((m, n), np.int32)  # the sort permutation; sign bit: last of a block
+        _kernel.project(x, self.out, mode, kl, a, table, etab, self.perm, save, n_threads)
 
     @classmethod
-    def restore(cls, x: np.ndarray, out: np.ndarray, perm: np.ndarray, ends: np.ndarray, nblocks: np.ndarray,
-                like: "_Projection") -> "_Projection":
+    def restore(cls, x: np.ndarray, out: np.ndarray, perm: np.ndarray, like: "_Projection") -> "_Projection":
         """A projection of (m, n) arrays rebuilt from its saved state, with the settings of `like`."""
         self = cls.__new__(cls)
-        self.x, self.out, self.perm, self.ends, self.nblocks = x, out, perm, ends, nblocks
+        self.x, self.out, self.perm = x, out, perm
         self.mode, self.kl, self.a, self.n_threads, self.single = like.mode, like.kl, like.a, like.n_threads, False
         self.saved = True
         return self
@@ -171,13 +168,13 @@ class _Projection:
         g = np.ascontiguousarray(g.reshape(self.out.shape), dtype=self.x.dtype)
         grad = np.empty_like(self.x)
         y = self.out if self.mode == _MODE_RANK else self.x
-        _kernel.vjp(g, y, grad, self.mode, self.kl, self.a, self.perm, self.ends, self.nblocks, self.n_threads)
+        _kernel.vjp(g, y, grad, self.mode, self.kl, self.a, self.perm, self.n_threads)
         return grad[0] if self.single else grad
 
-    def blocks(self, row: int) -> list:
-        """Block index of every sorted position of `row` (for the explicit Jacobian)."""
-        ends = self.ends[row, :self.nblocks[row]]
-        return list(np.repeat(np.arange(len(ends)), np.diff(np.concatenate(([0], ends)))))
+    def blocks(self, row: int) -> Tuple[np.ndarray, np.ndarray]:
+        """The sorting permutation of `row` and the (exclusive) end of each of its blocks."""
+        flagged = self.perm[row]
+        return flagged & 0x7FFFFFFF, np.flatnonzero(flagged < 0) + 1
 
 
 def _rank_projection(values: npt.ArrayLike, direction: str, regularization_strength: Any,
@@ -434,8 +431,7 @@ def jacobian(values: npt.ArrayLike, *, kind: str = "rank", direction: str = "asc
     m, n = p.x.shape
     jac = np.zeros((m, n, n))
     for r in range(m):
-        perm = p.perm[r]
-        ends = p.ends[r, :p.nblocks[r]]
+        perm, ends = p.blocks(r)
         start = 0
         for end in ends:
             idx = perm[start:end]
