@@ -138,11 +138,16 @@ class _Projection:
 
     def __init__(self, x: np.ndarray, mode: int, kl: bool, a: float, table: np.ndarray, etab: np.ndarray,
                  n_threads: int, single: bool, save: bool = True) -> None:
-        m, n = x.shape if save else (1, 1)
         self.x, self.mode, self.kl, self.a, self.single = x, mode, kl, a, single
         self.n_threads, self.saved = n_threads, save
-        self.out = np.empty_like(x)
-        self.perm = np.empty((m, n), np.int32)  # the sort permutation; sign bit: last of a block
+        if save:  # one allocation for the output and the permutation (fewer fresh pages to fault in)
+            size = x.size * x.itemsize
+            buf = np.empty(size + 4 * x.size, np.uint8)
+            self.out = buf[:size].view(x.dtype).reshape(x.shape)
+            self.perm = buf[size:].view(np.int32).reshape(x.shape)  # sign bit: last of a block
+        else:
+            self.out = np.empty_like(x)
+            self.perm = np.empty((1, 1), np.int32)
         _kernel.project(x, self.out, mode, kl, a, table, etab, self.perm, save, n_threads)
 
     @classmethod
