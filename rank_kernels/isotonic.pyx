@@ -357,6 +357,11 @@ cdef void _project_row(const floating *x, floating *out, Py_ssize_t n, int mode,
                 c = (f2[k] + log(f4[k])) - log(f3[k])  # output_j = (s_j - sf) - log ss + wf + log sw
                 for j in range(bs[k], bs[k + 1]):
                     out[j] = <floating>(a * ((s[j] - sfk) + c) + 0.0)  # no -0.0
+        elif bs[k + 1] - bs[k] == 1:  # a singleton keeps w exactly
+            if mode == MODE_RANK:
+                out[perm[bs[k]]] = <floating>f2[k]
+            else:
+                out[bs[k]] = <floating>(a * f2[k] + 0.0)
         else:
             # output_j = (s_j - sf) - ds / count + wf + dw / count
             c = (f2[k] + f4[k] / (bs[k + 1] - bs[k])) - f3[k] / (bs[k + 1] - bs[k])
