@@ -11,8 +11,10 @@ Forward + backward is ``soft_rank_with_vjp`` followed by one ``vjp`` (the backwa
 saved permutation and blocks, as the torch adapter does).
 
 Threads: BENCH_THREADS (see conftest.py) is passed as ``n_threads``; compare a run with
-BENCH_THREADS=1 against one with BENCH_THREADS=2 for the scaling. `python bench/summary.py
-results.json` prints the ratios.
+BENCH_THREADS=1 against one with BENCH_THREADS=2 for the scaling. On a busy host, single-thread
+ratios are steadier with ``--benchmark-timer=time.process_time`` (CPU time: a descheduled
+process is not charged); thread scaling needs wall time on an otherwise idle host.
+`python bench/summary.py results.json` prints the ratios.
 """
 import numpy as np
 import pytest
