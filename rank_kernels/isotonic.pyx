@@ -402,6 +402,9 @@ def project(const floating[:, ::1] x, floating[:, ::1] out, int mode, bint kl, d
         n_threads = <int>m
     if n_threads < 1:
         n_threads = 1
+    # Small dynamic chunks (about 8 per thread): rows differ in cost, and a thread that the OS
+    # parks holds back only a few rows.
+    cdef Py_ssize_t chunk = max(1, m // (8 * n_threads))
     status = <int *>calloc(n_threads, sizeof(int))
     if status == NULL:
         raise MemoryError()
@@ -412,7 +415,7 @@ def project(const floating[:, ::1] x, floating[:, ::1] out, int mode, bint kl, d
             pbuf = <int32_t *>malloc(sizeof(int32_t) * n)
             bs = <int32_t *>malloc(sizeof(int32_t) * (n + 1))
             dbuf = <double *>malloc(sizeof(double) * 5 * n)
-            for i in prange(m, schedule='guided'):
+            for i in prange(m, schedule='dynamic', chunksize=chunk):
                 if keys == NULL or pbuf == NULL or bs == NULL or dbuf == NULL:
                     status[tid] = 1
                     continue
@@ -506,7 +509,8 @@ def vjp(const floating[:, ::1] g, const floating[:, ::1] y, floating[:, ::1] gra
         n_threads = <int>m
     if n_threads < 1:
         n_threads = 1
+    cdef Py_ssize_t chunk = max(1, m // (8 * n_threads))
     with nogil:
-        for i in prange(m, schedule='guided', num_threads=n_threads):
+        for i in prange(m, schedule='dynamic', chunksize=chunk, num_threads=n_threads):
             _vjp_row(&g[i, 0], &y[i, 0], &grad[i, 0], n, mode, kl, a, &perm[i, 0])
     return 0
