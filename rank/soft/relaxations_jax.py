@@ -11,7 +11,7 @@ Array([1., 3., 2.], dtype=float32)
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Dict, Optional
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -68,7 +68,7 @@ def relaxed_rank(values: Any, *, method: str = "sigmoid", direction: str = "asce
     if method not in _r.RELAXATIONS:
         raise UnknownMethodError(f"method: expected one of {_r._names(_r.RELAXATIONS)}, got {method!r}")
     fwd, vjp = _r.RELAXATIONS[method]
-    kw = dict(direction=direction, temperature=temperature, n_threads=n_threads, **params)
+    kw: Dict[str, Any] = dict(direction=direction, temperature=temperature, n_threads=n_threads, **params)
     return _apply(values, lambda x: fwd(x, **kw), lambda x, c: vjp(x, c, **kw))
 
 
@@ -80,7 +80,7 @@ def soft_permutation(values: Any, temperature: float = 1.0, *, direction: str = 
     Array([[0., 1.],
            [1., 0.]], dtype=float32)
     """
-    kw = dict(direction=direction, n_threads=n_threads)
+    kw: Dict[str, Any] = dict(direction=direction, n_threads=n_threads)
     return _apply(values, lambda x: _r.soft_permutation(x, temperature, **kw),
                   lambda x, c: _r.soft_permutation_vjp(x, c, temperature, **kw),
                   lambda s: s + (s[-1],))
@@ -94,7 +94,7 @@ def softrank_ndcg(scores: Any, labels: ArrayLike, sigma: float = 1.0, *, k: Opti
     1.0
     """
     y = np.asarray(labels)
-    kw = dict(sigma=sigma, k=k, n_threads=n_threads)
+    kw: Dict[str, Any] = dict(sigma=sigma, k=k, n_threads=n_threads)
     return _apply(scores, lambda x: _r.softrank_ndcg(x, y, **kw),
                   lambda x, c: _r.softrank_ndcg_vjp(x, y, c, **kw), lambda s: s[:-1])
 
@@ -107,7 +107,7 @@ def smoothi_ndcg(scores: Any, labels: ArrayLike, *, k: Optional[int] = None, tem
     1.0
     """
     y = np.asarray(labels)
-    kw = dict(k=k, temperature=temperature, delta=delta, n_threads=n_threads)
+    kw: Dict[str, Any] = dict(k=k, temperature=temperature, delta=delta, n_threads=n_threads)
     return _apply(scores, lambda x: _r.smoothi_ndcg(x, y, **kw),
                   lambda x, c: _r.smoothi_ndcg_vjp(x, y, c, **kw), lambda s: s[:-1])
 
@@ -122,6 +122,6 @@ def soft_topk(values: Any, k: int, *, method: str = "gumbel", temperature: float
     """
     if seed is None and method == "gumbel":
         seed = np.random.SeedSequence().entropy
-    kw = dict(method=method, temperature=temperature, seed=seed, n_threads=n_threads)
+    kw: Dict[str, Any] = dict(method=method, temperature=temperature, seed=seed, n_threads=n_threads)
     return _apply(values, lambda x: _r.soft_topk(x, k, hard=hard, **kw),
                   lambda x, c: _r.soft_topk_vjp(x, c, k, **kw))

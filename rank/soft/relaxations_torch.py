@@ -11,7 +11,7 @@ tensor([1., 3., 2.], dtype=torch.float64, grad_fn=<_RelaxationBackward>)
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Dict, Optional
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -68,7 +68,7 @@ def relaxed_rank(values: "torch.Tensor", *, method: str = "sigmoid", direction: 
     if method not in _r.RELAXATIONS:
         raise UnknownMethodError(f"method: expected one of {_r._names(_r.RELAXATIONS)}, got {method!r}")
     fwd, vjp = _r.RELAXATIONS[method]
-    kw = dict(direction=direction, temperature=temperature, n_threads=n_threads, **params)
+    kw: Dict[str, Any] = dict(direction=direction, temperature=temperature, n_threads=n_threads, **params)
     return _apply(values, lambda x: fwd(x, **kw), lambda x, c: vjp(x, c, **kw))
 
 
@@ -81,7 +81,7 @@ def soft_permutation(values: "torch.Tensor", temperature: float = 1.0, *, direct
     tensor([[0., 1.],
             [1., 0.]])
     """
-    kw = dict(direction=direction, n_threads=n_threads)
+    kw: Dict[str, Any] = dict(direction=direction, n_threads=n_threads)
     return _apply(values, lambda x: _r.soft_permutation(x, temperature, **kw),
                   lambda x, c: _r.soft_permutation_vjp(x, c, temperature, **kw))
 
@@ -95,7 +95,7 @@ def softrank_ndcg(scores: "torch.Tensor", labels: ArrayLike, sigma: float = 1.0,
     1.0
     """
     y = np.asarray(labels.detach().cpu().numpy() if isinstance(labels, torch.Tensor) else labels)
-    kw = dict(sigma=sigma, k=k, n_threads=n_threads)
+    kw: Dict[str, Any] = dict(sigma=sigma, k=k, n_threads=n_threads)
     return _apply(scores, lambda x: np.asarray(_r.softrank_ndcg(x, y, **kw)),
                   lambda x, c: _r.softrank_ndcg_vjp(x, y, c, **kw))
 
@@ -109,7 +109,7 @@ def smoothi_ndcg(scores: "torch.Tensor", labels: ArrayLike, *, k: Optional[int] 
     1.0
     """
     y = np.asarray(labels.detach().cpu().numpy() if isinstance(labels, torch.Tensor) else labels)
-    kw = dict(k=k, temperature=temperature, delta=delta, n_threads=n_threads)
+    kw: Dict[str, Any] = dict(k=k, temperature=temperature, delta=delta, n_threads=n_threads)
     return _apply(scores, lambda x: np.asarray(_r.smoothi_ndcg(x, y, **kw)),
                   lambda x, c: _r.smoothi_ndcg_vjp(x, y, c, **kw))
 
@@ -125,6 +125,6 @@ def soft_topk(values: "torch.Tensor", k: int, *, method: str = "gumbel", tempera
     """
     if seed is None and method == "gumbel":
         seed = np.random.SeedSequence().entropy
-    kw = dict(method=method, temperature=temperature, seed=seed, n_threads=n_threads)
+    kw: Dict[str, Any] = dict(method=method, temperature=temperature, seed=seed, n_threads=n_threads)
     return _apply(values, lambda x: _r.soft_topk(x, k, hard=hard, **kw),
                   lambda x, c: _r.soft_topk_vjp(x, c, k, **kw))
