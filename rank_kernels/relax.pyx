@@ -40,6 +40,17 @@ from libc.string cimport memcpy
 
 from cython cimport floating
 
+cdef extern from "relax_simd.h":
+    double relax_sig_fwd(double xi, double ai, double bi, const double *x, const double *A, const double *B,
+                         double *out, Py_ssize_t j0, Py_ssize_t j1) noexcept nogil
+    double relax_sig_vjp(double ci, double ai, double bi, const double *c, const double *A, const double *B,
+                         double *g, Py_ssize_t j0, Py_ssize_t j1) noexcept nogil
+    double relax_scale_sum(double *w, const double *u, Py_ssize_t n) noexcept nogil
+    void relax_axpy(double *r, double f, const double *w, Py_ssize_t n) noexcept nogil
+    double relax_dot(const double *a, const double *b, Py_ssize_t n) noexcept nogil
+    void relax_ns_acc(double *g, double *ga, const double *w, const double *c, double f, double m, double ci,
+                      Py_ssize_t n) noexcept nogil
+
 cdef enum:
     TILE = 512
 
@@ -165,15 +176,7 @@ cdef void _sigmoid_row(const double *x, Py_ssize_t n, double inv, double *r, dou
             acc = 0.0
             if c == NULL:
                 if sep:
-                    for j in range(j0, j1):
-                        e = ai * B[j]
-                        t = A[j] * bi
-                        e = e if e < t else t
-                        q = 1.0 / (1.0 + e)
-                        s = q if xi >= x[j] else e * q
-                        t = e * q if xi >= x[j] else q
-                        acc = acc + s
-                        out[j] = out[j] + t
+                    acc = relax_sig_fwd(xi, ai, bi, x, A, B, out, j0, j1)
                 else:
                     for j in range(j0, j1):
                         e = exp(-fabs(xi - x[j]) * inv)
@@ -185,14 +188,7 @@ cdef void _sigmoid_row(const double *x, Py_ssize_t n, double inv, double *r, dou
             else:
                 ci = c[i]
                 if sep:
-                    for j in range(j0, j1):
-                        e = ai * B[j]
-                        t = A[j] * bi
-                        e = e if e < t else t
-                        q = 1.0 / (1.0 + e)
-                        d = (ci - c[j]) * e * q * q
-                        acc = acc + d
-                        out[j] = out[j] - d
+                    acc = relax_sig_vjp(ci, ai, bi, c, A, B, out, j0, j1)
                 else:
                     for j in range(j0, j1):
                         e = exp(-fabs(xi - x[j]) * inv)
@@ -215,6 +211,7 @@ def sigmoid_rank(const floating[:, ::1] x, double tau, double sign, floating[:, 
     cdef Py_ssize_t m = x.shape[0], n = x.shape[1], row
     cdef double *buf
     cdef double inv = 1.0 / tau
+    buf = NULL
     with nogil, parallel(num_threads=n_threads):
         buf = <double *>malloc(4 * n * sizeof(double))
         if buf != NULL:
@@ -231,6 +228,7 @@ def sigmoid_vjp(const floating[:, ::1] x, const floating[:, ::1] cot, double tau
     cdef Py_ssize_t m = x.shape[0], n = x.shape[1], row
     cdef double *buf
     cdef double inv = 1.0 / tau
+    buf = NULL
     with nogil, parallel(num_threads=n_threads):
         buf = <double *>malloc(5 * n * sizeof(double))
         if buf != NULL:
@@ -316,9 +314,7 @@ cdef inline double _ns_row(const double *x, const double *a, Py_ssize_t n, Py_ss
             w[j] = exp(w[j] - mx)
             s += w[j]
     else:
-        for j in range(n):
-            w[j] = w[j] * u[j]
-            s += w[j]
+        s = relax_scale_sum(w, u, n)
     return s
 
 
@@ -333,9 +329,7 @@ cdef void _ns_rank_row(const double *x, Py_ssize_t n, double inv, double *r, dou
         r[j] = 0.0
     for i in range(1, n + 1):
         s = _ns_row(x, a, n, i, inv, blk, u, w)
-        f = i / s
-        for j in range(n):
-            r[j] = r[j] + f * w[j]
+        relax_axpy(r, i / s, w, n)
 
 
 cdef void _ns_vjp_row(const double *x, const double *c, const double *C, Py_ssize_t n, double inv,
@@ -356,24 +350,10 @@ cdef void _ns_vjp_row(const double *x, const double *c, const double *C, Py_ssiz
         ci = <double>(n + 1 - 2 * i)
         sc = 0.0
         if C == NULL:
-            for j in range(n):
-                sc = sc + c[j] * w[j]
-            mi = sc / s
-            f = i / s
-            for j in range(n):
-                gz = f * w[j] * (c[j] - mi)
-                g[j] = g[j] + ci * gz
-                ga[j] = ga[j] + gz
+            relax_ns_acc(g, ga, w, c, i / s, relax_dot(c, w, n) / s, ci, n)
         else:
             Ci = C + (i - 1) * n
-            for j in range(n):
-                sc = sc + Ci[j] * w[j]
-            mi = sc / s
-            f = 1.0 / s
-            for j in range(n):
-                gz = f * w[j] * (Ci[j] - mi)
-                g[j] = g[j] + ci * gz
-                ga[j] = ga[j] + gz
+            relax_ns_acc(g, ga, w, Ci, 1.0 / s, relax_dot(Ci, w, n) / s, ci, n)
     for j in range(n):
         g[j] = g[j] * inv
         ga[j] = -ga[j] * inv
@@ -384,8 +364,9 @@ def neuralsort_rank(const floating[:, ::1] x, double tau, double sign, floating[
     """Expected NeuralSort ranks of the rows of sign * x (descending: largest -> rank ~1)."""
     cdef Py_ssize_t m = x.shape[0], n = x.shape[1], row
     cdef double *buf
-    cdef Py_ssize_t *ib
+    cdef Py_ssize_t *ib = NULL
     cdef double inv = 1.0 / tau
+    buf = NULL
     with nogil, parallel(num_threads=n_threads):
         buf = <double *>malloc(5 * n * sizeof(double))
         ib = <Py_ssize_t *>malloc(2 * n * sizeof(Py_ssize_t))
@@ -403,8 +384,9 @@ def neuralsort_vjp(const floating[:, ::1] x, const floating[:, ::1] cot, double 
     """Gradient of sum(cot * neuralsort_rank(sign * x)) with respect to x."""
     cdef Py_ssize_t m = x.shape[0], n = x.shape[1], row
     cdef double *buf
-    cdef Py_ssize_t *ib
+    cdef Py_ssize_t *ib = NULL
     cdef double inv = 1.0 / tau
+    buf = NULL
     with nogil, parallel(num_threads=n_threads):
         buf = <double *>malloc(7 * n * sizeof(double))
         ib = <Py_ssize_t *>malloc(2 * n * sizeof(Py_ssize_t))
@@ -423,8 +405,9 @@ def neuralsort_perm(const floating[:, ::1] x, double tau, double sign, floating[
     """out[row] = the relaxed permutation matrix P of sign * x[row] (exact exponentials)."""
     cdef Py_ssize_t m = x.shape[0], n = x.shape[1], row, i, j
     cdef double *buf
-    cdef Py_ssize_t *ib
+    cdef Py_ssize_t *ib = NULL
     cdef double inv = 1.0 / tau, s
+    buf = NULL
     with nogil, parallel(num_threads=n_threads):
         buf = <double *>malloc(3 * n * sizeof(double))
         ib = <Py_ssize_t *>malloc(2 * n * sizeof(Py_ssize_t))
@@ -446,9 +429,10 @@ def neuralsort_perm_vjp(const floating[:, ::1] x, const floating[:, :, ::1] cot,
     """Gradient of sum(cot * P(sign * x)) with respect to x, row by row."""
     cdef Py_ssize_t m = x.shape[0], n = x.shape[1], row, i, j
     cdef double *buf
-    cdef double *cb
-    cdef Py_ssize_t *ib
+    cdef double *cb = NULL
+    cdef Py_ssize_t *ib = NULL
     cdef double inv = 1.0 / tau
+    buf = NULL
     with nogil, parallel(num_threads=n_threads):
         buf = <double *>malloc(6 * n * sizeof(double))
         cb = <double *>malloc(n * n * sizeof(double))
@@ -480,6 +464,7 @@ def softrank_rank(const floating[:, ::1] x, double sigma, double sign, floating[
     cdef Py_ssize_t m = x.shape[0], n = x.shape[1], row, i, j
     cdef double *buf
     cdef double h = 0.5 / sigma, p, acc
+    buf = NULL
     with nogil, parallel(num_threads=n_threads):
         buf = <double *>malloc(2 * n * sizeof(double))
         if buf != NULL:
@@ -504,6 +489,7 @@ def softrank_vjp(const floating[:, ::1] x, const floating[:, ::1] cot, double si
     cdef Py_ssize_t m = x.shape[0], n = x.shape[1], row, i, j
     cdef double *buf
     cdef double h = 0.5 / sigma, k = 1.0 / (2.0 * sigma * sqrt(M_PI)), d, t, acc
+    buf = NULL
     with nogil, parallel(num_threads=n_threads):
         buf = <double *>malloc(3 * n * sizeof(double))
         if buf != NULL:
@@ -585,6 +571,7 @@ def softrank_ndcg(const floating[:, ::1] x, const double[:, ::1] gain, Py_ssize_
     cdef Py_ssize_t m = x.shape[0], n = x.shape[1], row
     cdef double *buf
     cdef double h = 0.5 / sigma
+    buf = NULL
     with nogil, parallel(num_threads=n_threads):
         buf = <double *>malloc(4 * (n + 1) * sizeof(double))
         if buf != NULL:
@@ -600,8 +587,9 @@ def softrank_ndcg_vjp(const floating[:, ::1] x, const double[:, ::1] gain, Py_ss
     """out[row] = cot[row] * gradient of the SoftNDCG of row with respect to x[row]."""
     cdef Py_ssize_t m = x.shape[0], n = x.shape[1], row
     cdef double *buf
-    cdef double *tri
+    cdef double *tri = NULL
     cdef double h = 0.5 / sigma, k = 1.0 / (2.0 * sigma * sqrt(M_PI))
+    buf = NULL
     with nogil, parallel(num_threads=n_threads):
         buf = <double *>malloc(5 * (n + 1) * sizeof(double))
         tri = <double *>malloc((n * (n + 1) // 2 + 1) * sizeof(double))
@@ -675,6 +663,7 @@ def smoothi(const floating[:, ::1] s, double alpha, double delta, const double[:
     """out[row, j] = sum_r wr[r] I^{r+1}_j of the positive scores s[row] (K = len(wr))."""
     cdef Py_ssize_t m = s.shape[0], n = s.shape[1], K = wr.shape[0], row
     cdef double *buf
+    buf = NULL
     with nogil, parallel(num_threads=n_threads):
         buf = <double *>malloc(4 * n * sizeof(double))
         if buf != NULL:
@@ -691,7 +680,8 @@ def smoothi_vjp(const floating[:, ::1] s, const floating[:, ::1] cot, double alp
     """Gradient of sum(cot * smoothi(s)) with respect to s."""
     cdef Py_ssize_t m = s.shape[0], n = s.shape[1], K = wr.shape[0], row
     cdef double *buf
-    cdef double *big
+    cdef double *big = NULL
+    buf = NULL
     with nogil, parallel(num_threads=n_threads):
         buf = <double *>malloc(5 * n * sizeof(double))
         big = <double *>malloc(2 * K * n * sizeof(double))
@@ -752,6 +742,7 @@ def gumbel_topk(const double[:, ::1] a0, Py_ssize_t k, double tau, double[:, ::1
     """Relaxed top-k masks of the perturbed rows a0 (each row sums to k)."""
     cdef Py_ssize_t m = a0.shape[0], n = a0.shape[1], row
     cdef double *buf
+    buf = NULL
     with nogil, parallel(num_threads=n_threads):
         buf = <double *>malloc(2 * n * sizeof(double))
         if buf != NULL:
@@ -765,7 +756,8 @@ def gumbel_topk_vjp(const double[:, ::1] a0, const double[:, ::1] cot, Py_ssize_
     """Gradient of sum(cot * gumbel_topk(a0)) with respect to a0."""
     cdef Py_ssize_t m = a0.shape[0], n = a0.shape[1], row
     cdef double *buf
-    cdef double *ps
+    cdef double *ps = NULL
+    buf = NULL
     with nogil, parallel(num_threads=n_threads):
         buf = <double *>malloc(n * sizeof(double))
         ps = <double *>malloc(k * n * sizeof(double))
