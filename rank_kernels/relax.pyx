@@ -58,8 +58,13 @@ cdef enum:
 # (each factor stays within exp(+-SEPARABLE_SPAN / 2), so products neither overflow nor lose
 # precision to denormals).
 cdef double SEPARABLE_SPAN = 200.0
-# Bound on |log| of the multiplicative NeuralSort updates inside one block of rows.
-cdef double NS_LOG_BOUND = 300.0
+# Bound on |log| of the multiplicative NeuralSort updates inside one block of rows. Entries
+# below exp(NS_FLUSH_LOG) (at a re-anchoring) or 1e-290 (after an update) relative to the
+# anchor row's maximum are set to 0; within a block any entry moves by at most
+# exp(2 NS_LOG_BOUND) relative to another and the row sum stays >= exp(-NS_LOG_BOUND), so a
+# flushed entry weighs less than exp(-660 + 3 * 150) = exp(-210) of its row.
+cdef double NS_LOG_BOUND = 150.0
+cdef double NS_FLUSH_LOG = -660.0
 cdef Py_ssize_t NS_MAX_BLOCK = 32
 cdef double TINY = 1e-300
 
@@ -179,7 +184,8 @@ cdef void _sigmoid_row(const double *x, Py_ssize_t n, double inv, double *r, dou
                     acc = relax_sig_fwd(xi, ai, bi, x, A, B, out, j0, j1)
                 else:
                     for j in range(j0, j1):
-                        e = exp(-fabs(xi - x[j]) * inv)
+                        e = fabs(xi - x[j]) * inv
+                        e = exp(-e) if e < 700.0 else 0.0
                         q = 1.0 / (1.0 + e)
                         s = q if xi >= x[j] else e * q
                         t = e * q if xi >= x[j] else q
@@ -191,7 +197,8 @@ cdef void _sigmoid_row(const double *x, Py_ssize_t n, double inv, double *r, dou
                     acc = relax_sig_vjp(ci, ai, bi, c, A, B, out, j0, j1)
                 else:
                     for j in range(j0, j1):
-                        e = exp(-fabs(xi - x[j]) * inv)
+                        e = fabs(xi - x[j]) * inv
+                        e = exp(-e) if e < 700.0 else 0.0
                         q = 1.0 / (1.0 + e)
                         d = (ci - c[j]) * e * q * q
                         acc = acc + d
@@ -311,7 +318,8 @@ cdef inline double _ns_row(const double *x, const double *a, Py_ssize_t n, Py_ss
             w[j] = z
             mx = z if z > mx else mx
         for j in range(n):
-            w[j] = exp(w[j] - mx)
+            z = w[j] - mx
+            w[j] = exp(z) if z > NS_FLUSH_LOG else 0.0
             s += w[j]
     else:
         s = relax_scale_sum(w, u, n)

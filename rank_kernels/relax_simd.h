@@ -7,6 +7,7 @@
 #ifndef RELAX_SIMD_H
 #define RELAX_SIMD_H
 
+#include <math.h>
 #include <stddef.h>
 
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
@@ -36,9 +37,10 @@ RELAX_CLONES static double relax_sig_fwd(double xi, double ai, double bi, const 
         e = e < t ? e : t;
         double q = 1.0 / (1.0 + e);
         double eq = e * q;
-        int ge = xi >= x[j];
-        acc += ge ? q : eq;
-        out[j] += ge ? eq : q;
+        double d = copysign(q - eq, xi - x[j]);      /* sigmoid(z) - sigmoid(-z) (0 when tied) */
+        double h = 0.5 * (q + eq);                   /* 1/2 */
+        acc += h + 0.5 * d;
+        out[j] += h - 0.5 * d;
     }
     return acc;
 }
@@ -60,14 +62,18 @@ RELAX_CLONES static double relax_sig_vjp(double ci, double ai, double bi, const 
     return acc;
 }
 
-/* w[j] *= u[j]; returns sum_j w[j]. */
+/* w[j] *= u[j], flushed to 0 below RELAX_FLUSH (so no denormal ever enters the arithmetic,
+ * which is slow on most CPUs); returns sum_j w[j]. */
+#define RELAX_FLUSH 1e-290
 RELAX_CLONES static double relax_scale_sum(double *w, const double *u, ptrdiff_t n)
 {
     double s = 0.0;
     RELAX_SIMD_SUM_S
     for (ptrdiff_t j = 0; j < n; j++) {
-        w[j] *= u[j];
-        s += w[j];
+        double v = w[j] * u[j];
+        v = v < RELAX_FLUSH ? 0.0 : v;
+        w[j] = v;
+        s += v;
     }
     return s;
 }
