@@ -70,7 +70,7 @@ cdef double TINY = 1e-300
 
 
 # ------------------------------------------------------------------------------------------------
-# helpers
+# shared row routines
 
 cdef inline void _load(const floating *src, double *dst, Py_ssize_t n, double sign) noexcept nogil:
     cdef Py_ssize_t j

@@ -55,7 +55,7 @@ _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 
 
 # ---------------------------------------------------------------------------------------------
-# validation helpers
+# input validation
 
 def _names(valid) -> str:
     return ", ".join(repr(v) for v in valid)
