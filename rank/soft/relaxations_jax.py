@@ -1,0 +1,127 @@
+"""JAX adapters for the soft ranking relaxations of :mod:`rank.soft.relaxations`.
+
+Each function is a ``jax.custom_vjp`` whose forward pass and vector-Jacobian product call the
+compiled NumPy kernels through ``jax.pure_callback`` (so they work under ``jit``, on the host;
+``vmap`` runs the callback once per mapped element). Non-array parameters (temperature,
+method, k, labels, seed) must be concrete Python/NumPy values. Needs the ``jax`` extra.
+
+>>> import jax.numpy as jnp
+>>> relaxed_rank(jnp.array([0.0, 10.0, 5.0]), method="sigmoid", temperature=0.1)
+Array([1., 3., 2.], dtype=float32)
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, Dict, Optional
+
+import numpy as np
+from numpy.typing import ArrayLike
+
+from rank.errors import MissingDependencyError, UnknownMethodError
+from rank.soft import relaxations as _r
+
+try:
+    import jax
+    import jax.numpy as jnp
+except ImportError as e:  # pragma: no cover - exercised only without jax
+    raise MissingDependencyError("rank.soft.relaxations_jax needs JAX: install rank-kernels[jax]") from e
+
+__all__ = ["relaxed_rank", "soft_permutation", "softrank_ndcg", "smoothi_ndcg", "soft_topk"]
+
+
+def _apply(values: Any, forward: Callable, vjp: Callable, out_shape: Callable = lambda s: s) -> Any:
+    """forward(x) with gradient vjp(x, g); `out_shape` maps the input shape to the output's."""
+    x = jnp.asarray(values)
+    if not jnp.issubdtype(x.dtype, jnp.floating):
+        x = x.astype(jnp.result_type(float))
+    dtype = x.dtype
+    out = jax.ShapeDtypeStruct(out_shape(x.shape), dtype)
+    grad = jax.ShapeDtypeStruct(x.shape, dtype)
+
+    def host_forward(v):
+        return np.asarray(forward(np.asarray(v)), dtype=dtype)
+
+    def host_vjp(v, g):
+        return np.asarray(vjp(np.asarray(v), np.asarray(g)), dtype=dtype)
+
+    @jax.custom_vjp
+    def f(v):
+        return jax.pure_callback(host_forward, out, v, vmap_method="sequential")
+
+    def f_fwd(v):
+        return f(v), v
+
+    def f_bwd(v, g):
+        return (jax.pure_callback(host_vjp, grad, v, g, vmap_method="sequential"),)
+
+    f.defvjp(f_fwd, f_bwd)
+    return f(x)
+
+
+def relaxed_rank(values: Any, *, method: str = "sigmoid", direction: str = "ascending", temperature: float = 1.0,
+                 n_threads: Optional[int] = None, **params: Any) -> Any:
+    """Differentiable soft ranks by one of :data:`rank.soft.relaxations.RELAXATIONS`; shape and
+    dtype of `values` ((n,) or (m, n)).
+
+    >>> relaxed_rank(jnp.array([2.0, 1.0]), method="softrank", temperature=0.01)
+    Array([2., 1.], dtype=float32)
+    """
+    if method not in _r.RELAXATIONS:
+        raise UnknownMethodError(f"method: expected one of {_r._names(_r.RELAXATIONS)}, got {method!r}")
+    fwd, vjp = _r.RELAXATIONS[method]
+    kw: Dict[str, Any] = dict(direction=direction, temperature=temperature, n_threads=n_threads, **params)
+    return _apply(values, lambda x: fwd(x, **kw), lambda x, c: vjp(x, c, **kw))
+
+
+def soft_permutation(values: Any, temperature: float = 1.0, *, direction: str = "descending",
+                     n_threads: Optional[int] = None) -> Any:
+    """The NeuralSort relaxed permutation matrix, shape (n, n) or (m, n, n).
+
+    >>> soft_permutation(jnp.array([1.0, 2.0]), 0.01).round(6)
+    Array([[0., 1.],
+           [1., 0.]], dtype=float32)
+    """
+    kw: Dict[str, Any] = dict(direction=direction, n_threads=n_threads)
+    return _apply(values, lambda x: _r.soft_permutation(x, temperature, **kw),
+                  lambda x, c: _r.soft_permutation_vjp(x, c, temperature, **kw),
+                  lambda s: s + (s[-1],))
+
+
+def softrank_ndcg(scores: Any, labels: ArrayLike, sigma: float = 1.0, *, k: Optional[int] = None,
+                  n_threads: Optional[int] = None) -> Any:
+    """SoftNDCG@k per row (0-d for 1-D scores); `labels` must be concrete.
+
+    >>> round(float(softrank_ndcg(jnp.array([2.0, 1.0]), [1, 0], 1e-3)), 6)
+    1.0
+    """
+    y = np.asarray(labels)
+    kw: Dict[str, Any] = dict(sigma=sigma, k=k, n_threads=n_threads)
+    return _apply(scores, lambda x: _r.softrank_ndcg(x, y, **kw),
+                  lambda x, c: _r.softrank_ndcg_vjp(x, y, c, **kw), lambda s: s[:-1])
+
+
+def smoothi_ndcg(scores: Any, labels: ArrayLike, *, k: Optional[int] = None, temperature: float = 1.0,
+                 delta: float = 0.1, n_threads: Optional[int] = None) -> Any:
+    """SmoothI NDCG@k per row (0-d for 1-D scores); `labels` must be concrete.
+
+    >>> round(float(smoothi_ndcg(jnp.array([2.0, 1.0]), [1, 0], temperature=0.01)), 6)
+    1.0
+    """
+    y = np.asarray(labels)
+    kw: Dict[str, Any] = dict(k=k, temperature=temperature, delta=delta, n_threads=n_threads)
+    return _apply(scores, lambda x: _r.smoothi_ndcg(x, y, **kw),
+                  lambda x, c: _r.smoothi_ndcg_vjp(x, y, c, **kw), lambda s: s[:-1])
+
+
+def soft_topk(values: Any, k: int, *, method: str = "gumbel", temperature: float = 1.0, hard: bool = False,
+              seed: Any = None, n_threads: Optional[int] = None) -> Any:
+    """Differentiable top-k mask (straight-through when ``hard=True``); a seed of None draws a
+    fresh one, shared by the forward and backward passes.
+
+    >>> soft_topk(jnp.array([0.0, 3.0, 1.0]), 1, method="projection", temperature=0.1)
+    Array([0., 1., 0.], dtype=float32)
+    """
+    if seed is None and method == "gumbel":
+        seed = np.random.SeedSequence().entropy
+    kw: Dict[str, Any] = dict(method=method, temperature=temperature, seed=seed, n_threads=n_threads)
+    return _apply(values, lambda x: _r.soft_topk(x, k, hard=hard, **kw),
+                  lambda x, c: _r.soft_topk_vjp(x, c, k, **kw))

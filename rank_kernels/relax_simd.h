@@ -1,0 +1,109 @@
+/* Inner loops of the relax kernels, written so the compiler can vectorise them.
+ *
+ * The loops carry sums, which strict IEEE arithmetic forbids the compiler to reorder; the
+ * OpenMP `simd reduction` pragma allows it for these loops only (ignored when OpenMP is off:
+ * the loops then run scalar and give the same results up to rounding). On x86-64 Linux with
+ * GCC each function is also compiled for AVX2 and picked at load time (target_clones). */
+#ifndef RELAX_SIMD_H
+#define RELAX_SIMD_H
+
+#include <math.h>
+#include <stddef.h>
+
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
+#define RELAX_CLONES __attribute__((target_clones("avx2", "default")))
+#else
+#define RELAX_CLONES
+#endif
+
+#if defined(_OPENMP) && _OPENMP >= 201307 && !defined(_MSC_VER)
+#define RELAX_SIMD_SUM_ACC _Pragma("omp simd reduction(+:acc)")
+#define RELAX_SIMD_SUM_S _Pragma("omp simd reduction(+:s)")
+#else
+#define RELAX_SIMD_SUM_ACC
+#define RELAX_SIMD_SUM_S
+#endif
+
+
+/* Pairs (i, j) for j in [j0, j1), exp(-|x_i - x_j| tau^-1) = min(ai * B[j], A[j] * bi).
+ * Adds sigmoid((x_j - x_i)/tau) to out[j]; returns sum_j sigmoid((x_i - x_j)/tau). */
+RELAX_CLONES static double relax_sig_fwd(double xi, double ai, double bi, const double *x, const double *A,
+                                         const double *B, double *out, ptrdiff_t j0, ptrdiff_t j1)
+{
+    double acc = 0.0;
+    RELAX_SIMD_SUM_ACC
+    for (ptrdiff_t j = j0; j < j1; j++) {
+        double e = ai * B[j], t = A[j] * bi;
+        e = e < t ? e : t;
+        double q = 1.0 / (1.0 + e);
+        double eq = e * q;
+        double d = copysign(q - eq, xi - x[j]);      /* sigmoid(z) - sigmoid(-z) (0 when tied) */
+        double h = 0.5 * (q + eq);                   /* 1/2 */
+        acc += h + 0.5 * d;
+        out[j] += h - 0.5 * d;
+    }
+    return acc;
+}
+
+/* Same pairs: d = (ci - c[j]) sigmoid'(z); g[j] -= d; returns sum_j d. */
+RELAX_CLONES static double relax_sig_vjp(double ci, double ai, double bi, const double *c, const double *A,
+                                         const double *B, double *g, ptrdiff_t j0, ptrdiff_t j1)
+{
+    double acc = 0.0;
+    RELAX_SIMD_SUM_ACC
+    for (ptrdiff_t j = j0; j < j1; j++) {
+        double e = ai * B[j], t = A[j] * bi;
+        e = e < t ? e : t;
+        double q = 1.0 / (1.0 + e);
+        double d = (ci - c[j]) * e * q * q;
+        acc += d;
+        g[j] -= d;
+    }
+    return acc;
+}
+
+/* w[j] *= u[j], flushed to 0 below RELAX_FLUSH (so no denormal ever enters the arithmetic,
+ * which is slow on most CPUs); returns sum_j w[j]. */
+#define RELAX_FLUSH 1e-290
+RELAX_CLONES static double relax_scale_sum(double *w, const double *u, ptrdiff_t n)
+{
+    double s = 0.0;
+    RELAX_SIMD_SUM_S
+    for (ptrdiff_t j = 0; j < n; j++) {
+        double v = w[j] * u[j];
+        v = v < RELAX_FLUSH ? 0.0 : v;
+        w[j] = v;
+        s += v;
+    }
+    return s;
+}
+
+/* r[j] += f * w[j]. */
+RELAX_CLONES static void relax_axpy(double *r, double f, const double *w, ptrdiff_t n)
+{
+    for (ptrdiff_t j = 0; j < n; j++)
+        r[j] += f * w[j];
+}
+
+/* sum_j a[j] * b[j]. */
+RELAX_CLONES static double relax_dot(const double *a, const double *b, ptrdiff_t n)
+{
+    double s = 0.0;
+    RELAX_SIMD_SUM_S
+    for (ptrdiff_t j = 0; j < n; j++)
+        s += a[j] * b[j];
+    return s;
+}
+
+/* gz = f w[j] (c[j] - m); g[j] += ci gz; ga[j] += gz. */
+RELAX_CLONES static void relax_ns_acc(double *g, double *ga, const double *w, const double *c, double f,
+                                      double m, double ci, ptrdiff_t n)
+{
+    for (ptrdiff_t j = 0; j < n; j++) {
+        double gz = f * w[j] * (c[j] - m);
+        g[j] += ci * gz;
+        ga[j] += gz;
+    }
+}
+
+#endif
