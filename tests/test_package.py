@@ -87,7 +87,8 @@ def test_docstring_examples():
 
     import importlib
 
-    names = ["rank", "rank._topk", "rank.errors", "rank.rerank.maxsim", "rank.rerank.dense",
+    names = ["rank", "rank._topk", "rank.errors", "rank.rerank.maxsim", "rank.rerank.dense", "rank.soft",
+             "rank.soft.projection", "rank.soft.relaxations",
              "rank.rerank.mmr", "rank.rerank.pooling"]
     for mod in map(importlib.import_module, names):  # submodules shadowed by same-named functions
         result = doctest.testmod(mod, optionflags=doctest.NORMALIZE_WHITESPACE)

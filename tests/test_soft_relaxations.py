@@ -513,3 +513,14 @@ def test_docstring_examples():
         mod = importlib.import_module(name)
         result = doctest.testmod(mod, optionflags=doctest.NORMALIZE_WHITESPACE)
         assert result.attempted > 0 and result.failed == 0, name
+
+
+@pytest.mark.parametrize("method", sorted(R.RELAXATIONS))
+def test_soft_rank_method_switch_reaches_each_relaxation(method):
+    from rank.soft import available_methods, soft_rank
+    x = np.random.default_rng(3).standard_normal((3, 7))
+    forward, _ = R.RELAXATIONS[method]
+    assert method in available_methods()
+    for direction in ("ascending", "descending"):
+        np.testing.assert_array_equal(soft_rank(x, method=method, direction=direction, temperature=0.3),
+                                      forward(x, direction=direction, temperature=0.3))

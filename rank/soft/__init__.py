@@ -5,6 +5,10 @@ with a compiled pool-adjacent-violators kernel: O(n log n) forward, O(n) vector-
 products, 1-D or row-wise 2-D float32/float64 input, threads over rows. Adapters for automatic
 differentiation live in :mod:`rank.soft.torch` and :mod:`rank.soft.jax` (optional extras).
 
+Other relaxations (:mod:`rank.soft.relaxations`: pairwise sigmoid, NeuralSort, SoftRank, SmoothI)
+are reached through ``soft_rank(values, method=...)``; their torch and JAX adapters are
+:mod:`rank.soft.relaxations_torch` and :mod:`rank.soft.relaxations_jax`.
+
 >>> import rank
 >>> rank.soft_rank([10.0, 30.0, 20.0], regularization_strength=0.1)
 array([1., 3., 2.])
@@ -26,6 +30,28 @@ from rank.soft.projection import (
     spearman_loss,
     spearman_loss_and_grad,
 )
+from rank.soft import relaxations as _relaxations
+from rank.soft.relaxations import (
+    smoothi_ndcg,
+    soft_permutation,
+    soft_topk,
+    softrank_ndcg,
+)
+
+
+def _register_relaxations() -> None:
+    """Route ``soft_rank(method=name)`` to each relaxation's forward function.
+
+    The relaxations always check that values are finite, so ``check_finite`` is not passed on.
+    """
+    for name, (forward, _vjp) in _relaxations.RELAXATIONS.items():
+        def call(values, *, check_finite=True, _forward=forward, **params):
+            return _forward(values, **params)
+
+        register_relaxation(name, call)
+
+
+_register_relaxations()
 
 __all__ = [
     "soft_rank",
@@ -36,6 +62,10 @@ __all__ = [
     "soft_sort_with_vjp",
     "soft_topk_mask",
     "soft_topk_mask_with_vjp",
+    "soft_topk",
+    "soft_permutation",
+    "softrank_ndcg",
+    "smoothi_ndcg",
     "jacobian",
     "spearman_loss",
     "spearman_loss_and_grad",
