@@ -21,6 +21,8 @@ from rank.rerank import (
     mmr,
     pool_tokens,
     rerank_maxsim,
+    CrossEncoder,
+    export_cross_encoder,
 )
 
 __all__ = [
@@ -35,4 +37,6 @@ __all__ = [
     "DenseIndex",
     "mmr",
     "pool_tokens",
+    "CrossEncoder",
+    "export_cross_encoder",
 ]
