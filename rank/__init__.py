@@ -23,6 +23,9 @@ from rank.rerank import (
     rerank_maxsim,
     CrossEncoder,
     export_cross_encoder,
+    ColBERTEncoder,
+    ColBERTReranker,
+    export_colbert_encoder,
 )
 
 __all__ = [
@@ -39,4 +42,7 @@ __all__ = [
     "pool_tokens",
     "CrossEncoder",
     "export_cross_encoder",
+    "ColBERTEncoder",
+    "ColBERTReranker",
+    "export_colbert_encoder",
 ]
