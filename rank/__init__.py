@@ -21,6 +21,11 @@ from rank.rerank import (
     mmr,
     pool_tokens,
     rerank_maxsim,
+    CrossEncoder,
+    export_cross_encoder,
+    ColBERTEncoder,
+    ColBERTReranker,
+    export_colbert_encoder,
 )
 from rank.soft import soft_rank, soft_sort, spearman_loss
 
@@ -39,4 +44,9 @@ __all__ = [
     "soft_rank",
     "soft_sort",
     "spearman_loss",
+    "CrossEncoder",
+    "export_cross_encoder",
+    "ColBERTEncoder",
+    "ColBERTReranker",
+    "export_colbert_encoder",
 ]

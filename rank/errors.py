@@ -20,6 +20,7 @@ __all__ = [
     "NonFiniteError",
     "UnknownMethodError",
     "CorruptFileError",
+    "ModelNotFoundError",
     "MissingDependencyError",
 ]
 
@@ -50,6 +51,10 @@ class UnknownMethodError(RankError, ValueError):
 
 class CorruptFileError(RankError, ValueError):
     """A saved file is truncated, foreign, or of an unsupported format version."""
+
+
+class ModelNotFoundError(RankError, FileNotFoundError):
+    """A model directory or hub id does not hold the files a model needs."""
 
 
 class MissingDependencyError(RankError, ImportError):

@@ -39,6 +39,7 @@ def test_error_hierarchy():
     assert issubclass(errors.UnknownMethodError, ValueError)
     assert issubclass(errors.CorruptFileError, ValueError)
     assert issubclass(errors.MissingDependencyError, ImportError)
+    assert issubclass(errors.ModelNotFoundError, FileNotFoundError)
     for name in errors.__all__:
         assert issubclass(getattr(errors, name), errors.RankError)
 

@@ -15,3 +15,9 @@ __all__ = [
     "mmr",
     "pool_tokens",
 ]
+from rank.rerank.cross_encoder import CrossEncoder, export_cross_encoder
+
+__all__ += ["CrossEncoder", "export_cross_encoder"]
+from rank.rerank.colbert import ColBERTEncoder, ColBERTReranker, export_colbert_encoder
+
+__all__ += ["ColBERTEncoder", "ColBERTReranker", "export_colbert_encoder"]
