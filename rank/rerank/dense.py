@@ -198,9 +198,15 @@ class DenseIndex:
         Storage type. float16 halves memory and memory traffic; scores are still computed in
         float32 from the stored (rounded) values.
 
-    Raises UnknownMethodError for an unknown `metric` or `dtype` (the message lists the valid
-    names) and InvalidValueError for a bad `dim`.
+    Raises
+    ------
+    UnknownMethodError
+        For an unknown `metric` or `dtype` (the message lists the valid names).
+    InvalidValueError
+        For a bad `dim`.
 
+    Notes
+    -----
     Searching is safe from several threads at once (each call releases the GIL and also runs
     `n_threads` threads inside). :meth:`add` mutates the index and must not run concurrently
     with searches or other adds.
@@ -208,6 +214,8 @@ class DenseIndex:
     Complexity: :meth:`search` takes O(n_queries * len(index) * dim) time and
     O(n_threads * n_queries * k) extra memory; :meth:`add` is amortised O(rows * dim).
 
+    Examples
+    --------
     >>> import numpy as np
     >>> index = DenseIndex(2, metric="cosine")
     >>> index.add(np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]]))
@@ -438,8 +446,16 @@ class DenseIndex:
             (pages load on demand; a later :meth:`add` copies them into memory first).
             Without mmap the vectors are also checked to be finite.
 
-        Raises CorruptFileError for a truncated or foreign file, an unsupported format
-        version or an inconsistent header. O(len(index) * dim) without mmap, O(1) with it.
+        Returns
+        -------
+        DenseIndex
+            The index, O(len(index) * dim) time without mmap, O(1) with it.
+
+        Raises
+        ------
+        CorruptFileError
+            For a truncated or foreign file, an unsupported format version or an inconsistent
+            header.
         """
         path = os.fspath(path)
         with open(path, "rb") as f:
