@@ -13,7 +13,6 @@ Heavy optional dependencies (torch, jax, onnxruntime, ...) must not be imported 
 ``python bench/bench_import.py [rounds]``. Under --benchmark-disable (CI) one round runs.
 """
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -36,6 +35,11 @@ def _env():
 
 
 def _child_cpu():
+    """CPU seconds used by finished children so far (NaN where unknown, e.g. on Windows)."""
+    try:
+        import resource
+    except ImportError:
+        return float("nan")
     r = resource.getrusage(resource.RUSAGE_CHILDREN)
     return r.ru_utime + r.ru_stime
 
