@@ -1,11 +1,19 @@
 """The packed ``(flat, offsets)`` form of ragged inputs, shared by the public modules."""
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any, TypeGuard
+
 import numpy as np
 
 from rank._validate import KERNEL_FLOATS, as_float_array
 from rank.errors import DTypeError, InvalidValueError, ShapeError
 
+if TYPE_CHECKING:
+    import numpy.typing as npt
 
-def ndim_or_ragged(x):
+
+def ndim_or_ragged(x: Any) -> int:
     """np.ndim(x), or -1 when x is ragged or otherwise not array-like."""
     try:
         return np.ndim(x)
@@ -13,12 +21,13 @@ def ndim_or_ragged(x):
         return -1
 
 
-def is_packed(x):
+def is_packed(x: object) -> TypeGuard[tuple[Any, Any]]:
     """True for a ``(flat, offsets)`` tuple: a 2-D array and a 1-D array of offsets."""
     return isinstance(x, tuple) and len(x) == 2 and ndim_or_ragged(x[1]) == 1 and ndim_or_ragged(x[0]) == 2
 
 
-def unpack(x, name, *, dtypes=KERNEL_FLOATS, allow_empty_items=False):
+def unpack(x: tuple[npt.ArrayLike, npt.ArrayLike], name: str, *, dtypes: Iterable[np.dtype[Any]] = KERNEL_FLOATS,
+           allow_empty_items: bool = False) -> tuple[np.ndarray[Any, np.dtype[Any]], npt.NDArray[np.int64]]:
     """Validate a packed pair; returns (flat C-contiguous 2-D array, offsets int64 (n + 1,)).
 
     Entry i is ``flat[offsets[i]:offsets[i + 1]]``. Offsets must lie in [0, len(flat)] and be

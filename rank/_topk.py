@@ -1,8 +1,15 @@
 """Deterministic top-k selection: score descending, ties broken by the smaller index."""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
 import numpy as np
 
+if TYPE_CHECKING:
+    import numpy.typing as npt
 
-def top_k(scores, k):
+
+def top_k(scores: np.ndarray[Any, np.dtype[Any]], k: int) -> tuple[npt.NDArray[np.int64], np.ndarray[Any, np.dtype[Any]]]:
     """(indices int64, scores) of the `k` best entries of a 1-D score array.
 
     Sorted by score descending, equal scores by ascending index, so the result is

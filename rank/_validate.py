@@ -1,16 +1,24 @@
 """Input conversion and validation shared by the public API (never imported by kernels)."""
+from __future__ import annotations
+
 import os
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any, Literal, overload
 
 import numpy as np
 
 from rank.errors import DTypeError, InvalidValueError, NonFiniteError, ShapeError
 
+if TYPE_CHECKING:
+    import numpy.typing as npt
+
 #: Float dtypes kernels accept directly; anything else numeric is converted to float32.
 KERNEL_FLOATS = (np.dtype(np.float16), np.dtype(np.float32), np.dtype(np.float64))
 
 
-def as_float_array(x, name, ndim, *, dtypes=KERNEL_FLOATS, default=np.float32,
-                   check_finite=True, allow_empty=False):
+def as_float_array(x: npt.ArrayLike, name: str, ndim: int | Iterable[int], *,
+                   dtypes: Iterable[np.dtype[Any]] = KERNEL_FLOATS, default: npt.DTypeLike = np.float32,
+                   check_finite: bool = True, allow_empty: bool = False) -> np.ndarray[Any, np.dtype[Any]]:
     """Return `x` as a C-contiguous array with ``x.ndim in ndim`` and a dtype from `dtypes`.
 
     No copy is made when `x` already qualifies. Integer and bool inputs become `default`;
@@ -38,7 +46,11 @@ def as_float_array(x, name, ndim, *, dtypes=KERNEL_FLOATS, default=np.float32,
     return x
 
 
-def check_positive_int(value, name, *, allow_none=False):
+@overload
+def check_positive_int(value: object, name: str, *, allow_none: Literal[False] = ...) -> int: ...
+@overload
+def check_positive_int(value: object, name: str, *, allow_none: bool) -> int | None: ...
+def check_positive_int(value: object, name: str, *, allow_none: bool = False) -> int | None:
     """Return `value` as an int > 0 (or None when allowed); raise InvalidValueError otherwise."""
     if value is None and allow_none:
         return None
@@ -49,7 +61,7 @@ def check_positive_int(value, name, *, allow_none=False):
     return int(value)
 
 
-def resolve_threads(n_threads):
+def resolve_threads(n_threads: int | None) -> int:
     """`n_threads` as a positive int; None means every core this process may use."""
     if n_threads is None:
         try:

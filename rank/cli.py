@@ -7,14 +7,17 @@
 length, L2-normalised token vectors), scores it with MaxSim and prints the top of the
 ranking and the timings.
 """
+from __future__ import annotations
+
 import argparse
 import sys
 import time
+from collections.abc import Sequence
 
 import numpy as np
 
 
-def _demo(args):
+def _demo(args: argparse.Namespace) -> int:
     import rank
     from rank._validate import resolve_threads
     from rank_kernels.maxsim import isa
@@ -47,7 +50,7 @@ def _demo(args):
     return 0
 
 
-def main(argv=None):
+def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `rank` command; returns the exit code."""
     parser = argparse.ArgumentParser(prog="rank", description="Fast ranking primitives.")
     sub = parser.add_subparsers(dest="command", required=True)

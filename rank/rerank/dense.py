@@ -16,9 +16,12 @@ bandwidth, like a matrix-vector product.
 >>> dot_scores([1.0, 1.0], m)
 array([1., 2., 2.], dtype=float32)
 """
+from __future__ import annotations
+
 import os
 import struct
-import tempfile
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -26,9 +29,12 @@ from rank._validate import as_float_array, check_positive_int, resolve_threads
 from rank.errors import CorruptFileError, NonFiniteError, ShapeError, UnknownMethodError
 from rank_kernels import dense as _kernel
 
+if TYPE_CHECKING:
+    import numpy.typing as npt
+
 __all__ = ["dot_scores", "cosine_scores", "DenseIndex"]
 
-_KINDS = {np.dtype(np.float16): 2, np.dtype(np.float32): 4, np.dtype(np.float64): 8}
+_KINDS: dict[np.dtype[Any], int] = {np.dtype(np.float16): 2, np.dtype(np.float32): 4, np.dtype(np.float64): 8}
 METRICS = ("dot", "cosine")
 STORAGE_DTYPES = ("float32", "float16")
 
@@ -36,11 +42,12 @@ STORAGE_DTYPES = ("float32", "float16")
 _CHUNK = 1 << 16
 
 
-def _names(valid):
+def _names(valid: Iterable[object]) -> str:
     return ", ".join(repr(v) for v in valid)
 
 
-def _queries(query, dim, name, check_finite, *, normalize):
+def _queries(query: npt.ArrayLike, dim: int, name: str, check_finite: bool, *,
+             normalize: bool) -> tuple[npt.NDArray[np.float32], bool]:
     """`query` as a C-contiguous float32 (nq, dim) array, and whether it was 1-D."""
     q = as_float_array(query, name, (1, 2), check_finite=check_finite)
     single = q.ndim == 1
@@ -58,7 +65,7 @@ def _queries(query, dim, name, check_finite, *, normalize):
     return np.ascontiguousarray(q2), single
 
 
-def _unit_rows(x, dtype=np.float32):
+def _unit_rows(x: np.ndarray[Any, np.dtype[Any]], dtype: npt.DTypeLike = np.float32) -> np.ndarray[Any, np.dtype[Any]]:
     """Rows of `x` divided by their Euclidean norm (computed in float64; zero rows stay zero)."""
     x = x.astype(np.float64)
     scale = np.abs(x).max(axis=1, keepdims=True)  # guards the squares against overflow
@@ -68,12 +75,12 @@ def _unit_rows(x, dtype=np.float32):
     return x.astype(dtype)
 
 
-def _matrix(matrix, name="matrix"):
+def _matrix(matrix: npt.ArrayLike, name: str = "matrix") -> np.ndarray[Any, np.dtype[Any]]:
     """`matrix` as a C-contiguous (n, d) float16/float32/float64 array (no copy if already one)."""
     return as_float_array(matrix, name, 2, check_finite=False)
 
 
-def _find_nonfinite_row(matrix, name):
+def _find_nonfinite_row(matrix: np.ndarray[Any, np.dtype[Any]], name: str) -> None:
     """Raise NonFiniteError naming the first row of `matrix` with NaN/inf (as float32), if any."""
     for start in range(0, matrix.shape[0], _CHUNK):
         with np.errstate(over="ignore"):  # float64 beyond the float32 range counts as infinite
@@ -85,7 +92,8 @@ def _find_nonfinite_row(matrix, name):
                 "pass check_finite=False to skip this check")
 
 
-def _scores(query, matrix, n_threads, check_finite, normalize):
+def _scores(query: npt.ArrayLike, matrix: npt.ArrayLike, n_threads: int | None, check_finite: bool,
+            normalize: bool) -> npt.NDArray[np.float32]:
     m = _matrix(matrix)
     q, single = _queries(query, m.shape[1], "query", check_finite, normalize=normalize)
     n_threads = resolve_threads(n_threads)
@@ -98,7 +106,8 @@ def _scores(query, matrix, n_threads, check_finite, normalize):
     return out[0] if single else out
 
 
-def dot_scores(query, matrix, *, n_threads=None, check_finite=True):
+def dot_scores(query: npt.ArrayLike, matrix: npt.ArrayLike, *, n_threads: int | None = None,
+               check_finite: bool = True) -> npt.NDArray[np.float32]:
     """Dot products of one query or a batch of queries with every row of `matrix`.
 
     Parameters
@@ -132,7 +141,8 @@ def dot_scores(query, matrix, *, n_threads=None, check_finite=True):
     return _scores(query, matrix, n_threads, check_finite, False)
 
 
-def cosine_scores(query, matrix, *, n_threads=None, check_finite=True):
+def cosine_scores(query: npt.ArrayLike, matrix: npt.ArrayLike, *, n_threads: int | None = None,
+                  check_finite: bool = True) -> npt.NDArray[np.float32]:
     """Cosine similarities of one query or a batch of queries with every row of `matrix`.
 
     ``scores[i, r] = <query[i], matrix[r]> / (|query[i]| |matrix[r]|)``, and 0 when either
@@ -188,9 +198,15 @@ class DenseIndex:
         Storage type. float16 halves memory and memory traffic; scores are still computed in
         float32 from the stored (rounded) values.
 
-    Raises UnknownMethodError for an unknown `metric` or `dtype` (the message lists the valid
-    names) and InvalidValueError for a bad `dim`.
+    Raises
+    ------
+    UnknownMethodError
+        For an unknown `metric` or `dtype` (the message lists the valid names).
+    InvalidValueError
+        For a bad `dim`.
 
+    Notes
+    -----
     Searching is safe from several threads at once (each call releases the GIL and also runs
     `n_threads` threads inside). :meth:`add` mutates the index and must not run concurrently
     with searches or other adds.
@@ -198,6 +214,8 @@ class DenseIndex:
     Complexity: :meth:`search` takes O(n_queries * len(index) * dim) time and
     O(n_threads * n_queries * k) extra memory; :meth:`add` is amortised O(rows * dim).
 
+    Examples
+    --------
     >>> import numpy as np
     >>> index = DenseIndex(2, metric="cosine")
     >>> index.add(np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]]))
@@ -207,7 +225,7 @@ class DenseIndex:
     array([0, 2])
     """
 
-    def __init__(self, dim, *, metric="dot", dtype="float32"):
+    def __init__(self, dim: int, *, metric: str = "dot", dtype: npt.DTypeLike = "float32") -> None:
         self._dim = check_positive_int(dim, "dim")
         if metric not in METRICS:
             raise UnknownMethodError(f"metric: expected one of {_names(METRICS)}, got {metric!r}")
@@ -225,36 +243,36 @@ class DenseIndex:
     # -- properties -------------------------------------------------------------------------
 
     @property
-    def dim(self):
+    def dim(self) -> int:
         """Vector dimension."""
         return self._dim
 
     @property
-    def metric(self):
+    def metric(self) -> str:
         """``"dot"`` or ``"cosine"``."""
         return self._metric
 
     @property
-    def dtype(self):
+    def dtype(self) -> np.dtype[Any]:
         """Storage dtype (numpy.dtype float32 or float16)."""
         return self._dtype
 
     @property
-    def vectors(self):
+    def vectors(self) -> np.ndarray[Any, np.dtype[Any]]:
         """The stored vectors, a read-only (len(index), dim) view (normalised for cosine)."""
         v = self._buf[:self._n].view()
         v.flags.writeable = False
         return v
 
-    def __len__(self):
+    def __len__(self) -> int:
         return self._n
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"DenseIndex(dim={self._dim}, metric={self._metric!r}, dtype={self._dtype.name!r}, n={self._n})"
 
     # -- adding -----------------------------------------------------------------------------
 
-    def add(self, vectors, *, check_finite=True):
+    def add(self, vectors: npt.ArrayLike, *, check_finite: bool = True) -> npt.NDArray[np.int64]:
         """Append vectors to the index and return their ids.
 
         **Mutates the index**: not safe to call while another thread searches or adds.
@@ -312,7 +330,8 @@ class DenseIndex:
 
     # -- searching --------------------------------------------------------------------------
 
-    def search(self, queries, k=10, *, n_threads=None, check_finite=True):
+    def search(self, queries: npt.ArrayLike, k: int = 10, *, n_threads: int | None = None,
+               check_finite: bool = True) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
         """The `k` best rows for each query (largest dot product or cosine similarity).
 
         Parameters
@@ -370,7 +389,7 @@ class DenseIndex:
 
     # -- persistence ------------------------------------------------------------------------
 
-    def save(self, path):
+    def save(self, path: str | os.PathLike[str]) -> None:
         """Write the index to `path` (see the module source for the format).
 
         The file is written to a temporary name in the same directory, flushed to disk and
@@ -384,6 +403,8 @@ class DenseIndex:
         >>> len(DenseIndex.load(path))
         1
         """
+        import tempfile
+
         path = os.fspath(path)
         header = _HEADER.pack(_MAGIC, _VERSION, _HEADER.size, self._dim, self._n,
                               _METRIC_CODES[self._metric], _DTYPE_CODES[self._dtype.name])
@@ -401,7 +422,7 @@ class DenseIndex:
                 flat = data.reshape(-1)
                 step = max(1, (64 << 20) // data.dtype.itemsize)
                 for i in range(0, flat.shape[0], step):
-                    f.write(memoryview(flat[i:i + step]).cast("B"))
+                    f.write(flat[i:i + step].data.cast("B"))
                 f.flush()
                 os.fsync(f.fileno())
             os.chmod(tmp, mode)
@@ -414,7 +435,7 @@ class DenseIndex:
             raise
 
     @classmethod
-    def load(cls, path, *, mmap=False):
+    def load(cls, path: str | os.PathLike[str], *, mmap: bool = False) -> DenseIndex:
         """Read an index written by :meth:`save`.
 
         Parameters
@@ -425,8 +446,16 @@ class DenseIndex:
             (pages load on demand; a later :meth:`add` copies them into memory first).
             Without mmap the vectors are also checked to be finite.
 
-        Raises CorruptFileError for a truncated or foreign file, an unsupported format
-        version or an inconsistent header. O(len(index) * dim) without mmap, O(1) with it.
+        Returns
+        -------
+        DenseIndex
+            The index, O(len(index) * dim) time without mmap, O(1) with it.
+
+        Raises
+        ------
+        CorruptFileError
+            For a truncated or foreign file, an unsupported format version or an inconsistent
+            header.
         """
         path = os.fspath(path)
         with open(path, "rb") as f:
@@ -454,11 +483,12 @@ class DenseIndex:
                     f"({expected} bytes), found {size} bytes")
             if count == 0:
                 return index
+            data: np.ndarray[Any, np.dtype[Any]]
             if mmap:
                 data = np.memmap(path, dtype=dt, mode="r", offset=_HEADER.size, shape=(count, dim))
             else:
                 data = np.empty((count, dim), dt)
-                view = memoryview(data.reshape(-1)).cast("B")
+                view = data.reshape(-1).data.cast("B")
                 pos = 0
                 while pos < data.nbytes:
                     got = f.readinto(view[pos:pos + (64 << 20)])

@@ -11,6 +11,11 @@ kernel without copying float16/float32/float64 data:
 - a packed pair ``(flat, offsets)``: ``flat`` is ``(sum L, d)`` and document i is
   ``flat[offsets[i]:offsets[i + 1]]``.
 """
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, Union, cast
+
 import numpy as np
 
 from rank._ragged import is_packed, unpack
@@ -19,10 +24,17 @@ from rank._validate import as_float_array, check_positive_int, resolve_threads
 from rank.errors import DTypeError, InvalidValueError, NonFiniteError, ShapeError
 from rank_kernels import maxsim as _kernel
 
+if TYPE_CHECKING:
+    import numpy.typing as npt
+
+    #: Token matrices of varying length: a list of (L_i, d) arrays, a padded (n, L_max, d)
+    #: array, or a packed ``(flat, offsets)`` pair.
+    RaggedArrays = Union[Sequence[npt.ArrayLike], npt.ArrayLike, tuple[npt.ArrayLike, npt.ArrayLike]]
+
 __all__ = ["maxsim", "maxsim_batch", "maxsim_matrix", "rerank_maxsim"]
 
-_KINDS = {np.dtype(np.float16): 2, np.dtype(np.float32): 4, np.dtype(np.float64): 8}
-_DTYPES = {v: k for k, v in _KINDS.items()}
+_KINDS: dict[np.dtype[Any], int] = {np.dtype(np.float16): 2, np.dtype(np.float32): 4, np.dtype(np.float64): 8}
+_DTYPES: dict[int, np.dtype[Any]] = {v: k for k, v in _KINDS.items()}
 
 
 class _Ragged:
@@ -33,14 +45,15 @@ class _Ragged:
 
     __slots__ = ("ptrs", "lengths", "kind", "d", "view")
 
-    def __init__(self, ptrs, lengths, kind, d, view):
+    def __init__(self, ptrs: npt.NDArray[np.uint64], lengths: npt.NDArray[np.int64], kind: int, d: int | None,
+                 view: Callable[[int], Any]) -> None:
         self.ptrs, self.lengths, self.kind, self.d, self.view = ptrs, lengths, kind, d, view
 
-    def __len__(self):
+    def __len__(self) -> int:
         return self.lengths.shape[0]
 
 
-def _as_lengths(lengths, name, n, limit):
+def _as_lengths(lengths: npt.ArrayLike, name: str, n: int, limit: int) -> npt.NDArray[np.int64]:
     lengths = np.asarray(lengths)
     if lengths.dtype.kind not in "iu":
         raise DTypeError(f"{name}: expected integer lengths, got dtype {lengths.dtype}")
@@ -56,7 +69,8 @@ def _as_lengths(lengths, name, n, limit):
     return lengths
 
 
-def _ragged(x, name, lengths=None, lengths_name="doc_lengths"):
+def _ragged(x: RaggedArrays, name: str, lengths: npt.ArrayLike | None = None,
+            lengths_name: str = "doc_lengths") -> _Ragged:
     """Parse one of the three ragged forms into a _Ragged (validated, no copy when possible)."""
     if is_packed(x):
         if lengths is not None:
@@ -83,12 +97,12 @@ def _ragged(x, name, lengths=None, lengths_name="doc_lengths"):
         raise ShapeError(
             f"{name}: expected a list of 2-D (tokens, dim) arrays, a padded 3-D array or a "
             f"(flat, offsets) pair, got {type(x).__name__}" + (f" of shape {shape}" if shape else ""))
-    items = list(x)
+    items: list[Any] = list(cast(Sequence[Any], x))
     ptrs, rows, cols, kinds = _kernel.ragged_pointers(items)
     present = np.unique(kinds[kinds != 0])
     kind = int(present[0]) if present.shape[0] == 1 else 4  # one shared dtype, else float32
     redo = np.flatnonzero(kinds != kind)
-    for i in redo:  # other dtypes, non-contiguous or not arrays: convert once
+    for i in redo.tolist():  # other dtypes, non-contiguous or not arrays: convert once
         a = as_float_array(items[i], f"{name}[{i}]", 2, dtypes=(_DTYPES[kind],), default=_DTYPES[kind],
                            check_finite=False, allow_empty=True)
         items[i] = a
@@ -106,7 +120,8 @@ def _ragged(x, name, lengths=None, lengths_name="doc_lengths"):
     return _Ragged(ptrs, rows, kind, int(cols[0]), items.__getitem__)
 
 
-def _scores(queries, q_offsets, docs, n_threads, check_finite, docs_name):
+def _scores(queries: npt.NDArray[np.float32], q_offsets: npt.NDArray[np.int64], docs: _Ragged,
+            n_threads: int | None, check_finite: bool, docs_name: str) -> npt.NDArray[np.float32]:
     """(n_docs, n_queries) float32 MaxSim of stacked float32 query rows against a _Ragged."""
     n = len(docs)
     out = np.empty((n, q_offsets.shape[0] - 1), np.float32)
@@ -128,12 +143,13 @@ def _scores(queries, q_offsets, docs, n_threads, check_finite, docs_name):
     return out
 
 
-def _query(query, check_finite):
+def _query(query: npt.ArrayLike, check_finite: bool) -> npt.NDArray[np.float32]:
     q = as_float_array(query, "query", 2, dtypes=(np.dtype(np.float32),), check_finite=check_finite)
     return q if q.dtype == np.float32 else q.astype(np.float32)
 
 
-def maxsim_batch(query, docs, *, doc_lengths=None, n_threads=None, check_finite=True):
+def maxsim_batch(query: npt.ArrayLike, docs: RaggedArrays, *, doc_lengths: npt.ArrayLike | None = None,
+                 n_threads: int | None = None, check_finite: bool = True) -> npt.NDArray[np.float32]:
     """MaxSim of one query against many documents of varying length.
 
     Parameters
@@ -170,7 +186,7 @@ def maxsim_batch(query, docs, *, doc_lengths=None, n_threads=None, check_finite=
     return _scores(q, offsets, d, n_threads, check_finite, "docs")[:, 0].copy()
 
 
-def maxsim(query, doc, *, check_finite=True):
+def maxsim(query: npt.ArrayLike, doc: npt.ArrayLike, *, check_finite: bool = True) -> float:
     """MaxSim of one query (Lq, d) against one document (Ld, d), as a Python float.
 
     ``sum_q max_t <query[q], doc[t]>``, accumulated in float32. Cost 2 * Lq * Ld * d flops.
@@ -187,8 +203,9 @@ def maxsim(query, doc, *, check_finite=True):
     return float(_scores(q, np.array([0, q.shape[0]], np.int64), one, 1, check_finite, "doc")[0, 0])
 
 
-def maxsim_matrix(queries, docs, *, query_lengths=None, doc_lengths=None, n_threads=None,
-                  check_finite=True):
+def maxsim_matrix(queries: RaggedArrays, docs: RaggedArrays, *, query_lengths: npt.ArrayLike | None = None,
+                  doc_lengths: npt.ArrayLike | None = None, n_threads: int | None = None,
+                  check_finite: bool = True) -> npt.NDArray[np.float32]:
     """MaxSim of every query against every document of a candidate pool.
 
     Parameters
@@ -226,7 +243,9 @@ def maxsim_matrix(queries, docs, *, query_lengths=None, doc_lengths=None, n_thre
     return np.ascontiguousarray(_scores(stacked, offsets, d, n_threads, check_finite, "docs").T)
 
 
-def rerank_maxsim(query, docs, top_k=None, *, doc_lengths=None, n_threads=None, check_finite=True):
+def rerank_maxsim(query: npt.ArrayLike, docs: RaggedArrays, top_k: int | None = None, *,
+                  doc_lengths: npt.ArrayLike | None = None, n_threads: int | None = None,
+                  check_finite: bool = True) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
     """Rank documents by MaxSim against `query`: ``(indices int64, scores float32)``.
 
     Sorted by score descending, ties by the smaller index. ``top_k=None`` ranks every

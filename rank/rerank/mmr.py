@@ -1,5 +1,7 @@
 """Maximal Marginal Relevance (MMR): relevant *and* diverse selection of candidates."""
-import math
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -7,13 +9,16 @@ from rank._validate import as_float_array, check_positive_int
 from rank.errors import InvalidValueError, NonFiniteError, ShapeError, UnknownMethodError
 from rank_kernels import mmr as _kernel
 
+if TYPE_CHECKING:
+    import numpy.typing as npt
+
 __all__ = ["mmr"]
 
 METRICS = ("cosine", "dot")
 _KERNEL_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 
-def _check_lambda(lambda_):
+def _check_lambda(lambda_: object) -> float:
     if isinstance(lambda_, (bool, np.bool_)) or not isinstance(lambda_, (int, float, np.integer, np.floating)):
         raise InvalidValueError(f"lambda_: expected a number in [0, 1], got {lambda_!r}")
     value = float(lambda_)
@@ -22,7 +27,7 @@ def _check_lambda(lambda_):
     return value
 
 
-def _rescale_rows(x):
+def _rescale_rows(x: np.ndarray[Any, np.dtype[Any]]) -> np.ndarray[Any, np.dtype[Any]]:
     """Rows of a float64 array scaled by powers of two (exact) if their magnitudes are so
     extreme that squared norms would overflow or underflow; cosines are unchanged."""
     mx = np.abs(x).max(axis=-1, keepdims=True)
@@ -33,7 +38,8 @@ def _rescale_rows(x):
     return np.ascontiguousarray(np.ldexp(x, -exponent))
 
 
-def mmr(query, candidates, k, lambda_=0.5, *, metric="cosine", check_finite=True):
+def mmr(query: npt.ArrayLike, candidates: npt.ArrayLike, k: int, lambda_: float = 0.5, *,
+        metric: str = "cosine", check_finite: bool = True) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
     """Select `k` candidates by Maximal Marginal Relevance (Carbonell & Goldstein, 1998).
 
     Starting from the most relevant candidate, each step picks the unselected candidate ``c``

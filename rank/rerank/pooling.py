@@ -5,6 +5,11 @@ cluster is replaced by its mean, re-normalised to unit length. With ``pool_facto
 document keeps about half of its vectors, which halves index size and MaxSim cost for a
 small loss in retrieval quality.
 """
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
 import numpy as np
 
 from rank._ragged import is_packed, ndim_or_ragged, unpack
@@ -12,13 +17,18 @@ from rank._validate import as_float_array, check_positive_int, resolve_threads
 from rank.errors import InvalidValueError, NonFiniteError, ShapeError
 from rank_kernels import pooling as _kernel
 
+if TYPE_CHECKING:
+    import numpy.typing as npt
+
+    _Array = np.ndarray[Any, np.dtype[Any]]
+
 __all__ = ["pool_tokens"]
 
 _F32, _F64 = np.dtype(np.float32), np.dtype(np.float64)
 _KINDS = {_F32: 4, _F64: 8}
 
 
-def _check_protected(protected):
+def _check_protected(protected: object) -> int:
     if isinstance(protected, (bool, np.bool_)) or not isinstance(protected, (int, np.integer)):
         raise InvalidValueError(f"protected: expected a non-negative integer, got {protected!r}")
     if protected < 0:
@@ -26,13 +36,14 @@ def _check_protected(protected):
     return int(protected)
 
 
-def _unpack(x, name):
+def _unpack(x: tuple[npt.ArrayLike, npt.ArrayLike], name: str) -> list[_Array]:
     """Split a packed (flat, offsets) pair into a list of row-slice views of flat."""
     flat, offsets = unpack(x, name, dtypes=(_F32, _F64), allow_empty_items=True)
     return [flat[offsets[i]:offsets[i + 1]] for i in range(offsets.shape[0] - 1)]
 
 
-def _run(bodies, outs, n_threads):
+def _run(bodies: Sequence[_Array], outs: Sequence[npt.NDArray[np.float32]],
+         n_threads: int) -> tuple[list[npt.NDArray[np.int64]], npt.NDArray[np.int8]]:
     """Pool each float32/float64 (n_i, d) array of `bodies` into the float32 (m_i, d) `outs`.
 
     All `bodies` share one dtype and d. Returns (labels int64 (n_i,) arrays, status int8
@@ -55,7 +66,7 @@ def _run(bodies, outs, n_threads):
     return labels, status
 
 
-def _rescale(x):
+def _rescale(x: _Array) -> _Array:
     """A float64 array scaled by a power of two (exact) if its magnitude is so extreme that
     squared distances would overflow or underflow; the clustering is unchanged by it."""
     if x.dtype != _F64:
@@ -66,7 +77,7 @@ def _rescale(x):
     return np.ldexp(x, -np.frexp(mx)[1])
 
 
-def _cluster(x, m):
+def _cluster(x: _Array, m: int) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]:
     """(pooled (m, d) float32, labels (n,) int64) of one float32/float64 (n, d) array."""
     out = np.empty((m, x.shape[1]), np.float32)
     labels, status = _run([x], [out], 1)
@@ -75,7 +86,9 @@ def _cluster(x, m):
     return out, labels[0]
 
 
-def pool_tokens(doc, pool_factor=2, *, protected=0, n_threads=None, check_finite=True):
+def pool_tokens(doc: npt.ArrayLike | Sequence[npt.ArrayLike] | tuple[npt.ArrayLike, npt.ArrayLike],
+                pool_factor: int = 2, *, protected: int = 0, n_threads: int | None = None,
+                check_finite: bool = True) -> npt.NDArray[np.float32] | list[npt.NDArray[np.float32]]:
     """Pool the token vectors of a document (or of many) by Ward hierarchical clustering.
 
     The first `protected` tokens (e.g. a CLS token) are kept unchanged and first. The other
@@ -126,13 +139,14 @@ def pool_tokens(doc, pool_factor=2, *, protected=0, n_threads=None, check_finite
     pool_factor = check_positive_int(pool_factor, "pool_factor")
     protected = _check_protected(protected)
     n_threads = resolve_threads(n_threads)
+    docs: list[Any]
     if is_packed(doc):
         docs, single = _unpack(doc, "doc"), False
     elif isinstance(doc, (list, tuple)) and (len(doc) == 0 or ndim_or_ragged(doc[0]) == 2):
         docs, single = list(doc), False
     else:
         docs, single = [doc], True
-    arrays = []
+    arrays: list[_Array] = []
     for i, x in enumerate(docs):
         name = "doc" if single else f"doc[{i}]"
         x = as_float_array(x, name, 2, dtypes=(_F32, _F64), check_finite=check_finite)
