@@ -28,6 +28,7 @@ from rank.rerank import (
     export_colbert_encoder,
 )
 from rank.soft import soft_rank, soft_sort, spearman_loss
+from rank.retrieve import BM25, SparseIndex, Tokenizer
 
 __all__ = [
     "__version__",
@@ -49,4 +50,7 @@ __all__ = [
     "ColBERTEncoder",
     "ColBERTReranker",
     "export_colbert_encoder",
+    "Tokenizer",
+    "BM25",
+    "SparseIndex",
 ]
