@@ -22,3 +22,19 @@ def shared_data():
         return path
 
     return get
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """With RANK_KERNELS_REQUIRE_OPTIONAL=1 (set by CI), a test skipped because an optional
+    dependency could not be imported fails the run: CI installs every extra."""
+    if os.environ.get("RANK_KERNELS_REQUIRE_OPTIONAL") != "1":
+        return
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    missing = []
+    for report in (reporter.stats.get("skipped", []) if reporter else []):
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        if "could not import" in reason:
+            missing.append(f"{report.nodeid}: {reason}")
+    if missing:
+        print("\nTests skipped for a missing optional dependency:\n  " + "\n  ".join(missing))
+        session.exitstatus = 1
