@@ -150,7 +150,7 @@ def test_ndcg_matches_builtin_on_synthetic_data():
 @pytest.mark.parametrize("name", ["lambdarank", "ranknet", "listnet", "listmle"])
 def test_sklearn_ranker_with_custom_objective(name):
     X, y, sizes = synthetic(n_groups=80, seed=2)
-    model = lgb.LGBMRanker(objective=lightgbm_objective(name), n_estimators=20, num_leaves=7,
+    model = lgb.LGBMRanker(objective=lightgbm_objective(name, n_threads=1), n_estimators=20, num_leaves=7, n_jobs=1,
                            min_child_samples=5, verbose=-1, random_state=0)
     model.fit(X, y, group=sizes)
     Xte, yte, ste = synthetic(n_groups=60, seed=9)

@@ -2,7 +2,7 @@
 
 >>> from rank.learn import lambdarank
 >>> lambdarank([1.0, 0.0], [0, 1], group=[2]).grad.round(4).tolist()
-[0.7216, -0.7216]
+[0.3088, -0.3088]
 """
 from rank.learn.losses import (LOSSES, LossResult, approx_ndcg, group_offsets, lambdarank,
                                listmle, listnet, pairwise_hinge, ranknet)

@@ -79,7 +79,7 @@ def lightgbm_objective(name: str = "lambdarank", **params: Any) -> LightGBMObjec
     >>> obj = lightgbm_objective("lambdarank", truncation_level=10)
     >>> grad, hess = obj([1, 0], [0.0, 0.0], None, [2])
     >>> grad.round(4).tolist()
-    [-0.4575, 0.4575]
+    [-0.2266, 0.2266]
     """
     return LightGBMObjective(name, params)
 

@@ -155,7 +155,7 @@ def lambdarank(scores: ArrayLike, labels: ArrayLike, group: Optional[ArrayLike] 
 
     >>> res = lambdarank([0.2, 0.1, 0.0], [0, 1, 2], group=[3])
     >>> res.grad.round(4).tolist(), res.hess.round(4).tolist()
-    ([0.6015, -0.0306, -0.5709], [0.2947, 0.1631, 0.1315])
+    ([0.9304, -0.0837, -0.8467], [0.426, 0.2339, 0.3862])
     """
     s, lab, off = _prepare(scores, labels, group, qid, check_finite)
     t = _positive_int(truncation_level, "truncation_level")
