@@ -13,7 +13,7 @@ build dense (B, L, L) tensors: O(B L^2) time and memory.
 >>> round(float(ranknet(s, torch.tensor([[1, 0, 0]]), torch.tensor([[True, True, False]])).detach()), 6)
 1.313262
 """
-from typing import Any, Optional, Sequence
+from typing import Any, Callable, Dict, Optional, Sequence
 
 try:
     import torch
@@ -164,7 +164,7 @@ def lambdarank(scores: "torch.Tensor", labels: "torch.Tensor", mask: Optional["t
     return (factor * per_list).sum()
 
 
-_FUNCS = {"lambdarank": lambdarank, "ranknet": ranknet, "hinge": pairwise_hinge, "listnet": listnet,
+_FUNCS: Dict[str, Callable[..., Any]] = {"lambdarank": lambdarank, "ranknet": ranknet, "hinge": pairwise_hinge, "listnet": listnet,
           "listmle": listmle, "approx_ndcg": approx_ndcg}
 
 
