@@ -14,7 +14,8 @@ fixed order). No validation happens here: the `rank.learn` layer checks everythi
   ranking, |delta DCG| weights scaled by the inverse maximum DCG at `truncation`, the optional
   1 / (0.01 + |s_i - s_j|) and log2(1 + sum) / sum normalisation, and LightGBM's sigmoid, which
   evaluates 1 / (1 + exp(sigma * x)) at x rounded down onto a grid of 2^20 points over
-  [-25 / sigma, 25 / sigma], tabulated once per call (8 MiB); `exact` uses the sigmoid itself instead). O(n_g * min(n_g, t)).
+  [-25 / sigma, 25 / sigma], tabulated once per call (8 MiB) unless a table from
+  `sigmoid_table` is passed; `exact` uses the sigmoid itself instead). O(n_g * min(n_g, t)).
 - `pairwise`: RankNet (logistic loss on every pair with different labels) or the pairwise
   hinge loss of the Ranking SVM. O(n_g^2) per group.
 - `listnet`: top-one ListNet, cross-entropy between softmax(labels) and softmax(scores). O(n_g).
@@ -96,9 +97,20 @@ cdef inline double _max_dcg(const int32_t *lab, Py_ssize_t cnt, const double *ga
     return dcg
 
 
+def sigmoid_table(double sigma, int n_threads, double[::1] out):
+    """Fill out (2^20,) with LightGBM's sigmoid table for `sigma`: out[b] = 1 / (1 + exp(sigma x_b))."""
+    cdef double slo = -50.0 / sigma / 2.0
+    cdef double sfactor = SIGMOID_BINS / (-slo - slo)
+    cdef Py_ssize_t i
+    with nogil:
+        for i in prange(SIGMOID_BINS, num_threads=n_threads, schedule="static"):
+            out[i] = 1.0 / (1.0 + exp((i / sfactor + slo) * sigma))
+
+
 def lambdarank(const double[::1] scores, const int32_t[::1] labels, const int64_t[::1] offsets,
                const double[::1] gains, double sigma, Py_ssize_t truncation, bint norm, bint exact,
-               bint want_loss, int n_threads, double[::1] grad, double[::1] hess, double[::1] group_loss):
+               bint want_loss, int n_threads, double[::1] grad, double[::1] hess, double[::1] group_loss,
+               const double[::1] given_table=None):
     """LightGBM-compatible lambdarank gradients and hessians (see the module docstring).
 
     gains: gain of each label value (labels index it). truncation >= 1. The per-group "loss"
@@ -110,9 +122,14 @@ def lambdarank(const double[::1] scores, const int32_t[::1] labels, const int64_
     cdef Py_ssize_t m = _max_group(offsets)
     cdef double *discount = <double *>malloc(sizeof(double) * m)
     cdef double *table = NULL
-    if not exact:
+    cdef const double *tab = NULL
+    cdef bint build = not exact and given_table is None
+    if build:
         table = <double *>malloc(sizeof(double) * SIGMOID_BINS)
-    if discount == NULL or (not exact and table == NULL):
+        tab = table
+    elif not exact:
+        tab = &given_table[0]
+    if discount == NULL or (build and table == NULL):
         free(discount)
         free(table)
         raise MemoryError()
@@ -133,7 +150,7 @@ def lambdarank(const double[::1] scores, const int32_t[::1] labels, const int64_
     with nogil:
         for i in range(m):
             discount[i] = 1.0 / log2(2.0 + i)
-        if not exact:  # the same table LightGBM builds, entry by entry
+        if build:  # the same table LightGBM builds, entry by entry
             for i in prange(SIGMOID_BINS, num_threads=n_threads, schedule="static"):
                 table[i] = 1.0 / (1.0 + exp((i / sfactor + slo) * sigma))
         with parallel(num_threads=n_threads):
@@ -184,7 +201,7 @@ def lambdarank(const double[::1] scores, const int32_t[::1] labels, const int64_
                             if exact:
                                 p = 1.0 - _sigmoid(sigma * delta)
                             else:
-                                p = _grid_sigmoid(table, delta, slo, sfactor)
+                                p = _grid_sigmoid(tab, delta, slo, sfactor)
                             ph = p * (1.0 - p) * sigma * sigma * dpair
                             p = p * sigma * dpair
                             li = li - sgn * p

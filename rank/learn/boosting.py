@@ -25,6 +25,16 @@ def _loss_fn(name: str, params: dict) -> Callable[..., Tuple[np.ndarray, np.ndar
     fn = _losses.LOSSES[name]
     fn(np.zeros(2), np.array([1, 0]), group=[2], **params)  # reject bad parameters now, not mid-training
 
+    if name == "lambdarank":  # no loss needed; LightGBM's sigmoid table built once per objective
+        table = None if params.get("exact_sigmoid") else _losses._sigmoid_table(
+            params.get("sigma", 1.0), params.get("n_threads"))
+
+        def lambdarank_grad_hess(preds, labels, group=None, qid=None):
+            return _losses._lambdarank_boosting(np.asarray(preds, np.float64).ravel(), labels, group=group,
+                                                qid=qid, table=table, **params)
+
+        return lambdarank_grad_hess
+
     def grad_hess(preds, labels, group=None, qid=None):
         res = fn(np.asarray(preds, np.float64).ravel(), labels, group=group, qid=qid, **params)
         return res.grad, res.hess

@@ -167,11 +167,33 @@ def lambdarank(scores: ArrayLike, labels: ArrayLike, group: Optional[ArrayLike] 
     return LossResult(float(gl.sum()), grad, hess)
 
 
-def _lambdarank_grad_hess(s, lab, off, gains, sigma, t, norm, exact, n_threads):
-    """Gradient and hessian only (no loss), for boosting and benchmarks; inputs already validated."""
+def _sigmoid_table(sigma: float, n_threads: Optional[int] = None) -> np.ndarray:
+    """LightGBM's sigmoid table for `sigma` (2^20 float64), to reuse across lambdarank calls."""
+    out = np.empty(1 << 20, np.float64)
+    _kernel.sigmoid_table(float(sigma), resolve_threads(n_threads), out)
+    return out
+
+
+def _lambdarank_grad_hess(s, lab, off, gains, sigma, t, norm, exact, n_threads, table=None):
+    """Gradient and hessian only (no loss), for boosting and benchmarks; inputs already validated.
+
+    `table`: the result of ``_sigmoid_table(sigma)``, or None to build it in the call.
+    """
     grad, hess, gl = _outputs(s.size, off.size - 1)
-    _kernel.lambdarank(s, lab, off, gains, sigma, t, norm, exact, False, n_threads, grad, hess, gl)
+    _kernel.lambdarank(s, lab, off, gains, sigma, t, norm, exact, False, n_threads, grad, hess, gl, table)
     return grad, hess
+
+
+def _lambdarank_boosting(scores, labels, group=None, qid=None, *, table=None, truncation_level=30,
+                         sigma=1.0, gain="exp", label_gain=None, norm=True, exact_sigmoid=False,
+                         n_threads=None, check_finite=True):
+    """:func:`lambdarank`'s gradient and hessian without the loss, reusing a sigmoid table."""
+    s, lab, off = _prepare(scores, labels, group, qid, check_finite)
+    t = _positive_int(truncation_level, "truncation_level")
+    sigma = _positive_float(sigma, "sigma")
+    gains = _gains(gain, label_gain, int(lab.max()))
+    return _lambdarank_grad_hess(s, lab, off, gains, sigma, t, bool(norm), bool(exact_sigmoid),
+                                 resolve_threads(n_threads), None if exact_sigmoid else table)
 
 
 def _positive_int(v, name):
