@@ -1,0 +1,338 @@
+"""The `rank` command end to end, in a temporary directory through subprocesses: index and
+search in every corpus format against the Python API, eval, fuse and rerank against values
+computed here, the demo, --help, and user errors (missing, empty and malformed files) that
+print one line and exit with status 2."""
+import json
+import math
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from rank._io_corpus import read_corpus, read_queries
+
+ROOT = Path(__file__).resolve().parent.parent
+
+DOCS = {
+    "d1": ("Dates", "parse a date from a string with a format"),
+    "d2": ("Lists", "sort a list of numbers in place"),
+    "d3": ("", "the date and time of the current day"),
+    "d4": ("Compression", "compress bytes with the gzip format"),
+    "d5": ("CSV", "read a csv file row by row"),
+    "d6": ("Dates", "format a date as an ISO string"),
+    "d7": ("Files", "copy a directory tree recursively"),
+    "d8": ("", "a list of the files in a directory"),
+}
+QUERIES = {"q1": "date string", "q2": "directory files", "q3": "gzip format", "q4": "zebra"}
+
+
+def rank_cmd(*args, cwd, timeout=120):
+    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    return subprocess.run([sys.executable, "-m", "rank", *map(str, args)], capture_output=True, text=True,
+                          timeout=timeout, cwd=cwd, env=env)
+
+
+def ok(out):
+    assert out.returncode == 0, out.stderr
+    return out
+
+
+def user_error(out, *fragments):
+    """Exit status 2, exactly one line on stderr, no traceback, each fragment in it."""
+    assert out.returncode == 2, (out.returncode, out.stdout, out.stderr)
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1, out.stderr
+    assert "Traceback" not in out.stderr
+    for f in fragments:
+        assert f in lines[0], (f, lines[0])
+    return lines[0]
+
+
+def write_jsonl(path, rows):
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def work(tmp_path):
+    write_jsonl(tmp_path / "corpus.jsonl", [{"_id": k, "title": t, "text": x} for k, (t, x) in DOCS.items()])
+    write_jsonl(tmp_path / "queries.jsonl", [{"_id": k, "text": v} for k, v in QUERIES.items()])
+    (tmp_path / "qrels.tsv").write_text("query-id\tcorpus-id\tscore\nq1\td1\t1\nq1\td6\t2\nq2\td8\t1\n"
+                                        "q3\td4\t1\nq4\td2\t1\n")
+    return tmp_path
+
+
+def parse_trec(path_or_text):
+    text = Path(path_or_text).read_text() if isinstance(path_or_text, Path) else path_or_text
+    run = {}
+    for line in text.splitlines():
+        qid, q0, doc, r, score, tag = line.split()
+        assert q0 == "Q0"
+        run.setdefault(qid, []).append((doc, int(r), float(score), tag))
+    for rows in run.values():
+        assert [r for _, r, _, _ in rows] == list(range(1, len(rows) + 1))
+        assert [s for _, _, s, _ in rows] == sorted((s for _, _, s, _ in rows), reverse=True)
+    return run
+
+
+# --- index + search ------------------------------------------------------------------------------
+
+def python_api_run(ids, texts, queries, k, **bm25_kw):
+    from rank.retrieve import BM25
+    from rank.pipeline import Pipeline
+
+    bm25 = BM25(**bm25_kw).index(texts, ids=ids, show_progress=False)
+    return Pipeline(bm25).run(queries, k=k)
+
+
+def test_index_search_equals_python_api(work):
+    ok(rank_cmd("index", "corpus.jsonl", "-o", "idx", "--method", "bm25+", "--k1", "1.5", "--b", "0.6", cwd=work))
+    out = ok(rank_cmd("search", "idx", "queries.jsonl", "-k", "3", "-o", "run.trec", "--run-name", "mine", cwd=work))
+    assert "queries/s" in out.stderr and out.stdout == ""
+    run = parse_trec(work / "run.trec")
+    ids, texts = read_corpus(work / "corpus.jsonl")
+    ref = python_api_run(ids, texts, QUERIES, 3, method="bm25+", k1=1.5, b=0.6)
+    assert set(run) == {q for q in ref if ref[q]}
+    for qid, rows in run.items():
+        assert [(d, s) for d, _, s, _ in rows] == list(ref[qid].items())
+        assert all(tag == "mine" for *_, tag in rows)
+    assert run["q3"][0][0] == "d4" and run["q2"][0][0] in ("d7", "d8")
+    assert "q4" not in run  # no document shares a word with "zebra"
+
+
+def test_search_to_stdout_and_quiet(work):
+    ok(rank_cmd("index", "corpus.jsonl", "-o", "idx", "-q", cwd=work))
+    out = ok(rank_cmd("search", "idx", "queries.jsonl", "-k", "2", "--quiet", cwd=work))
+    assert out.stderr == ""
+    run = parse_trec(out.stdout)
+    assert run["q3"][0][0] == "d4"
+
+
+@pytest.mark.parametrize("fmt", ["txt", "tsv", "tsv-header", "csv", "csv-header", "jsonl.gz"])
+def test_corpus_formats_give_the_same_ranking(work, fmt):
+    order = list(DOCS)
+    texts = [f"{t} {x}" if t else x for t, x in DOCS.values()]
+    if fmt == "txt":
+        (work / "c.txt").write_text("\n".join(texts) + "\n\n")
+        name, ids = "c.txt", [str(i) for i in range(1, len(texts) + 1)]
+    elif fmt.startswith("tsv"):
+        header = "id\ttext\n" if fmt == "tsv-header" else ""
+        (work / "c.tsv").write_text(header + "".join(f"{i}\t{t}\n" for i, t in zip(order, texts)))
+        name, ids = "c.tsv", order
+    elif fmt.startswith("csv"):
+        header = "text,title,_id\n" if fmt == "csv-header" else ""
+        if header:
+            body = "".join(f'"{x}",{t},{i}\n' for i, (t, x) in DOCS.items())
+        else:
+            body = "".join(f'{i},"{t}"\n' for i, t in zip(order, texts))
+        (work / "c.csv").write_text(header + body)
+        name, ids = "c.csv", order
+    else:
+        import gzip
+
+        with gzip.open(work / "c.jsonl.gz", "wt") as f:
+            for k, (t, x) in DOCS.items():
+                f.write(json.dumps({"_id": k, "title": t, "text": x}) + "\n")
+        name, ids = "c.jsonl.gz", order
+    assert read_corpus(work / name) == (ids, texts)
+    (work / "q.tsv").write_text("".join(f"{k}\t{v}\n" for k, v in QUERIES.items()))
+    ok(rank_cmd("index", name, "-o", "idx", cwd=work))
+    run = parse_trec(ok(rank_cmd("search", "idx", "q.tsv", "-k", "4", cwd=work)).stdout)
+    ref = python_api_run(ids, texts, QUERIES, 4)
+    for qid, rows in run.items():
+        assert [(d, s) for d, _, s, _ in rows] == list(ref[qid].items())
+
+
+def test_queries_txt_ids_are_line_numbers(work):
+    (work / "q.txt").write_text("gzip\n\ndate string\n")
+    assert read_queries(work / "q.txt") == (["1", "3"], ["gzip", "date string"])
+    ok(rank_cmd("index", "corpus.jsonl", "-o", "idx", cwd=work))
+    run = parse_trec(ok(rank_cmd("search", "idx", "q.txt", "-k", "1", cwd=work)).stdout)
+    assert run["1"][0][0] == "d4" and set(run) == {"1", "3"}
+
+
+# --- user errors ---------------------------------------------------------------------------------
+
+def test_missing_files(work):
+    user_error(rank_cmd("index", "nope.jsonl", "-o", "idx", cwd=work), "nope.jsonl")
+    user_error(rank_cmd("search", "no-index", "queries.jsonl", cwd=work), "no-index")
+    ok(rank_cmd("index", "corpus.jsonl", "-o", "idx", cwd=work))
+    user_error(rank_cmd("search", "idx", "missing.jsonl", cwd=work), "missing.jsonl")
+    user_error(rank_cmd("eval", "missing-qrels.tsv", "run.trec", cwd=work), "missing-qrels.tsv")
+    user_error(rank_cmd("search", "idx", "queries.jsonl", "-o", "no/such/dir/run.trec", cwd=work), "no/such/dir")
+
+
+def test_empty_files(work):
+    (work / "empty.jsonl").write_text("")
+    user_error(rank_cmd("index", "empty.jsonl", "-o", "idx", cwd=work), "empty.jsonl", "empty")
+    (work / "blank.txt").write_text("\n  \n")
+    user_error(rank_cmd("index", "blank.txt", "-o", "idx", cwd=work), "blank.txt", "empty")
+    ok(rank_cmd("index", "corpus.jsonl", "-o", "idx", cwd=work))
+    user_error(rank_cmd("search", "idx", "empty.jsonl", cwd=work), "no queries")
+    assert not (work / "empty-out.trec").exists()
+
+
+def test_malformed_json_line_names_the_line(work):
+    lines = (work / "corpus.jsonl").read_text().splitlines()
+    lines[2] = lines[2][:-5]  # cut the closing of line 3
+    (work / "bad.jsonl").write_text("\n".join(lines) + "\n")
+    user_error(rank_cmd("index", "bad.jsonl", "-o", "idx", cwd=work), "bad.jsonl", "line 3", "malformed JSON")
+    assert not (work / "idx").exists()
+    write_jsonl(work / "noid.jsonl", [{"_id": "a", "text": "x"}, {"text": "no id here"}])
+    user_error(rank_cmd("index", "noid.jsonl", "-o", "idx", cwd=work), "line 2", "id")
+    write_jsonl(work / "dup.jsonl", [{"_id": "a", "text": "x"}, {"_id": "b", "text": "y"}, {"_id": "a", "text": "z"}])
+    user_error(rank_cmd("index", "dup.jsonl", "-o", "idx", cwd=work), "line 3", "duplicate", "line 1")
+    (work / "q.jsonl").write_text('{"_id": "q1", "text": "date"}\n[1, 2]\n')
+    ok(rank_cmd("index", "corpus.jsonl", "-o", "idx", cwd=work))
+    user_error(rank_cmd("search", "idx", "q.jsonl", cwd=work), "q.jsonl", "line 2", "JSON object")
+
+
+def test_malformed_tables_and_unknown_suffix(work):
+    (work / "c.tsv").write_text("a\tb\tc\n")
+    user_error(rank_cmd("index", "c.tsv", "-o", "idx", cwd=work), "line 1", "header")
+    (work / "c2.tsv").write_text("id\ttext\nd1\thello\nd2\n")
+    user_error(rank_cmd("index", "c2.tsv", "-o", "idx", cwd=work), "line 3", "columns")
+    (work / "c.xml").write_text("<docs/>")
+    user_error(rank_cmd("index", "c.xml", "-o", "idx", cwd=work), "c.xml", "suffix")
+    (work / "latin1.txt").write_bytes("caf\xe9\n".encode("latin-1"))
+    user_error(rank_cmd("index", "latin1.txt", "-o", "idx", cwd=work), "UTF-8", "line 1")
+
+
+def test_failed_search_leaves_existing_output_untouched(work):
+    ok(rank_cmd("index", "corpus.jsonl", "-o", "idx", cwd=work))
+    (work / "run.trec").write_text("precious\n")
+    (work / "bad.jsonl").write_text('{"_id": "q1", "text": "date"}\n{oops\n')
+    user_error(rank_cmd("search", "idx", "bad.jsonl", "-o", "run.trec", cwd=work), "line 2")
+    assert (work / "run.trec").read_text() == "precious\n"
+    assert sorted(p.name for p in work.iterdir() if p.name.startswith(".")) == []
+
+
+def test_corrupt_index_and_bad_options(work):
+    (work / "junk").mkdir()
+    (work / "junk" / "meta.json").write_text("{not json")
+    user_error(rank_cmd("search", "junk", "queries.jsonl", cwd=work))
+    user_error(rank_cmd("index", "corpus.jsonl", "-o", "idx", "--method", "bm99", cwd=work), "bm99")
+    user_error(rank_cmd("index", "corpus.jsonl", "-o", "idx", "--b", "1.5", cwd=work))
+    ok(rank_cmd("index", "corpus.jsonl", "-o", "idx", cwd=work))
+    user_error(rank_cmd("search", "idx", "queries.jsonl", "-k", "0", cwd=work), "-k")
+    user_error(rank_cmd("search", "idx", "queries.jsonl", "--threads", "0", cwd=work), "--threads")
+    user_error(rank_cmd("index", "corpus.jsonl", cwd=work), "-o")
+    user_error(rank_cmd("frobnicate", cwd=work), "frobnicate")
+
+
+@pytest.mark.parametrize("command", ["index", "search", "rerank", "fuse", "eval", "demo", "bench-maxsim"])
+def test_help_has_an_example(work, command):
+    out = ok(rank_cmd(command, "--help", cwd=work))
+    assert f"usage: rank {command}" in out.stdout and "example:" in out.stdout
+    assert f"rank {command}" in out.stdout.split("example:")[1]
+
+
+# --- eval and fuse -------------------------------------------------------------------------------
+
+def write_trec(path, run, tag="t"):
+    with open(path, "w") as f:
+        for qid, docs in run.items():
+            for r, (d, s) in enumerate(docs, 1):
+                f.write(f"{qid} Q0 {d} {r} {s} {tag}\n")
+
+
+def test_eval_table_and_json_match_hand_computed(work):
+    # q1: relevant d1 (grade 1) and d6 (grade 2); q2: d8; q3: d4.
+    write_trec(work / "a.trec", {"q1": [("d6", 3.0), ("d2", 2.0), ("d1", 1.0)],
+                                 "q2": [("d7", 2.0), ("d8", 1.0)], "q3": [("d4", 5.0)]})
+    idcg1 = 2 + 1 / math.log2(3)
+    ndcg = {"q1": (2 + 1 / math.log2(4)) / idcg1, "q2": 1 / math.log2(3), "q3": 1.0, "q4": 0.0}
+    ap = {"q1": (1 + 2 / 3) / 2, "q2": 0.5, "q3": 1.0, "q4": 0.0}
+    out = ok(rank_cmd("eval", "qrels.tsv", "a.trec", "-m", "ndcg@10", "map", "--json", cwd=work))
+    got = json.loads(out.stdout)
+    from rank.evaluate import evaluate, read_qrels, read_run
+
+    py = evaluate(read_qrels(work / "qrels.tsv"), read_run(work / "a.trec"), ["ndcg@10", "map"])
+    assert got == pytest.approx(py, rel=1e-12)
+    # as pytrec_eval: the mean is over the judged queries that the run holds (q4 is absent)
+    assert got["ndcg@10"] == pytest.approx(np.mean([ndcg[q] for q in ("q1", "q2", "q3")]), rel=1e-9)
+    assert got["map"] == pytest.approx(np.mean([ap[q] for q in ("q1", "q2", "q3")]), rel=1e-9)
+    table = ok(rank_cmd("eval", "qrels.tsv", "a.trec", "-m", "ndcg@10", "map", cwd=work)).stdout.splitlines()
+    assert table[0].split() == ["run", "ndcg@10", "map"]
+    name, v1, v2 = table[1].split()
+    assert name == "a.trec" and float(v1) == pytest.approx(got["ndcg@10"], abs=5e-5)
+    assert float(v2) == pytest.approx(got["map"], abs=5e-5)
+
+
+def test_eval_errors(work):
+    write_trec(work / "a.trec", {"q1": [("d1", 1.0)]})
+    user_error(rank_cmd("eval", "qrels.tsv", "a.trec", "-m", "ndgc@10", cwd=work), "ndgc@10")
+    (work / "bad.trec").write_text("q1 Q0 d1 1 1.0 t\nq1 Q0 d2\n")
+    user_error(rank_cmd("eval", "qrels.tsv", "bad.trec", cwd=work), "line 2")
+
+
+def test_fuse_rrf_matches_hand_computed(work):
+    a = {"q1": [("d1", 9.0), ("d2", 5.0), ("d3", 1.0)], "q2": [("d8", 2.0)]}
+    b = {"q1": [("d3", 0.9), ("d1", 0.5)], "q2": [("d7", 3.0), ("d8", 1.0)]}
+    write_trec(work / "a.trec", a)
+    write_trec(work / "b.trec", b)
+    ok(rank_cmd("fuse", "a.trec", "b.trec", "--method", "rrf", "-o", "f.trec", cwd=work))
+    fused = parse_trec(work / "f.trec")
+    ref = {}
+    for run in (a, b):
+        for qid, docs in run.items():
+            for r, (d, _) in enumerate(docs, 1):
+                ref.setdefault(qid, {}).setdefault(d, 0.0)
+                ref[qid][d] += 1 / (60 + r)
+    for qid, rows in fused.items():
+        assert {d: s for d, _, s, _ in rows} == pytest.approx(ref[qid], rel=1e-9)
+    assert [d for d, *_ in fused["q1"]] == ["d1", "d3", "d2"]
+    assert fused["q1"][0][3] == "fused"
+    user_error(rank_cmd("fuse", "a.trec", "b.trec", "--method", "nope", cwd=work), "nope")
+    user_error(rank_cmd("fuse", "a.trec", cwd=work), "two runs")
+    user_error(rank_cmd("fuse", "a.trec", "gone.trec", cwd=work), "gone.trec")
+
+
+# --- rerank --------------------------------------------------------------------------------------
+
+def test_rerank_errors_without_a_model(work):
+    write_trec(work / "a.trec", {"q1": [("d1", 1.0)]})
+    user_error(rank_cmd("rerank", "a.trec", "--corpus", "corpus.jsonl", "--queries", "queries.jsonl",
+                        "--model", "no-model", cwd=work), "no-model")
+    (work / "empty-model").mkdir()
+    user_error(rank_cmd("rerank", "a.trec", "--corpus", "corpus.jsonl", "--queries", "queries.jsonl",
+                        "--model", "empty-model", cwd=work))
+
+
+# --- demo ----------------------------------------------------------------------------------------
+
+RESULT = re.compile(r"^\s+(\d+)\s+(-?\d+\.\d+)\s+(\S+)\s")
+
+
+def demo_results(stdout):
+    blocks, current = {}, None
+    for line in stdout.splitlines():
+        m = RESULT.match(line)
+        if m:
+            blocks[current].append((int(m[1]), float(m[2]), m[3]))
+        elif line.startswith("  ") and not line.startswith("   ") and line.strip():
+            current = line.strip()
+            blocks[current] = []
+    return {q: rows for q, rows in blocks.items() if rows}
+
+
+def test_demo_answers_the_users_question(tmp_path):
+    out = ok(rank_cmd("demo", "copy a directory tree recursively", "compress data with gzip", "-k", "3",
+                      cwd=tmp_path))
+    results = demo_results(out.stdout)
+    assert list(results) == ["copy a directory tree recursively", "compress data with gzip"]
+    for rows in results.values():
+        assert [r for r, _, _ in rows] == [1, 2, 3]
+        assert [s for _, s, _ in rows] == sorted((s for _, s, _ in rows), reverse=True)
+    assert "shutil.copytree" in [d for *_, d in results["copy a directory tree recursively"]]
+    assert any(d.startswith(("gzip", "zlib")) for *_, d in results["compress data with gzip"])
+    assert "docstrings" in out.stdout and "queries/s" in out.stdout
+
+
+def test_demo_errors(tmp_path):
+    user_error(rank_cmd("demo", "-k", "0", cwd=tmp_path), "-k")
+    user_error(rank_cmd("demo", "--colbert", "no-such-dir", cwd=tmp_path), "no-such-dir")
