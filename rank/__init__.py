@@ -22,6 +22,7 @@ from rank.rerank import (
     pool_tokens,
     rerank_maxsim,
 )
+from rank.retrieve import BM25, SparseIndex, Tokenizer
 
 __all__ = [
     "__version__",
@@ -35,4 +36,7 @@ __all__ = [
     "DenseIndex",
     "mmr",
     "pool_tokens",
+    "Tokenizer",
+    "BM25",
+    "SparseIndex",
 ]

@@ -1,0 +1,560 @@
+"""Inverted-index kernels (the "sparse" kernel family): building, BM25 impacts, exact top-k.
+
+An index is term-major (CSC): the postings of term t are ``docs[indptr[t]:indptr[t + 1]]``
+(int32 document ids, ascending) with float32 values ``vals[...]`` at the same positions.
+For BM25 a value is the precomputed impact of the term in the document; for learned sparse
+vectors it is the term weight. A query is a list of (term, weight) pairs plus a constant
+`shift` added to every document's score; the score of document d is
+``fl32(acc_d + shift)`` where ``acc_d`` is the float32 sum of ``weight * value`` over the
+query terms in the order given (the caller orders the terms; scoring a document through
+`accumulate` or through `topk` performs the same additions in the same order, so both give
+bit-identical scores).
+
+`topk` scores a batch of queries term at a time, one query per thread (OpenMP `prange`), each
+thread with its own float32 accumulator over the documents, a byte marker per document and a
+list of the documents it touched, so the cost is the number of postings read plus the number of
+touched documents, never n_docs (except to fill results with zero-score documents).
+
+Exact pruning (when every weight and value is >= 0): terms come sorted by their upper bound
+``weight * max value`` descending. After each term, if at least k documents were touched, the
+k-th best partial score theta is a lower bound of the final k-th score, and the remaining
+terms can add at most R (the sum of their bounds, rounded up). Once R < theta no untouched
+document can reach the top k; from then on only the candidates whose partial score plus R
+can still reach theta are completed, by a galloping search for each of them in the remaining
+posting lists (which are doc-sorted), instead of reading those lists in full. Results are
+identical to exhaustive scoring: same additions, same order, ties broken by the smaller id.
+
+No validation happens here; the `rank.retrieve` layer checks every input first.
+"""
+from cython.parallel cimport parallel, prange, threadid
+from libc.math cimport INFINITY, floor, log
+from libc.stdint cimport int32_t, int64_t, uint8_t, uint32_t
+from libc.stdlib cimport calloc, free, malloc, qsort
+from libc.string cimport memset
+
+import numpy as np
+
+# Method codes shared with rank.retrieve.bm25 (order of bm25.METHODS).
+cdef enum:
+    ROBERTSON = 0
+    LUCENE = 1
+    ATIRE = 2
+    BM25L = 3
+    BM25PLUS = 4
+
+
+# ---------------------------------------------------------------------------------------------
+# Building
+
+def count_postings(const int32_t[::1] ids, const int64_t[::1] offsets, Py_ssize_t n_terms):
+    """Document frequency of every term: df (int64, n_terms) of the packed token stream."""
+    cdef Py_ssize_t n_docs = offsets.shape[0] - 1, d, p, t
+    df_arr = np.zeros(n_terms, np.int64)
+    last_arr = np.full(n_terms, -1, np.int64)
+    cdef int64_t[::1] df = df_arr
+    cdef int64_t[::1] last = last_arr
+    with nogil:
+        for d in range(n_docs):
+            for p in range(offsets[d], offsets[d + 1]):
+                t = ids[p]
+                if last[t] != d:
+                    last[t] = d
+                    df[t] += 1
+    return df_arr
+
+
+def fill_postings(const int32_t[::1] ids, const int64_t[::1] offsets, const int64_t[::1] indptr,
+                  int32_t[::1] docs, int32_t[::1] tf):
+    """Term-major postings of a packed token stream: docs (ascending per term) and counts.
+
+    `indptr` comes from the cumulative sum of `count_postings`; docs and tf have indptr[-1]
+    entries and are filled in place.
+    """
+    cdef Py_ssize_t n_docs = offsets.shape[0] - 1, n_terms = indptr.shape[0] - 1, d, p, t
+    head_arr = np.asarray(indptr[:n_terms]).copy()
+    pos_arr = np.empty(n_terms, np.int64)
+    last_arr = np.full(n_terms, -1, np.int64)
+    cdef int64_t[::1] head = head_arr
+    cdef int64_t[::1] pos = pos_arr
+    cdef int64_t[::1] last = last_arr
+    with nogil:
+        for d in range(n_docs):
+            for p in range(offsets[d], offsets[d + 1]):
+                t = ids[p]
+                if last[t] != d:
+                    last[t] = d
+                    pos[t] = head[t]
+                    head[t] += 1
+                    docs[pos[t]] = <int32_t>d
+                    tf[pos[t]] = 1
+                else:
+                    tf[pos[t]] += 1
+
+
+def fill_weighted(const int64_t[::1] row_ptr, const int32_t[::1] terms, const float[::1] weights,
+                  const int64_t[::1] indptr, int32_t[::1] docs, float[::1] vals):
+    """Transpose document-major (term, weight) rows into term-major postings (in place).
+
+    Each row must list a term at most once; `indptr` is the cumulative count of rows per term.
+    """
+    cdef Py_ssize_t n_docs = row_ptr.shape[0] - 1, n_terms = indptr.shape[0] - 1, d, p, t
+    head_arr = np.asarray(indptr[:n_terms]).copy()
+    cdef int64_t[::1] head = head_arr
+    with nogil:
+        for d in range(n_docs):
+            for p in range(row_ptr[d], row_ptr[d + 1]):
+                t = terms[p]
+                docs[head[t]] = <int32_t>d
+                vals[head[t]] = weights[p]
+                head[t] += 1
+
+
+def merge_postings(const int64_t[::1] indptr_a, const int32_t[::1] docs_a, const int32_t[::1] tf_a,
+                   const int64_t[::1] indptr_b, const int32_t[::1] docs_b, const int32_t[::1] tf_b,
+                   int32_t doc_offset, const int64_t[::1] indptr, int32_t[::1] docs, int32_t[::1] tf):
+    """Concatenate two term-major indexes term by term (b's doc ids shifted by doc_offset).
+
+    indptr_a may have fewer terms than indptr_b (new terms); `indptr` is the merged pointer.
+    """
+    cdef Py_ssize_t n_terms = indptr.shape[0] - 1, na = indptr_a.shape[0] - 1, t, p, o
+    with nogil:
+        for t in range(n_terms):
+            o = indptr[t]
+            if t < na:
+                for p in range(indptr_a[t], indptr_a[t + 1]):
+                    docs[o] = docs_a[p]
+                    tf[o] = tf_a[p]
+                    o += 1
+            for p in range(indptr_b[t], indptr_b[t + 1]):
+                docs[o] = docs_b[p] + doc_offset
+                tf[o] = tf_b[p]
+                o += 1
+
+
+def merge_weighted(const int64_t[::1] indptr_a, const int32_t[::1] docs_a, const float[::1] vals_a,
+                   const int64_t[::1] indptr_b, const int32_t[::1] docs_b, const float[::1] vals_b,
+                   int32_t doc_offset, const int64_t[::1] indptr, int32_t[::1] docs, float[::1] vals):
+    """As merge_postings, for float values."""
+    cdef Py_ssize_t n_terms = indptr.shape[0] - 1, na = indptr_a.shape[0] - 1, t, p, o
+    with nogil:
+        for t in range(n_terms):
+            o = indptr[t]
+            if t < na:
+                for p in range(indptr_a[t], indptr_a[t + 1]):
+                    docs[o] = docs_a[p]
+                    vals[o] = vals_a[p]
+                    o += 1
+            for p in range(indptr_b[t], indptr_b[t + 1]):
+                docs[o] = docs_b[p] + doc_offset
+                vals[o] = vals_b[p]
+                o += 1
+
+
+def term_max(const int64_t[::1] indptr, const float[::1] vals):
+    """Largest value of every term's postings (0 for a term without postings), float32."""
+    cdef Py_ssize_t n_terms = indptr.shape[0] - 1, t, p
+    out_arr = np.zeros(n_terms, np.float32)
+    cdef float[::1] out = out_arr
+    cdef float m
+    with nogil:
+        for t in range(n_terms):
+            if indptr[t + 1] > indptr[t]:
+                m = vals[indptr[t]]
+                for p in range(indptr[t] + 1, indptr[t + 1]):
+                    if vals[p] > m:
+                        m = vals[p]
+                out[t] = m
+    return out_arr
+
+
+# ---------------------------------------------------------------------------------------------
+# BM25 impacts (Kamphuis et al., ECIR 2020: the five variants' term-frequency components)
+
+cdef inline double _tfc(int method, double tf, double norm, double k1, double delta) noexcept nogil:
+    """Term-frequency component; norm = (1 - b) + b * dl / avgdl."""
+    cdef double c
+    if method == ROBERTSON or method == LUCENE:
+        return tf / (k1 * norm + tf)
+    if method == ATIRE:
+        return (tf * (k1 + 1.0)) / (tf + k1 * norm)
+    if method == BM25L:
+        c = tf / norm
+        return ((k1 + 1.0) * (c + delta)) / (k1 + c + delta)
+    return ((k1 + 1.0) * tf) / (k1 * norm + tf) + delta
+
+
+def bm25_impacts(int method, const int64_t[::1] indptr, const int32_t[::1] docs, const int32_t[::1] tf,
+                 const double[::1] norm, const float[::1] idf, const float[::1] shift,
+                 double k1, double delta, float[::1] out):
+    """out[p] = fl32(idf[t] * tfc(tf[p], norm[docs[p]]) - shift[t]) for every posting p of term t."""
+    cdef Py_ssize_t n_terms = indptr.shape[0] - 1, t, p
+    cdef double w, s
+    with nogil:
+        for t in range(n_terms):
+            w = idf[t]
+            s = shift[t]
+            for p in range(indptr[t], indptr[t + 1]):
+                out[p] = <float>(w * _tfc(method, tf[p], norm[docs[p]], k1, delta) - s)
+
+
+def bm25_recover_tf(int method, const int64_t[::1] indptr, const int32_t[::1] docs, const float[::1] impacts,
+                    const double[::1] norm, const float[::1] idf, const float[::1] shift,
+                    double k1, double delta, int32_t[::1] out):
+    """Invert bm25_impacts: the nearest integer term frequency of every impact (0 if not invertible).
+
+    The caller keeps the (rare) postings where this differs from the true count as exceptions.
+    """
+    cdef Py_ssize_t n_terms = indptr.shape[0] - 1, t, p
+    cdef double w, s, u, k, x, est, c
+    with nogil:
+        for t in range(n_terms):
+            w = idf[t]
+            s = shift[t]
+            for p in range(indptr[t], indptr[t + 1]):
+                est = 0.0
+                if w > 0:
+                    u = (impacts[p] + s) / w
+                    k = k1 * norm[docs[p]]
+                    if method == ROBERTSON or method == LUCENE:
+                        if u < 1.0:
+                            est = u * k / (1.0 - u)
+                    elif method == ATIRE:
+                        if u < k1 + 1.0:
+                            est = u * k / (k1 + 1.0 - u)
+                    elif method == BM25PLUS:
+                        u = u - delta
+                        if u < k1 + 1.0:
+                            est = u * k / (k1 + 1.0 - u)
+                    else:
+                        # u = (k1 + 1) x / (k1 + x) with x = tf / norm + delta
+                        if u < k1 + 1.0:
+                            x = u * k1 / (k1 + 1.0 - u)
+                            c = x - delta
+                            est = c * norm[docs[p]]
+                if est > 2.0e9 or est != est:
+                    est = 0.0
+                out[p] = <int32_t>floor(est + 0.5)
+
+
+# ---------------------------------------------------------------------------------------------
+# Scoring
+
+def accumulate(const int64_t[::1] indptr, const int32_t[::1] docs, const float[::1] vals,
+               const int32_t[::1] q_terms, const float[::1] q_weights, float shift, float[::1] out):
+    """out[d] = fl32(sum over query terms in order of weight * value + shift); out starts at 0."""
+    cdef Py_ssize_t j, p, n = out.shape[0]
+    cdef float w
+    cdef int32_t t
+    with nogil:
+        for j in range(q_terms.shape[0]):
+            t = q_terms[j]
+            w = q_weights[j]
+            for p in range(indptr[t], indptr[t + 1]):
+                if <uint32_t>docs[p] < <uint32_t>n:
+                    out[docs[p]] += w * vals[p]
+        if shift != 0:
+            for j in range(n):
+                out[j] = out[j] + shift
+
+
+cdef inline bint _worse(float s, int64_t i, float t, int64_t j) noexcept nogil:
+    return s < t or (s == t and i > j)
+
+
+cdef inline void _sift_down(float *hs, int64_t *hi, Py_ssize_t size, float s, int64_t idx) noexcept nogil:
+    """Put (s, idx) at the root of a heap (root = worst entry) and restore the order."""
+    cdef Py_ssize_t pos = 0, c
+    while True:
+        c = 2 * pos + 1
+        if c >= size:
+            break
+        if c + 1 < size and _worse(hs[c + 1], hi[c + 1], hs[c], hi[c]):
+            c += 1
+        if not _worse(hs[c], hi[c], s, idx):
+            break
+        hs[pos] = hs[c]
+        hi[pos] = hi[c]
+        pos = c
+    hs[pos] = s
+    hi[pos] = idx
+
+
+cdef inline void _heap_push(float *hs, int64_t *hi, Py_ssize_t *size, Py_ssize_t k, float s, int64_t idx) noexcept nogil:
+    """Offer (s, idx) to a bounded heap of capacity k."""
+    cdef Py_ssize_t pos, parent
+    if size[0] < k:
+        pos = size[0]
+        size[0] += 1
+        while pos > 0:
+            parent = (pos - 1) // 2
+            if not _worse(s, idx, hs[parent], hi[parent]):
+                break
+            hs[pos] = hs[parent]
+            hi[pos] = hi[parent]
+            pos = parent
+        hs[pos] = s
+        hi[pos] = idx
+    elif _worse(hs[0], hi[0], s, idx):
+        _sift_down(hs, hi, size[0], s, idx)
+
+
+cdef inline void _heap_sorted(float *hs, int64_t *hi, Py_ssize_t size) noexcept nogil:
+    """Sort the heap in place, best first (repeatedly move the worst entry to the back)."""
+    cdef float s
+    cdef int64_t i
+    while size > 1:
+        size -= 1
+        s = hs[size]
+        i = hi[size]
+        hs[size] = hs[0]
+        hi[size] = hi[0]
+        _sift_down(hs, hi, size, s, i)
+
+
+cdef inline void _fheap_push(float *h, Py_ssize_t *size, Py_ssize_t k, float s) noexcept nogil:
+    """Offer s to a bounded min-heap of floats of capacity k (root = k-th largest once full)."""
+    cdef Py_ssize_t pos, parent, c
+    if size[0] < k:
+        pos = size[0]
+        size[0] += 1
+        while pos > 0:
+            parent = (pos - 1) // 2
+            if h[parent] <= s:
+                break
+            h[pos] = h[parent]
+            pos = parent
+        h[pos] = s
+    elif s > h[0]:
+        pos = 0
+        while True:
+            c = 2 * pos + 1
+            if c >= k:
+                break
+            if c + 1 < k and h[c + 1] < h[c]:
+                c += 1
+            if h[c] >= s:
+                break
+            h[pos] = h[c]
+            pos = c
+        h[pos] = s
+
+
+cdef int _cmp_i32(const void *a, const void *b) noexcept nogil:
+    cdef int32_t x = (<const int32_t *>a)[0], y = (<const int32_t *>b)[0]
+    return (x > y) - (x < y)
+
+
+cdef inline Py_ssize_t _gallop(const int32_t *docs, Py_ssize_t lo, Py_ssize_t hi, int32_t target) noexcept nogil:
+    """First position p in [lo, hi) with docs[p] >= target (hi if none); docs ascending."""
+    cdef Py_ssize_t step = 1, mid
+    if lo >= hi or docs[lo] >= target:
+        return lo
+    # docs[lo] < target: find a bracket (lo, lo + step] by doubling, then bisect.
+    while lo + step < hi and docs[lo + step] < target:
+        lo += step
+        step *= 2
+    hi = lo + step + 1 if lo + step + 1 < hi else hi
+    lo += 1
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if docs[mid] < target:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo
+
+
+cdef float _theta(const float *acc, float *fh, const int32_t *list_, Py_ssize_t n, Py_ssize_t k) noexcept nogil:
+    """k-th largest partial score among the n documents of list_ (n >= k)."""
+    cdef Py_ssize_t size = 0, i
+    for i in range(n):
+        _fheap_push(fh, &size, k, acc[list_[i]])
+    return fh[0]
+
+
+cdef inline bint _can_reach(float a, float rup, float shift, float theta) noexcept nogil:
+    """Whether a partial score a, plus at most rup to come, may still reach theta (final space)."""
+    return <float>(<float>(a + rup) + shift) >= <float>(theta + shift)
+
+
+cdef void _one_query(const int64_t *indptr, const int32_t *docs, const float *vals, Py_ssize_t n_docs,
+                     const int32_t *terms, const float *weights, const float *bounds, Py_ssize_t m,
+                     float shift, bint prune, const uint8_t *mask, Py_ssize_t k,
+                     float *acc, uint8_t *seen, int32_t *touched, int32_t *cand, float *hs, int64_t *hi_,
+                     float *fh, int64_t *out_i, float *out_s) noexcept nogil:
+    cdef Py_ssize_t j, p, lo, hi, nt = 0, nc = 0, size = 0, i, got, q
+    cdef int32_t t, d
+    cdef float wt, theta = 0, base = 0.0, rupf = 0
+    cdef double rest = 0.0, total = 0.0, margin = 0.0, rup
+    cdef bint switched = False
+    base = base + shift
+    if prune:
+        for j in range(m):
+            total += bounds[j]
+        rest = total
+        margin = (m + 2) * 1.2e-7 * total
+    # Phase 1: whole posting lists, term by term, until the rest cannot bring in a new document.
+    j = 0
+    while j < m:
+        t = terms[j]
+        wt = weights[j]
+        for p in range(indptr[t], indptr[t + 1]):
+            d = docs[p]
+            if <uint32_t>d >= <uint32_t>n_docs or (mask != NULL and mask[d] == 0):
+                continue  # the first test guards against a corrupt memory-mapped index
+            if seen[d] == 0:
+                seen[d] = 1
+                touched[nt] = d
+                nt += 1
+            acc[d] += wt * vals[p]
+        j += 1
+        if prune and j < m:
+            rest -= bounds[j - 1]
+            rup = rest * (1.0 + 1e-6) + margin
+            # theta is at most the sum of the bounds read so far: skip hopeless checks.
+            if nt >= k and rup < (total - rest) * (1.0 + 1e-6) + margin:
+                theta = _theta(acc, fh, touched, nt, k)
+                rupf = <float>rup
+                if <float>(rupf + shift) < <float>(theta + shift):
+                    switched = True
+                    break
+    if switched:
+        # Phase 2: complete only the candidates that can still reach theta.
+        for i in range(nt):
+            d = touched[i]
+            if _can_reach(acc[d], rupf, shift, theta):
+                cand[nc] = d
+                nc += 1
+        qsort(cand, nc, sizeof(int32_t), _cmp_i32)
+        while j < m:
+            t = terms[j]
+            wt = weights[j]
+            lo = indptr[t]
+            hi = indptr[t + 1]
+            for i in range(nc):
+                d = cand[i]
+                lo = _gallop(docs, lo, hi, d)
+                if lo < hi and docs[lo] == d:
+                    acc[d] += wt * vals[lo]
+            rest -= bounds[j]
+            j += 1
+            if j < m:
+                rupf = <float>(rest * (1.0 + 1e-6) + margin)
+                theta = _theta(acc, fh, cand, nc, k)
+                q = 0
+                for i in range(nc):
+                    d = cand[i]
+                    if _can_reach(acc[d], rupf, shift, theta):
+                        cand[q] = d
+                        q += 1
+                nc = q
+        for i in range(nc):
+            d = cand[i]
+            _heap_push(hs, hi_, &size, k, acc[d] + shift, d)
+        _heap_sorted(hs, hi_, size)
+        for i in range(size):
+            out_s[i] = hs[i]
+            out_i[i] = hi_[i]
+        got = size
+    else:
+        # Exhaustive selection over the touched documents, then the documents scoring `base`
+        # (untouched ones, by ascending id), then touched ones below it.
+        for i in range(nt):
+            d = touched[i]
+            _heap_push(hs, hi_, &size, k, acc[d] + shift, d)
+        _heap_sorted(hs, hi_, size)
+        got = 0
+        while got < size and hs[got] > base:
+            out_s[got] = hs[got]
+            out_i[got] = hi_[got]
+            got += 1
+        if got < k:
+            d = 0
+            while d < n_docs and got < k:
+                if (mask == NULL or mask[d] != 0) and (seen[d] == 0 or <float>(acc[d] + shift) == base):
+                    out_s[got] = base
+                    out_i[got] = d
+                    got += 1
+                d += 1
+            i = 0
+            while i < size and got < k:
+                if hs[i] < base:
+                    out_s[got] = hs[i]
+                    out_i[got] = hi_[i]
+                    got += 1
+                i += 1
+    for i in range(got, k):
+        out_s[i] = -INFINITY
+        out_i[i] = -1
+    for i in range(nt):
+        d = touched[i]
+        acc[d] = 0
+        seen[d] = 0
+
+
+def topk(const int64_t[::1] indptr, const int32_t[::1] docs, const float[::1] vals, Py_ssize_t n_docs,
+         const int64_t[::1] q_ptr, const int32_t[::1] q_terms, const float[::1] q_weights,
+         const float[::1] q_bounds, const float[::1] q_shift, const uint8_t[::1] q_prune,
+         const uint8_t[:, ::1] mask, Py_ssize_t k, int n_threads,
+         int64_t[:, ::1] out_idx, float[:, ::1] out_scores):
+    """Exact top-k of every query (see the module docstring); results in out_idx / out_scores.
+
+    q_ptr (nq + 1) delimits each query's terms, weights and bounds (weight * max value, sorted
+    descending when q_prune[i]); mask has 0 rows (none), 1 row (shared) or nq rows, one byte per
+    document (0 = excluded). Rows with fewer than k eligible documents are padded (-1, -inf).
+    """
+    cdef Py_ssize_t nq = q_ptr.shape[0] - 1, i, n_mask = mask.shape[0]
+    cdef int *status
+    cdef int failed = 0
+    cdef float *acc = NULL
+    cdef uint8_t *seen = NULL
+    cdef int32_t *touched = NULL
+    cdef int32_t *cand = NULL
+    cdef float *hs = NULL
+    cdef int64_t *hi = NULL
+    cdef float *fh = NULL
+    cdef const uint8_t *mrow
+    cdef const int32_t *dp = &docs[0] if docs.shape[0] else NULL
+    cdef const float *vp = &vals[0] if vals.shape[0] else NULL
+    cdef const int32_t *tp = &q_terms[0] if q_terms.shape[0] else NULL
+    cdef const float *wp = &q_weights[0] if q_weights.shape[0] else NULL
+    cdef const float *bp = &q_bounds[0] if q_bounds.shape[0] else NULL
+    if nq == 0:
+        return
+    if n_threads > nq:
+        n_threads = <int>nq
+    status = <int *>calloc(n_threads, sizeof(int))
+    if status == NULL:
+        raise MemoryError()
+    with nogil, parallel(num_threads=n_threads):
+        acc = <float *>calloc(n_docs + 1, sizeof(float))
+        seen = <uint8_t *>calloc(n_docs + 1, 1)
+        touched = <int32_t *>malloc((n_docs + 1) * sizeof(int32_t))
+        cand = <int32_t *>malloc((n_docs + 1) * sizeof(int32_t))
+        hs = <float *>malloc(k * sizeof(float))
+        hi = <int64_t *>malloc(k * sizeof(int64_t))
+        fh = <float *>malloc(k * sizeof(float))
+        for i in prange(nq, schedule='dynamic', chunksize=1):
+            if acc == NULL or seen == NULL or touched == NULL or cand == NULL or hs == NULL or hi == NULL or fh == NULL:
+                status[threadid()] = 1
+                continue
+            mrow = NULL
+            if n_mask == 1:
+                mrow = &mask[0, 0]
+            elif n_mask > 1:
+                mrow = &mask[i, 0]
+            _one_query(&indptr[0], dp, vp, n_docs, tp + q_ptr[i], wp + q_ptr[i], bp + q_ptr[i],
+                       q_ptr[i + 1] - q_ptr[i], q_shift[i], q_prune[i] != 0, mrow, k,
+                       acc, seen, touched, cand, hs, hi, fh, &out_idx[i, 0], &out_scores[i, 0])
+        free(acc)
+        free(seen)
+        free(touched)
+        free(cand)
+        free(hs)
+        free(hi)
+        free(fh)
+    for i in range(n_threads):
+        failed |= status[i]
+    free(status)
+    if failed:
+        raise MemoryError()

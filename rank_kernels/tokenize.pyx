@@ -1,0 +1,173 @@
+"""Text scanning for the tokenizer (the "tokenize" kernel family).
+
+`scan` reads each str through its own code-unit buffer (1, 2 or 4 bytes per character), with
+no regex engine and no intermediate list of token strings: a token is a maximal run of
+Unicode letters and digits (``str.isalnum`` per character, with an ASCII table as the fast
+path). Each token of at least `min_len` characters is looked up in a dict `cache` (word ->
+term id, or -1 for a dropped word); on a miss a Python callable `resolve(word)` decides (and
+fills the cache when it wants to). Ids are appended to a growing C buffer, so the result is the
+packed form directly: ``ids`` (int32) and ``offsets`` (int64, n_docs + 1).
+"""
+from cpython.unicode cimport PyUnicode_Check
+from libc.stdint cimport int32_t, int64_t
+from libc.stdlib cimport free, malloc, realloc
+from libc.string cimport memcpy
+
+import numpy as np
+
+cdef extern from "Python.h":
+    int PyUnicode_KIND(object u)
+    void *PyUnicode_DATA(object u)
+    Py_ssize_t PyUnicode_GET_LENGTH(object u)
+    Py_UCS4 PyUnicode_READ(int kind, void *data, Py_ssize_t index) nogil
+    bint Py_UNICODE_ISALNUM(Py_UCS4 ch) nogil
+    object PyUnicode_Substring(object u, Py_ssize_t start, Py_ssize_t end)
+
+
+cdef unsigned char ASCII_ALNUM[128]
+for _c in range(128):
+    ASCII_ALNUM[_c] = chr(_c).isalnum()
+
+
+cdef inline bint _alnum(Py_UCS4 ch) noexcept nogil:
+    if ch < 128:
+        return ASCII_ALNUM[ch]
+    return Py_UNICODE_ISALNUM(ch)
+
+
+cdef class _Buffer:
+    """A growable int32 (ids) and int64 (offsets) pair of C arrays."""
+    cdef int32_t *ids
+    cdef int64_t *offsets
+    cdef Py_ssize_t n_ids, cap_ids, n_off, cap_off
+
+    def __cinit__(self):
+        self.cap_ids = 1 << 16
+        self.cap_off = 1 << 12
+        self.ids = <int32_t *>malloc(self.cap_ids * sizeof(int32_t))
+        self.offsets = <int64_t *>malloc(self.cap_off * sizeof(int64_t))
+        if self.ids == NULL or self.offsets == NULL:
+            raise MemoryError()
+        self.offsets[0] = 0
+        self.n_off = 1
+        self.n_ids = 0
+
+    def __dealloc__(self):
+        free(self.ids)
+        free(self.offsets)
+
+    cdef int push_id(self, int32_t v) except -1:
+        cdef int32_t *p
+        if self.n_ids == self.cap_ids:
+            p = <int32_t *>realloc(self.ids, 2 * self.cap_ids * sizeof(int32_t))
+            if p == NULL:
+                raise MemoryError()
+            self.ids = p
+            self.cap_ids *= 2
+        self.ids[self.n_ids] = v
+        self.n_ids += 1
+        return 0
+
+    cdef int end_doc(self) except -1:
+        cdef int64_t *p
+        if self.n_off == self.cap_off:
+            p = <int64_t *>realloc(self.offsets, 2 * self.cap_off * sizeof(int64_t))
+            if p == NULL:
+                raise MemoryError()
+            self.offsets = p
+            self.cap_off *= 2
+        self.offsets[self.n_off] = self.n_ids
+        self.n_off += 1
+        return 0
+
+    def arrays(self):
+        ids = np.empty(self.n_ids, np.int32)
+        offsets = np.empty(self.n_off, np.int64)
+        cdef int32_t[::1] vi = ids
+        cdef int64_t[::1] vo = offsets
+        if self.n_ids:
+            memcpy(&vi[0], self.ids, self.n_ids * sizeof(int32_t))
+        memcpy(&vo[0], self.offsets, self.n_off * sizeof(int64_t))
+        return ids, offsets
+
+
+def scan(texts, bint lower, Py_ssize_t min_len, dict cache, resolve, progress=None,
+         Py_ssize_t every=1024):
+    """Token ids of every text of the iterable `texts` (see the module docstring).
+
+    Returns (ids int32, offsets int64, bad) where bad is -1, or the position of the first
+    item that is not a str (scanning stops there). `progress(n)` is called every `every`
+    texts with the number of texts done since the last call.
+    """
+    cdef _Buffer buf = _Buffer()
+    cdef Py_ssize_t n = 0, i, start, length, since = 0
+    cdef int kind
+    cdef void *data
+    cdef str text, word
+    cdef object hit
+    cdef long v
+    for obj in texts:
+        if not PyUnicode_Check(obj):
+            ids, offsets = buf.arrays()
+            return ids, offsets, n
+        text = obj.lower() if lower else obj
+        kind = PyUnicode_KIND(text)
+        data = PyUnicode_DATA(text)
+        length = PyUnicode_GET_LENGTH(text)
+        i = 0
+        while i < length:
+            if not _alnum(PyUnicode_READ(kind, data, i)):
+                i += 1
+                continue
+            start = i
+            i += 1
+            while i < length and _alnum(PyUnicode_READ(kind, data, i)):
+                i += 1
+            if i - start < min_len:
+                continue
+            word = PyUnicode_Substring(text, start, i)
+            hit = cache.get(word)
+            if hit is None:
+                hit = resolve(word)
+            v = hit
+            if v >= 0:
+                buf.push_id(<int32_t>v)
+        buf.end_doc()
+        n += 1
+        if progress is not None:
+            since += 1
+            if since == every:
+                progress(since)
+                since = 0
+    if progress is not None and since:
+        progress(since)
+    ids, offsets = buf.arrays()
+    return ids, offsets, -1
+
+
+def lookup(tokens_lists, dict vocab, bint add):
+    """Packed ids of lists of token strings through `vocab` (token -> id).
+
+    With `add`, unseen tokens get the next ids (vocab grows, `words` is not touched here);
+    without, they are dropped. Returns (ids int32, offsets int64, bad) like `scan`, bad being
+    the position of the first list holding a non-str token.
+    """
+    cdef _Buffer buf = _Buffer()
+    cdef Py_ssize_t n = 0
+    cdef object hit
+    for tokens in tokens_lists:
+        for tok in tokens:
+            if not PyUnicode_Check(tok):
+                ids, offsets = buf.arrays()
+                return ids, offsets, n
+            hit = vocab.get(tok)
+            if hit is None:
+                if not add:
+                    continue
+                hit = len(vocab)
+                vocab[tok] = hit
+            buf.push_id(<int32_t>hit)
+        buf.end_doc()
+        n += 1
+    ids, offsets = buf.arrays()
+    return ids, offsets, -1
