@@ -147,7 +147,9 @@ def _read_table(path: PathLike, delimiter: str, what: str, with_title: bool) -> 
         rows = ((n, line.split("\t")) for n, line in _lines(path) if line.strip())
     else:
         rows = _csv_rows(path)
-    id_col = text_col = title_col = None
+    id_col: int | None = None
+    text_col = 1
+    title_col: int | None = None
     width = 0
     for n, row in rows:
         if id_col is None:
@@ -166,6 +168,7 @@ def _read_table(path: PathLike, delimiter: str, what: str, with_title: bool) -> 
             id_col, text_col = 0, 1
         if len(row) != width:
             raise InvalidValueError(f"{path}, line {n}: expected {width} columns, got {len(row)}")
+        assert id_col is not None
         doc_id, text = row[id_col].strip(), row[text_col]
         if not doc_id:
             raise InvalidValueError(f"{path}, line {n}: empty {what} id")

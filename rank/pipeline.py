@@ -200,7 +200,7 @@ class Pipeline:
         self.retrievers = retrievers
         self.fusion = fusion
         self.reranker = reranker
-        self.reranker_kind = None if reranker is None else _reranker_kind(reranker)
+        self.reranker_kind = "" if reranker is None else _reranker_kind(reranker)
         if reranker is not None and documents is None:
             raise InvalidValueError("documents: reranking needs the document texts (a sequence or an id -> text mapping)")
         self.documents = documents
