@@ -353,7 +353,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         for r, h in enumerate(hits[:args.k], 1):
             print(f"  {r:>3}  {h.score:7.3f}  {h.id:<{name_w}}  {_snippet(text_of[h.id], 60)}")
     print(f"\n  {label} ranking; BM25 answered {len(queries)} queries in {(t4 - t3) * 1e3:.2f} ms "
-          f"({len(queries) / max(t4 - t3, 1e-9):,.0f} queries/s, {threads} thread{"s" if threads > 1 else ""})")
+          f"({len(queries) / max(t4 - t3, 1e-9):,.0f} queries/s, {threads} thread{'s' if threads > 1 else ''})")
     if rerank_time is not None:
         print(f"  ColBERT encoding + MaxSim reranking of BM25's top {depth} per query: "
               f"{rerank_time * 1e3:.0f} ms ({rerank_time * 1e3 / len(queries):.0f} ms per query)")
