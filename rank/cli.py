@@ -48,8 +48,15 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
-class _Formatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
-    pass
+class _Formatter(argparse.RawDescriptionHelpFormatter):
+    """Keeps the example epilogs as written; appends a default the help text does not state."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        if ("default" not in text and action.default not in (None, False, argparse.SUPPRESS)
+                and action.option_strings):
+            text += " (default: %(default)s)"
+        return text
 
 
 def _log(args: argparse.Namespace, message: str) -> None:
@@ -111,10 +118,27 @@ def _none_or(value: str) -> str | None:
     return None if value.lower() in ("none", "") else value
 
 
+def _check_index_target(path: str) -> None:
+    """Refuse to replace anything but a previously saved index (saving replaces the target)."""
+    p = Path(path)
+    if not p.exists() and not p.is_symlink():
+        return
+    meta = p / "meta.json"
+    try:
+        is_index = p.is_dir() and "format_version" in json.loads(meta.read_text(encoding="utf-8"))
+    except (OSError, ValueError, TypeError):
+        is_index = False
+    if not is_index:
+        kind = "directory" if p.is_dir() else "file"
+        raise InvalidValueError(f"{path}: a {kind} that is not a saved index already exists there; "
+                                f"remove it or choose another output name")
+
+
 def _cmd_index(args: argparse.Namespace) -> int:
     from rank._io_corpus import read_corpus
     from rank.retrieve import BM25, Tokenizer
 
+    _check_index_target(args.output)
     tokenizer = Tokenizer(stopwords=_none_or(args.stopwords), stemmer=_none_or(args.stemmer))
     bm25 = BM25(method=args.method, k1=args.k1, b=args.b, delta=args.delta, tokenizer=tokenizer)
     t0 = time.perf_counter()
@@ -454,7 +478,7 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--stopwords", default="en", metavar="LANG", help="stopword list, or 'none'")
     p.add_argument("--stemmer", default="none", metavar="LANG",
                    help="Snowball stemmer language, e.g. english (needs PyStemmer), or 'none'")
-    _common(p)
+    _common(p, threads=False)
     p.set_defaults(func=_cmd_index)
 
     p = add("search", "retrieve the top k documents of each query as a TREC run",

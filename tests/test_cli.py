@@ -205,6 +205,18 @@ def test_malformed_tables_and_unknown_suffix(work):
     user_error(rank_cmd("index", "latin1.txt", "-o", "idx", cwd=work), "UTF-8", "line 1")
 
 
+def test_index_replaces_only_an_index(work):
+    ok(rank_cmd("index", "corpus.jsonl", "-o", "idx", cwd=work))
+    ok(rank_cmd("index", "corpus.jsonl", "-o", "idx", "--k1", "2", cwd=work))  # rebuilt in place
+    (work / "notes.txt").write_text("keep me\n")
+    user_error(rank_cmd("index", "corpus.jsonl", "-o", "notes.txt", cwd=work), "notes.txt", "not a saved index")
+    assert (work / "notes.txt").read_text() == "keep me\n"
+    (work / "folder").mkdir()
+    (work / "folder" / "file").write_text("x")
+    user_error(rank_cmd("index", "corpus.jsonl", "-o", "folder", cwd=work), "folder", "not a saved index")
+    assert (work / "folder" / "file").read_text() == "x"
+
+
 def test_failed_search_leaves_existing_output_untouched(work):
     ok(rank_cmd("index", "corpus.jsonl", "-o", "idx", cwd=work))
     (work / "run.trec").write_text("precious\n")
