@@ -188,41 +188,62 @@ def _read_run(path: str) -> Run:
     return read_run(path)
 
 
-def load_reranker(path: str, *, threads: int | None = None, batch_size: int = 32,
-                  max_length: int | None = None) -> tuple[Any, str]:
-    """Load a reranker from a model directory: ``(model, kind)`` with kind ``"colbert"`` or
-    ``"cross-encoder"``, told apart by the directory's configuration."""
+def model_kind(path: str | os.PathLike[str]) -> str:
+    """``"colbert"`` or ``"cross-encoder"``: the kind of the exported model in directory `path`.
+
+    Read from the ``"rank_kernels"`` section of its ``config.json`` (``{"kind": ...}``, written
+    by the export functions); without one, a Hugging Face config whose architecture is a
+    sequence classifier is a cross-encoder, and a config mentioning ColBERT is a ColBERT
+    encoder. Raises FileNotFoundError for a missing directory, InvalidValueError when the
+    directory holds no ONNX model or its kind cannot be told.
+    """
     p = Path(path)
     if not p.is_dir():
-        raise FileNotFoundError(2, "No such model directory", path)
-    if _is_colbert_dir(p):
+        raise FileNotFoundError(2, "No such model directory", str(path))
+    if not any(p.glob("*.onnx")) and not any(p.glob("onnx/*.onnx")):
+        raise InvalidValueError(f"{path}: no ONNX model (model.onnx) in this directory; export one with "
+                                f"rank.rerank.export_cross_encoder or export_colbert_encoder")
+    config: Any = {}
+    cfg = p / "config.json"
+    if cfg.is_file():
+        try:
+            config = json.loads(cfg.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as e:
+            raise InvalidValueError(f"{cfg}: unreadable model configuration ({e})") from None
+    section = config.get("rank_kernels") if isinstance(config, dict) else None
+    kind = str(section.get("kind", "")).lower() if isinstance(section, dict) else ""
+    if "colbert" in kind or "late" in kind:
+        return "colbert"
+    if "cross" in kind:
+        return "cross-encoder"
+    archs = " ".join(map(str, config.get("architectures") or [])) if isinstance(config, dict) else ""
+    if "SequenceClassification" in archs:
+        return "cross-encoder"
+    if "colbert" in json.dumps(config).lower():
+        return "colbert"
+    raise InvalidValueError(f"{path}: cannot tell a cross-encoder from a ColBERT encoder (config.json has no "
+                            f"'rank_kernels' section naming its kind)")
+
+
+def load_reranker(path: str, *, threads: int | None = None, batch_size: int = 32,
+                  max_length: int | None = None) -> tuple[Any, str]:
+    """Load the exported model in directory `path`: ``(model, kind)`` with kind from
+    :func:`model_kind`. A ColBERT directory gives a ``ColBERTEncoder``, a cross-encoder
+    directory a ``CrossEncoder`` (``max_length`` and ``threads`` go to ONNX Runtime)."""
+    kind = model_kind(path)
+    if kind == "colbert":
         from rank.rerank import ColBERTEncoder
 
         kw: dict[str, Any] = {"batch_size": batch_size}
         if max_length is not None:
             kw["doc_maxlen"] = max_length
-        return ColBERTEncoder(str(p), **kw), "colbert"
+        return ColBERTEncoder(str(path), **kw), kind
     from rank.rerank import CrossEncoder
 
     kw = {"batch_size": batch_size, "intra_op_threads": threads}
     if max_length is not None:
         kw["max_length"] = max_length
-    return CrossEncoder.from_pretrained(str(p), **kw), "cross-encoder"
-
-
-def _is_colbert_dir(p: Path) -> bool:
-    """A ColBERT export carries a JSON config naming query/document markers and a token dim."""
-    for cfg in sorted(p.glob("*.json")):
-        if cfg.name == "tokenizer.json":
-            continue
-        try:
-            data = json.loads(cfg.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            continue
-        if isinstance(data, dict) and ("query_marker" in data or "colbert" in json.dumps(data).lower()[:2000]
-                                       and "dim" in data):
-            return True
-    return False
+    return CrossEncoder.from_pretrained(str(path), **kw), kind
 
 
 def _cmd_rerank(args: argparse.Namespace) -> int:
@@ -287,7 +308,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     for path in args.runs:
         run = _read_run(path)
         table[path] = evaluate(qrels, run, list(args.metrics), per_query=args.per_query,
-                               relevance_level=args.relevance_level)
+                               relevance_level=args.relevance_level, n_threads=args.threads)
     if args.json:
         out = table if len(args.runs) > 1 else table[args.runs[0]]
         print(json.dumps(out, indent=2, sort_keys=False))
@@ -534,7 +555,7 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.add_argument("--per-query", action="store_true", help="one row per query")
     p.add_argument("--relevance-level", type=int, default=1, help="smallest grade counted as relevant")
-    _common(p, threads=False)
+    _common(p)
     p.set_defaults(func=_cmd_eval)
 
     p = add("demo", "search the documentation of the installed Python standard library with BM25",

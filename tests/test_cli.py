@@ -309,13 +309,40 @@ def test_fuse_rrf_matches_hand_computed(work):
 
 # --- rerank --------------------------------------------------------------------------------------
 
+def test_model_kind_from_config(tmp_path):
+    from rank.cli import model_kind
+    from rank.errors import InvalidValueError
+
+    def model_dir(name, config):
+        d = tmp_path / name
+        d.mkdir()
+        (d / "model.onnx").write_bytes(b"")
+        if config is not None:
+            (d / "config.json").write_text(json.dumps(config))
+        return d
+
+    assert model_kind(model_dir("ce", {"rank_kernels": {"kind": "cross-encoder"}})) == "cross-encoder"
+    assert model_kind(model_dir("cb", {"rank_kernels": {"kind": "colbert", "dim": 128}})) == "colbert"
+    assert model_kind(model_dir("hf", {"architectures": ["BertForSequenceClassification"]})) == "cross-encoder"
+    with pytest.raises(InvalidValueError, match="cannot tell"):
+        model_kind(model_dir("bare", None))
+    (tmp_path / "nomodel").mkdir()
+    with pytest.raises(InvalidValueError, match="no ONNX model"):
+        model_kind(tmp_path / "nomodel")
+    with pytest.raises(FileNotFoundError):
+        model_kind(tmp_path / "absent")
+    (model_dir("badjson", None) / "config.json").write_text("{")
+    with pytest.raises(InvalidValueError, match="config.json"):
+        model_kind(tmp_path / "badjson")
+
+
 def test_rerank_errors_without_a_model(work):
     write_trec(work / "a.trec", {"q1": [("d1", 1.0)]})
     user_error(rank_cmd("rerank", "a.trec", "--corpus", "corpus.jsonl", "--queries", "queries.jsonl",
                         "--model", "no-model", cwd=work), "no-model")
     (work / "empty-model").mkdir()
     user_error(rank_cmd("rerank", "a.trec", "--corpus", "corpus.jsonl", "--queries", "queries.jsonl",
-                        "--model", "empty-model", cwd=work))
+                        "--model", "empty-model", cwd=work), "empty-model", "no ONNX model")
 
 
 # --- demo ----------------------------------------------------------------------------------------
