@@ -78,8 +78,8 @@ def _open(path: PathLike) -> IO[str]:
     if p.is_dir():
         raise IsADirectoryError(21, "Is a directory (expected a file)", str(p))
     if p.suffix.lower() == ".gz":
-        return io.TextIOWrapper(gzip.open(p, "rb"), encoding="utf-8", newline="")
-    return open(p, encoding="utf-8", newline="")
+        return io.TextIOWrapper(gzip.open(p, "rb"), encoding="utf-8-sig", newline="")
+    return open(p, encoding="utf-8-sig", newline="")
 
 
 def _lines(path: PathLike) -> Iterator[tuple[int, str]]:

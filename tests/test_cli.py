@@ -150,6 +150,15 @@ def test_corpus_formats_give_the_same_ranking(work, fmt):
         assert [(d, s) for d, _, s, _ in rows] == list(ref[qid].items())
 
 
+def test_readers_take_bom_crlf_int_ids_and_null_text(tmp_path):
+    (tmp_path / "c.jsonl").write_bytes(b'\xef\xbb\xbf{"_id": 7, "text": "hello world"}\r\n\r\n'
+                                       b'{"id": "b", "title": "T", "text": null}\r\n')
+    assert read_corpus(tmp_path / "c.jsonl") == (["7", "b"], ["hello world", "T"])
+    (tmp_path / "q.csv").write_bytes(b'\xef\xbb\xbfqid,query\r\n1,"a, b"\r\n2,c\r\n')
+    assert read_queries(tmp_path / "q.csv") == (["1", "2"], ["a, b", "c"])
+    assert read_queries(tmp_path / "q.csv", "csv") == read_queries(tmp_path / "q.csv")
+
+
 def test_queries_txt_ids_are_line_numbers(work):
     (work / "q.txt").write_text("gzip\n\ndate string\n")
     assert read_queries(work / "q.txt") == (["1", "3"], ["gzip", "date string"])
