@@ -190,7 +190,8 @@ def _csv_rows(path: PathLike) -> Iterator[tuple[int, list[str]]]:
             raise InvalidValueError(f"{path}, line {reader.line_num + 1}: not valid UTF-8 ({e.reason})") from None
 
 
-def _read(path: PathLike, fmt: str | None, what: str, with_title: bool) -> tuple[list[str], list[str]]:
+def _read(path: PathLike, fmt: str | None, what: str, with_title: bool,
+          show_progress: bool = False) -> tuple[list[str], list[str]]:
     kind = detect_format(path, fmt)
     if kind == "jsonl":
         records = _read_jsonl(path, what, with_title)
@@ -201,6 +202,10 @@ def _read(path: PathLike, fmt: str | None, what: str, with_title: bool) -> tuple
     ids: list[str] = []
     texts: list[str] = []
     seen: dict[str, int] = {}
+    if show_progress:
+        from rank.pipeline import progress
+
+        records = progress(records, desc=f"reading {Path(path).name}", unit=" " + what)
     for n, doc_id, text in records:
         first = seen.setdefault(doc_id, n)
         if first != n:
@@ -213,14 +218,15 @@ def _read(path: PathLike, fmt: str | None, what: str, with_title: bool) -> tuple
     return ids, texts
 
 
-def read_corpus(path: PathLike, fmt: str | None = None) -> tuple[list[str], list[str]]:
+def read_corpus(path: PathLike, fmt: str | None = None, *, show_progress: bool = False) -> tuple[list[str], list[str]]:
     """Read a document collection: ``(ids, texts)``, two lists of str in file order.
 
     `path` is a BEIR ``corpus.jsonl``, a ``.txt`` file with one document per line, or a
     ``.tsv`` / ``.csv`` table (see the module documentation); `fmt` overrides the suffix.
     A title, when present, is prepended to the text. O(file size) time and memory.
+    `show_progress` counts the documents read on a progress bar (tqdm, when installed).
     """
-    return _read(path, fmt, "document", with_title=True)
+    return _read(path, fmt, "document", with_title=True, show_progress=show_progress)
 
 
 def read_queries(path: PathLike, fmt: str | None = None) -> tuple[list[str], list[str]]:

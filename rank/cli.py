@@ -142,7 +142,7 @@ def _cmd_index(args: argparse.Namespace) -> int:
     tokenizer = Tokenizer(stopwords=_none_or(args.stopwords), stemmer=_none_or(args.stemmer))
     bm25 = BM25(method=args.method, k1=args.k1, b=args.b, delta=args.delta, tokenizer=tokenizer)
     t0 = time.perf_counter()
-    ids, texts = read_corpus(args.corpus, args.format)
+    ids, texts = read_corpus(args.corpus, args.format, show_progress=not args.quiet)
     t1 = time.perf_counter()
     _log(args, f"read {len(ids):,} documents from {args.corpus} in {t1 - t0:.2f} s")
     bm25.index(texts, ids=ids, show_progress=not args.quiet)

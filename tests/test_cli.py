@@ -354,6 +354,58 @@ def test_rerank_errors_without_a_model(work):
                         "--model", "empty-model", cwd=work), "empty-model", "no ONNX model")
 
 
+@pytest.fixture(scope="module")
+def tiny_cross_encoder(tmp_path_factory):
+    """A tiny random BERT sequence classifier (1 logit) with a WordPiece vocabulary of the test
+    collection's words, exported with export_cross_encoder: (the torch model, its tokenizer,
+    the export directory)."""
+    torch = pytest.importorskip("torch")
+    transformers = pytest.importorskip("transformers")
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("tokenizers")
+    import rank.rerank
+
+    if not hasattr(rank.rerank, "export_cross_encoder"):
+        pytest.skip("rank.rerank.export_cross_encoder is not available")
+    root = tmp_path_factory.mktemp("ce")
+    words = sorted({w for t, x in DOCS.values() for w in f"{t} {x}".lower().split()}
+                   | {w for q in QUERIES.values() for w in q.split()})
+    (root / "vocab.txt").write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + words) + "\n")
+    tok = transformers.BertTokenizerFast(vocab_file=str(root / "vocab.txt"))
+    cfg = transformers.BertConfig(vocab_size=len(words) + 5, hidden_size=32, num_hidden_layers=2,
+                                  num_attention_heads=2, intermediate_size=64, max_position_embeddings=64,
+                                  num_labels=1)
+    torch.manual_seed(0)
+    model = transformers.BertForSequenceClassification(cfg).eval()
+    model.save_pretrained(root / "ckpt")
+    tok.save_pretrained(root / "ckpt")
+    rank.rerank.export_cross_encoder(root / "ckpt", root / "onnx")
+    return model, tok, root / "onnx"
+
+
+@pytest.mark.slow
+def test_rerank_with_a_cross_encoder_matches_torch(work, tiny_cross_encoder):
+    import torch
+
+    model, tok, model_dir = tiny_cross_encoder
+    first = {"q1": [("d3", 9.0), ("d1", 8.0), ("d6", 7.0), ("d2", 1.0)], "q3": [("d4", 3.0), ("d6", 2.0)]}
+    write_trec(work / "bm25.trec", first)
+    out = ok(rank_cmd("rerank", "bm25.trec", "--corpus", "corpus.jsonl", "--queries", "queries.jsonl",
+                      "--model", model_dir, "--depth", "3", "-o", "ce.trec", cwd=work))
+    assert "cross-encoder" in out.stderr
+    got = parse_trec(work / "ce.trec")
+    text = {k: f"{t} {x}" if t else x for k, (t, x) in DOCS.items()}
+    for qid, cands in first.items():
+        cands = [d for d, _ in cands[:3]]
+        enc = tok([QUERIES[qid]] * len(cands), [text[d] for d in cands], padding=True, return_tensors="pt")
+        with torch.no_grad():
+            ref = torch.sigmoid(model(**enc).logits[:, 0]).numpy().astype(np.float64)
+        order = sorted(range(len(cands)), key=lambda i: -ref[i])
+        assert [d for d, *_ in got[qid]] == [cands[i] for i in order]
+        np.testing.assert_allclose([s for _, _, s, _ in got[qid]], ref[order], atol=1e-4)
+        assert all(tag == "rerank" for *_, tag in got[qid])
+
+
 # --- demo ----------------------------------------------------------------------------------------
 
 RESULT = re.compile(r"^\s+(\d+)\s+(-?\d+\.\d+)\s+(\S+)\s")
