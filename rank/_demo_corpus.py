@@ -3,9 +3,8 @@
 Nothing is downloaded and no text is stored in the package: every document is a docstring
 that the running interpreter already has: one per public module, class, function and method
 of a fixed list of standard library modules. A document's id is the dotted name of what it
-documents (``"datetime.datetime.strptime"``) and its text is its own name with its signature
-when one is available (``"datetime.strptime(...)"``: not the module's name, which every document
-of the module shares), the words of that name (``"datetime strptime"``) and the docstring. Modules absent from this interpreter are skipped,
+documents (``"datetime.datetime.strptime"``) and its text is that name with the call signature
+when one is available, then the docstring. Modules absent from this interpreter are skipped,
 so the collection (a few thousand documents) differs slightly between Python versions.
 
 >>> ids, texts = stdlib_corpus(["json"])
@@ -80,22 +79,21 @@ def stdlib_corpus(modules: Iterable[str] = DEMO_MODULES) -> tuple[list[str], lis
     texts: list[str] = []
     seen: set[int] = set()
 
-    def add(name: str, own: str, obj: object) -> None:
+    def add(name: str, obj: object) -> None:
         doc = _doc(obj)
         if doc is None or id(obj) in seen:
             return
         seen.add(id(obj))
-        words = own.replace(".", " ").replace("_", " ")  # its own name, not its module's
         sig = _signature(obj) if callable(obj) else ""
         ids.append(name)
-        texts.append(f"{own}{sig} {words}\n{doc}")
+        texts.append(f"{name}{sig}\n{doc}")
 
     for module_name in modules:
         try:
             module = importlib.import_module(module_name)
         except ImportError:
             continue
-        add(module_name, module_name, module)
+        add(module_name, module)
         for attr in sorted(vars(module)):
             if attr.startswith("_"):
                 continue
@@ -107,7 +105,7 @@ def stdlib_corpus(modules: Iterable[str] = DEMO_MODULES) -> tuple[list[str], lis
                     module_name.split(".")[0], "_" + module_name.split(".")[0], "builtins"):
                 continue  # a class imported from elsewhere (documented in its own module)
             qual = f"{module_name}.{attr}" if module_name != "builtins" else attr
-            add(qual, attr, obj)
+            add(qual, obj)
             if inspect.isclass(obj):
                 for meth in sorted(vars(obj)):
                     if meth.startswith("_"):
@@ -115,7 +113,7 @@ def stdlib_corpus(modules: Iterable[str] = DEMO_MODULES) -> tuple[list[str], lis
                     raw = vars(obj)[meth]
                     member = raw.__func__ if isinstance(raw, (classmethod, staticmethod)) else raw
                     if _is_documented_kind(member):
-                        add(f"{qual}.{meth}", f"{attr}.{meth}", member)
+                        add(f"{qual}.{meth}", member)
     if not ids:
         raise ValueError("no docstrings found: this interpreter strips them (python -OO?)")
     return ids, texts

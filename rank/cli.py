@@ -337,7 +337,7 @@ def _print_table(rows: list[tuple[str, list[float]]], first: str, metrics: list[
 def _snippet(text: str, width: int) -> str:
     lines = text.split("\n", 1)
     body = " ".join((lines[1] if len(lines) > 1 else lines[0]).split())
-    return body if len(body) <= width else body[:width - 3].rstrip() + "..."
+    return body if len(body) <= width else body[:width - 3].rstrip(" .,;:") + "..."
 
 
 def _has_module(name: str) -> bool:
@@ -565,7 +565,9 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--colbert", default=None, metavar="DIR",
                    help="ColBERT encoder directory: rerank BM25's candidates with MaxSim")
     p.add_argument("--depth", type=_positive, default=50, help="BM25 candidates reranked per query")
-    _common(p)
+    _common(p, threads=False)
+    p.add_argument("--threads", type=_positive, default=1, metavar="N",
+                   help="threads (default 1: a handful of queries is answered faster by one thread)")
     p.set_defaults(func=_cmd_demo)
 
     p = add("bench-maxsim", "time MaxSim scoring on a generated late-interaction workload",
