@@ -21,6 +21,8 @@ from rank.rerank import (
     mmr,
     pool_tokens,
     rerank_maxsim,
+    CrossEncoder,
+    export_cross_encoder,
 )
 from rank.retrieve import BM25, SparseIndex, Tokenizer
 
@@ -39,4 +41,6 @@ __all__ = [
     "Tokenizer",
     "BM25",
     "SparseIndex",
+    "CrossEncoder",
+    "export_cross_encoder",
 ]

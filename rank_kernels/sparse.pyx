@@ -28,9 +28,9 @@ No validation happens here; the `rank.retrieve` layer checks every input first.
 """
 from cython.parallel cimport parallel, prange, threadid
 from libc.math cimport INFINITY, floor, log
-from libc.stdint cimport int32_t, int64_t, uint8_t, uint32_t
+from libc.stdint cimport int32_t, int64_t, uint8_t, uint32_t, uint64_t
 from libc.stdlib cimport calloc, free, malloc, qsort
-from libc.string cimport memset
+from libc.string cimport memcpy, memset
 
 import numpy as np
 
@@ -257,58 +257,76 @@ def accumulate(const int64_t[::1] indptr, const int32_t[::1] docs, const float[:
                 out[j] = out[j] + shift
 
 
-cdef inline bint _worse(float s, int64_t i, float t, int64_t j) noexcept nogil:
-    return s < t or (s == t and i > j)
+# Bounded heaps of top-k entries as 64-bit keys: the high half is the float32 score mapped to
+# an unsigned integer of the same order, the low half the complement of the document id, so a
+# larger key is a better entry (higher score, then smaller id) and one compare decides.
+
+cdef inline uint64_t _key(float f, int64_t idx) noexcept nogil:
+    cdef uint32_t u
+    f = f + 0.0  # -0.0 -> +0.0
+    memcpy(&u, &f, 4)
+    u = ~u if (u >> 31) else (u | 0x80000000u)
+    return ((<uint64_t>u) << 32) | (<uint64_t>(0xFFFFFFFFu - <uint32_t>idx))
 
 
-cdef inline void _sift_down(float *hs, int64_t *hi, Py_ssize_t size, float s, int64_t idx) noexcept nogil:
-    """Put (s, idx) at the root of a heap (root = worst entry) and restore the order."""
+cdef inline float _kscore(uint64_t key) noexcept nogil:
+    cdef uint32_t u = <uint32_t>(key >> 32)
+    cdef float f
+    u = (u & 0x7FFFFFFFu) if (u >> 31) else ~u
+    memcpy(&f, &u, 4)
+    return f
+
+
+cdef inline int64_t _kidx(uint64_t key) noexcept nogil:
+    return <int64_t>(0xFFFFFFFFu - <uint32_t>(key & 0xFFFFFFFFu))
+
+
+cdef inline void _hsift(uint64_t *h, Py_ssize_t size, uint64_t key) noexcept nogil:
+    """Put key at the root of a min-heap (root = worst entry) and restore the order."""
     cdef Py_ssize_t pos = 0, c
+    cdef uint64_t a, b
     while True:
         c = 2 * pos + 1
         if c >= size:
             break
-        if c + 1 < size and _worse(hs[c + 1], hi[c + 1], hs[c], hi[c]):
-            c += 1
-        if not _worse(hs[c], hi[c], s, idx):
+        a = h[c]
+        if c + 1 < size:
+            b = h[c + 1]
+            if b < a:
+                a = b
+                c += 1
+        if a >= key:
             break
-        hs[pos] = hs[c]
-        hi[pos] = hi[c]
+        h[pos] = a
         pos = c
-    hs[pos] = s
-    hi[pos] = idx
+    h[pos] = key
 
 
-cdef inline void _heap_push(float *hs, int64_t *hi, Py_ssize_t *size, Py_ssize_t k, float s, int64_t idx) noexcept nogil:
-    """Offer (s, idx) to a bounded heap of capacity k."""
+cdef inline void _hpush(uint64_t *h, Py_ssize_t *size, Py_ssize_t k, uint64_t key) noexcept nogil:
+    """Offer key to a bounded min-heap of capacity k."""
     cdef Py_ssize_t pos, parent
     if size[0] < k:
         pos = size[0]
         size[0] += 1
         while pos > 0:
             parent = (pos - 1) // 2
-            if not _worse(s, idx, hs[parent], hi[parent]):
+            if h[parent] <= key:
                 break
-            hs[pos] = hs[parent]
-            hi[pos] = hi[parent]
+            h[pos] = h[parent]
             pos = parent
-        hs[pos] = s
-        hi[pos] = idx
-    elif _worse(hs[0], hi[0], s, idx):
-        _sift_down(hs, hi, size[0], s, idx)
+        h[pos] = key
+    elif key > h[0]:
+        _hsift(h, size[0], key)
 
 
-cdef inline void _heap_sorted(float *hs, int64_t *hi, Py_ssize_t size) noexcept nogil:
-    """Sort the heap in place, best first (repeatedly move the worst entry to the back)."""
-    cdef float s
-    cdef int64_t i
+cdef inline void _hsorted(uint64_t *h, Py_ssize_t size) noexcept nogil:
+    """Sort the heap in place, best (largest key) first."""
+    cdef uint64_t key
     while size > 1:
         size -= 1
-        s = hs[size]
-        i = hi[size]
-        hs[size] = hs[0]
-        hi[size] = hi[0]
-        _sift_down(hs, hi, size, s, i)
+        key = h[size]
+        h[size] = h[0]
+        _hsift(h, size, key)
 
 
 cdef inline void _fheap_push(float *h, Py_ssize_t *size, Py_ssize_t k, float s) noexcept nogil:
@@ -377,20 +395,146 @@ cdef inline bint _can_reach(float a, float rup, float shift, float theta) noexce
     return <float>(<float>(a + rup) + shift) >= <float>(theta + shift)
 
 
+cdef int _cmp_key_desc(const void *a, const void *b) noexcept nogil:
+    cdef uint64_t x = (<const uint64_t *>a)[0], y = (<const uint64_t *>b)[0]
+    return (x < y) - (x > y)
+
+
+cdef void _nth_desc(uint64_t *a, Py_ssize_t n, Py_ssize_t k) noexcept nogil:
+    """Reorder distinct keys so that a[0:k] are the k largest and a[k - 1] the k-th largest."""
+    cdef Py_ssize_t lo = 0, hi = n - 1, target = k - 1, i, j, mid
+    cdef uint64_t pivot, x, y, z, tmp
+    while hi > lo:
+        mid = (lo + hi) // 2
+        x = a[lo]
+        y = a[mid]
+        z = a[hi]
+        pivot = max(min(x, y), min(max(x, y), z))
+        i = lo
+        j = hi
+        while i <= j:
+            while a[i] > pivot:
+                i += 1
+            while a[j] < pivot:
+                j -= 1
+            if i <= j:
+                tmp = a[i]
+                a[i] = a[j]
+                a[j] = tmp
+                i += 1
+                j -= 1
+        if target <= j:
+            hi = j
+        elif target >= i:
+            lo = i
+        else:
+            break
+
+
+cdef Py_ssize_t _select_all(const float *acc, Py_ssize_t n_docs, const uint8_t *mask, float shift, Py_ssize_t k,
+                            uint64_t *hk, Py_ssize_t cap) noexcept nogil:
+    """Top k of fl(acc[i] + shift) over every allowed document i into hk (best first); returns how many.
+
+    A first, vectorisable pass takes the maximum of k blocks of documents: the smallest of
+    these maxima is a lower bound of the k-th score, so only documents reaching it are keys
+    in the buffer hk (capacity cap >= 2k); when the buffer fills, a selection keeps its k best
+    and their k-th score becomes the bar.
+    """
+    cdef Py_ssize_t n = 0, i, bsz, blk, e
+    cdef float lo = -INFINITY, m, m1, m2, m3, f
+    cdef uint64_t kmin = 0, key
+    if mask == NULL and n_docs >= 4 * k:
+        bsz = n_docs // k
+        lo = INFINITY
+        for blk in range(k):
+            i = blk * bsz
+            e = i + bsz
+            m = acc[i]
+            m1 = m
+            m2 = m
+            m3 = m
+            while i + 4 <= e:  # four independent chains
+                m = acc[i] if acc[i] > m else m
+                m1 = acc[i + 1] if acc[i + 1] > m1 else m1
+                m2 = acc[i + 2] if acc[i + 2] > m2 else m2
+                m3 = acc[i + 3] if acc[i + 3] > m3 else m3
+                i += 4
+            while i < e:
+                m = acc[i] if acc[i] > m else m
+                i += 1
+            m = m1 if m1 > m else m
+            m = m2 if m2 > m else m
+            m = m3 if m3 > m else m
+            lo = m if m < lo else lo
+        lo = lo + shift
+    for i in range(n_docs):
+        f = acc[i] + shift
+        if f >= lo and (mask == NULL or mask[i] != 0):
+            key = _key(f, i)
+            if key > kmin:
+                hk[n] = key
+                n += 1
+                if n == cap:
+                    _nth_desc(hk, n, k)
+                    n = k
+                    kmin = hk[k - 1]
+                    lo = _kscore(kmin)
+    if n > k:
+        _nth_desc(hk, n, k)
+        n = k
+    # Heap sort, best first: a min-heap of the n keys, then the worst moved to the back.
+    for i in range(1, n):
+        key = hk[i]
+        e = i
+        while e > 0 and hk[(e - 1) // 2] > key:
+            hk[e] = hk[(e - 1) // 2]
+            e = (e - 1) // 2
+        hk[e] = key
+    _hsorted(hk, n)
+    return n
+
+
+cdef void _dense_query(const int64_t *indptr, const int32_t *docs, const float *vals, Py_ssize_t n_docs,
+                       const int32_t *terms, const float *weights, Py_ssize_t m, float shift,
+                       const uint8_t *mask, Py_ssize_t k, float *acc, uint64_t *hk, Py_ssize_t cap,
+                       int64_t *out_i, float *out_s) noexcept nogil:
+    """Exhaustive: scatter every posting into acc, select over all documents, clear acc."""
+    cdef Py_ssize_t j, p, i, size
+    cdef int32_t t, d
+    cdef float wt
+    for j in range(m):
+        t = terms[j]
+        wt = weights[j]
+        for p in range(indptr[t], indptr[t + 1]):
+            d = docs[p]
+            if <uint32_t>d < <uint32_t>n_docs:  # guards against a corrupt memory-mapped index
+                acc[d] += wt * vals[p]
+    size = _select_all(acc, n_docs, mask, shift, k, hk, cap)
+    for i in range(size):
+        out_s[i] = _kscore(hk[i])
+        out_i[i] = _kidx(hk[i])
+    for i in range(size, k):
+        out_s[i] = -INFINITY
+        out_i[i] = -1
+    memset(acc, 0, n_docs * sizeof(float))
+
+
 cdef void _one_query(const int64_t *indptr, const int32_t *docs, const float *vals, Py_ssize_t n_docs,
                      const int32_t *terms, const float *weights, const float *bounds, Py_ssize_t m,
                      float shift, bint prune, const uint8_t *mask, Py_ssize_t k,
-                     float *acc, uint8_t *seen, int32_t *touched, int32_t *cand, float *hs, int64_t *hi_,
+                     float *acc, uint8_t *seen, int32_t *touched, int32_t *cand, uint64_t *hk, Py_ssize_t cap,
                      float *fh, int64_t *out_i, float *out_s) noexcept nogil:
     cdef Py_ssize_t j, p, lo, hi, nt = 0, nc = 0, size = 0, i, got, q
     cdef int32_t t, d
-    cdef float wt, theta = 0, base = 0.0, rupf = 0
+    cdef float wt, theta = 0, base = 0.0, rupf = 0, f
     cdef double rest = 0.0, total = 0.0, margin = 0.0, rup
+    cdef int64_t remaining = 0
     cdef bint switched = False
     base = base + shift
     if prune:
         for j in range(m):
             total += bounds[j]
+            remaining += indptr[terms[j] + 1] - indptr[terms[j]]
         rest = total
         margin = (m + 2) * 1.2e-7 * total
     # Phase 1: whole posting lists, term by term, until the rest cannot bring in a new document.
@@ -410,9 +554,11 @@ cdef void _one_query(const int64_t *indptr, const int32_t *docs, const float *va
         j += 1
         if prune and j < m:
             rest -= bounds[j - 1]
+            remaining -= indptr[t + 1] - indptr[t]
             rup = rest * (1.0 + 1e-6) + margin
-            # theta is at most the sum of the bounds read so far: skip hopeless checks.
-            if nt >= k and rup < (total - rest) * (1.0 + 1e-6) + margin:
+            # Worth a check only if the lists left are long compared with the cost of one (nt),
+            # and possible only if theta (<= the sum of the bounds read so far) can exceed rup.
+            if nt >= k and remaining > 4 * nt and rup < (total - rest) * (1.0 + 1e-6) + margin:
                 theta = _theta(acc, fh, touched, nt, k)
                 rupf = <float>rup
                 if <float>(rupf + shift) < <float>(theta + shift):
@@ -450,23 +596,29 @@ cdef void _one_query(const int64_t *indptr, const int32_t *docs, const float *va
                 nc = q
         for i in range(nc):
             d = cand[i]
-            _heap_push(hs, hi_, &size, k, acc[d] + shift, d)
-        _heap_sorted(hs, hi_, size)
+            _hpush(hk, &size, k, _key(acc[d] + shift, d))
+        _hsorted(hk, size)
         for i in range(size):
-            out_s[i] = hs[i]
-            out_i[i] = hi_[i]
+            out_s[i] = _kscore(hk[i])
+            out_i[i] = _kidx(hk[i])
         got = size
+    elif 4 * nt > n_docs:
+        # Most documents touched: one sequential pass over all of them (zero scores included).
+        got = _select_all(acc, n_docs, mask, shift, k, hk, cap)
+        for i in range(got):
+            out_s[i] = _kscore(hk[i])
+            out_i[i] = _kidx(hk[i])
     else:
         # Exhaustive selection over the touched documents, then the documents scoring `base`
         # (untouched ones, by ascending id), then touched ones below it.
         for i in range(nt):
             d = touched[i]
-            _heap_push(hs, hi_, &size, k, acc[d] + shift, d)
-        _heap_sorted(hs, hi_, size)
+            _hpush(hk, &size, k, _key(acc[d] + shift, d))
+        _hsorted(hk, size)
         got = 0
-        while got < size and hs[got] > base:
-            out_s[got] = hs[got]
-            out_i[got] = hi_[got]
+        while got < size and _kscore(hk[got]) > base:
+            out_s[got] = _kscore(hk[got])
+            out_i[got] = _kidx(hk[got])
             got += 1
         if got < k:
             d = 0
@@ -478,9 +630,9 @@ cdef void _one_query(const int64_t *indptr, const int32_t *docs, const float *va
                 d += 1
             i = 0
             while i < size and got < k:
-                if hs[i] < base:
-                    out_s[got] = hs[i]
-                    out_i[got] = hi_[i]
+                if _kscore(hk[i]) < base:
+                    out_s[got] = _kscore(hk[i])
+                    out_i[got] = _kidx(hk[i])
                     got += 1
                 i += 1
     for i in range(got, k):
@@ -490,6 +642,17 @@ cdef void _one_query(const int64_t *indptr, const int32_t *docs, const float *va
         d = touched[i]
         acc[d] = 0
         seen[d] = 0
+
+
+cdef inline bint _use_dense(const int64_t *indptr, const int32_t *terms, Py_ssize_t m, Py_ssize_t n_docs,
+                            bint prune) noexcept nogil:
+    """Exhaustive scoring without tracking touched documents: when the postings are many for
+    the number of documents, and pruning is impossible or the index small enough for a full pass."""
+    cdef int64_t total = 0
+    cdef Py_ssize_t j
+    for j in range(m):
+        total += indptr[terms[j] + 1] - indptr[terms[j]]
+    return 8 * total >= n_docs and (not prune or n_docs <= 65536)
 
 
 def topk(const int64_t[::1] indptr, const int32_t[::1] docs, const float[::1] vals, Py_ssize_t n_docs,
@@ -510,8 +673,8 @@ def topk(const int64_t[::1] indptr, const int32_t[::1] docs, const float[::1] va
     cdef uint8_t *seen = NULL
     cdef int32_t *touched = NULL
     cdef int32_t *cand = NULL
-    cdef float *hs = NULL
-    cdef int64_t *hi = NULL
+    cdef uint64_t *hk = NULL
+    cdef Py_ssize_t cap = max(4 * k, 256)
     cdef float *fh = NULL
     cdef const uint8_t *mrow
     cdef const int32_t *dp = &docs[0] if docs.shape[0] else NULL
@@ -531,11 +694,10 @@ def topk(const int64_t[::1] indptr, const int32_t[::1] docs, const float[::1] va
         seen = <uint8_t *>calloc(n_docs + 1, 1)
         touched = <int32_t *>malloc((n_docs + 1) * sizeof(int32_t))
         cand = <int32_t *>malloc((n_docs + 1) * sizeof(int32_t))
-        hs = <float *>malloc(k * sizeof(float))
-        hi = <int64_t *>malloc(k * sizeof(int64_t))
+        hk = <uint64_t *>malloc(cap * sizeof(uint64_t))
         fh = <float *>malloc(k * sizeof(float))
         for i in prange(nq, schedule='dynamic', chunksize=1):
-            if acc == NULL or seen == NULL or touched == NULL or cand == NULL or hs == NULL or hi == NULL or fh == NULL:
+            if acc == NULL or seen == NULL or touched == NULL or cand == NULL or hk == NULL or fh == NULL:
                 status[threadid()] = 1
                 continue
             mrow = NULL
@@ -543,15 +705,18 @@ def topk(const int64_t[::1] indptr, const int32_t[::1] docs, const float[::1] va
                 mrow = &mask[0, 0]
             elif n_mask > 1:
                 mrow = &mask[i, 0]
-            _one_query(&indptr[0], dp, vp, n_docs, tp + q_ptr[i], wp + q_ptr[i], bp + q_ptr[i],
-                       q_ptr[i + 1] - q_ptr[i], q_shift[i], q_prune[i] != 0, mrow, k,
-                       acc, seen, touched, cand, hs, hi, fh, &out_idx[i, 0], &out_scores[i, 0])
+            if _use_dense(&indptr[0], tp + q_ptr[i], q_ptr[i + 1] - q_ptr[i], n_docs, q_prune[i] != 0):
+                _dense_query(&indptr[0], dp, vp, n_docs, tp + q_ptr[i], wp + q_ptr[i], q_ptr[i + 1] - q_ptr[i],
+                             q_shift[i], mrow, k, acc, hk, cap, &out_idx[i, 0], &out_scores[i, 0])
+            else:
+                _one_query(&indptr[0], dp, vp, n_docs, tp + q_ptr[i], wp + q_ptr[i], bp + q_ptr[i],
+                           q_ptr[i + 1] - q_ptr[i], q_shift[i], q_prune[i] != 0, mrow, k,
+                           acc, seen, touched, cand, hk, cap, fh, &out_idx[i, 0], &out_scores[i, 0])
         free(acc)
         free(seen)
         free(touched)
         free(cand)
-        free(hs)
-        free(hi)
+        free(hk)
         free(fh)
     for i in range(n_threads):
         failed |= status[i]

@@ -15,3 +15,6 @@ __all__ = [
     "mmr",
     "pool_tokens",
 ]
+from rank.rerank.cross_encoder import CrossEncoder, export_cross_encoder
+
+__all__ += ["CrossEncoder", "export_cross_encoder"]

@@ -344,10 +344,12 @@ class BM25:
             if not queries:
                 ids, offsets = np.zeros(0, np.int32), np.zeros(1, np.int64)
             elif all(isinstance(q, str) for q in queries):
+                self._check_vocabulary()
                 ids, offsets = self.tokenizer.tokenize_packed(queries, update_vocabulary=False)
             elif all(isinstance(q, (list, tuple, np.ndarray)) for q in queries):
                 sample = next((q for q in queries if len(q)), None)
                 if sample is not None and isinstance(sample[0], str):
+                    self._check_vocabulary()
                     ids, offsets = self.tokenizer.lookup_packed(queries, update_vocabulary=False)
                 else:
                     ids, offsets = _index.flatten_int_lists(queries, "queries")
@@ -356,6 +358,11 @@ class BM25:
         nq = offsets.shape[0] - 1
         q_index = np.repeat(np.arange(nq, dtype=np.int64), np.diff(offsets))
         return nq, q_index, ids
+
+    def _check_vocabulary(self) -> None:
+        if self._kind == "ids":
+            raise InvalidValueError("queries: this index was built from token ids (no vocabulary), "
+                                    "so queries must be token ids too")
 
     def _batch(self, queries: Any) -> _index.QueryBatch:
         st = self._require()

