@@ -25,6 +25,7 @@ from rank.rerank import (
     export_cross_encoder,
 )
 from rank.retrieve import BM25, SparseIndex, Tokenizer
+from rank.pipeline import Hit, Pipeline
 
 __all__ = [
     "__version__",
@@ -43,4 +44,6 @@ __all__ = [
     "SparseIndex",
     "CrossEncoder",
     "export_cross_encoder",
+    "Pipeline",
+    "Hit",
 ]

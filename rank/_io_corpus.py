@@ -236,3 +236,58 @@ def read_queries(path: PathLike, fmt: str | None = None) -> tuple[list[str], lis
     numbers), or a ``.tsv`` / ``.csv`` table with id and text columns; `fmt` overrides the suffix.
     """
     return _read(path, fmt, "query", with_title=False)
+
+
+def read_trec_run(path: PathLike) -> dict[str, dict[str, float]]:
+    """Read a TREC run file (``qid Q0 docid rank score tag`` per line) into ``{qid: {docid: score}}``.
+
+    Used by the ``rank`` command when :mod:`rank.evaluate` offers no reader. Each inner dict
+    keeps the file's order. Raises InvalidValueError naming the line of a malformed record, a
+    non-finite score or a repeated (qid, docid) pair, and for an empty file.
+    """
+    run: dict[str, dict[str, float]] = {}
+    for n, line in _lines(path):
+        parts = line.split()
+        if not parts:
+            continue
+        if len(parts) != 6:
+            raise InvalidValueError(f"{path}, line {n}: expected 6 fields 'qid Q0 docid rank score tag', "
+                                    f"got {len(parts)}")
+        qid, _, doc, _, score, _ = parts
+        try:
+            value = float(score)
+        except ValueError:
+            raise InvalidValueError(f"{path}, line {n}: the score {score!r} is not a number") from None
+        if value != value or value in (float("inf"), float("-inf")):
+            raise InvalidValueError(f"{path}, line {n}: the score {score!r} is not finite")
+        docs = run.setdefault(qid, {})
+        if doc in docs:
+            raise InvalidValueError(f"{path}, line {n}: document {doc!r} repeated for query {qid!r}")
+        docs[doc] = value
+    if not run:
+        raise InvalidValueError(f"{path}: no results found (the file is empty)")
+    return run
+
+
+def read_trec_qrels(path: PathLike) -> dict[str, dict[str, int]]:
+    """Read relevance judgements, TREC (``qid 0 docid grade``) or BEIR TSV (``query-id corpus-id
+    score`` with a header), into ``{qid: {docid: grade}}``. Raises InvalidValueError naming the
+    line of a malformed record, and for an empty file."""
+    qrels: dict[str, dict[str, int]] = {}
+    for n, line in _lines(path):
+        parts = line.split()
+        if not parts:
+            continue
+        if n == 1 and len(parts) == 3 and not parts[2].lstrip("-").isdigit():
+            continue  # BEIR header: query-id corpus-id score
+        if len(parts) not in (3, 4):
+            raise InvalidValueError(f"{path}, line {n}: expected 'qid 0 docid grade' or 'qid docid grade', "
+                                    f"got {len(parts)} fields")
+        qid, doc, grade = (parts[0], parts[2], parts[3]) if len(parts) == 4 else tuple(parts)
+        try:
+            qrels.setdefault(qid, {})[doc] = int(grade)
+        except ValueError:
+            raise InvalidValueError(f"{path}, line {n}: the grade {grade!r} is not an integer") from None
+    if not qrels:
+        raise InvalidValueError(f"{path}: no judgements found (the file is empty)")
+    return qrels

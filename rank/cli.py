@@ -183,9 +183,23 @@ def _cmd_search(args: argparse.Namespace) -> int:
 # --- rerank --------------------------------------------------------------------------------------
 
 def _read_run(path: str) -> Run:
-    from rank.evaluate import read_run
-
+    try:
+        from rank.evaluate import read_run  # type: ignore[attr-defined]
+    except ImportError:
+        from rank._io_corpus import read_trec_run as read_run
+    if not Path(path).is_file():
+        raise FileNotFoundError(2, "No such run file", path)
     return read_run(path)
+
+
+def _read_qrels(path: str) -> dict[str, dict[str, int]]:
+    try:
+        from rank.evaluate import read_qrels  # type: ignore[attr-defined]
+    except ImportError:
+        from rank._io_corpus import read_trec_qrels as read_qrels
+    if not Path(path).is_file():
+        raise FileNotFoundError(2, "No such qrels file", path)
+    return read_qrels(path)
 
 
 def model_kind(path: str | os.PathLike[str]) -> str:
@@ -301,9 +315,9 @@ def _cmd_fuse(args: argparse.Namespace) -> int:
 # --- eval ----------------------------------------------------------------------------------------
 
 def _cmd_eval(args: argparse.Namespace) -> int:
-    from rank.evaluate import evaluate, read_qrels
+    from rank.evaluate import evaluate
 
-    qrels = read_qrels(args.qrels)
+    qrels = _read_qrels(args.qrels)
     table: dict[str, Any] = {}
     for path in args.runs:
         run = _read_run(path)
