@@ -289,6 +289,27 @@ def test_eval_table_and_json_match_hand_computed(work):
     assert float(v2) == pytest.approx(got["map"], abs=5e-5)
 
 
+def test_trec_readers(tmp_path):
+    from rank._io_corpus import read_trec_qrels, read_trec_run
+    from rank.errors import InvalidValueError
+
+    (tmp_path / "r.trec").write_text("q1 Q0 d2 1 2.5 t\nq1 Q0 d1 2 -1e-3 t\n\nq2 Q0 d1 1 7 t\n")
+    assert read_trec_run(tmp_path / "r.trec") == {"q1": {"d2": 2.5, "d1": -0.001}, "q2": {"d1": 7.0}}
+    (tmp_path / "q.txt").write_text("q1 0 d1 2\nq1 0 d2 0\nq2 0 d9 1\n")
+    assert read_trec_qrels(tmp_path / "q.txt") == {"q1": {"d1": 2, "d2": 0}, "q2": {"d9": 1}}
+    (tmp_path / "q.tsv").write_text("query-id\tcorpus-id\tscore\nq1\td1\t1\n")
+    assert read_trec_qrels(tmp_path / "q.tsv") == {"q1": {"d1": 1}}
+    for body, where in [("q1 Q0 d1 1 x t\n", "line 1"), ("q1 Q0 d1 1 1 t\nq1 Q0 d1 2 0 t\n", "line 2"),
+                        ("q1 Q0 d1 1 nan t\n", "finite"), ("q1 d1 1\n", "6 fields"), ("", "empty")]:
+        (tmp_path / "bad.trec").write_text(body)
+        with pytest.raises(InvalidValueError, match=where):
+            read_trec_run(tmp_path / "bad.trec")
+    for body, where in [("q1 0 d1 high\n", "line 1"), ("q1 0 d1 1 extra\n", "fields"), ("\n", "empty")]:
+        (tmp_path / "bad.qrels").write_text(body)
+        with pytest.raises(InvalidValueError, match=where):
+            read_trec_qrels(tmp_path / "bad.qrels")
+
+
 def test_eval_errors(work):
     write_trec(work / "a.trec", {"q1": [("d1", 1.0)]})
     user_error(rank_cmd("eval", "qrels.tsv", "a.trec", "-m", "ndgc@10", cwd=work), "ndgc@10")
