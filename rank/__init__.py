@@ -22,6 +22,8 @@ from rank.rerank import (
     pool_tokens,
     rerank_maxsim,
 )
+from rank.evaluate import compare, evaluate, read_qrels, read_run, write_run
+from rank.fusion import fuse, fuse_scores
 
 __all__ = [
     "__version__",
@@ -35,4 +37,11 @@ __all__ = [
     "DenseIndex",
     "mmr",
     "pool_tokens",
+    "evaluate",
+    "compare",
+    "read_qrels",
+    "read_run",
+    "write_run",
+    "fuse",
+    "fuse_scores",
 ]
