@@ -26,6 +26,8 @@ from rank.rerank import (
 )
 from rank.retrieve import BM25, SparseIndex, Tokenizer
 from rank.pipeline import Hit, Pipeline
+from rank.evaluate import compare, evaluate, read_qrels, read_run, write_run
+from rank.fusion import fuse, fuse_scores
 
 __all__ = [
     "__version__",
@@ -46,4 +48,11 @@ __all__ = [
     "export_cross_encoder",
     "Pipeline",
     "Hit",
+    "evaluate",
+    "compare",
+    "read_qrels",
+    "read_run",
+    "write_run",
+    "fuse",
+    "fuse_scores",
 ]

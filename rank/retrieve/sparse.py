@@ -52,10 +52,10 @@ def _rows(vectors: Any, name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     if any(isinstance(t, (bool, float, np.floating, np.bool_)) for t in keys[:1000]):
         raise DTypeError(f"{name}: term ids must be integers")
     try:
-        weights = as_float_array(np.array(vals, dtype=np.float64) if vals else np.zeros(0),
-                                 f"{name} (weights)", 1, allow_empty=True).astype(np.float32)
+        raw = np.array(vals, dtype=np.float64) if vals else np.zeros(0)
     except (TypeError, ValueError):
         raise DTypeError(f"{name}: weights must be numbers") from None
+    weights = as_float_array(raw, f"{name} (weights)", 1, allow_empty=True).astype(np.float32)
     return _index.pointers(np.asarray(lengths, np.int64)), terms, weights
 
 

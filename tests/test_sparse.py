@@ -1,0 +1,171 @@
+"""SparseIndex: dot products against a float64 dense reference, exact top-k against sorting all
+scores (negative weights, zero-score documents, masks, the pruned path), CSR input, add,
+persistence, the kernel shared with BM25, and bad input."""
+import numpy as np
+import pytest
+
+from rank.errors import CorruptFileError, DTypeError, InvalidValueError, NonFiniteError, ShapeError
+from rank.retrieve import BM25, SparseIndex
+
+
+def random_vectors(rng, n, n_terms, nnz, negative=False):
+    out = []
+    for _ in range(n):
+        terms = rng.choice(n_terms, size=rng.integers(0, nnz + 1), replace=False)
+        w = rng.random(terms.shape[0]).astype(np.float32) + 0.01
+        if negative:
+            w = w - 0.5
+        out.append({int(t): float(x) for t, x in zip(terms, w)})
+    return out
+
+
+def dense(vectors, n_terms):
+    m = np.zeros((len(vectors), n_terms))
+    for i, v in enumerate(vectors):
+        for t, x in v.items():
+            m[i, t] = np.float32(x)
+    return m
+
+
+def exhaustive(scores, k, allowed=None):
+    idx = np.arange(scores.shape[0]) if allowed is None else np.flatnonzero(allowed)
+    order = idx[np.lexsort((idx, -scores[idx].astype(np.float64)))][:k]
+    out_i = np.full(k, -1, np.int64)
+    out_s = np.full(k, -np.inf, np.float32)
+    out_i[:order.shape[0]] = order
+    out_s[:order.shape[0]] = scores[order]
+    return out_i, out_s
+
+
+@pytest.mark.parametrize("negative", [False, True])
+@pytest.mark.parametrize("n_docs", [40, 2000])
+def test_scores_and_exact_topk(negative, n_docs):
+    rng = np.random.default_rng(n_docs + negative)
+    docs = random_vectors(rng, n_docs, 300, 25, negative)
+    queries = random_vectors(rng, 20, 320, 8, negative)  # some query terms exist in no document
+    index = SparseIndex().add(docs)
+    ref = dense(queries, 320) @ dense(docs, 320).T
+    for i, q in enumerate(queries):
+        got = index.get_scores(q)
+        np.testing.assert_allclose(got, ref[i], rtol=1e-5, atol=1e-5)
+    for k in (1, 7, 50):
+        idx, sc = index.search(queries, k=k, n_threads=2)
+        for i, q in enumerate(queries):
+            ei, es = exhaustive(index.get_scores(q), min(k, n_docs))
+            np.testing.assert_array_equal(idx[i], ei)
+            np.testing.assert_array_equal(sc[i], es)
+
+
+@pytest.mark.slow
+def test_pruned_path_large_index_with_masks():
+    rng = np.random.default_rng(0)
+    n_docs, n_terms = 70_000, 3000
+    lens = rng.integers(1, 8, n_docs)
+    terms = (rng.zipf(1.2, size=int(lens.sum())) - 1) % n_terms
+    sp = pytest.importorskip("scipy.sparse")
+    rows = np.repeat(np.arange(n_docs), lens)
+    m = sp.csr_matrix((rng.random(terms.shape[0]).astype(np.float32), (rows, terms)), shape=(n_docs, n_terms))
+    index = SparseIndex().add(m)
+    queries = [{int(t): float(rng.random()) for t in (rng.zipf(1.2, size=rng.integers(2, 8)) - 1) % n_terms}
+               for _ in range(30)]
+    mask = rng.random(n_docs) < 0.5
+    for k, msk in ((10, None), (100, None), (20, mask)):
+        idx, sc = index.search(queries, k=k, mask=msk)
+        for i, q in enumerate(queries):
+            ei, es = exhaustive(index.get_scores(q), k, msk)
+            np.testing.assert_array_equal(idx[i], ei)
+            np.testing.assert_array_equal(sc[i], es)
+
+
+def test_negative_scores_rank_below_untouched_documents():
+    index = SparseIndex().add([{0: 1.0}, {1: 1.0}, {2: 1.0}, {}])
+    idx, sc = index.search({0: 2.0, 1: -1.0}, k=4)
+    assert idx.tolist() == [[0, 2, 3, 1]] and sc.tolist() == [[2.0, 0.0, 0.0, -1.0]]
+
+
+def test_csr_input_equals_dicts_and_sums_duplicates():
+    sp = pytest.importorskip("scipy.sparse")
+    rng = np.random.default_rng(3)
+    docs = random_vectors(rng, 100, 50, 10)
+    m = sp.csr_matrix(dense(docs, 50).astype(np.float32))
+    a, b = SparseIndex().add(docs), SparseIndex().add(m)
+    q = {1: 0.5, 7: 2.0, 49: 1.0}
+    np.testing.assert_array_equal(a.get_scores(q), b.get_scores(q))
+    qm = sp.csr_matrix(([0.5, 2.0, 1.0], ([0, 0, 0], [1, 7, 49])), shape=(1, 50))
+    np.testing.assert_array_equal(a.search(q, k=5)[0], b.search(qm, k=5)[0])
+    dup = sp.csr_matrix((np.array([1.0, 2.0], np.float32), (np.array([0, 0]), np.array([3, 3]))), shape=(1, 5))
+    assert SparseIndex().add(dup).get_scores({3: 1.0}).tolist() == [3.0]
+
+
+def test_add_in_batches_equals_one_batch():
+    rng = np.random.default_rng(4)
+    docs = random_vectors(rng, 300, 80, 12)
+    one = SparseIndex().add(docs)
+    parts = SparseIndex().add(docs[:100]).add(docs[100:101]).add([]).add(docs[101:])
+    assert parts.n_docs == 300 and parts.n_terms == one.n_terms
+    for q in random_vectors(rng, 10, 90, 5):
+        np.testing.assert_array_equal(one.get_scores(q), parts.get_scores(q))
+
+
+def test_one_kernel_for_bm25_and_sparse_vectors():
+    """A SparseIndex of BM25 impacts (computed here from the formulas) ranks like BM25."""
+    docs = [["a", "b", "a"], ["b", "c"], ["c", "c", "c", "d"], ["a"], []]
+    bm = BM25("lucene", k1=1.2, b=0.75).index(docs, show_progress=False)
+    vocab = bm.tokenizer.vocabulary
+    n = len(docs)
+    avgdl = sum(map(len, docs)) / n
+    df = {t: sum(t in d for d in docs) for t in vocab}
+    vectors = []
+    for d in docs:
+        v = {}
+        for t in set(d):
+            idf = np.float32(np.log(1 + (n - df[t] + 0.5) / (df[t] + 0.5)))
+            tf = d.count(t)
+            v[vocab[t]] = float(np.float32(float(idf) * tf / (1.2 * (0.25 + 0.75 * len(d) / avgdl) + tf)))
+        vectors.append(v)
+    sparse = SparseIndex().add(vectors)
+    for q in (["a"], ["a", "c"], ["b", "d", "c"]):
+        np.testing.assert_allclose(sparse.get_scores({vocab[t]: 1.0 for t in q}), bm.get_scores(q), rtol=1e-6)
+        np.testing.assert_array_equal(sparse.search({vocab[t]: 1.0 for t in q}, k=3)[0], bm.retrieve([q], k=3)[0])
+
+
+@pytest.mark.parametrize("mmap", [True, False])
+def test_save_load(tmp_path, mmap):
+    rng = np.random.default_rng(5)
+    index = SparseIndex().add(random_vectors(rng, 50, 40, 6))
+    index.save(tmp_path / "sp")
+    loaded = SparseIndex.load(tmp_path / "sp", mmap=mmap)
+    q = {0: 1.0, 5: 0.5, 39: 2.0}
+    np.testing.assert_array_equal(loaded.get_scores(q), index.get_scores(q))
+    loaded.add([{1: 1.0}])
+    assert loaded.n_docs == 51
+    with pytest.raises(CorruptFileError):
+        BM25.load(tmp_path / "sp")  # a sparse index is not a BM25 index
+    (tmp_path / "sp" / "values.npy").write_bytes(b"\x93NUMPY garbage")
+    with pytest.raises(CorruptFileError):
+        SparseIndex.load(tmp_path / "sp", mmap=mmap)
+
+
+def test_bad_input():
+    with pytest.raises(InvalidValueError):
+        SparseIndex().search({0: 1.0})
+    with pytest.raises(DTypeError):
+        SparseIndex().add(["not a dict"])
+    with pytest.raises(DTypeError):
+        SparseIndex().add([{"term": 1.0}])
+    with pytest.raises(DTypeError):
+        SparseIndex().add([{1.5: 1.0}])
+    with pytest.raises(InvalidValueError):
+        SparseIndex().add([{-1: 1.0}])
+    with pytest.raises(NonFiniteError):
+        SparseIndex().add([{0: float("nan")}])
+    with pytest.raises(DTypeError):
+        SparseIndex().add([{0: "heavy"}])
+    index = SparseIndex().add([{0: 1.0}, {1: 1.0}])
+    with pytest.raises(InvalidValueError):
+        index.search({0: 1.0}, k=0)
+    with pytest.raises(ShapeError):
+        index.search({0: 1.0}, mask=np.ones(5, bool))
+    with pytest.raises(ShapeError):
+        index.get_scores([{0: 1.0}, {1: 1.0}])
+    assert index.search({5: 1.0}, k=5)[0].tolist() == [[0, 1]]  # unknown term, k clipped
