@@ -95,14 +95,17 @@ def _atomic_output(path: str | None) -> Iterator[TextIO]:
 
 
 def _write_trec(run: Run, path: str | None, tag: str) -> int:
-    """Write `run` in TREC format (qid Q0 docid rank score tag), each query's documents in
-    score order; returns the number of lines."""
+    """Write `run` in TREC format (qid Q0 docid rank score tag) to `path` (atomically) or stdout;
+    returns the number of lines. Each query's documents are in trec_eval's order (score
+    descending, equal scores by document id descending, as :func:`rank.evaluate.write_run`),
+    so the rank column is the rank every evaluation tool sees; scores are written with
+    ``repr`` so that reading them back gives the same floats."""
     if any(c.isspace() for c in tag) or not tag:
         raise InvalidValueError(f"--run-name: must be a non-empty word without spaces, got {tag!r}")
     n = 0
     with _atomic_output(path) as out:
         for qid, docs in run.items():
-            ranked = sorted(docs.items(), key=lambda t: -t[1])  # stable: keeps the run's order of ties
+            ranked = sorted(sorted(docs.items(), reverse=True), key=lambda t: -t[1])
             for r, (doc, score) in enumerate(ranked, 1):
                 for name, value in (("query id", qid), ("document id", doc)):
                     if not value or any(c.isspace() for c in value):
@@ -183,20 +186,16 @@ def _cmd_search(args: argparse.Namespace) -> int:
 # --- rerank --------------------------------------------------------------------------------------
 
 def _read_run(path: str) -> Run:
-    try:
-        from rank.evaluate import read_run  # type: ignore[attr-defined]
-    except ImportError:
-        from rank._io_corpus import read_trec_run as read_run
+    from rank.evaluate import read_run
+
     if not Path(path).is_file():
         raise FileNotFoundError(2, "No such run file", path)
     return read_run(path)
 
 
 def _read_qrels(path: str) -> dict[str, dict[str, int]]:
-    try:
-        from rank.evaluate import read_qrels  # type: ignore[attr-defined]
-    except ImportError:
-        from rank._io_corpus import read_trec_qrels as read_qrels
+    from rank.evaluate import read_qrels
+
     if not Path(path).is_file():
         raise FileNotFoundError(2, "No such qrels file", path)
     return read_qrels(path)
@@ -302,7 +301,7 @@ def _cmd_fuse(args: argparse.Namespace) -> int:
             raise InvalidValueError(f"--weights: expected {len(runs)} weights, one per run, got {len(args.weights)}")
         kw["weights"] = args.weights
     t0 = time.perf_counter()
-    fused = fuse(runs, **kw)
+    fused = fuse(runs, n_threads=args.threads, **kw)
     t1 = time.perf_counter()
     if args.depth is not None:
         fused = {q: dict(sorted(d.items(), key=lambda t: -t[1])[:args.depth]) for q, d in fused.items()}
@@ -556,7 +555,7 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--depth", type=_positive, default=None, help="keep the top N documents per query")
     p.add_argument("-o", "--output", default=None, metavar="RUN", help="TREC run file (default: stdout)")
     p.add_argument("--run-name", default="fused", help="tag written in the last column")
-    _common(p, threads=False)
+    _common(p)
     p.set_defaults(func=_cmd_fuse)
 
     p = add("eval", "evaluate TREC runs against relevance judgements",

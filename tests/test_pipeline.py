@@ -65,8 +65,11 @@ def test_run_dict_in_rank_order(bm25):
 
 
 def rrf_reference(rankings, k):
+    """Reciprocal rank fusion; each ranking ranked as trec_eval orders it (score descending,
+    equal scores by document id descending), the convention of rank.fusion.fuse."""
     fused = {}
     for ranking in rankings:
+        ranking = sorted(sorted(ranking, reverse=True), key=lambda p: -p[1])
         for r, (doc, _) in enumerate(ranking, 1):
             fused[doc] = fused.get(doc, 0.0) + 1.0 / (k + r)
     return fused
