@@ -34,7 +34,7 @@ from typing import Any, NamedTuple, TypeVar, Union
 import numpy as np
 
 from rank._validate import check_positive_int, resolve_threads
-from rank.errors import InvalidValueError, MissingDependencyError, ShapeError
+from rank.errors import InvalidValueError, ShapeError
 
 __all__ = ["Pipeline", "Hit", "rerank_run", "progress"]
 
@@ -231,11 +231,9 @@ class Pipeline:
         if callable(self.fusion):
             fused = self.fusion(runs)
         else:
-            try:
-                from rank.fusion import fuse
-            except ImportError as e:  # pragma: no cover - rank.fusion ships with the package
-                raise MissingDependencyError(f"fusion needs rank.fusion ({e})") from None
-            fused = fuse(runs, method=self.fusion, k=self.fusion_k)
+            from rank.fusion import fuse
+
+            fused = fuse(runs, method=str(self.fusion), k=self.fusion_k)
         order: dict[Any, int] = {}
         out = []
         for q in range(n):
