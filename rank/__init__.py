@@ -23,6 +23,9 @@ from rank.rerank import (
     rerank_maxsim,
     CrossEncoder,
     export_cross_encoder,
+    ColBERTEncoder,
+    ColBERTReranker,
+    export_colbert_encoder,
 )
 from rank.retrieve import BM25, SparseIndex, Tokenizer
 from rank.pipeline import Hit, Pipeline
@@ -55,4 +58,7 @@ __all__ = [
     "write_run",
     "fuse",
     "fuse_scores",
+    "ColBERTEncoder",
+    "ColBERTReranker",
+    "export_colbert_encoder",
 ]

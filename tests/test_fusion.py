@@ -41,6 +41,7 @@ def ranx():
     return pytest.importorskip("ranx")
 
 
+@pytest.mark.slow  # ranx compiles its numba kernels on first use (tens of seconds)
 @pytest.mark.parametrize("method", METHODS)
 @pytest.mark.parametrize("norm", NORMS)
 def test_matches_ranx(ranx, method, norm):
@@ -53,6 +54,7 @@ def test_matches_ranx(ranx, method, norm):
     close(got, ref)
 
 
+@pytest.mark.slow
 def test_rrf_k_matches_ranx(ranx):
     runs = random_runs(7)
     with warnings.catch_warnings():

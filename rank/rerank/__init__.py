@@ -18,3 +18,6 @@ __all__ = [
 from rank.rerank.cross_encoder import CrossEncoder, export_cross_encoder
 
 __all__ += ["CrossEncoder", "export_cross_encoder"]
+from rank.rerank.colbert import ColBERTEncoder, ColBERTReranker, export_colbert_encoder
+
+__all__ += ["ColBERTEncoder", "ColBERTReranker", "export_colbert_encoder"]

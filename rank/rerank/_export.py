@@ -117,7 +117,8 @@ def finish_model(out: Path, *, quantize: str | None, fp16: bool) -> list[str]:
 
     fp16: model.onnx is rewritten with float16 weights and compute, float32 inputs and
     outputs. int8: model.onnx stays fp32 and model_quantized.onnx holds dynamically quantized
-    MatMul / Gemm nodes (int8 weights, uint8 activations quantized per batch).
+    MatMul / Gemm / Attention nodes (int8 weights per output channel, uint8 activations
+    quantized per batch).
     """
     path = out / "model.onnx"
     written = ["model.onnx"]
@@ -132,7 +133,7 @@ def finish_model(out: Path, *, quantize: str | None, fp16: bool) -> list[str]:
     if quantize == "int8":
         q = require("onnxruntime.quantization", "quantizing a model to int8")
         q.quantize_dynamic(os.fspath(path), os.fspath(out / QUANTIZED_NAME),
-                           weight_type=q.QuantType.QInt8, per_channel=False,
+                           weight_type=q.QuantType.QInt8, per_channel=True,
                            op_types_to_quantize=["MatMul", "Gemm", "Attention"],
                            extra_options={"DefaultTensorType": 1})  # float, for contrib-op outputs
         written.append(QUANTIZED_NAME)
