@@ -247,7 +247,7 @@ def load_reranker(path: str, *, threads: int | None = None, batch_size: int = 32
     if kind == "colbert":
         from rank.rerank import ColBERTEncoder
 
-        kw: dict[str, Any] = {"batch_size": batch_size}
+        kw: dict[str, Any] = {"batch_size": batch_size, "intra_op_threads": threads}
         if max_length is not None:
             kw["doc_maxlen"] = max_length
         return ColBERTEncoder(str(path), **kw), kind

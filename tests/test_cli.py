@@ -2,6 +2,7 @@
 search in every corpus format against the Python API, eval, fuse and rerank against values
 computed here, the demo, --help, and user errors (missing, empty and malformed files) that
 print one line and exit with status 2."""
+import importlib.util
 import json
 import math
 import os
@@ -363,6 +364,27 @@ def test_rerank_errors_without_a_model(work):
                         "--model", "empty-model", cwd=work), "empty-model", "no ONNX model")
 
 
+def wordpiece_tokenizer(words, extra=()):
+    """A BERT-style WordPiece tokenizer (lowercasing, [CLS] a [SEP] b [SEP]) over `words`, single
+    letters and their ## continuations, as a transformers fast tokenizer; and its vocabulary."""
+    import transformers
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
+
+    letters = "abcdefghijklmnopqrstuvwxyz0123456789"
+    pieces = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *extra, *words, *letters, *(f"##{c}" for c in letters)]
+    vocab = {w: i for i, w in enumerate(dict.fromkeys(pieces))}
+    wp = Tokenizer(models.WordPiece(vocab, unk_token="[UNK]"))
+    wp.normalizer = normalizers.BertNormalizer(lowercase=True)
+    wp.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    wp.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1",
+        special_tokens=[("[CLS]", vocab["[CLS]"]), ("[SEP]", vocab["[SEP]"])])
+    tok = transformers.PreTrainedTokenizerFast(tokenizer_object=wp, unk_token="[UNK]", pad_token="[PAD]",
+                                               cls_token="[CLS]", sep_token="[SEP]", mask_token="[MASK]",
+                                               model_max_length=512)
+    return tok, vocab
+
+
 @pytest.fixture(scope="module")
 def tiny_cross_encoder(tmp_path_factory):
     """A tiny random BERT sequence classifier (1 logit) with a WordPiece vocabulary of the test
@@ -374,23 +396,10 @@ def tiny_cross_encoder(tmp_path_factory):
     pytest.importorskip("tokenizers")
     import rank.rerank
 
-    if not hasattr(rank.rerank, "export_cross_encoder"):
-        pytest.skip("rank.rerank.export_cross_encoder is not available")
-    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
-
     root = tmp_path_factory.mktemp("ce")
     words = sorted({w for t, x in DOCS.values() for w in f"{t} {x}".lower().split()}
                    | {w for q in QUERIES.values() for w in q.split()})
-    vocab = {w: i for i, w in enumerate(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + words)}
-    wp = Tokenizer(models.WordPiece(vocab, unk_token="[UNK]"))
-    wp.normalizer = normalizers.BertNormalizer(lowercase=True)
-    wp.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    wp.post_processor = processors.TemplateProcessing(
-        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1",
-        special_tokens=[("[CLS]", vocab["[CLS]"]), ("[SEP]", vocab["[SEP]"])])
-    tok = transformers.PreTrainedTokenizerFast(tokenizer_object=wp, unk_token="[UNK]", pad_token="[PAD]",
-                                               cls_token="[CLS]", sep_token="[SEP]", mask_token="[MASK]",
-                                               model_max_length=64)
+    tok, vocab = wordpiece_tokenizer(words)
     assert vocab["[UNK]"] not in tok("date string")["input_ids"]
     cfg = transformers.BertConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2,
                                   num_attention_heads=2, intermediate_size=64, max_position_embeddings=64,
@@ -455,6 +464,50 @@ def test_demo_answers_the_users_question(tmp_path):
     assert "shutil.copytree" in [d for *_, d in results["copy a directory tree recursively"]]
     assert any(d.startswith(("gzip", "zlib")) for *_, d in results["compress data with gzip"])
     assert "docstrings" in out.stdout and "queries/s" in out.stdout
+
+
+@pytest.mark.slow
+def test_demo_reranks_with_colbert_maxsim(tmp_path):
+    """`rank demo --colbert DIR`: BM25 candidates reordered by MaxSim of a tiny random ColBERT
+    encoder (a bare BERT exported with export_colbert_encoder), checked against MaxSim computed
+    here in float64 from the same encoder's token matrices."""
+    torch = pytest.importorskip("torch")
+    transformers = pytest.importorskip("transformers")
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("tokenizers")
+    from rank._demo_corpus import stdlib_corpus
+    from rank.pipeline import Pipeline
+    from rank.rerank import ColBERTEncoder, export_colbert_encoder
+    from rank.retrieve import BM25, Tokenizer
+
+    words = "copy directory tree file recursively compress data gzip date parse string".split()
+    tok, vocab = wordpiece_tokenizer(words, extra=["[unused0]", "[unused1]"])
+    cfg = transformers.BertConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2,
+                                  num_attention_heads=2, intermediate_size=64, max_position_embeddings=64,
+                                  initializer_range=0.3)
+    torch.manual_seed(0)
+    transformers.BertModel(cfg).eval().save_pretrained(tmp_path / "ckpt")
+    tok.save_pretrained(tmp_path / "ckpt")
+    export_colbert_encoder(tmp_path / "ckpt", tmp_path / "colbert")
+
+    query, k, depth = "copy a directory tree recursively", 4, 20
+    out = ok(rank_cmd("demo", query, "-k", k, "--depth", depth, "--colbert", tmp_path / "colbert", cwd=tmp_path))
+    assert "MaxSim ranking" in out.stdout and "MaxSim reranking" in out.stdout
+    shown = demo_results(out.stdout)[query]
+
+    ids, texts = stdlib_corpus()
+    stemmer = "english" if importlib.util.find_spec("Stemmer") else None
+    bm25 = BM25(tokenizer=Tokenizer(stopwords="en", stemmer=stemmer)).index(texts, ids=ids, show_progress=False)
+    cands = [h.id for h in Pipeline(bm25).search([query], k=depth)[0] if h.score > 0]
+    enc = ColBERTEncoder(tmp_path / "colbert")
+    q = enc.encode_queries([query])[0].astype(np.float64)
+    text = dict(zip(ids, texts))
+    ref = {c: float((q @ d.astype(np.float64).T).max(axis=1).sum())
+           for c, d in zip(cands, enc.encode_documents([text[c] for c in cands]))}
+    assert [r for r, _, _ in shown] == list(range(1, k + 1))
+    for _, score, doc in shown:
+        assert score == pytest.approx(ref[doc], abs=2e-3)
+    assert [s for _, s, _ in shown] == pytest.approx(sorted(ref.values(), reverse=True)[:k], abs=2e-3)
 
 
 def test_demo_errors(tmp_path):
