@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import importlib
 import inspect
-from collections.abc import Iterable
+import warnings
+from collections.abc import Callable, Iterable
 
 __all__ = ["stdlib_corpus", "DEMO_MODULES", "DEMO_QUERIES"]
 
@@ -88,6 +89,15 @@ def stdlib_corpus(modules: Iterable[str] = DEMO_MODULES) -> tuple[list[str], lis
         ids.append(name)
         texts.append(f"{name}{sig}\n{doc}")
 
+    with warnings.catch_warnings():  # deprecated aliases (typing.re, ...) warn when their docs are read
+        warnings.simplefilter("ignore", DeprecationWarning)
+        _collect(modules, add)
+    if not ids:
+        raise ValueError("no docstrings found: this interpreter strips them (python -OO?)")
+    return ids, texts
+
+
+def _collect(modules: Iterable[str], add: Callable[[str, object], None]) -> None:
     for module_name in modules:
         try:
             module = importlib.import_module(module_name)
@@ -114,6 +124,3 @@ def stdlib_corpus(modules: Iterable[str] = DEMO_MODULES) -> tuple[list[str], lis
                     member = raw.__func__ if isinstance(raw, (classmethod, staticmethod)) else raw
                     if _is_documented_kind(member):
                         add(f"{qual}.{meth}", member)
-    if not ids:
-        raise ValueError("no docstrings found: this interpreter strips them (python -OO?)")
-    return ids, texts
