@@ -27,8 +27,10 @@ Normalisations (per run and query, over that run's documents): ``"min-max"``
 ``"max"`` s / max, ``"rank"`` 1 - (rank - 1) / n; each denominator is floored at 1e-9, as in
 ranx. Rank-based methods (rrf, isr, borda) ignore `norm`. Ranks follow trec_eval's order
 (score descending, equal scores by document id descending) in :func:`fuse`, and by column
-ascending in :func:`fuse_scores`. The fused run lists each query's documents in that same
-order.
+ascending in :func:`fuse_scores`. The fused run lists each query's documents by fused score
+descending; equal fused scores (frequent with rrf and borda) keep the order in which the
+documents first appear (run 0 in rank order, then the documents only run 1 has, ...), which
+avoids string comparisons; :func:`rank.evaluate.evaluate` re-sorts with trec_eval's rule anyway.
 """
 from __future__ import annotations
 
@@ -41,6 +43,7 @@ from numpy.typing import ArrayLike
 from rank._validate import as_float_array, resolve_threads
 from rank.errors import DTypeError, InvalidValueError, NonFiniteError, ShapeError, UnknownMethodError
 from rank.evaluate.metrics import sort_run
+from rank_kernels import evaluate as _ev
 from rank_kernels import fusion as _kernel
 
 __all__ = ["fuse", "fuse_scores", "METHODS", "NORMS"]
@@ -105,7 +108,7 @@ def fuse(runs: Sequence[Mapping[str, Mapping[str, float]]], method: str = "rrf",
     Returns
     -------
     dict ``{qid: {docid: fused score}}``: every query of any run, each listing the union of
-    its documents by fused score descending (equal scores by document id descending).
+    its documents by fused score descending (equal scores in order of first appearance).
 
     Complexity: one pass over the input items to intern ids, O(n log n) per (query, run) to
     rank, O(n * n_runs) per query to merge (no hashing inside the kernel), one pass to build
@@ -159,7 +162,8 @@ def fuse(runs: Sequence[Mapping[str, Mapping[str, float]]], method: str = "rrf",
     take = np.arange(offsets[-1], dtype=np.int64) + np.repeat(starts - offsets[:-1], counts)
     fdocs = out_docs[take]
     fscores = out_scores[take]
-    order = sort_run(offsets, fscores, lambda q: [vocab[d] for d in fdocs[offsets[q]:offsets[q + 1]]], n_threads)
+    order = np.empty(fscores.shape[0], np.int64)
+    _ev.sort_segments(offsets, fscores, order, np.empty(len(qids), np.uint8), n_threads)
     names = np.asarray(vocab, dtype=object)[fdocs[order]].tolist()
     values = fscores[order].tolist()
     bounds = offsets.tolist()
@@ -216,7 +220,6 @@ def fuse_scores(scores: ArrayLike, method: str = "rrf", norm: Optional[str] = No
     if code in _RANKED or norm_code == _kernel.NORM_RANK:
         perm = np.empty(vals.shape[0], np.int64)
         tied = np.empty(nq * nr, np.uint8)
-        from rank_kernels import evaluate as _ev
         _ev.sort_segments(seg_off, vals, perm, tied, n_threads)  # ties keep column order
     else:
         perm = np.arange(vals.shape[0], dtype=np.int64)

@@ -2,8 +2,9 @@
 
 Several runs are encoded once as flat columns grouped by (query, run): segment
 ``s = q * n_runs + r`` holds run r's documents for query q in ``seg_off[s]:seg_off[s+1]`` of
-`docs` (int64 document ids, interned over every run) and `scores` (float64). `encode_runs`
-builds the columns from ``{qid: {docid: score}}`` dicts in one pass over their items.
+`docs` (int64 document ids, interned per query: each query's ids are one contiguous range)
+and `scores` (float64). `encode_runs` builds the columns from ``{qid: {docid: score}}`` dicts
+in one pass over their items.
 
 `fuse` then combines, for each query (one OpenMP iteration each, no GIL): every run's
 documents are normalised (per query and run), turned into a contribution (score, or a
@@ -38,20 +39,23 @@ cdef double _score(object value, object qid, object doc, Py_ssize_t r) except? -
 
 
 def encode_runs(list runs):
-    """(qids, vocab list, seg_off int64 (nq*nr+1,), docs int64, scores float64).
+    """(qids, names list, seg_off int64 (nq*nr+1,), docs int64, scores float64).
 
-    Queries are taken in order of first appearance over the runs; document ids are interned
-    in order of first appearance (docs[i] indexes the vocab list).
+    Queries are taken in order of first appearance over the runs. Document ids are interned
+    per query (a small dictionary that stays in cache), in order of first appearance, and
+    numbered consecutively over the queries: docs[i] indexes `names`, and the ids of one
+    query form one contiguous range.
     """
-    cdef Py_ssize_t nr = len(runs), r, q, nq, pos, pos2, e, total = 0
+    cdef Py_ssize_t nr = len(runs), r, q, nq, pos, pos2, e = 0, total = 0
     cdef PyObject *qk
     cdef PyObject *qv
     cdef PyObject *dk
     cdef PyObject *dv
     cdef PyObject *found
-    cdef dict qindex = {}, vocab = {}, run, d
-    cdef list qids = [], vlist = []
-    cdef object idobj
+    cdef dict qindex = {}, local, run, d
+    cdef list qids = [], names = []
+    cdef object qid
+    cdef int64_t base
     for r in range(nr):
         run = <dict>runs[r]
         pos = 0
@@ -64,39 +68,32 @@ def encode_runs(list runs):
             total += PyDict_Size(<object>qv)
     nq = len(qids)
     seg_off = np.zeros(nq * nr + 1, np.int64)
-    cdef int64_t[::1] so = seg_off
-    for r in range(nr):
-        run = <dict>runs[r]
-        pos = 0
-        while PyDict_Next(run, &pos, &qk, &qv):
-            q = <Py_ssize_t><object>PyDict_GetItem(qindex, <object>qk)
-            so[q * nr + r + 1] = PyDict_Size(<object>qv)
-    for e in range(nq * nr):
-        so[e + 1] += so[e]
     docs = np.empty(total, np.int64)
     scores = np.empty(total, np.float64)
+    cdef int64_t[::1] so = seg_off
     cdef int64_t[::1] dd = docs
     cdef double[::1] sc = scores
-    for r in range(nr):
-        run = <dict>runs[r]
-        pos = 0
-        while PyDict_Next(run, &pos, &qk, &qv):
-            q = <Py_ssize_t><object>PyDict_GetItem(qindex, <object>qk)
-            e = so[q * nr + r]
-            d = <dict>qv
-            pos2 = 0
-            while PyDict_Next(d, &pos2, &dk, &dv):
-                found = PyDict_GetItem(vocab, <object>dk)
-                if found == NULL:
-                    idobj = len(vlist)
-                    PyDict_SetItem(vocab, <object>dk, idobj)
-                    vlist.append(<object>dk)
-                    dd[e] = len(vlist) - 1
-                else:
-                    dd[e] = <int64_t><object>found
-                sc[e] = _score(<object>dv, <object>qk, <object>dk, r)
-                e += 1
-    return qids, vlist, seg_off, docs, scores
+    for q in range(nq):
+        qid = qids[q]
+        local = {}
+        base = len(names)
+        for r in range(nr):
+            found = PyDict_GetItem(<dict>runs[r], qid)
+            if found != NULL:
+                d = <dict>found
+                pos2 = 0
+                while PyDict_Next(d, &pos2, &dk, &dv):
+                    found = PyDict_GetItem(local, <object>dk)
+                    if found == NULL:
+                        dd[e] = len(names)
+                        PyDict_SetItem(local, <object>dk, len(names) - base)
+                        names.append(<object>dk)
+                    else:
+                        dd[e] = base + <int64_t><object>found
+                    sc[e] = _score(<object>dv, qid, <object>dk, r)
+                    e += 1
+            so[q * nr + r + 1] = e
+    return qids, names, seg_off, docs, scores
 
 
 cdef double _median(double *v, Py_ssize_t n) noexcept nogil:

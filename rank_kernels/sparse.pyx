@@ -34,6 +34,10 @@ from libc.string cimport memcpy, memset
 
 import numpy as np
 
+# Documents over which a pruning check computes its threshold (see _one_query).
+cdef enum:
+    PROBE_MAX = 32768
+
 # Method codes shared with rank.retrieve.bm25 (order of bm25.METHODS).
 cdef enum:
     ROBERTSON = 0
@@ -529,6 +533,7 @@ cdef void _one_query(const int64_t *indptr, const int32_t *docs, const float *va
     cdef float wt, theta = 0, base = 0.0, rupf = 0, f
     cdef double rest = 0.0, total = 0.0, margin = 0.0, rup
     cdef int64_t remaining = 0
+    cdef Py_ssize_t probe
     cdef bint switched = False
     base = base + shift
     if prune:
@@ -556,22 +561,41 @@ cdef void _one_query(const int64_t *indptr, const int32_t *docs, const float *va
             rest -= bounds[j - 1]
             remaining -= indptr[t + 1] - indptr[t]
             rup = rest * (1.0 + 1e-6) + margin
-            # Worth a check only if the lists left are long compared with the cost of one (nt),
+            # theta is taken over the first `probe` touched documents only (those of the rarest,
+            # highest-bound terms): the k-th best of a subset is still a lower bound, and the
+            # check then costs O(probe). Worth it only if the lists left are longer than that,
             # and possible only if theta (<= the sum of the bounds read so far) can exceed rup.
-            if nt >= k and remaining > 4 * nt and rup < (total - rest) * (1.0 + 1e-6) + margin:
-                theta = _theta(acc, fh, touched, nt, k)
+            probe = nt if nt < PROBE_MAX else PROBE_MAX
+            if probe < 64 * k and nt > probe:
+                probe = 64 * k if nt > 64 * k else nt
+            if nt >= k and remaining > 2 * probe and rup < (total - rest) * (1.0 + 1e-6) + margin:
+                theta = _theta(acc, fh, touched, probe, k)
                 rupf = <float>rup
                 if <float>(rupf + shift) < <float>(theta + shift):
-                    switched = True
-                    break
+                    # Switch only if probing the candidates is much cheaper than reading the rest.
+                    nc = 0
+                    for i in range(nt):
+                        d = touched[i]
+                        if _can_reach(acc[d], rupf, shift, theta):
+                            cand[nc] = d
+                            nc += 1
+                    if 4 * nc < remaining:
+                        switched = True
+                        break
+                    nc = 0
     if switched:
-        # Phase 2: complete only the candidates that can still reach theta.
-        for i in range(nt):
-            d = touched[i]
-            if _can_reach(acc[d], rupf, shift, theta):
-                cand[nc] = d
-                nc += 1
-        qsort(cand, nc, sizeof(int32_t), _cmp_i32)
+        # Phase 2: complete only the candidates that can still reach theta, in doc order.
+        if 64 * nc > n_docs:
+            for i in range(nc):
+                seen[cand[i]] = 2
+            q = 0
+            for i in range(n_docs):
+                if seen[i] == 2:
+                    seen[i] = 1
+                    cand[q] = <int32_t>i
+                    q += 1
+        else:
+            qsort(cand, nc, sizeof(int32_t), _cmp_i32)
         while j < m:
             t = terms[j]
             wt = weights[j]

@@ -453,3 +453,12 @@ def test_progress_bar_optional(capsys):
     BM25().index(texts, show_progress=True)  # the bar only appears after a second
     BM25().index(texts, show_progress=False)
     assert capsys.readouterr().err == ""
+
+
+def test_docstring_examples_of_the_retrieve_package():
+    import doctest
+    import importlib
+
+    for name in ["rank.retrieve", "rank.retrieve.tokenizer", "rank.retrieve.bm25", "rank.retrieve.sparse"]:
+        result = doctest.testmod(importlib.import_module(name), optionflags=doctest.NORMALIZE_WHITESPACE)
+        assert result.attempted > 0 and result.failed == 0, name

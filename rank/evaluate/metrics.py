@@ -60,6 +60,7 @@ def parse_metric(name: object) -> tuple[int, int]:
     if base not in _BASE:
         raise UnknownMethodError(f"metrics: unknown metric {name!r}; valid: {', '.join(METRICS)}")
     code, required, allowed = _BASE[base]
+    assert m is not None  # base is in _BASE only when the pattern matched
     cut = m.group(2)
     if cut is None:
         if required:

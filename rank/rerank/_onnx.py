@@ -109,11 +109,10 @@ def resolve_model_dir(name_or_path: str | os.PathLike, model_files: Sequence[str
     try:
         local = Path(hub.snapshot_download(repo, allow_patterns=patterns, local_files_only=offline))
     except Exception as e:  # offline cache miss, unknown repo, no network: one clear message
-        where = "the local huggingface-hub cache (HF_HUB_OFFLINE is set)" if offline else \
-            "a local directory nor the hub (or its cache)"
+        where = "the huggingface-hub cache (HF_HUB_OFFLINE is set)" if offline else "the hub or its cache"
         raise ModelNotFoundError(
-            f"{what} {repo!r}: not found as {where}; looked for {wanted} and tokenizer.json "
-            f"({type(e).__name__}: {e})") from None
+            f"{what} {repo!r}: no such local directory, and not found in {where}; looked for {wanted} "
+            f"and tokenizer.json ({type(e).__name__}: {e})") from None
     model = _first(local, candidates)
     if model is None or not (local / "tokenizer.json").is_file():
         missing = wanted if model is None else "tokenizer.json"
@@ -241,6 +240,8 @@ class OnnxRunner:
             attention[i, :k] = 1 if masks is None else masks[i]
             if tt is not None and type_ids is not None:
                 tt[i, :k] = type_ids[i]
-        feed = {"input_ids": feed_ids, "attention_mask": attention, "token_type_ids": tt}
-        feed = {k: feed[k].astype(t, copy=False) for k, t in self.inputs.items()}
+        arrays = {"input_ids": feed_ids, "attention_mask": attention}
+        if tt is not None:
+            arrays["token_type_ids"] = tt
+        feed = {k: arrays[k].astype(t, copy=False) for k, t in self.inputs.items()}
         return self.session.run([self.output], feed)[0]

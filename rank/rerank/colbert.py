@@ -330,7 +330,7 @@ def export_colbert_encoder(checkpoint_or_id: str | os.PathLike, out_dir: str | o
     sample = tokenizer(["a query", "a longer document text"], padding=True, return_tensors="pt")
     names = [n for n in ("input_ids", "attention_mask", "token_type_ids") if n in sample]
 
-    class _Tokens(torch.nn.Module):
+    class _Tokens(torch.nn.Module):  # type: ignore[name-defined,misc]
         def __init__(self, inner: Any, w: Any, b: Any):
             super().__init__()
             self.inner = inner

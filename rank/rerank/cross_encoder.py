@@ -42,6 +42,16 @@ def _model_limit(config: dict) -> int | None:
     return None
 
 
+def _saved_activation(config: dict) -> str | None:
+    """The activation a sentence-transformers CrossEncoder saved in the model config, else "auto"."""
+    st = config.get("sentence_transformers")
+    path = st.get("activation_fn") if isinstance(st, dict) else config.get("sbert_ce_default_activation_function")
+    if not isinstance(path, str):
+        return "auto"
+    name = path.rsplit(".", 1)[-1].lower()
+    return {"sigmoid": "sigmoid", "softmax": "softmax", "identity": None}.get(name, "auto")
+
+
 class CrossEncoder:
     """A cross-encoder reranker running on ONNX Runtime (create with :meth:`from_pretrained`).
 
@@ -61,7 +71,8 @@ class CrossEncoder:
         self.num_labels = int(session.get_outputs()[0].shape[-1]) if isinstance(
             session.get_outputs()[0].shape[-1], int) else int(config.get("num_labels", len(config.get("id2label", {})) or 1))
         if activation == "auto":
-            activation = "sigmoid" if self.num_labels == 1 else "softmax"
+            saved = _saved_activation(config)
+            activation = ("sigmoid" if self.num_labels == 1 else "softmax") if saved == "auto" else saved
         if activation == "softmax" and self.num_labels == 1:
             raise InvalidValueError("activation='softmax' needs a model with 2 or more logits; this one has 1 "
                                     "(use 'sigmoid' or None)")
@@ -96,9 +107,11 @@ class CrossEncoder:
         intra_op_threads : int, optional
             Threads one run may use (default: onnxruntime's, every core).
         activation : {"auto", "sigmoid", "softmax", None}, default "auto"
-            Score from the logits. One logit: "sigmoid" (what "auto" picks) or None (raw logit).
-            Two or more: "softmax" (what "auto" picks) is the probability of the positive class
-            (index 1), "sigmoid" the sigmoid of its logit, None its raw logit.
+            Score from the logits. One logit: "sigmoid" or None (raw logit). Two or more:
+            "softmax" is the probability of the positive class (index 1), "sigmoid" the
+            sigmoid of its logit, None its raw logit. "auto" follows the activation a
+            sentence-transformers CrossEncoder saved in config.json, else "sigmoid" for one
+            logit and "softmax" for more (sentence-transformers' own default for one logit).
         quantized : bool, default False
             Load the int8 model (``model_quantized.onnx``) instead of ``model.onnx``.
 
@@ -159,7 +172,7 @@ class CrossEncoder:
         else:
             x = logits[:, 1]
         if self.activation == "sigmoid":
-            x = 1.0 / (1.0 + np.exp(-x))
+            x = (1.0 / (1.0 + np.exp(-x))).astype(np.float32)
         return np.ascontiguousarray(x, dtype=np.float32)
 
     def _score(self, queries: list[str], q_index: np.ndarray, docs: list[str], batch_size: int) -> np.ndarray:
@@ -283,7 +296,7 @@ def export_cross_encoder(checkpoint_or_id: str | os.PathLike, out_dir: str | os.
     axes = {n: {0: "batch", 1: "sequence"} for n in names}
     axes["logits"] = {0: "batch"}
 
-    class _Logits(torch.nn.Module):
+    class _Logits(torch.nn.Module):  # type: ignore[name-defined,misc]
         def __init__(self, inner: Any):
             super().__init__()
             self.inner = inner

@@ -31,7 +31,7 @@ from typing import Any, Iterable, Optional, Sequence, Union
 
 import numpy as np
 
-from rank.errors import DTypeError, InvalidValueError, ShapeError, UnknownMethodError
+from rank.errors import CorruptFileError, DTypeError, InvalidValueError, ShapeError, UnknownMethodError
 from rank.retrieve import _index
 from rank.retrieve.tokenizer import Tokenizer, _progress_bar
 from rank_kernels import sparse as _kernel
@@ -59,6 +59,15 @@ def _idf(method: str, df: np.ndarray, n: int) -> np.ndarray:
 
 def _is_packed(x: Any) -> bool:
     return isinstance(x, tuple) and len(x) == 2 and all(isinstance(a, np.ndarray) for a in x)
+
+
+def _compact(lengths: np.ndarray) -> np.ndarray:
+    """Document lengths in the smallest unsigned dtype that holds them (uint8/16/32)."""
+    top = int(lengths.max()) if lengths.size else 0
+    for dt in (np.uint8, np.uint16, np.uint32):
+        if top <= np.iinfo(dt).max:
+            return lengths.astype(dt)
+    return lengths.astype(np.int64)
 
 
 class _State:
@@ -94,7 +103,7 @@ class BM25:
     forms (a str query is tokenized with the index's tokenizer, without growing its vocabulary).
 
     Memory: per posting (distinct term of a document) 8 bytes (int32 doc id, float32 impact);
-    per document 4 bytes (length); per term 28 bytes. The raw term frequencies are not kept:
+    per document 1-4 bytes (its length, in the smallest dtype that fits); per term 24 bytes. The raw term frequencies are not kept:
     :meth:`add` recovers them exactly from the impacts (the rare postings where float32
     rounding would lose them are stored aside).
 
@@ -203,11 +212,9 @@ class BM25:
                 raise DTypeError(f"ids: expected str or int ids, got {type(i).__name__}")
         return [i if isinstance(i, str) else int(i) for i in ids]
 
-    def _finish(self, indptr: np.ndarray, docs: np.ndarray, tf: np.ndarray, doc_len: np.ndarray) -> _State:
-        """Impacts and term statistics from raw postings (the one path for index and add)."""
-        n = int(doc_len.shape[0])
+    def _term_stats(self, indptr: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """float32 idf and non-occurrence shift of every term, from the document frequencies."""
         n_terms = indptr.shape[0] - 1
-        avgdl = float(doc_len.mean()) if n else 0.0
         df = np.diff(indptr)
         present = df > 0
         idf64 = np.zeros(n_terms)
@@ -218,6 +225,13 @@ class BM25:
             shift[present] = (idf64[present] * ((self.k1 + 1) * self.delta / (self.k1 + self.delta))).astype(np.float32)
         elif self.method == "bm25+":
             shift[present] = (idf64[present] * self.delta).astype(np.float32)
+        return idf, shift
+
+    def _finish(self, indptr: np.ndarray, docs: np.ndarray, tf: np.ndarray, doc_len: np.ndarray) -> _State:
+        """Impacts and term statistics from raw postings (the one path for index and add)."""
+        n = int(doc_len.shape[0])
+        avgdl = float(doc_len.mean()) if n else 0.0
+        idf, shift = self._term_stats(indptr, n)
         norm = self._norm(doc_len, avgdl)
         impacts = np.empty(docs.shape[0], np.float32)
         code = METHODS.index(self.method)
@@ -227,7 +241,7 @@ class BM25:
         exc_pos = np.flatnonzero(est != tf).astype(np.int64)
         exc_tf = tf[exc_pos].astype(np.int32)
         postings = _index.Postings(indptr, docs, impacts, n)
-        return _State(postings, doc_len.astype(np.int32), avgdl, idf, shift, exc_pos, exc_tf)
+        return _State(postings, _compact(doc_len), avgdl, idf, shift, exc_pos, exc_tf)
 
     def _norm(self, doc_len: np.ndarray, avgdl: float) -> np.ndarray:
         with np.errstate(divide="ignore", invalid="ignore"):
@@ -434,8 +448,7 @@ class BM25:
                 "n_terms": p.n_terms, "avgdl": st.avgdl, "kind": self._kind, "nonneg": p.nonneg,
                 "tokenizer": self.tokenizer.config()}
         arrays = {"indptr": p.indptr, "docs": p.docs, "impacts": p.values, "max_impact": p.max_value,
-                  "doc_len": st.doc_len, "idf": st.idf, "shift": st.shift, "exc_pos": st.exc_pos,
-                  "exc_tf": st.exc_tf}
+                  "doc_len": st.doc_len, "exc_pos": st.exc_pos, "exc_tf": st.exc_tf}
         extra: dict[str, Any] = {"vocabulary": self.tokenizer.terms}
         if self._ids is not None:
             extra["ids"] = self._ids
@@ -456,21 +469,22 @@ class BM25:
             n_docs, n_terms = int(meta["n_docs"]), int(meta["n_terms"])
             kind, avgdl = meta["kind"], float(meta["avgdl"])
         except Exception as e:  # any malformed field of a hand-edited or foreign meta.json
-            raise _index.CorruptFileError(f"{path}: corrupt metadata ({type(e).__name__}: {e})") from None
+            raise CorruptFileError(f"{path}: corrupt metadata ({type(e).__name__}: {e})") from None
         a = arrays
         _index.check_postings(path, a["indptr"], a["docs"], a["impacts"], n_docs, full=not mmap)
         if (a["indptr"].shape[0] != n_terms + 1 or a["doc_len"].shape[0] != n_docs
-                or a["idf"].shape[0] != n_terms or a["shift"].shape[0] != n_terms
+                or a["doc_len"].dtype.kind not in "ui"
                 or a["max_impact"].shape[0] != n_terms or a["exc_pos"].shape != a["exc_tf"].shape):
-            raise _index.CorruptFileError(f"{path}: array sizes disagree with meta.json (corrupt index)")
+            raise CorruptFileError(f"{path}: array sizes disagree with meta.json (corrupt index)")
         if kind in ("text", "tokens") and len(bm.tokenizer) > n_terms:
-            raise _index.CorruptFileError(f"{path}: vocabulary larger than the index (corrupt index)")
+            raise CorruptFileError(f"{path}: vocabulary larger than the index (corrupt index)")
         postings = _index.Postings(a["indptr"], a["docs"], a["impacts"], n_docs, a["max_impact"],
                                    bool(meta.get("nonneg", False)))
-        bm._state = _State(postings, a["doc_len"], avgdl, a["idf"], a["shift"], a["exc_pos"], a["exc_tf"])
+        idf, shift = bm._term_stats(np.asarray(a["indptr"]), n_docs)  # O(n_terms): not stored
+        bm._state = _State(postings, a["doc_len"], avgdl, idf, shift, a["exc_pos"], a["exc_tf"])
         bm._kind = kind
         ids = objs.get("ids")
         if ids is not None and (not isinstance(ids, list) or len(ids) != n_docs):
-            raise _index.CorruptFileError(f"{path}: ids.json does not list one id per document")
+            raise CorruptFileError(f"{path}: ids.json does not list one id per document")
         bm._ids = ids
         return bm

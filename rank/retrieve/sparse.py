@@ -14,7 +14,7 @@ from typing import Any, Optional, Union
 import numpy as np
 
 from rank._validate import as_float_array
-from rank.errors import DTypeError, InvalidValueError, ShapeError
+from rank.errors import CorruptFileError, DTypeError, InvalidValueError, ShapeError
 from rank.retrieve import _index
 from rank_kernels import sparse as _kernel
 
@@ -194,10 +194,10 @@ class SparseIndex:
         try:
             n_docs, n_terms, nonneg = int(meta["n_docs"]), int(meta["n_terms"]), bool(meta["nonneg"])
         except (KeyError, TypeError, ValueError) as e:
-            raise _index.CorruptFileError(f"{path}: corrupt metadata ({e})") from None
+            raise CorruptFileError(f"{path}: corrupt metadata ({e})") from None
         _index.check_postings(path, a["indptr"], a["docs"], a["values"], n_docs, full=not mmap)
         if a["indptr"].shape[0] != n_terms + 1 or a["max_value"].shape[0] != n_terms:
-            raise _index.CorruptFileError(f"{path}: array sizes disagree with meta.json (corrupt index)")
+            raise CorruptFileError(f"{path}: array sizes disagree with meta.json (corrupt index)")
         index = cls()
         index._postings = _index.Postings(a["indptr"], a["docs"], a["values"], n_docs, a["max_value"], nonneg)
         return index

@@ -30,7 +30,7 @@ def _progress_bar(show: bool, desc: str, total: Optional[int]) -> Any:
     if not show:
         return None
     try:
-        from tqdm.auto import tqdm
+        from tqdm.auto import tqdm  # type: ignore[import-untyped,import-not-found,unused-ignore]
     except ImportError:
         return None
     return tqdm(total=total, desc=desc, unit="doc", delay=1.0, leave=False)
@@ -117,7 +117,7 @@ class Tokenizer:
             return None
         if isinstance(stemmer, str):
             try:
-                import Stemmer
+                import Stemmer  # type: ignore[import-untyped,import-not-found,unused-ignore]
             except ImportError:
                 raise MissingDependencyError(
                     "stemmer: PyStemmer is needed for Snowball stemming; install rank-kernels[stem]") from None
