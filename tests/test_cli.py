@@ -2,7 +2,6 @@
 search in every corpus format against the Python API, eval, fuse and rerank against values
 computed here, the demo, --help, and user errors (missing, empty and malformed files) that
 print one line and exit with status 2."""
-import importlib.util
 import json
 import math
 import os
@@ -499,10 +498,7 @@ def test_demo_reranks_with_colbert_maxsim(tmp_path):
     transformers = pytest.importorskip("transformers")
     pytest.importorskip("onnxruntime")
     pytest.importorskip("tokenizers")
-    from rank._demo_corpus import stdlib_corpus
-    from rank.pipeline import Pipeline
-    from rank.rerank import ColBERTEncoder, export_colbert_encoder
-    from rank.retrieve import BM25, Tokenizer
+    from rank.rerank import export_colbert_encoder
 
     words = "copy directory tree file recursively compress data gzip date parse string".split()
     tok, vocab = wordpiece_tokenizer(words, extra=["[unused0]", "[unused1]"])
@@ -519,15 +515,29 @@ def test_demo_reranks_with_colbert_maxsim(tmp_path):
     assert "MaxSim ranking" in out.stdout and "MaxSim reranking" in out.stdout
     shown = demo_results(out.stdout)[query]
 
-    ids, texts = stdlib_corpus()
-    stemmer = "english" if importlib.util.find_spec("Stemmer") else None
-    bm25 = BM25(tokenizer=Tokenizer(stopwords="en", stemmer=stemmer)).index(texts, ids=ids, show_progress=False)
-    cands = [h.id for h in Pipeline(bm25).search([query], k=depth)[0] if h.score > 0]
-    enc = ColBERTEncoder(tmp_path / "colbert")
-    q = enc.encode_queries([query])[0].astype(np.float64)
-    text = dict(zip(ids, texts))
-    ref = {c: float((q @ d.astype(np.float64).T).max(axis=1).sum())
-           for c, d in zip(cands, enc.encode_documents([text[c] for c in cands]))}
+    # the reference in a fresh interpreter, as the demo's: docstrings can differ in this process
+    # (other tests import and patch modules)
+    script = f"""
+import importlib.util, json, numpy as np
+from rank._demo_corpus import stdlib_corpus
+from rank.pipeline import Pipeline
+from rank.rerank import ColBERTEncoder
+from rank.retrieve import BM25, Tokenizer
+ids, texts = stdlib_corpus()
+stemmer = "english" if importlib.util.find_spec("Stemmer") else None
+bm25 = BM25(tokenizer=Tokenizer(stopwords="en", stemmer=stemmer)).index(texts, ids=ids, show_progress=False)
+cands = [h.id for h in Pipeline(bm25).search([{query!r}], k={depth})[0] if h.score > 0]
+enc = ColBERTEncoder({str(tmp_path / "colbert")!r}, intra_op_threads=1)
+q = enc.encode_queries([{query!r}])[0].astype(np.float64)
+text = dict(zip(ids, texts))
+docs = enc.encode_documents([text[c] for c in cands])
+print(json.dumps({{c: float((q @ d.astype(np.float64).T).max(axis=1).sum()) for c, d in zip(cands, docs)}}))
+"""
+    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    ref_run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300,
+                             cwd=tmp_path, env=env)
+    assert ref_run.returncode == 0, ref_run.stderr
+    ref = json.loads(ref_run.stdout)
     assert [r for r, _, _ in shown] == list(range(1, k + 1))
     for _, score, doc in shown:
         assert score == pytest.approx(ref[doc], abs=2e-3)
