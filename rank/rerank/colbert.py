@@ -94,9 +94,9 @@ class ColBERTEncoder:
                                         f"position limit), got {value}")
         self.query_maxlen, self.doc_maxlen = q, d
         self.tokenizer = _onnx.load_tokenizer(root / "tokenizer.json")
-        session = _onnx.make_session(self.model_path, providers=providers, intra_op_threads=intra_op_threads)
+        engine = _onnx.make_engine(self.model_path, providers=providers, intra_op_threads=intra_op_threads)
         pad = section.get("pad_token_id")
-        self._runner = _onnx.OnnxRunner(session, pad if isinstance(pad, int) else 0, self.model_path)
+        self._runner = _onnx.OnnxRunner(engine, pad if isinstance(pad, int) else 0, self.model_path)
 
     def __repr__(self) -> str:
         return (f"ColBERTEncoder({str(self.model_path)!r}, dim={self.dim}, query_maxlen={self.query_maxlen}, "

@@ -60,16 +60,16 @@ class CrossEncoder:
     overlap (each uses up to ``intra_op_threads`` cores).
     """
 
-    def __init__(self, session: Any, tokenizer: Any, config: dict, model_path: Path, *,
+    def __init__(self, engine: Any, tokenizer: Any, config: dict, model_path: Path, *,
                  max_length: int, batch_size: int, activation: str | None):
         self.model_path = model_path
         self.config = config
         self.tokenizer = tokenizer
-        self._runner = _onnx.OnnxRunner(session, _onnx.pad_token_id(tokenizer, config), model_path)
+        self._runner = _onnx.OnnxRunner(engine, _onnx.pad_token_id(tokenizer, config), model_path)
         self.max_length = max_length
         self.batch_size = batch_size
-        self.num_labels = int(session.get_outputs()[0].shape[-1]) if isinstance(
-            session.get_outputs()[0].shape[-1], int) else int(config.get("num_labels", len(config.get("id2label", {})) or 1))
+        self.num_labels = int(engine.get_outputs()[0].shape[-1]) if isinstance(
+            engine.get_outputs()[0].shape[-1], int) else int(config.get("num_labels", len(config.get("id2label", {})) or 1))
         if activation == "auto":
             saved = _saved_activation(config)
             activation = ("sigmoid" if self.num_labels == 1 else "softmax") if saved == "auto" else saved
@@ -131,8 +131,8 @@ class CrossEncoder:
         if limit is not None:
             max_length = min(max_length, limit)
         tokenizer = _onnx.load_tokenizer(root / "tokenizer.json")
-        session = _onnx.make_session(model_path, providers=providers, intra_op_threads=intra_op_threads)
-        return cls(session, tokenizer, config, model_path, max_length=max_length, batch_size=batch_size,
+        engine = _onnx.make_engine(model_path, providers=providers, intra_op_threads=intra_op_threads)
+        return cls(engine, tokenizer, config, model_path, max_length=max_length, batch_size=batch_size,
                    activation=activation)
 
     def __repr__(self) -> str:
