@@ -29,6 +29,9 @@ from rank.rerank import (
 )
 from rank.soft import soft_rank, soft_sort, spearman_loss
 from rank.retrieve import BM25, SparseIndex, Tokenizer
+from rank.pipeline import Hit, Pipeline
+from rank.evaluate import compare, evaluate, read_qrels, read_run, write_run
+from rank.fusion import fuse, fuse_scores
 
 __all__ = [
     "__version__",
@@ -45,12 +48,21 @@ __all__ = [
     "soft_rank",
     "soft_sort",
     "spearman_loss",
-    "CrossEncoder",
-    "export_cross_encoder",
-    "ColBERTEncoder",
-    "ColBERTReranker",
-    "export_colbert_encoder",
     "Tokenizer",
     "BM25",
     "SparseIndex",
+    "CrossEncoder",
+    "export_cross_encoder",
+    "Pipeline",
+    "Hit",
+    "evaluate",
+    "compare",
+    "read_qrels",
+    "read_run",
+    "write_run",
+    "fuse",
+    "fuse_scores",
+    "ColBERTEncoder",
+    "ColBERTReranker",
+    "export_colbert_encoder",
 ]

@@ -1,23 +1,426 @@
-"""The `rank` command (also `python -m rank`).
+"""The ``rank`` command (also ``python -m rank``): a thin layer over :mod:`rank.pipeline`.
 
-    rank demo [--docs N] [--query-tokens LQ] [--dim D] [--min-tokens A] [--max-tokens B]
-              [--top K] [--threads T] [--seed S]
+    rank index CORPUS -o INDEX        build a BM25 index (BEIR jsonl, .txt, .tsv, .csv)
+    rank search INDEX QUERIES -o RUN  top-k documents per query, as a TREC run
+    rank rerank RUN --corpus C --queries Q --model DIR -o RUN
+                                      rerank a run with a cross-encoder or a ColBERT encoder
+    rank fuse RUN RUN... -o RUN       fuse runs (rrf, combsum, ...)
+    rank eval QRELS RUN...            evaluation table (ndcg@10, map, ...); --json
+    rank demo ["your question"]       BM25 over the standard library's documentation
+    rank bench-maxsim                 time MaxSim on a generated late-interaction workload
 
-`demo` generates a late-interaction workload (one query against N documents of random
-length, L2-normalised token vectors), scores it with MaxSim and prints the top of the
-ranking and the timings.
+Data go to stdout or to the ``-o`` file (written to a temporary name, then renamed into place);
+progress and timings go to stderr (``--quiet`` silences them). A user error (a missing or
+malformed file, a bad option) prints one line ``rank CMD: error: ...`` to stderr and exits
+with status 2.
 """
 from __future__ import annotations
 
 import argparse
+import json
+import math
+import os
 import sys
+import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator, NoReturn, TextIO
 
 import numpy as np
 
+from rank.errors import InvalidValueError, RankError
 
-def _demo(args: argparse.Namespace) -> int:
+__all__ = ["main"]
+
+Run = dict[str, dict[str, float]]
+
+
+class _UserError(Exception):
+    """An error to report in one line (exit status 2)."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line on stderr (exit status 2)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+class _Formatter(argparse.RawDescriptionHelpFormatter):
+    """Keeps the example epilogs as written; appends a default the help text does not state."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        if ("default" not in text and action.default not in (None, False, argparse.SUPPRESS)
+                and action.option_strings):
+            text += " (default: %(default)s)"
+        return text
+
+
+def _log(args: argparse.Namespace, message: str) -> None:
+    if not getattr(args, "quiet", False):
+        print(message, file=sys.stderr, flush=True)
+
+
+# --- output --------------------------------------------------------------------------------------
+
+@contextmanager
+def _atomic_output(path: str | None) -> Iterator[TextIO]:
+    """A text stream to `path`, renamed into place only when the block succeeds; stdout for None or '-'."""
+    if path is None or path == "-":
+        yield sys.stdout
+        sys.stdout.flush()
+        return
+    target = Path(path)
+    if target.is_dir():
+        raise IsADirectoryError(21, "Is a directory (expected an output file name)", str(target))
+    parent = target.parent if str(target.parent) else Path(".")
+    if not parent.is_dir():
+        raise FileNotFoundError(2, "No such directory for the output file", str(parent))
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def _write_trec(run: Run, path: str | None, tag: str) -> int:
+    """Write `run` in TREC format (qid Q0 docid rank score tag) to `path` (atomically) or stdout;
+    returns the number of lines. Each query's documents are in trec_eval's order (score
+    descending, equal scores by document id descending, as :func:`rank.evaluate.write_run`),
+    so the rank column is the rank every evaluation tool sees; scores are written with
+    ``repr`` so that reading them back gives the same floats."""
+    if any(c.isspace() for c in tag) or not tag:
+        raise InvalidValueError(f"--run-name: must be a non-empty word without spaces, got {tag!r}")
+    n = 0
+    with _atomic_output(path) as out:
+        for qid, docs in run.items():
+            ranked = sorted(sorted(docs.items(), reverse=True), key=lambda t: -t[1])
+            for r, (doc, score) in enumerate(ranked, 1):
+                for name, value in (("query id", qid), ("document id", doc)):
+                    if not value or any(c.isspace() for c in value):
+                        raise InvalidValueError(f"{name} {value!r} cannot be written to a TREC run (empty or has spaces)")
+                out.write(f"{qid} Q0 {doc} {r} {score!r} {tag}\n")
+                n += 1
+    return n
+
+
+# --- index ---------------------------------------------------------------------------------------
+
+def _none_or(value: str) -> str | None:
+    return None if value.lower() in ("none", "") else value
+
+
+def _check_index_target(path: str) -> None:
+    """Refuse to replace anything but a previously saved index (saving replaces the target)."""
+    p = Path(path)
+    if not p.exists() and not p.is_symlink():
+        return
+    meta = p / "meta.json"
+    try:
+        is_index = p.is_dir() and "format_version" in json.loads(meta.read_text(encoding="utf-8"))
+    except (OSError, ValueError, TypeError):
+        is_index = False
+    if not is_index:
+        kind = "directory" if p.is_dir() else "file"
+        raise InvalidValueError(f"{path}: a {kind} that is not a saved index already exists there; "
+                                f"remove it or choose another output name")
+
+
+def _cmd_index(args: argparse.Namespace) -> int:
+    from rank._io_corpus import read_corpus
+    from rank.retrieve import BM25, Tokenizer
+
+    _check_index_target(args.output)
+    tokenizer = Tokenizer(stopwords=_none_or(args.stopwords), stemmer=_none_or(args.stemmer))
+    bm25 = BM25(method=args.method, k1=args.k1, b=args.b, delta=args.delta, tokenizer=tokenizer)
+    t0 = time.perf_counter()
+    ids, texts = read_corpus(args.corpus, args.format, show_progress=not args.quiet)
+    t1 = time.perf_counter()
+    _log(args, f"read {len(ids):,} documents from {args.corpus} in {t1 - t0:.2f} s")
+    bm25.index(texts, ids=ids, show_progress=not args.quiet)
+    t2 = time.perf_counter()
+    bm25.save(args.output)
+    _log(args, f"indexed in {t2 - t1:.2f} s ({len(ids) / max(t2 - t1, 1e-9):,.0f} docs/s), saved to {args.output}")
+    return 0
+
+
+# --- search --------------------------------------------------------------------------------------
+
+def _load_index(path: str, mmap: bool = True) -> Any:
+    from rank.retrieve import BM25
+
+    if not Path(path).exists():
+        raise FileNotFoundError(2, "No such index", path)
+    return BM25.load(path, mmap=mmap)
+
+
+def _cmd_search(args: argparse.Namespace) -> int:
+    from rank._io_corpus import read_queries
+    from rank.pipeline import Pipeline
+
+    t0 = time.perf_counter()
+    bm25 = _load_index(args.index)
+    qids, texts = read_queries(args.queries, args.format)
+    t1 = time.perf_counter()
+    _log(args, f"loaded the index and {len(qids):,} queries in {t1 - t0:.2f} s")
+    run = Pipeline(bm25).run(dict(zip(qids, texts)), k=args.k, n_threads=args.threads,
+                             show_progress=not args.quiet)
+    t2 = time.perf_counter()
+    lines = _write_trec(run, args.output, args.run_name)
+    _log(args, f"searched in {t2 - t1:.2f} s ({len(qids) / max(t2 - t1, 1e-9):,.0f} queries/s), "
+               f"{lines:,} results written to {args.output or 'stdout'}")
+    return 0
+
+
+# --- rerank --------------------------------------------------------------------------------------
+
+def _read_run(path: str) -> Run:
+    from rank.evaluate import read_run
+
+    if not Path(path).is_file():
+        raise FileNotFoundError(2, "No such run file", path)
+    return read_run(path)
+
+
+def _read_qrels(path: str) -> dict[str, dict[str, int]]:
+    from rank.evaluate import read_qrels
+
+    if not Path(path).is_file():
+        raise FileNotFoundError(2, "No such qrels file", path)
+    return read_qrels(path)
+
+
+def model_kind(path: str | os.PathLike[str]) -> str:
+    """``"colbert"`` or ``"cross-encoder"``: the kind of the exported model in directory `path`.
+
+    Read from the ``"rank_kernels"`` section of its ``config.json`` (``{"kind": ...}``, written
+    by the export functions); without one, a Hugging Face config whose architecture is a
+    sequence classifier is a cross-encoder, and a config mentioning ColBERT is a ColBERT
+    encoder. Raises FileNotFoundError for a missing directory, InvalidValueError when the
+    directory holds no ONNX model or its kind cannot be told.
+    """
+    p = Path(path)
+    if not p.is_dir():
+        raise FileNotFoundError(2, "No such model directory", str(path))
+    if not any(p.glob("*.onnx")) and not any(p.glob("onnx/*.onnx")):
+        raise InvalidValueError(f"{path}: no ONNX model (model.onnx) in this directory; export one with "
+                                f"rank.rerank.export_cross_encoder or export_colbert_encoder")
+    config: Any = {}
+    cfg = p / "config.json"
+    if cfg.is_file():
+        try:
+            config = json.loads(cfg.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as e:
+            raise InvalidValueError(f"{cfg}: unreadable model configuration ({e})") from None
+    section = config.get("rank_kernels") if isinstance(config, dict) else None
+    kind = str(section.get("kind", "")).lower() if isinstance(section, dict) else ""
+    if "colbert" in kind or "late" in kind:
+        return "colbert"
+    if "cross" in kind:
+        return "cross-encoder"
+    archs = " ".join(map(str, config.get("architectures") or [])) if isinstance(config, dict) else ""
+    if "SequenceClassification" in archs:
+        return "cross-encoder"
+    if "colbert" in json.dumps(config).lower():
+        return "colbert"
+    raise InvalidValueError(f"{path}: cannot tell a cross-encoder from a ColBERT encoder (config.json has no "
+                            f"'rank_kernels' section naming its kind)")
+
+
+def load_reranker(path: str, *, threads: int | None = None, batch_size: int = 32,
+                  max_length: int | None = None) -> tuple[Any, str]:
+    """Load the exported model in directory `path`: ``(model, kind)`` with kind from
+    :func:`model_kind`. A ColBERT directory gives a ``ColBERTEncoder``, a cross-encoder
+    directory a ``CrossEncoder`` (``max_length`` and ``threads`` go to ONNX Runtime)."""
+    kind = model_kind(path)
+    if kind == "colbert":
+        from rank.rerank import ColBERTEncoder
+
+        kw: dict[str, Any] = {"batch_size": batch_size, "intra_op_threads": threads}
+        if max_length is not None:
+            kw["doc_maxlen"] = max_length
+        return ColBERTEncoder(str(path), **kw), kind
+    from rank.rerank import CrossEncoder
+
+    kw = {"batch_size": batch_size, "intra_op_threads": threads}
+    if max_length is not None:
+        kw["max_length"] = max_length
+    return CrossEncoder.from_pretrained(str(path), **kw), kind
+
+
+def _cmd_rerank(args: argparse.Namespace) -> int:
+    from rank._io_corpus import read_corpus, read_queries
+    from rank.pipeline import rerank_run
+
+    t0 = time.perf_counter()
+    run = _read_run(args.run)
+    qids, qtexts = read_queries(args.queries, args.queries_format)
+    ids, texts = read_corpus(args.corpus, args.corpus_format)
+    model, kind = load_reranker(args.model, threads=args.threads, batch_size=args.batch_size,
+                                max_length=args.max_length)
+    t1 = time.perf_counter()
+    _log(args, f"loaded a run of {len(run):,} queries, {len(qids):,} queries, {len(ids):,} documents "
+               f"and a {kind} in {t1 - t0:.2f} s")
+    queries = dict(zip(qids, qtexts))
+    missing = [q for q in run if q not in queries]
+    if missing:
+        raise InvalidValueError(f"{args.run}: query {missing[0]!r} is not in {args.queries} "
+                                f"({len(missing)} of {len(run)} run queries missing)")
+    reranked = rerank_run(model, {q: queries[q] for q in run}, run, dict(zip(ids, texts)), depth=args.depth,
+                          k=args.k, n_threads=args.threads, show_progress=not args.quiet)
+    t2 = time.perf_counter()
+    pairs = sum(min(len(d), args.depth) for d in run.values())
+    lines = _write_trec(reranked, args.output, args.run_name)
+    _log(args, f"reranked {pairs:,} pairs in {t2 - t1:.2f} s ({pairs / max(t2 - t1, 1e-9):,.0f} pairs/s), "
+               f"{lines:,} results written to {args.output or 'stdout'}")
+    return 0
+
+
+# --- fuse ----------------------------------------------------------------------------------------
+
+def _cmd_fuse(args: argparse.Namespace) -> int:
+    from rank.fusion import fuse
+
+    if len(args.runs) < 2:
+        raise InvalidValueError("fuse needs at least two runs")
+    runs = [_read_run(p) for p in args.runs]
+    kw: dict[str, Any] = {"method": args.method, "norm": _none_or(args.norm or "none"), "k": args.rrf_k}
+    if args.weights is not None:
+        if len(args.weights) != len(runs):
+            raise InvalidValueError(f"--weights: expected {len(runs)} weights, one per run, got {len(args.weights)}")
+        kw["weights"] = args.weights
+    t0 = time.perf_counter()
+    fused = fuse(runs, n_threads=args.threads, **kw)
+    t1 = time.perf_counter()
+    if args.depth is not None:
+        fused = {q: dict(sorted(d.items(), key=lambda t: -t[1])[:args.depth]) for q, d in fused.items()}
+    lines = _write_trec(fused, args.output, args.run_name)
+    _log(args, f"fused {len(runs)} runs ({args.method}) in {t1 - t0:.2f} s, {lines:,} results written "
+               f"to {args.output or 'stdout'}")
+    return 0
+
+
+# --- eval ----------------------------------------------------------------------------------------
+
+def _cmd_eval(args: argparse.Namespace) -> int:
+    from rank.evaluate import evaluate
+
+    qrels = _read_qrels(args.qrels)
+    table: dict[str, Any] = {}
+    for path in args.runs:
+        run = _read_run(path)
+        table[path] = evaluate(qrels, run, list(args.metrics), per_query=args.per_query,
+                               relevance_level=args.relevance_level, n_threads=args.threads)
+    if args.json:
+        out = table if len(args.runs) > 1 else table[args.runs[0]]
+        print(json.dumps(out, indent=2, sort_keys=False))
+        return 0
+    metrics = list(args.metrics)
+    if args.per_query:
+        for path, per in table.items():
+            print(f"# {path}")
+            _print_table([(q, [vals.get(m, float("nan")) for m in metrics]) for q, vals in per.items()],
+                         "query", metrics)
+        return 0
+    _print_table([(p, [table[p][m] for m in metrics]) for p in args.runs], "run", metrics)
+    return 0
+
+
+def _print_table(rows: list[tuple[str, list[float]]], first: str, metrics: list[str]) -> None:
+    width = max([len(first)] + [len(r[0]) for r in rows])
+    cols = [max(len(m), 6) for m in metrics]
+    print(f"{first:<{width}}  " + "  ".join(f"{m:>{c}}" for m, c in zip(metrics, cols)))
+    for name, vals in rows:
+        print(f"{name:<{width}}  " + "  ".join(f"{v:>{c}.4f}" for v, c in zip(vals, cols)))
+
+
+# --- demo ----------------------------------------------------------------------------------------
+
+def _snippet(text: str, width: int) -> str:
+    lines = text.split("\n", 1)
+    body = " ".join((lines[1] if len(lines) > 1 else lines[0]).split())
+    return body if len(body) <= width else body[:width - 3].rstrip(" .,;:") + "..."
+
+
+def _has_module(name: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(name) is not None
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    import rank
+    from rank._demo_corpus import DEMO_QUERIES, stdlib_corpus
+    from rank._validate import resolve_threads
+    from rank.pipeline import Hit, Pipeline, rerank_run
+    from rank.retrieve import BM25, Tokenizer
+
+    threads = resolve_threads(args.threads)
+    queries = list(args.queries) or list(DEMO_QUERIES)
+    t0 = time.perf_counter()
+    ids, texts = stdlib_corpus()
+    stemmer = "english" if _has_module("Stemmer") else None
+    t1 = time.perf_counter()
+    bm25 = BM25(tokenizer=Tokenizer(stopwords="en", stemmer=stemmer)).index(texts, ids=ids, show_progress=False)
+    t2 = time.perf_counter()
+    print(f"rank-kernels {rank.__version__} demo: search the documentation of this Python's standard library")
+    print(f"  {len(ids):,} docstrings ({sum(map(len, texts)) / 1e6:.1f} MB of text) collected in "
+          f"{(t1 - t0) * 1e3:.0f} ms, BM25 index built in {(t2 - t1) * 1e3:.0f} ms "
+          f"({'English stemming' if stemmer else 'no stemming: pip install PyStemmer to add it'})")
+
+    reranker = None
+    if args.colbert is not None:
+        model, kind = load_reranker(args.colbert, threads=threads)
+        if kind != "colbert":
+            raise InvalidValueError(f"--colbert: {args.colbert} holds a cross-encoder, not a ColBERT encoder")
+        reranker = model
+    first = Pipeline(bm25)
+    depth = max(args.depth, args.k) if reranker is not None else args.k
+    first.search(queries[:1], k=depth, n_threads=threads)  # warm up (thread pool, caches)
+    t3 = time.perf_counter()
+    bm25_hits = first.search(queries, k=depth, n_threads=threads)
+    t4 = time.perf_counter()
+    # a document sharing no word with the query scores 0 (BM25 fills k with them): drop it
+    results = [[h for h in hits if h.score > 0] for hits in bm25_hits]
+    rerank_time = None
+    if reranker is not None:
+        run = {str(i): {h.id: h.score for h in hits} for i, hits in enumerate(results)}
+        t5 = time.perf_counter()
+        reranked = rerank_run(reranker, {str(i): q for i, q in enumerate(queries)}, run, dict(zip(ids, texts)),
+                              depth=depth, k=args.k, n_threads=threads)
+        rerank_time = time.perf_counter() - t5
+        results = [[Hit(d, s) for d, s in reranked[str(i)].items()] for i in range(len(queries))]
+    text_of = dict(zip(ids, texts))
+    name_w = min(40, max([len(h.id) for hits in results for h in hits[:args.k]] + [10]))
+    label = "MaxSim" if reranker is not None else "BM25"
+    for q, hits in zip(queries, results):
+        print(f"\n  {q}")
+        if not hits:
+            print("     (no document shares a word with this query)")
+        for r, h in enumerate(hits[:args.k], 1):
+            print(f"  {r:>3}  {h.score:7.3f}  {h.id:<{name_w}}  {_snippet(text_of[h.id], 60)}")
+    print(f"\n  {label} ranking; BM25 answered {len(queries)} queries in {(t4 - t3) * 1e3:.2f} ms "
+          f"({len(queries) / max(t4 - t3, 1e-9):,.0f} queries/s, {threads} thread{'s' if threads > 1 else ''})")
+    if rerank_time is not None:
+        print(f"  ColBERT encoding + MaxSim reranking of BM25's top {depth} per query: "
+              f"{rerank_time * 1e3:.0f} ms ({rerank_time * 1e3 / len(queries):.0f} ms per query)")
+    if not args.queries:
+        print('\n  Ask your own: python -m rank demo "how do I sort a dictionary by value"')
+    return 0
+
+
+def _bench_maxsim(args: argparse.Namespace) -> int:
     import rank
     from rank._validate import resolve_threads
     from rank_kernels.maxsim import isa
@@ -32,7 +435,7 @@ def _demo(args: argparse.Namespace) -> int:
     query /= np.linalg.norm(query, axis=1, keepdims=True)
     threads = resolve_threads(args.threads)
 
-    print(f"rank-kernels {rank.__version__} demo: MaxSim late interaction ({isa()} kernels, {threads} threads)")
+    print(f"rank-kernels {rank.__version__}: MaxSim late interaction ({isa()} kernels, {threads} threads)")
     print(f"  query {args.query_tokens} x {args.dim}, {args.docs} documents of "
           f"{args.min_tokens}-{args.max_tokens} tokens ({int(lengths.sum())} token vectors)")
     rank.rerank_maxsim(query, docs[:2], top_k=1, n_threads=threads)  # warm up
@@ -42,7 +445,7 @@ def _demo(args: argparse.Namespace) -> int:
         idx, scores = rank.rerank_maxsim(query, docs, top_k=args.top, n_threads=threads)
         best = min(best, time.perf_counter() - t0)
     flops = 2.0 * args.query_tokens * args.dim * lengths.sum()
-    print(f"\n  rank  doc   tokens  score")
+    print("\n  rank  doc   tokens  score")
     for r, (i, s) in enumerate(zip(idx, scores), 1):
         print(f"  {r:>4}  {i:>4}  {lengths[i]:>6}  {s:.4f}")
     print(f"\n  scored {args.docs} documents in {best * 1e3:.1f} ms (best of {args.repeat}): "
@@ -50,31 +453,181 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- the parser ----------------------------------------------------------------------------------
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def _nonneg_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text}")
+    return value
+
+
+def _common(p: argparse.ArgumentParser, threads: bool = True) -> None:
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars or timings on stderr")
+    if threads:
+        p.add_argument("--threads", type=_positive, default=None, metavar="N",
+                       help="threads (default: all cores)")
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    from rank._io_corpus import FORMATS
+    from rank._version import __version__
+
+    parser = _Parser(prog="rank", formatter_class=_Formatter,
+                     description="Fast ranking: BM25 retrieval, reranking, fusion and evaluation.",
+                     epilog="example:\n  rank index corpus.jsonl -o idx && rank search idx queries.jsonl -o run.trec"
+                            "\n  rank eval qrels.tsv run.trec -m ndcg@10 recall@100"
+                            "\n\nrun 'rank COMMAND --help' for the options of a command")
+    parser.add_argument("--version", action="version", version=f"rank-kernels {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+
+    def add(name: str, help: str, example: str) -> argparse.ArgumentParser:
+        return sub.add_parser(name, help=help, description=help[0].upper() + help[1:] + ".",
+                              epilog=f"example:\n  {example}", formatter_class=_Formatter)
+
+    p = add("index", "build a BM25 index of a document collection and save it",
+            "rank index corpus.jsonl -o scifact.idx --stemmer english")
+    p.add_argument("corpus", help="BEIR corpus.jsonl (_id, title, text), .txt (one document per line; "
+                                  "ids are line numbers), or .tsv/.csv with id and text columns; .gz allowed")
+    p.add_argument("-o", "--output", required=True, metavar="INDEX", help="index directory to write")
+    p.add_argument("--format", choices=FORMATS, default=None, help="file format (default: from the suffix)")
+    p.add_argument("--method", default="lucene", help="BM25 variant: robertson, lucene, atire, bm25l, bm25+")
+    p.add_argument("--k1", type=_nonneg_float, default=1.2, help="term frequency saturation")
+    p.add_argument("--b", type=_nonneg_float, default=0.75, help="length normalisation, in [0, 1]")
+    p.add_argument("--delta", type=_nonneg_float, default=0.5, help="shift of bm25l and bm25+")
+    p.add_argument("--stopwords", default="en", metavar="LANG", help="stopword list, or 'none'")
+    p.add_argument("--stemmer", default="none", metavar="LANG",
+                   help="Snowball stemmer language, e.g. english (needs PyStemmer), or 'none'")
+    _common(p, threads=False)
+    p.set_defaults(func=_cmd_index)
+
+    p = add("search", "retrieve the top k documents of each query as a TREC run",
+            "rank search scifact.idx queries.jsonl -k 100 -o bm25.trec")
+    p.add_argument("index", help="index directory written by 'rank index'")
+    p.add_argument("queries", help="BEIR queries.jsonl, .txt (one query per line), or .tsv/.csv (id, text)")
+    p.add_argument("-k", type=_positive, default=100, help="documents per query")
+    p.add_argument("-o", "--output", default=None, metavar="RUN", help="TREC run file (default: stdout)")
+    p.add_argument("--format", choices=FORMATS, default=None, help="queries file format (default: from the suffix)")
+    p.add_argument("--run-name", default="rank", help="tag written in the last column")
+    _common(p)
+    p.set_defaults(func=_cmd_search)
+
+    p = add("rerank", "rerank a TREC run with a cross-encoder or a ColBERT encoder (ONNX export directory)",
+            "rank rerank bm25.trec --corpus corpus.jsonl --queries queries.jsonl --model minilm-ce/ -o ce.trec")
+    p.add_argument("run", help="TREC run to rerank")
+    p.add_argument("--corpus", required=True, help="the collection the run ranks (same formats as 'rank index')")
+    p.add_argument("--queries", required=True, help="the queries of the run")
+    p.add_argument("--model", required=True, metavar="DIR",
+                   help="model directory (cross-encoder or ColBERT, told apart by its config)")
+    p.add_argument("--depth", type=_positive, default=100, help="candidates reranked per query")
+    p.add_argument("-k", type=_positive, default=None, help="documents kept per query (default: --depth)")
+    p.add_argument("-o", "--output", default=None, metavar="RUN", help="TREC run file (default: stdout)")
+    p.add_argument("--batch-size", type=_positive, default=32, help="model batch size")
+    p.add_argument("--max-length", type=_positive, default=None, help="maximum tokens per pair or document")
+    p.add_argument("--corpus-format", choices=FORMATS, default=None, help="(default: from the suffix)")
+    p.add_argument("--queries-format", choices=FORMATS, default=None, help="(default: from the suffix)")
+    p.add_argument("--run-name", default="rerank", help="tag written in the last column")
+    _common(p)
+    p.set_defaults(func=_cmd_rerank)
+
+    p = add("fuse", "fuse several TREC runs into one",
+            "rank fuse bm25.trec dense.trec --method rrf -o fused.trec")
+    p.add_argument("runs", nargs="+", metavar="RUN", help="TREC runs (two or more)")
+    p.add_argument("--method", default="rrf",
+                   help="rrf, combsum, combmnz, combmax, combmin, combanz, combmed, borda, isr, wsum")
+    p.add_argument("--norm", default=None, help="score normalisation: min-max, zmuv, sum, max, rank (default: none)")
+    p.add_argument("--weights", type=float, nargs="+", default=None, help="one weight per run (wsum)")
+    p.add_argument("--rrf-k", type=_positive, default=60, help="the k constant of reciprocal rank fusion")
+    p.add_argument("--depth", type=_positive, default=None, help="keep the top N documents per query")
+    p.add_argument("-o", "--output", default=None, metavar="RUN", help="TREC run file (default: stdout)")
+    p.add_argument("--run-name", default="fused", help="tag written in the last column")
+    _common(p)
+    p.set_defaults(func=_cmd_fuse)
+
+    p = add("eval", "evaluate TREC runs against relevance judgements",
+            "rank eval qrels.tsv bm25.trec ce.trec -m ndcg@10 map recall@100")
+    p.add_argument("qrels", help="relevance judgements: TREC qrels or BEIR qrels.tsv")
+    p.add_argument("runs", nargs="+", metavar="RUN", help="TREC runs")
+    p.add_argument("-m", "--metrics", nargs="+", default=["ndcg@10", "map", "recall@100"], metavar="METRIC",
+                   help="ndcg@k, ndcg_exp@k, map, map@k, mrr@k, recip_rank, precision@k, recall@k, "
+                        "r_precision, hit_rate@k, bpref")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.add_argument("--per-query", action="store_true", help="one row per query")
+    p.add_argument("--relevance-level", type=int, default=1, help="smallest grade counted as relevant")
+    _common(p)
+    p.set_defaults(func=_cmd_eval)
+
+    p = add("demo", "search the documentation of the installed Python standard library with BM25",
+            'rank demo "how do I parse a date"')
+    p.add_argument("queries", nargs="*", metavar="QUERY", help="your questions (default: a few examples)")
+    p.add_argument("-k", type=_positive, default=5, help="results per query")
+    p.add_argument("--colbert", default=None, metavar="DIR",
+                   help="ColBERT encoder directory: rerank BM25's candidates with MaxSim")
+    p.add_argument("--depth", type=_positive, default=50, help="BM25 candidates reranked per query")
+    _common(p, threads=False)
+    p.add_argument("--threads", type=_positive, default=1, metavar="N",
+                   help="threads (default 1: a handful of queries is answered faster by one thread)")
+    p.set_defaults(func=_cmd_demo)
+
+    p = add("bench-maxsim", "time MaxSim scoring on a generated late-interaction workload",
+            "rank bench-maxsim --docs 2000 --threads 2")
+    p.add_argument("--docs", type=_positive, default=2000, help="number of documents")
+    p.add_argument("--query-tokens", type=_positive, default=32, help="query tokens")
+    p.add_argument("--dim", type=_positive, default=128, help="token vector dimension")
+    p.add_argument("--min-tokens", type=_positive, default=128, help="shortest document")
+    p.add_argument("--max-tokens", type=_positive, default=512, help="longest document")
+    p.add_argument("--top", type=_positive, default=10, help="documents to print")
+    p.add_argument("--repeat", type=_positive, default=5, help="timed repetitions")
+    p.add_argument("--seed", type=int, default=0, help="random seed")
+    _common(p)
+    p.set_defaults(func=_bench_maxsim)
+    return parser
+
+
+def _describe(e: BaseException) -> str:
+    if isinstance(e, OSError) and e.filename is not None:
+        return f"{e.strerror or e}: {e.filename}"
+    text = str(e).strip() or type(e).__name__
+    return " ".join(text.split())  # one line
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the `rank` command; returns the exit code."""
-    parser = argparse.ArgumentParser(prog="rank", description="Fast ranking primitives.")
-    sub = parser.add_subparsers(dest="command", required=True)
-    demo = sub.add_parser("demo", help="score a generated late-interaction workload and print the ranking")
-    demo.add_argument("--docs", type=int, default=2000, help="number of documents (default 2000)")
-    demo.add_argument("--query-tokens", type=int, default=32, help="query tokens (default 32)")
-    demo.add_argument("--dim", type=int, default=128, help="token vector dimension (default 128)")
-    demo.add_argument("--min-tokens", type=int, default=128, help="shortest document (default 128)")
-    demo.add_argument("--max-tokens", type=int, default=512, help="longest document (default 512)")
-    demo.add_argument("--top", type=int, default=10, help="documents to print (default 10)")
-    demo.add_argument("--threads", type=int, default=None, help="threads (default: all cores)")
-    demo.add_argument("--repeat", type=int, default=5, help="timed repetitions (default 5)")
-    demo.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    """Entry point of the ``rank`` command; returns the exit status (0 ok, 2 user error).
+
+    `argv` defaults to ``sys.argv[1:]``. Usage errors exit through argparse with status 2.
+    """
+    parser = _build_parser()
     args = parser.parse_args(argv)
-    if args.command == "demo":
-        for name in ("docs", "query_tokens", "dim", "min_tokens", "top", "repeat"):
-            if getattr(args, name) < 1:
-                parser.error(f"--{name.replace('_', '-')} must be at least 1")
-        if args.max_tokens < args.min_tokens:
-            parser.error("--max-tokens must be at least --min-tokens")
-        if args.threads is not None and args.threads < 1:
-            parser.error("--threads must be at least 1")
-        return _demo(args)
-    return 2
+    if args.command == "bench-maxsim" and args.max_tokens < args.min_tokens:
+        parser.error("--max-tokens must be at least --min-tokens")
+    prog = f"rank {args.command}"
+    func: Callable[[argparse.Namespace], int] = args.func
+    try:
+        return func(args)
+    except BrokenPipeError:  # the reader of stdout went away (rank search ... | head)
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 1
+    except (RankError, OSError, UnicodeError, _UserError) as e:
+        print(f"{prog}: error: {_describe(e)}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

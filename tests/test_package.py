@@ -66,9 +66,24 @@ def test_readme_commands_match_ci():
         assert command in ci, f"CI does not run the README command {command!r}"
 
 
+def run_rank(*args, timeout=120):
+    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    return subprocess.run([sys.executable, "-m", "rank", *args], capture_output=True, text=True,
+                          timeout=timeout, cwd=os.getcwd(), env=env)
+
+
 def test_demo_command():
-    out = subprocess.run([sys.executable, "-m", "rank", "demo", "--docs", "50", "--top", "3", "--repeat", "1"],
-                         capture_output=True, text=True, timeout=120, cwd=os.getcwd())
+    out = run_rank("demo")
+    assert out.returncode == 0, out.stderr
+    assert "docstrings" in out.stdout and "queries/s" in out.stdout
+    ranks = [line.split() for line in out.stdout.splitlines() if re.match(r"\s+\d+\s+[-\d.]+\s+[\w.]+\s", line)]
+    assert len(ranks) >= 10
+    ids = [r[2] for r in ranks]
+    assert "shutil.copytree" in ids and any(i.startswith("gzip.") for i in ids)
+
+
+def test_bench_maxsim_command():
+    out = run_rank("bench-maxsim", "--docs", "50", "--top", "3", "--repeat", "1")
     assert out.returncode == 0, out.stderr
     assert "GFLOP/s" in out.stdout and "docs/s" in out.stdout
     ranks = [line.split() for line in out.stdout.splitlines() if re.match(r"\s+\d+\s+\d+\s+\d+\s+[-\d.]+$", line)]
@@ -78,9 +93,12 @@ def test_demo_command():
 
 
 def test_demo_rejects_bad_arguments():
-    out = subprocess.run([sys.executable, "-m", "rank", "demo", "--docs", "0"],
-                         capture_output=True, text=True, timeout=60)
+    out = run_rank("demo", "-k", "0", timeout=60)
+    assert out.returncode == 2 and "-k" in out.stderr and "Traceback" not in out.stderr
+    out = run_rank("bench-maxsim", "--docs", "0", timeout=60)
     assert out.returncode == 2 and "--docs" in out.stderr
+    out = run_rank("bench-maxsim", "--min-tokens", "9", "--max-tokens", "8", timeout=60)
+    assert out.returncode == 2 and "--max-tokens" in out.stderr
 
 
 def test_docstring_examples():
