@@ -462,3 +462,24 @@ def test_docstring_examples_of_the_retrieve_package():
     for name in ["rank.retrieve", "rank.retrieve.tokenizer", "rank.retrieve.bm25", "rank.retrieve.sparse"]:
         result = doctest.testmod(importlib.import_module(name), optionflags=doctest.NORMALIZE_WHITESPACE)
         assert result.attempted > 0 and result.failed == 0, name
+
+
+def test_save_never_replaces_foreign_data(tmp_path):
+    bm = BM25().index([["a", "b"], ["b", "c"]], show_progress=False)
+    target = tmp_path / "data"
+    target.mkdir()
+    (target / "notes.txt").write_text("keep me")
+    with pytest.raises(InvalidValueError, match="not a saved index"):
+        bm.save(target)
+    assert (target / "notes.txt").read_text() == "keep me"
+    a_file = tmp_path / "file.txt"
+    a_file.write_text("keep me too")
+    with pytest.raises(InvalidValueError, match="not a directory"):
+        bm.save(a_file)
+    assert a_file.read_text() == "keep me too"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "file.txt"]
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    bm.save(empty)                      # an empty directory may be used
+    bm.save(empty)                      # and an index saved earlier replaced
+    assert BM25.load(empty).get_scores(["b"]).shape == (2,)

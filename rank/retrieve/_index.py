@@ -161,11 +161,33 @@ def scores(postings: Postings, batch: QueryBatch) -> np.ndarray:
 FORMAT_VERSION = 1
 
 
+def _check_replaceable(path: str) -> None:
+    """Saving may replace an empty directory or an index saved earlier, nothing else: a file or
+    a directory of other data at `path` raises InvalidValueError and is left untouched."""
+    if not os.path.lexists(path):
+        return
+    if not os.path.isdir(path) or os.path.islink(path):
+        raise InvalidValueError(f"path: {path} exists and is not a directory; refusing to replace it with an index")
+    entries = os.listdir(path)
+    if not entries:
+        return
+    try:
+        with open(os.path.join(path, "meta.json"), encoding="utf-8") as f:
+            meta = json.load(f)
+        ours = isinstance(meta, dict) and "format" in meta and "format_version" in meta
+    except (OSError, ValueError):
+        ours = False
+    if not ours:
+        raise InvalidValueError(f"path: {path} is a non-empty directory that is not a saved index; "
+                                "refusing to replace it (choose another path or remove it)")
+
+
 def save_dir(path: Any, fmt: str, meta: dict[str, Any], arrays: dict[str, np.ndarray],
              extra_json: dict[str, Any]) -> None:
     """Write arrays (.npy), extra JSON files and meta.json into a temporary directory beside
     `path`, then rename it into place (replacing an existing index only once all is written)."""
     path = os.fspath(path)
+    _check_replaceable(path)
     parent = os.path.dirname(os.path.abspath(path))
     os.makedirs(parent, exist_ok=True)
     tmp = tempfile.mkdtemp(prefix=".tmp-" + os.path.basename(path) + "-", dir=parent)
