@@ -17,7 +17,7 @@ Conventions (those of trec_eval, and so of pytrec_eval):
 from __future__ import annotations
 
 import re
-from typing import Mapping, Sequence, Union
+from typing import Any, Mapping, Sequence, Union
 
 import numpy as np
 
@@ -97,7 +97,7 @@ def _check_dict(x: object, name: str) -> dict:
     return x
 
 
-def sort_run(offsets: np.ndarray, scores: np.ndarray, doc_lists, n_threads: int) -> np.ndarray:
+def sort_run(offsets: np.ndarray, scores: np.ndarray, doc_lists: Any, n_threads: int) -> np.ndarray:
     """Positions of each segment's entries in trec_eval order (score desc, docid desc).
 
     `doc_lists(q)` returns the document ids of segment q (a list of str, in position order); it
@@ -128,7 +128,7 @@ def _first_nan(qids, offsets, scores, run):
 
 
 def _evaluate_arrays(qrels: Qrels, run: Run, codes: np.ndarray, ks: np.ndarray, relevance_level: int,
-                     n_threads: int):
+                     n_threads: int) -> Any:
     """(qids, values float64 (n_queries, n_metrics)) for the queries in both run and qrels."""
     run = _check_dict(run, "run")
     qrels = _check_dict(qrels, "qrels")
@@ -149,7 +149,7 @@ def _evaluate_arrays(qrels: Qrels, run: Run, codes: np.ndarray, ks: np.ndarray, 
 
 
 def evaluate(qrels: Qrels, run: Run, metrics: Union[str, Sequence[str]], *, per_query: bool = False,
-             relevance_level: int = 1, n_threads: int | None = None):
+             relevance_level: int = 1, n_threads: int | None = None) -> dict[str, Any]:
     """Evaluate a run against relevance judgements, with trec_eval's exact conventions.
 
     Parameters

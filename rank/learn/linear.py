@@ -52,7 +52,7 @@ class LinearRanker:
     def fit(self, X: ArrayLike, y: ArrayLike, group: Optional[ArrayLike] = None, *,
             qid: Optional[ArrayLike] = None) -> "LinearRanker":
         """Fit on features X (n, d), integer labels y (n,) and group sizes or qid; returns self."""
-        from scipy.optimize import minimize  # type: ignore[import-untyped]
+        from scipy.optimize import minimize
 
         x = as_float_array(X, "X", 2, dtypes=(np.dtype(np.float64),), default=np.float64)
         y = np.asarray(y)

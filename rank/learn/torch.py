@@ -28,7 +28,7 @@ from rank.errors import InvalidValueError, ShapeError, UnknownMethodError
 __all__ = ["ranknet", "pairwise_hinge", "listnet", "listmle", "approx_ndcg", "lambdarank", "RankingLoss"]
 
 
-def _check(scores: "torch.Tensor", labels: "torch.Tensor", mask: Optional["torch.Tensor"]):
+def _check(scores: "torch.Tensor", labels: "torch.Tensor", mask: Optional["torch.Tensor"]) -> Any:
     if scores.dim() != 2:
         raise ShapeError(f"scores: expected a 2-D (batch, list) tensor, got shape {tuple(scores.shape)}")
     if labels.shape != scores.shape:
@@ -86,7 +86,7 @@ def listmle(scores: "torch.Tensor", labels: "torch.Tensor", mask: Optional["torc
     return torch.where(m, lse - torch.where(m, s, 0.0), 0.0).sum()
 
 
-def _gain_table(gain: str, label_gain: Optional[Sequence[float]], max_label: int, like: "torch.Tensor"):
+def _gain_table(gain: str, label_gain: Optional[Sequence[float]], max_label: int, like: "torch.Tensor") -> Any:
     if label_gain is not None:
         g = torch.as_tensor(label_gain, dtype=like.dtype)
         if max_label >= g.numel():

@@ -61,7 +61,7 @@ class CrossEncoder:
     """
 
     def __init__(self, engine: Any, tokenizer: Any, config: dict, model_path: Path, *,
-                 max_length: int, batch_size: int, activation: str | None):
+                 max_length: int, batch_size: int, activation: str | None) -> None:
         self.model_path = model_path
         self.config = config
         self.tokenizer = tokenizer
@@ -296,7 +296,7 @@ def export_cross_encoder(checkpoint_or_id: str | os.PathLike, out_dir: str | os.
     axes = {n: {0: "batch", 1: "sequence"} for n in names}
     axes["logits"] = {0: "batch"}
 
-    class _Logits(torch.nn.Module):  # type: ignore[name-defined,misc]
+    class _Logits(torch.nn.Module):  # type: ignore[name-defined]
         def __init__(self, inner: Any):
             super().__init__()
             self.inner = inner

@@ -33,7 +33,7 @@ def _wrap(build: Callable[[np.ndarray], "_proj._Projection"], n: int) -> Callabl
     """A custom_vjp function of one array argument from a projection builder (validated eagerly)."""
     like = build(np.zeros((1, n)))  # checks the settings now, and fixes mode / kl / scale
 
-    def host_forward(x: np.ndarray):
+    def host_forward(x: np.ndarray) -> Any:
         x = np.asarray(x)
         x2 = np.ascontiguousarray(x.reshape(-1, x.shape[-1]))
         p = build(x2)
@@ -49,21 +49,21 @@ def _wrap(build: Callable[[np.ndarray], "_proj._Projection"], n: int) -> Callabl
         p = _proj._Projection.restore(flat(x, x.dtype), flat(out, x.dtype), flat(perm, np.int32), like)
         return p.vjp(flat(g, x.dtype)).reshape(x.shape)
 
-    def shapes(x: Any):
+    def shapes(x: Any) -> Any:
         return jax.ShapeDtypeStruct(x.shape, x.dtype), jax.ShapeDtypeStruct(x.shape, jnp.int32)
 
-    def run(x: Any):
+    def run(x: Any) -> Any:
         return jax.pure_callback(host_forward, shapes(x), x, vmap_method="broadcast_all")
 
     @jax.custom_vjp
     def f(x: Any) -> Any:
         return run(x)[0]
 
-    def fwd(x: Any):
+    def fwd(x: Any) -> Any:
         out, perm = run(x)
         return out, (x, out, perm)
 
-    def bwd(res: Any, g: Any):
+    def bwd(res: Any, g: Any) -> Any:
         x = res[0]
         grad = jax.pure_callback(host_backward, jax.ShapeDtypeStruct(x.shape, x.dtype), *res, g,
                                  vmap_method="broadcast_all")

@@ -479,7 +479,7 @@ def _hard_ranks(t: np.ndarray) -> np.ndarray:
 
 
 def _spearman(pred: npt.ArrayLike, target: npt.ArrayLike, regularization_strength: Any, regularization: str,
-              reduction: str, n_threads: Optional[int], check_finite: bool, grad: bool):
+              reduction: str, n_threads: Optional[int], check_finite: bool, grad: bool) -> Any:
     reduction = _choice(reduction, "reduction", REDUCTIONS)
     p = _rank_projection(pred, "ascending", regularization_strength, regularization, n_threads, check_finite,
                          save=grad)

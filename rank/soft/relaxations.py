@@ -31,7 +31,7 @@ array([3., 1., 2.])
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, Dict, Optional, Tuple
+from typing import Any, Callable, Dict, Optional, Tuple, Union
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -57,11 +57,11 @@ _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 # ---------------------------------------------------------------------------------------------
 # input validation
 
-def _names(valid) -> str:
+def _names(valid: Any) -> str:
     return ", ".join(repr(v) for v in valid)
 
 
-def _rows(values: ArrayLike, name: str = "values", check_finite: bool = True):
+def _rows(values: ArrayLike, name: str = "values", check_finite: bool = True) -> tuple[np.ndarray, bool]:
     """`values` as a C-contiguous float32/float64 (m, n) array, and whether it was 1-D."""
     x = as_float_array(values, name, (1, 2), dtypes=_FLOATS, default=np.float64,
                        check_finite=check_finite)
@@ -276,7 +276,7 @@ def softrank_rank_vjp(values: ArrayLike, cotangent: ArrayLike, *, direction: str
     return _out(out, single)
 
 
-def _gains(labels: ArrayLike, x: np.ndarray, single: bool, k: Optional[int]):
+def _gains(labels: ArrayLike, x: np.ndarray, single: bool, k: Optional[int]) -> Any:
     """Gains (2^y - 1) / IDCG@k per row (rows without relevant documents: all zeros), and k."""
     y = as_float_array(labels, "labels", (1, 2), dtypes=(np.dtype(np.float64),), default=np.float64)
     want = x.shape[1:] if single else x.shape
@@ -296,12 +296,12 @@ def _gains(labels: ArrayLike, x: np.ndarray, single: bool, k: Optional[int]):
     return np.ascontiguousarray(scaled), k
 
 
-def _scalar_out(result: np.ndarray, single: bool):
+def _scalar_out(result: np.ndarray, single: bool) -> Any:
     return result[0] if single else result
 
 
 def softrank_ndcg(scores: ArrayLike, labels: ArrayLike, sigma: float = 1.0, *, k: Optional[int] = None,
-                  n_threads: Optional[int] = None):
+                  n_threads: Optional[int] = None) -> Union[float, np.ndarray]:
     """SoftNDCG (Taylor et al., 2008): expected NDCG@k under Gaussian score noise.
 
     Each document's rank distribution is built by the recursive algorithm (adding the other
@@ -365,7 +365,7 @@ def _smoothi_scores(x: np.ndarray, sign: float) -> Tuple[np.ndarray, np.ndarray]
     return np.ascontiguousarray(s), arg
 
 
-def _smoothi_grad(gs: np.ndarray, arg: np.ndarray, sign: float, dtype) -> np.ndarray:
+def _smoothi_grad(gs: np.ndarray, arg: np.ndarray, sign: float, dtype: Any) -> np.ndarray:
     """Chain rule through the shift: dL/dx = sign * (g_s - e_argmin * sum(g_s))."""
     g = gs.copy()
     g[np.arange(len(g)), arg] -= gs.sum(axis=1)
@@ -428,7 +428,7 @@ def smoothi_rank_vjp(values: ArrayLike, cotangent: ArrayLike, *, direction: str 
 
 
 def smoothi_ndcg(scores: ArrayLike, labels: ArrayLike, *, k: Optional[int] = None,
-                 temperature: float = 1.0, delta: float = 0.1, n_threads: Optional[int] = None):
+                 temperature: float = 1.0, delta: float = 0.1, n_threads: Optional[int] = None) -> Union[float, np.ndarray]:
     """SmoothI NDCG@k (Thonet et al., 2022): sum_{r<=k} sum_j I^r_j g_j / log2(1 + r) / IDCG@k.
 
     Gains g_j = 2^y_j - 1; scores are shifted to be positive as in :func:`smoothi_rank`
@@ -483,7 +483,7 @@ def _topk_args(values, k, method, temperature):
     return x, single, int(k), _temperature(temperature)
 
 
-def _perturbed(x: np.ndarray, seed) -> np.ndarray:
+def _perturbed(x: np.ndarray, seed: Any) -> np.ndarray:
     """x + Gumbel(0, 1) noise from `seed` (float64); the same seed gives the same noise."""
     noise = np.random.default_rng(seed).gumbel(size=x.shape)
     return np.ascontiguousarray(x.astype(np.float64) + noise)

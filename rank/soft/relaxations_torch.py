@@ -39,7 +39,7 @@ class _Relaxation(torch.autograd.Function):
         return torch.from_numpy(out).to(device=values.device, dtype=values.dtype)
 
     @staticmethod
-    def backward(ctx: Any, grad: "torch.Tensor"):  # type: ignore[override]
+    def backward(ctx: Any, grad: "torch.Tensor") -> Any:
         (values,) = ctx.saved_tensors
         g = ctx.vjp(values.detach().cpu().numpy(), grad.detach().cpu().numpy())
         g = torch.from_numpy(np.ascontiguousarray(g)).to(device=values.device, dtype=values.dtype)

@@ -49,14 +49,14 @@ class _ProjectionFn(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx: Any, values: "torch.Tensor", with_vjp: Callable[..., Tuple[np.ndarray, Callable]],
-                kwargs: dict) -> "torch.Tensor":  # type: ignore[override]
+                kwargs: dict) -> "torch.Tensor":
         out, vjp = with_vjp(_to_numpy(values, "values"), **kwargs)
         ctx.vjp = vjp
         return torch.from_numpy(np.ascontiguousarray(out))
 
     @staticmethod
     @torch.autograd.function.once_differentiable
-    def backward(ctx: Any, grad_out: "torch.Tensor") -> Tuple[Optional["torch.Tensor"], None, None]:  # type: ignore[override]
+    def backward(ctx: Any, grad_out: "torch.Tensor") -> Tuple[Optional["torch.Tensor"], None, None]:
         g = grad_out.detach().to(torch.float64 if grad_out.dtype == torch.float64 else torch.float32)
         grad = ctx.vjp(g.contiguous().numpy())
         return torch.from_numpy(np.ascontiguousarray(grad)), None, None
