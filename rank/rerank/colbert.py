@@ -59,7 +59,7 @@ class ColBERTEncoder:
 
     def __init__(self, path_or_id: str | os.PathLike, *, query_maxlen: int | None = None,
                  doc_maxlen: int | None = None, providers: Sequence[Any] | None = None, batch_size: int = 32,
-                 intra_op_threads: int | None = None, quantized: bool = False):
+                 intra_op_threads: int | None = None, quantized: bool = False) -> None:
         self.batch_size = check_positive_int(batch_size, "batch_size")
         files = [QUANTIZED_NAME] if quantized else ["model.onnx"]
         root, self.model_path = _onnx.resolve_model_dir(path_or_id, files, what="ColBERT encoder")
@@ -186,7 +186,7 @@ class ColBERTReranker:
     rank.errors.DTypeError: encoder: expected a ColBERTEncoder, got str
     """
 
-    def __init__(self, encoder: ColBERTEncoder, *, n_threads: int | None = None):
+    def __init__(self, encoder: ColBERTEncoder, *, n_threads: int | None = None) -> None:
         if not isinstance(encoder, ColBERTEncoder):
             raise DTypeError(f"encoder: expected a ColBERTEncoder, got {type(encoder).__name__}")
         self.encoder = encoder

@@ -61,7 +61,7 @@ class CrossEncoder:
     """
 
     def __init__(self, engine: Any, tokenizer: Any, config: dict, model_path: Path, *,
-                 max_length: int, batch_size: int, activation: str | None):
+                 max_length: int, batch_size: int, activation: str | None) -> None:
         self.model_path = model_path
         self.config = config
         self.tokenizer = tokenizer
