@@ -23,8 +23,8 @@ the retriever's indices, or a mapping from document id to text).
 >>> docs = ["parse a date string", "sort a list", "format a date as text"]
 >>> bm25 = rank.BM25().index(docs, ids=["a", "b", "c"], show_progress=False)
 >>> pipe = Pipeline(bm25)
->>> [hit.id for hit in pipe.search(["date parsing"], k=2)[0]]
-['a', 'c']
+>>> tuple(hit.id for hit in pipe.search(["date parsing"], k=2)[0])
+('a', 'c')
 """
 from __future__ import annotations
 

@@ -422,8 +422,8 @@ class BM25:
         `query` is a str, a list of tokens or of token ids. O(postings of its terms + n_docs).
 
         >>> scores = BM25().index(["red fox", "blue fox", "red red sky"]).get_scores("red")
-        >>> [round(float(s), 4) for s in scores]
-        [0.2269, 0.0, 0.2719]
+        >>> tuple(round(float(s), 4) for s in scores)
+        (0.2269, 0.0, 0.2719)
         """
         if isinstance(query, (list, tuple, np.ndarray)) and (len(query) == 0 or not isinstance(query[0], (list, tuple, np.ndarray))):
             query = [list(query)]
