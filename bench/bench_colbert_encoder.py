@@ -25,7 +25,19 @@ torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 safetensors_torch = pytest.importorskip("safetensors.torch")
 
-from bench_cross_encoder import minilm_checkpoint, passages, tiny_checkpoint  # noqa: E402
+
+def _sibling(name):
+    """A module of this directory, loaded by path: works under any pytest import mode."""
+    import importlib.util
+    from pathlib import Path
+    spec = importlib.util.spec_from_file_location(f"_rank_bench_{name}", Path(__file__).with_name(f"{name}.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+_cross = _sibling("bench_cross_encoder")
+minilm_checkpoint, passages, tiny_checkpoint = _cross.minilm_checkpoint, _cross.passages, _cross.tiny_checkpoint
 
 from rank.rerank import (ColBERTEncoder, ColBERTReranker, CrossEncoder, export_colbert_encoder,  # noqa: E402
                          export_cross_encoder)
