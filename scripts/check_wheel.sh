@@ -56,8 +56,9 @@ PY
 
 echo "== check_wheel: the test suite against the installed wheel"
 "$work/venv/bin/python" "$root/scripts/test_installed.py" "$root" "$@"
-"$work/venv/bin/python" -m rank demo -k 3 "how do I parse a date"
-"$work/venv/bin/python" -m rank bench-maxsim --docs 200 --repeat 1 --top 3
+# From outside the source tree, so that `python -m rank` runs the installed wheel.
+(cd "$work" && "$work/venv/bin/python" -m rank demo -k 3 "how do I parse a date" \
+    && "$work/venv/bin/python" -m rank bench-maxsim --docs 200 --repeat 1 --top 3)
 if [ -n "${WHEEL_DIR:-}" ]; then
     mkdir -p "$WHEEL_DIR" && cp "$wheel" "$WHEEL_DIR"/
 fi
