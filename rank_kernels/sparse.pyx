@@ -27,7 +27,7 @@ identical to exhaustive scoring: same additions, same order, ties broken by the 
 No validation happens here; the `rank.retrieve` layer checks every input first.
 """
 from cython.parallel cimport parallel, prange, threadid
-from libc.math cimport INFINITY, floor, log
+from libc.math cimport INFINITY, floor, log, sqrt
 from libc.stdint cimport int32_t, int64_t, uint8_t, uint32_t, uint64_t
 from libc.stdlib cimport calloc, free, malloc, qsort
 from libc.string cimport memcpy, memset
@@ -243,6 +243,101 @@ def bm25_recover_tf(int method, const int64_t[::1] indptr, const int32_t[::1] do
 # ---------------------------------------------------------------------------------------------
 # Scoring
 
+cdef struct QueryTerm:
+    int64_t term
+    int64_t pos
+    double weight
+    double bound
+
+
+cdef int _cmp_term_pos(const void *a, const void *b) noexcept nogil:
+    cdef const QueryTerm *x = <const QueryTerm *>a
+    cdef const QueryTerm *y = <const QueryTerm *>b
+    if x.term != y.term:
+        return -1 if x.term < y.term else 1
+    return (x.pos > y.pos) - (x.pos < y.pos)
+
+
+cdef int _cmp_bound_desc(const void *a, const void *b) noexcept nogil:
+    cdef const QueryTerm *x = <const QueryTerm *>a
+    cdef const QueryTerm *y = <const QueryTerm *>b
+    if x.bound != y.bound:
+        return -1 if x.bound > y.bound else 1
+    return (x.term > y.term) - (x.term < y.term)
+
+
+cdef void _sort_terms(QueryTerm *a, Py_ssize_t n, int (*cmp)(const void *, const void *) noexcept nogil) noexcept nogil:
+    """Insertion sort for the usual short queries, qsort beyond (cmp is a total order here)."""
+    cdef Py_ssize_t i, e
+    cdef QueryTerm x
+    if n > 24:
+        qsort(a, n, sizeof(QueryTerm), cmp)
+        return
+    for i in range(1, n):
+        x = a[i]
+        e = i
+        while e > 0 and cmp(&a[e - 1], &x) > 0:
+            a[e] = a[e - 1]
+            e -= 1
+        a[e] = x
+
+
+def prepare_queries(const int64_t[::1] ptr, const int64_t[::1] terms, const double[::1] weights,
+                    const float[::1] max_value, int64_t[::1] out_ptr, int32_t[::1] out_terms,
+                    float[::1] out_weights, float[::1] out_bounds, uint8_t[::1] out_negative):
+    """Per query (terms[ptr[i]:ptr[i + 1]]): drop terms outside [0, len(max_value)), merge
+    repeated terms (weights summed in float64 in input order, then rounded to float32) and order
+    the terms by bound = weight * max_value[term] (in float64) descending, then term ascending.
+
+    Writes out_ptr (nq + 1), out_terms / out_weights / out_bounds (first out_ptr[nq] entries) and
+    out_negative (nq: whether a merged weight is < 0); returns out_ptr[nq]. O(m log m) per query.
+    """
+    cdef Py_ssize_t nq = ptr.shape[0] - 1, i, j, m, u, longest = 0, n_terms = max_value.shape[0]
+    cdef int64_t t, total = 0
+    cdef float w32
+    cdef QueryTerm *buf
+    for i in range(nq):
+        longest = max(longest, ptr[i + 1] - ptr[i])
+    buf = <QueryTerm *>malloc((longest + 1) * sizeof(QueryTerm))
+    if buf == NULL:
+        raise MemoryError()
+    with nogil:
+        out_ptr[0] = 0
+        for i in range(nq):
+            m = 0
+            for j in range(ptr[i], ptr[i + 1]):
+                t = terms[j]
+                if 0 <= t < n_terms:
+                    buf[m].term = t
+                    buf[m].pos = j
+                    buf[m].weight = weights[j]
+                    m += 1
+            _sort_terms(buf, m, _cmp_term_pos)
+            u = 0
+            out_negative[i] = 0
+            for j in range(m):
+                if u > 0 and buf[u - 1].term == buf[j].term:
+                    buf[u - 1].weight = buf[u - 1].weight + buf[j].weight
+                else:
+                    buf[u] = buf[j]
+                    u += 1
+            for j in range(u):
+                w32 = <float>buf[j].weight
+                buf[j].weight = w32
+                buf[j].bound = <double>w32 * <double>max_value[buf[j].term]
+                if w32 < 0:
+                    out_negative[i] = 1
+            _sort_terms(buf, u, _cmp_bound_desc)
+            for j in range(u):
+                out_terms[total + j] = <int32_t>buf[j].term
+                out_weights[total + j] = <float>buf[j].weight
+                out_bounds[total + j] = <float>buf[j].bound
+            total += u
+            out_ptr[i + 1] = total
+    free(buf)
+    return total
+
+
 def accumulate(const int64_t[::1] indptr, const int32_t[::1] docs, const float[::1] vals,
                const int32_t[::1] q_terms, const float[::1] q_weights, float shift, float[::1] out):
     """out[d] = fl32(sum over query terms in order of weight * value + shift); out starts at 0."""
@@ -399,11 +494,6 @@ cdef inline bint _can_reach(float a, float rup, float shift, float theta) noexce
     return <float>(<float>(a + rup) + shift) >= <float>(theta + shift)
 
 
-cdef int _cmp_key_desc(const void *a, const void *b) noexcept nogil:
-    cdef uint64_t x = (<const uint64_t *>a)[0], y = (<const uint64_t *>b)[0]
-    return (x < y) - (x > y)
-
-
 cdef void _nth_desc(uint64_t *a, Py_ssize_t n, Py_ssize_t k) noexcept nogil:
     """Reorder distinct keys so that a[0:k] are the k largest and a[k - 1] the k-th largest."""
     cdef Py_ssize_t lo = 0, hi = n - 1, target = k - 1, i, j, mid
@@ -435,73 +525,163 @@ cdef void _nth_desc(uint64_t *a, Py_ssize_t n, Py_ssize_t k) noexcept nogil:
             break
 
 
+cdef float _kth_lower_bound(const float *x, Py_ssize_t n, Py_ssize_t k, int32_t *bins) noexcept nogil:
+    """A value v with at least k of x[0:n] >= v, close to the k-th largest (n >= k >= 1).
+
+    A histogram of 64 bins between the smallest and the largest finite value (-inf counts
+    below every bin) finds the highest bin b with k values in bins >= b; v is the smallest of
+    those values, so the count holds exactly whatever the rounding of the bin arithmetic.
+    Branch-free passes, O(n); bins holds n int32.
+    """
+    cdef Py_ssize_t i, count = 0
+    cdef int32_t b
+    cdef int32_t hist[65]
+    cdef float lo = INFINITY, hi = -INFINITY, v, scale
+    for i in range(n):
+        v = x[i]
+        hi = v if v > hi else hi
+        if v > -INFINITY:
+            lo = v if v < lo else lo
+    if not hi > -INFINITY:
+        return -INFINITY
+    scale = 0.0 if hi == lo else 63.999 / (hi - lo)
+    memset(hist, 0, sizeof(hist))
+    for i in range(n):
+        v = x[i]
+        b = <int32_t>((v - lo) * scale) + 1 if v > -INFINITY else 0
+        b = 64 if b > 64 else b
+        b = 1 if b < 1 and v > -INFINITY else b
+        bins[i] = b
+        hist[b] += 1
+    b = 64
+    while b > 0:
+        count += hist[b]
+        if count >= k:
+            break
+        b -= 1
+    if b == 0:
+        return -INFINITY  # fewer than k finite values
+    v = INFINITY
+    for i in range(n):
+        if bins[i] >= b and x[i] < v:
+            v = x[i]
+    return v
+
+
+cdef void _sort_desc(uint64_t *a, Py_ssize_t n) noexcept nogil:
+    """Sort keys in place, largest first: insertion sort for short arrays (few mispredicted
+    branches), heap sort beyond."""
+    cdef Py_ssize_t i, e
+    cdef uint64_t key
+    if n <= 160:
+        for i in range(1, n):
+            key = a[i]
+            e = i
+            while e > 0 and a[e - 1] < key:
+                a[e] = a[e - 1]
+                e -= 1
+            a[e] = key
+        return
+    for i in range(1, n):  # a min-heap of the n keys, then the worst moved to the back
+        key = a[i]
+        e = i
+        while e > 0 and a[(e - 1) // 2] > key:
+            a[e] = a[(e - 1) // 2]
+            e = (e - 1) // 2
+        a[e] = key
+    _hsorted(a, n)
+
+
+cdef inline Py_ssize_t _block_size(Py_ssize_t n_docs, Py_ssize_t k) noexcept nogil:
+    """Documents per block for `_select_all`: about sqrt(2 n_docs / k), so that the selection
+    over the n_docs / size block maxima and the scan of the blocks that pass cost about the same."""
+    cdef Py_ssize_t size = <Py_ssize_t>sqrt(2.0 * n_docs / k)
+    if size < 8:
+        return 1 if n_docs < 16 * k else 8
+    return (size + 3) & ~7  # the nearest multiple of 8: the maxima are taken 8 lanes at a time
+
+
+cdef inline void _offer_range(const float *acc, Py_ssize_t start, Py_ssize_t end, const uint8_t *mask,
+                              float shift, Py_ssize_t k, uint64_t *hk, Py_ssize_t cap,
+                              Py_ssize_t *n, float *lo, uint64_t *kmin) noexcept nogil:
+    """Append the keys of the documents in [start, end) reaching lo to hk; keep the k best when full."""
+    cdef Py_ssize_t i
+    cdef float f
+    cdef uint64_t key
+    for i in range(start, end):
+        f = acc[i] + shift
+        if f >= lo[0] and (mask == NULL or mask[i] != 0):
+            key = _key(f, i)
+            if key > kmin[0]:
+                hk[n[0]] = key
+                n[0] += 1
+                if n[0] == cap:
+                    _nth_desc(hk, n[0], k)
+                    n[0] = k
+                    kmin[0] = hk[k - 1]
+                    lo[0] = _kscore(kmin[0])
+
+
 cdef Py_ssize_t _select_all(const float *acc, Py_ssize_t n_docs, const uint8_t *mask, float shift, Py_ssize_t k,
-                            uint64_t *hk, Py_ssize_t cap) noexcept nogil:
+                            uint64_t *hk, Py_ssize_t cap, float *bm, Py_ssize_t bsz) noexcept nogil:
     """Top k of fl(acc[i] + shift) over every allowed document i into hk (best first); returns how many.
 
-    A first, vectorisable pass takes the maximum of k blocks of documents: the smallest of
-    these maxima is a lower bound of the k-th score, so only documents reaching it are keys
-    in the buffer hk (capacity cap >= 2k); when the buffer fills, a selection keeps its k best
-    and their k-th score becomes the bar.
+    The documents are cut into nb = ceil(n_docs / bsz) blocks of bsz. The k-th largest block
+    maximum is a lower bound of the k-th score (the k best blocks hold k distinct documents at
+    least that large), so only the blocks whose maximum reaches it are scanned, and only their
+    documents reaching it become keys in the buffer hk (capacity cap >= 2k); when the buffer
+    fills, a selection keeps its k best and their k-th score becomes the bar. bm holds 2 * nb
+    floats (the maxima, then scratch). O(n_docs) compares, vectorisable, plus O(nb + k * bsz) for the rest.
     """
-    cdef Py_ssize_t n = 0, i, bsz, blk, e
-    cdef float lo = -INFINITY, m, m1, m2, m3, f
+    cdef Py_ssize_t n = 0, i, e, b, s, l, nb = (n_docs + bsz - 1) // bsz
+    cdef float lo = -INFINITY, m, a
+    cdef float m8[8]
     cdef uint64_t kmin = 0, key
-    if mask == NULL and n_docs >= 4 * k:
-        bsz = n_docs // k
-        lo = INFINITY
-        for blk in range(k):
-            i = blk * bsz
-            e = i + bsz
-            m = acc[i]
-            m1 = m
-            m2 = m
-            m3 = m
-            while i + 4 <= e:  # four independent chains
-                m = acc[i] if acc[i] > m else m
-                m1 = acc[i + 1] if acc[i + 1] > m1 else m1
-                m2 = acc[i + 2] if acc[i + 2] > m2 else m2
-                m3 = acc[i + 3] if acc[i + 3] > m3 else m3
-                i += 4
-            while i < e:
-                m = acc[i] if acc[i] > m else m
-                i += 1
-            m = m1 if m1 > m else m
-            m = m2 if m2 > m else m
-            m = m3 if m3 > m else m
-            lo = m if m < lo else lo
-        lo = lo + shift
-    for i in range(n_docs):
-        f = acc[i] + shift
-        if f >= lo and (mask == NULL or mask[i] != 0):
-            key = _key(f, i)
-            if key > kmin:
-                hk[n] = key
-                n += 1
-                if n == cap:
-                    _nth_desc(hk, n, k)
-                    n = k
-                    kmin = hk[k - 1]
-                    lo = _kscore(kmin)
+    if bsz == 1 or nb < k:
+        _offer_range(acc, 0, n_docs, mask, shift, k, hk, cap, &n, &lo, &kmin)
+    else:
+        for b in range(nb):
+            s = b * bsz
+            e = s + bsz if s + bsz < n_docs else n_docs
+            m = -INFINITY
+            if mask == NULL and e - s == bsz:
+                for l in range(8):
+                    m8[l] = acc[s + l]
+                for i in range(s + 8, e, 8):
+                    for l in range(8):
+                        m8[l] = acc[i + l] if acc[i + l] > m8[l] else m8[l]
+                for l in range(4):  # pairwise reduction: a short dependency chain
+                    m8[l] = m8[l + 4] if m8[l + 4] > m8[l] else m8[l]
+                m8[0] = m8[2] if m8[2] > m8[0] else m8[0]
+                m8[1] = m8[3] if m8[3] > m8[1] else m8[1]
+                m = m8[1] if m8[1] > m8[0] else m8[0]
+            elif mask == NULL:
+                for i in range(s, e):
+                    a = acc[i]
+                    m = a if a > m else m
+            else:
+                for i in range(s, e):
+                    if mask[i] != 0 and acc[i] > m:
+                        m = acc[i]
+            bm[b] = m
+        # fl(. + shift) is monotone, so the bound carries over to the final scores.
+        lo = _kth_lower_bound(bm, nb, k, <int32_t *>(bm + nb)) + shift
+        for b in range(nb):
+            if bm[b] + shift >= lo:
+                s = b * bsz
+                e = s + bsz if s + bsz < n_docs else n_docs
+                _offer_range(acc, s, e, mask, shift, k, hk, cap, &n, &lo, &kmin)
     if n > k:
         _nth_desc(hk, n, k)
         n = k
-    # Heap sort, best first: a min-heap of the n keys, then the worst moved to the back.
-    for i in range(1, n):
-        key = hk[i]
-        e = i
-        while e > 0 and hk[(e - 1) // 2] > key:
-            hk[e] = hk[(e - 1) // 2]
-            e = (e - 1) // 2
-        hk[e] = key
-    _hsorted(hk, n)
+    _sort_desc(hk, n)
     return n
 
 
 cdef void _dense_query(const int64_t *indptr, const int32_t *docs, const float *vals, Py_ssize_t n_docs,
                        const int32_t *terms, const float *weights, Py_ssize_t m, float shift,
                        const uint8_t *mask, Py_ssize_t k, float *acc, uint64_t *hk, Py_ssize_t cap,
-                       int64_t *out_i, float *out_s) noexcept nogil:
+                       float *bm, Py_ssize_t bsz, int64_t *out_i, float *out_s) noexcept nogil:
     """Exhaustive: scatter every posting into acc, select over all documents, clear acc."""
     cdef Py_ssize_t j, p, i, size
     cdef int32_t t, d
@@ -513,7 +693,7 @@ cdef void _dense_query(const int64_t *indptr, const int32_t *docs, const float *
             d = docs[p]
             if <uint32_t>d < <uint32_t>n_docs:  # guards against a corrupt memory-mapped index
                 acc[d] += wt * vals[p]
-    size = _select_all(acc, n_docs, mask, shift, k, hk, cap)
+    size = _select_all(acc, n_docs, mask, shift, k, hk, cap, bm, bsz)
     for i in range(size):
         out_s[i] = _kscore(hk[i])
         out_i[i] = _kidx(hk[i])
@@ -527,7 +707,7 @@ cdef void _one_query(const int64_t *indptr, const int32_t *docs, const float *va
                      const int32_t *terms, const float *weights, const float *bounds, Py_ssize_t m,
                      float shift, bint prune, const uint8_t *mask, Py_ssize_t k,
                      float *acc, uint8_t *seen, int32_t *touched, int32_t *cand, uint64_t *hk, Py_ssize_t cap,
-                     float *fh, int64_t *out_i, float *out_s) noexcept nogil:
+                     float *fh, float *bm, Py_ssize_t bsz, int64_t *out_i, float *out_s) noexcept nogil:
     cdef Py_ssize_t j, p, lo, hi, nt = 0, nc = 0, size = 0, i, got, q
     cdef int32_t t, d
     cdef float wt, theta = 0, base = 0.0, rupf = 0, f
@@ -628,7 +808,7 @@ cdef void _one_query(const int64_t *indptr, const int32_t *docs, const float *va
         got = size
     elif 4 * nt > n_docs:
         # Most documents touched: one sequential pass over all of them (zero scores included).
-        got = _select_all(acc, n_docs, mask, shift, k, hk, cap)
+        got = _select_all(acc, n_docs, mask, shift, k, hk, cap, bm, bsz)
         for i in range(got):
             out_s[i] = _kscore(hk[i])
             out_i[i] = _kidx(hk[i])
@@ -700,6 +880,9 @@ def topk(const int64_t[::1] indptr, const int32_t[::1] docs, const float[::1] va
     cdef uint64_t *hk = NULL
     cdef Py_ssize_t cap = max(4 * k, 256)
     cdef float *fh = NULL
+    cdef float *bm = NULL
+    cdef Py_ssize_t bsz = _block_size(n_docs, k) if k > 0 else 1
+    cdef Py_ssize_t nb = (n_docs + bsz - 1) // bsz
     cdef const uint8_t *mrow
     cdef const int32_t *dp = &docs[0] if docs.shape[0] else NULL
     cdef const float *vp = &vals[0] if vals.shape[0] else NULL
@@ -720,8 +903,9 @@ def topk(const int64_t[::1] indptr, const int32_t[::1] docs, const float[::1] va
         cand = <int32_t *>malloc((n_docs + 1) * sizeof(int32_t))
         hk = <uint64_t *>malloc(cap * sizeof(uint64_t))
         fh = <float *>malloc(k * sizeof(float))
+        bm = <float *>malloc((2 * nb + 1) * sizeof(float))
         for i in prange(nq, schedule='dynamic', chunksize=1):
-            if acc == NULL or seen == NULL or touched == NULL or cand == NULL or hk == NULL or fh == NULL:
+            if acc == NULL or seen == NULL or touched == NULL or cand == NULL or hk == NULL or fh == NULL or bm == NULL:
                 status[threadid()] = 1
                 continue
             mrow = NULL
@@ -731,17 +915,18 @@ def topk(const int64_t[::1] indptr, const int32_t[::1] docs, const float[::1] va
                 mrow = &mask[i, 0]
             if _use_dense(&indptr[0], tp + q_ptr[i], q_ptr[i + 1] - q_ptr[i], n_docs, q_prune[i] != 0):
                 _dense_query(&indptr[0], dp, vp, n_docs, tp + q_ptr[i], wp + q_ptr[i], q_ptr[i + 1] - q_ptr[i],
-                             q_shift[i], mrow, k, acc, hk, cap, &out_idx[i, 0], &out_scores[i, 0])
+                             q_shift[i], mrow, k, acc, hk, cap, bm, bsz, &out_idx[i, 0], &out_scores[i, 0])
             else:
                 _one_query(&indptr[0], dp, vp, n_docs, tp + q_ptr[i], wp + q_ptr[i], bp + q_ptr[i],
                            q_ptr[i + 1] - q_ptr[i], q_shift[i], q_prune[i] != 0, mrow, k,
-                           acc, seen, touched, cand, hk, cap, fh, &out_idx[i, 0], &out_scores[i, 0])
+                           acc, seen, touched, cand, hk, cap, fh, bm, bsz, &out_idx[i, 0], &out_scores[i, 0])
         free(acc)
         free(seen)
         free(touched)
         free(cand)
         free(hk)
         free(fh)
+        free(bm)
     for i in range(n_threads):
         failed |= status[i]
     free(status)

@@ -56,6 +56,37 @@ def test_scores_and_exact_topk(negative, n_docs):
             np.testing.assert_array_equal(sc[i], es)
 
 
+@pytest.mark.parametrize("n_docs", [60, 3001, 20_000])
+def test_dense_selection_with_ties_and_masks(n_docs):
+    """Queries touching most documents take the block-maximum selection: ties (small integer
+    weights), a partial last block, shared and per-query masks, unknown terms."""
+    rng = np.random.default_rng(n_docs)
+    n_terms = 12
+    docs = [{int(t): float(rng.integers(1, 4)) for t in rng.choice(n_terms, rng.integers(1, 5), replace=False)}
+            for _ in range(n_docs)]
+    index = SparseIndex().add(docs)
+    # Term 99 is in no document.
+    queries = [[(int(t), float(rng.integers(1, 3))) for t in rng.integers(0, n_terms, rng.integers(3, 9))] + [(99, 1.0)]
+               for _ in range(12)]
+    as_dicts = []
+    for q in queries:
+        d = {}
+        for t, w in q:
+            d[t] = d.get(t, 0.0) + w
+        as_dicts.append(d)
+    shared = rng.random(n_docs) < 0.7
+    per_query = rng.random((len(queries), n_docs)) < 0.3
+    for k in (1, 3, 64, 100, 257):
+        kk = min(k, n_docs)
+        for mask in (None, shared, per_query):
+            idx, sc = index.search(as_dicts, k=k, mask=mask, n_threads=2)
+            for i, q in enumerate(as_dicts):
+                allowed = None if mask is None else (mask if mask.ndim == 1 else mask[i])
+                ei, es = exhaustive(index.get_scores(q), kk, allowed)
+                np.testing.assert_array_equal(idx[i], ei)
+                np.testing.assert_array_equal(sc[i], es)
+
+
 @pytest.mark.slow
 def test_pruned_path_large_index_with_masks():
     rng = np.random.default_rng(0)

@@ -90,33 +90,33 @@ class QueryBatch:
         return int(self.ptr.shape[0] - 1)
 
 
-def make_batch(nq: int, q_index: np.ndarray, terms: np.ndarray, weights: np.ndarray, postings: Postings,
+def make_batch(ptr: np.ndarray, terms: np.ndarray, weights: np.ndarray, postings: Postings,
                shift_per_term: Optional[np.ndarray] = None) -> QueryBatch:
-    """Merge repeated terms (weights add up), drop terms outside the index, order terms by bound.
+    """Queries `terms[ptr[i]:ptr[i + 1]]` (with their weights) as a batch for the kernels:
+    repeated terms merged (weights add up), terms outside the index dropped, terms ordered by
+    bound (weight * max value) descending, then term id.
 
-    The order (bound = weight * max value descending, then term id) is what both `topk` and
-    `accumulate` follow, so a document's score is the same whichever computes it.
+    The order is what both `topk` and `accumulate` follow, so a document's score is the same
+    whichever computes it.
     """
-    terms = np.asarray(terms, np.int64)
-    keep = terms < postings.n_terms
-    q_index, terms, weights = q_index[keep], terms[keep], np.asarray(weights, np.float64)[keep]
-    width = int(postings.n_terms) + 1
-    key = q_index.astype(np.int64) * width + terms
-    uniq, inv = np.unique(key, return_inverse=True)
-    w = np.bincount(inv.ravel(), weights=weights, minlength=uniq.shape[0]).astype(np.float32)
-    qi = uniq // width
-    t = uniq % width
-    bound = w.astype(np.float64) * postings.max_value[t]
-    order = np.lexsort((t, -bound, qi))
-    qi, t, w, bound = qi[order], t[order], w[order], bound[order]
-    ptr = pointers(np.bincount(qi, minlength=nq))
-    if shift_per_term is not None and t.size:
+    ptr = np.ascontiguousarray(ptr, np.int64)
+    nq = ptr.shape[0] - 1
+    n = int(ptr[-1])
+    out_ptr = np.empty(nq + 1, np.int64)
+    t, w, bound = np.empty(n, np.int32), np.empty(n, np.float32), np.empty(n, np.float32)
+    negative = np.empty(nq, np.uint8)
+    used = _kernel.prepare_queries(ptr, np.ascontiguousarray(terms, np.int64),
+                                   np.ascontiguousarray(weights, np.float64),
+                                   np.ascontiguousarray(postings.max_value, np.float32),
+                                   out_ptr, t, w, bound, negative)
+    t, w, bound = t[:used], w[:used], bound[:used]
+    if shift_per_term is not None and used:
+        qi = np.repeat(np.arange(nq), np.diff(out_ptr))
         shift = np.bincount(qi, weights=w * shift_per_term[t].astype(np.float64), minlength=nq).astype(np.float32)
     else:
         shift = np.zeros(nq, np.float32)
-    negative = np.bincount(qi, weights=(w < 0), minlength=nq) > 0
-    prune = (~negative & postings.nonneg).astype(np.uint8)
-    return QueryBatch(ptr, t.astype(np.int32), w, bound.astype(np.float32), shift, prune)
+    prune = ((negative == 0) & postings.nonneg).astype(np.uint8)
+    return QueryBatch(out_ptr, t, w, bound, shift, prune)
 
 
 def as_mask(mask: Any, nq: int, n_docs: int) -> np.ndarray:

@@ -345,8 +345,8 @@ class BM25:
 
     # --- querying ------------------------------------------------------------------------------
 
-    def _encode_queries(self, queries: Any) -> tuple[int, np.ndarray, np.ndarray]:
-        """(nq, query index per token, term id per token) for a batch of queries."""
+    def _encode_queries(self, queries: Any) -> tuple[np.ndarray, np.ndarray]:
+        """(offsets (nq + 1,), term id per token) for a batch of queries."""
         if _is_packed(queries):
             ids, offsets = _index.check_packed(queries, "queries")
         else:
@@ -369,9 +369,7 @@ class BM25:
                     ids, offsets = _index.flatten_int_lists(queries, "queries")
             else:
                 raise DTypeError("queries: expected every query to be a str, or every query a list of tokens or ids")
-        nq = offsets.shape[0] - 1
-        q_index = np.repeat(np.arange(nq, dtype=np.int64), np.diff(offsets))
-        return nq, q_index, ids
+        return offsets, ids
 
     def _check_vocabulary(self) -> None:
         if self._kind == "ids":
@@ -380,9 +378,9 @@ class BM25:
 
     def _batch(self, queries: Any) -> _index.QueryBatch:
         st = self._require()
-        nq, q_index, terms = self._encode_queries(queries)
+        offsets, terms = self._encode_queries(queries)
         shift = st.shift if self.method in _SHIFTED else None
-        return _index.make_batch(nq, q_index, terms, np.ones(terms.shape[0]), st.postings, shift)
+        return _index.make_batch(offsets, terms, np.ones(terms.shape[0]), st.postings, shift)
 
     def retrieve(self, queries: Any, k: int = 10, *, n_threads: Optional[int] = None,
                  mask: Any = None) -> tuple[np.ndarray, np.ndarray]:

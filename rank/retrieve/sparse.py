@@ -141,9 +141,7 @@ class SparseIndex:
         p = self._require()
         row_ptr, terms, weights = _rows(queries, "queries")
         _check_terms(terms, "queries")
-        nq = row_ptr.shape[0] - 1
-        q_index = np.repeat(np.arange(nq, dtype=np.int64), np.diff(row_ptr))
-        return _index.make_batch(nq, q_index, terms, weights, p)
+        return _index.make_batch(row_ptr, terms, weights, p)
 
     def search(self, queries: Any, k: int = 10, *, n_threads: Optional[int] = None,
                mask: Any = None) -> tuple[np.ndarray, np.ndarray]:
