@@ -708,7 +708,8 @@ cdef void _one_query(const int64_t *indptr, const int32_t *docs, const float *va
                      float shift, bint prune, const uint8_t *mask, Py_ssize_t k,
                      float *acc, uint8_t *seen, int32_t *touched, int32_t *cand, uint64_t *hk, Py_ssize_t cap,
                      float *fh, float *bm, Py_ssize_t bsz, int64_t *out_i, float *out_s) noexcept nogil:
-    cdef Py_ssize_t j, p, lo, hi, nt = 0, nc = 0, size = 0, i, got, q
+    cdef Py_ssize_t j, p, lo, hi, nt = 0, nc = 0, size = 0, i, got, q, e
+    cdef uint64_t word
     cdef int32_t t, d
     cdef float wt, theta = 0, base = 0.0, rupf = 0, f
     cdef double rest = 0.0, total = 0.0, margin = 0.0, rup
@@ -769,11 +770,20 @@ cdef void _one_query(const int64_t *indptr, const int32_t *docs, const float *va
             for i in range(nc):
                 seen[cand[i]] = 2
             q = 0
-            for i in range(n_docs):
-                if seen[i] == 2:
-                    seen[i] = 1
-                    cand[q] = <int32_t>i
-                    q += 1
+            i = 0
+            while i < n_docs:  # eight markers at a time: most words hold no 2
+                if i + 8 <= n_docs:
+                    memcpy(&word, seen + i, 8)
+                    if (word & 0x0202020202020202ULL) == 0:
+                        i += 8
+                        continue
+                e = i + 8 if i + 8 <= n_docs else n_docs
+                while i < e:
+                    if seen[i] == 2:
+                        seen[i] = 1
+                        cand[q] = <int32_t>i
+                        q += 1
+                    i += 1
         else:
             qsort(cand, nc, sizeof(int32_t), _cmp_i32)
         while j < m:
