@@ -8,7 +8,8 @@ Workloads
   libraries index the same token-id lists (bm25s gets them as Python lists, its input form).
 - rank_bm25 (pure Python, slow) only on SciFact with 20 queries, in its own group.
 
-Each library runs with BENCH_THREADS threads (ours `n_threads`, bm25s `n_threads`). Queries
+Each library runs with BENCH_THREADS threads (ours `n_threads`, bm25s `n_threads`); ours also
+runs at 2 threads in the same groups, so one BENCH_THREADS=1 run gives the thread scaling. Queries
 are tokenized before timing (ours: packed ids from our tokenizer; bm25s: its own token ids).
 Memory and disk sizes and load times are recorded in `extra_info` of the 1M benchmarks.
 `python bench/summary.py results.json` prints the ratios.
@@ -95,6 +96,16 @@ def test_rank_bm25_scifact_query(benchmark, scifact_indexes, threads):
     _label(benchmark, f"bm25-scifact-query-k{K}", threads, nq)
     idx, scores = benchmark(ours.retrieve, q_ours, k=K, n_threads=threads)
     assert idx.shape[0] == nq and (np.diff(scores, axis=1) <= 0).all()
+
+
+def test_rank_bm25_scifact_query_2threads(benchmark, scifact_indexes, threads):
+    """Ours at 2 threads in the same group, so a BENCH_THREADS=1 run also gives the scaling."""
+    if threads == 2:
+        pytest.skip("the main test already runs at 2 threads")
+    ours, q_ours, _, _, nq, _ = scifact_indexes
+    _label(benchmark, f"bm25-scifact-query-k{K}", threads, nq)
+    benchmark.extra_info["n_threads"] = 2
+    benchmark(ours.retrieve, q_ours, k=K, n_threads=2)
 
 
 @pytest.mark.parametrize("backend", ["numba", "numpy"])
@@ -250,6 +261,17 @@ def test_rank_bm25_synthetic_query(benchmark, synthetic_indexes, threads):
     idx, scores = benchmark.pedantic(ours.retrieve, args=(queries,), kwargs=dict(k=K, n_threads=threads),
                                      rounds=3, iterations=1, warmup_rounds=1)
     assert (np.diff(scores, axis=1) <= 0).all()
+
+
+def test_rank_bm25_synthetic_query_2threads(benchmark, synthetic_indexes, threads):
+    """Ours at 2 threads in the same group, so a BENCH_THREADS=1 run also gives the scaling."""
+    if threads == 2:
+        pytest.skip("the main test already runs at 2 threads")
+    ours, _, queries, q_lists, _ = synthetic_indexes
+    _label(benchmark, f"bm25-synthetic1M-query-k{K}", threads, len(q_lists))
+    benchmark.extra_info["n_threads"] = 2
+    benchmark.pedantic(ours.retrieve, args=(queries,), kwargs=dict(k=K, n_threads=2),
+                       rounds=3, iterations=1, warmup_rounds=1)
 
 
 def test_bm25s_synthetic_query(benchmark, synthetic_indexes, threads):
