@@ -873,18 +873,29 @@ cdef inline bint _use_dense(const int64_t *indptr, const int32_t *terms, Py_ssiz
     return 8 * total >= n_docs and (not prune or n_docs <= 65536)
 
 
+def work_bytes(Py_ssize_t n_docs):
+    """Bytes of one thread's row of `topk`'s work array: 13 per document, rounded up to 64."""
+    return (13 * (n_docs + 1) + 63) // 64 * 64
+
+
 def topk(const int64_t[::1] indptr, const int32_t[::1] docs, const float[::1] vals, Py_ssize_t n_docs,
          const int64_t[::1] q_ptr, const int32_t[::1] q_terms, const float[::1] q_weights,
          const float[::1] q_bounds, const float[::1] q_shift, const uint8_t[::1] q_prune,
          const uint8_t[:, ::1] mask, Py_ssize_t k, int n_threads,
-         int64_t[:, ::1] out_idx, float[:, ::1] out_scores):
+         int64_t[:, ::1] out_idx, float[:, ::1] out_scores, uint8_t[:, ::1] work):
     """Exact top-k of every query (see the module docstring); results in out_idx / out_scores.
 
     q_ptr (nq + 1) delimits each query's terms, weights and bounds (weight * max value, sorted
     descending when q_prune[i]); mask has 0 rows (none), 1 row (shared) or nq rows, one byte per
     document (0 = excluded). Rows with fewer than k eligible documents are padded (-1, -inf).
+
+    work: 0 rows (each thread allocates its arrays), or one row per thread of at least
+    `work_bytes(n_docs)` bytes, all zero, which the call leaves all zero again; reusing it across
+    calls saves the page faults of fresh allocations (large indexes, one query per call).
     """
-    cdef Py_ssize_t nq = q_ptr.shape[0] - 1, i, n_mask = mask.shape[0]
+    cdef Py_ssize_t nq = q_ptr.shape[0] - 1, i, n_mask = mask.shape[0], n_work = work.shape[0]
+    cdef Py_ssize_t stride = n_docs + 1
+    cdef uint8_t *row
     cdef int *status
     cdef int failed = 0
     cdef float *acc = NULL
@@ -907,14 +918,23 @@ def topk(const int64_t[::1] indptr, const int32_t[::1] docs, const float[::1] va
         return
     if n_threads > nq:
         n_threads = <int>nq
+    if n_work and n_threads > n_work:
+        n_threads = <int>n_work
     status = <int *>calloc(n_threads, sizeof(int))
     if status == NULL:
         raise MemoryError()
     with nogil, parallel(num_threads=n_threads):
-        acc = <float *>calloc(n_docs + 1, sizeof(float))
-        seen = <uint8_t *>calloc(n_docs + 1, 1)
-        touched = <int32_t *>malloc((n_docs + 1) * sizeof(int32_t))
-        cand = <int32_t *>malloc((n_docs + 1) * sizeof(int32_t))
+        if n_work:
+            row = &work[threadid(), 0]
+            acc = <float *>row
+            touched = <int32_t *>(row + 4 * stride)
+            cand = <int32_t *>(row + 8 * stride)
+            seen = row + 12 * stride
+        else:
+            acc = <float *>calloc(stride, sizeof(float))
+            seen = <uint8_t *>calloc(stride, 1)
+            touched = <int32_t *>malloc(stride * sizeof(int32_t))
+            cand = <int32_t *>malloc(stride * sizeof(int32_t))
         hk = <uint64_t *>malloc(cap * sizeof(uint64_t))
         fh = <float *>malloc(k * sizeof(float))
         bm = <float *>malloc((2 * nb + 1) * sizeof(float))
@@ -934,10 +954,11 @@ def topk(const int64_t[::1] indptr, const int32_t[::1] docs, const float[::1] va
                 _one_query(&indptr[0], dp, vp, n_docs, tp + q_ptr[i], wp + q_ptr[i], bp + q_ptr[i],
                            q_ptr[i + 1] - q_ptr[i], q_shift[i], q_prune[i] != 0, mrow, k,
                            acc, seen, touched, cand, hk, cap, fh, bm, bsz, &out_idx[i, 0], &out_scores[i, 0])
-        free(acc)
-        free(seen)
-        free(touched)
-        free(cand)
+        if not n_work:
+            free(acc)
+            free(seen)
+            free(touched)
+            free(cand)
         free(hk)
         free(fh)
         free(bm)

@@ -87,6 +87,41 @@ def test_dense_selection_with_ties_and_masks(n_docs):
                 np.testing.assert_array_equal(sc[i], es)
 
 
+def test_reused_work_array_is_left_zero():
+    """The work array kept between searches must leave its accumulator and marker parts (bytes
+    [0, 4 (n + 1)) and [12 (n + 1), 13 (n + 1)) of each row) zero after every kind of search
+    (exhaustive, touched-list, pruned with candidates, masked), so reuse changes nothing."""
+    rng = np.random.default_rng(5)
+    n_docs, n_terms = 30_000, 400
+    lens = rng.integers(1, 9, n_docs)
+    terms = (rng.zipf(1.3, size=int(lens.sum())) - 1) % n_terms
+    sp = pytest.importorskip("scipy.sparse")
+    rows = np.repeat(np.arange(n_docs), lens)
+    m = sp.csr_matrix((rng.random(terms.shape[0]).astype(np.float32), (rows, terms)), shape=(n_docs, n_terms))
+    index = SparseIndex().add(m)
+    queries = [{int(t): float(rng.random()) for t in (rng.zipf(1.3, size=rng.integers(1, 7)) - 1) % n_terms}
+               for _ in range(40)] + [{0: 1.0, 399: 2.0}, {}]
+    mask = rng.random(n_docs) < 0.6
+    first = [index.search(queries, k=k, mask=msk, n_threads=2) for k in (1, 10, 300) for msk in (None, mask)]
+    def dirty(work):
+        return work[:, :4 * (n_docs + 1)].any() or work[:, 12 * (n_docs + 1):13 * (n_docs + 1)].any()
+
+    work = index._postings._spare
+    assert work is not None and work.shape[0] == 2 and not dirty(work)
+    for q in queries[:5]:  # one query per call reuses the array too
+        index.search([q], k=10, n_threads=1)
+    assert not dirty(index._postings._spare)
+    again = [index.search(queries, k=k, mask=msk, n_threads=2) for k in (1, 10, 300) for msk in (None, mask)]
+    for (i1, s1), (i2, s2) in zip(first, again):
+        np.testing.assert_array_equal(i1, i2)
+        np.testing.assert_array_equal(s1, s2)
+    i, sc = index.search(queries, k=10)
+    for row, q in enumerate(queries):
+        ei, es = exhaustive(index.get_scores(q), 10)
+        np.testing.assert_array_equal(i[row], ei)
+        np.testing.assert_array_equal(sc[row], es)
+
+
 @pytest.mark.slow
 def test_pruned_path_large_index_with_masks():
     rng = np.random.default_rng(0)

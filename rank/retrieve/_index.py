@@ -5,6 +5,7 @@ import json
 import os
 import shutil
 import tempfile
+import threading
 from typing import Any, Optional
 
 import numpy as np
@@ -17,9 +18,15 @@ MAX_ID = np.iinfo(np.int32).max
 
 
 class Postings:
-    """Term-major postings: indptr (n_terms + 1) int64, docs int32, values float32, per-term max."""
+    """Term-major postings: indptr (n_terms + 1) int64, docs int32, values float32, per-term max.
 
-    __slots__ = ("indptr", "docs", "values", "max_value", "nonneg", "n_docs")
+    It also keeps the work array of the last finished search (13 bytes per document and
+    thread, zero between calls) for the next one: fresh multi-megabyte arrays would cost their
+    page faults at every call, which dominates one-query calls on large indexes. Concurrent
+    searches each take their own array (the spare one, or a new one); one is kept at most.
+    """
+
+    __slots__ = ("indptr", "docs", "values", "max_value", "nonneg", "n_docs", "_spare", "_lock")
 
     def __init__(self, indptr: np.ndarray, docs: np.ndarray, values: np.ndarray, n_docs: int,
                  max_value: Optional[np.ndarray] = None, nonneg: Optional[bool] = None) -> None:
@@ -28,6 +35,22 @@ class Postings:
         if nonneg is None:
             nonneg = bool(values.size == 0 or float(np.min(values)) >= 0.0)
         self.nonneg = nonneg
+        self._spare: Optional[np.ndarray] = None
+        self._lock = threading.Lock()
+
+    def take_work(self, n_threads: int) -> np.ndarray:
+        """A zero work array of at least n_threads rows for `topk` (the spare one if it fits)."""
+        with self._lock:
+            work, self._spare = self._spare, None
+        if work is None or work.shape[0] < n_threads:
+            work = np.zeros((n_threads, _kernel.work_bytes(self.n_docs)), np.uint8)
+        return work
+
+    def give_back(self, work: np.ndarray) -> None:
+        """Keep `work` (zero again after a finished search) for the next search."""
+        with self._lock:
+            if self._spare is None or self._spare.shape[0] < work.shape[0]:
+                self._spare = work
 
     @property
     def n_terms(self) -> int:
@@ -143,8 +166,10 @@ def search(postings: Postings, batch: QueryBatch, k: Any, n_threads: Any, mask: 
     idx = np.empty((nq, k), np.int64)
     scores = np.empty((nq, k), np.float32)
     if nq and k:
+        work = postings.take_work(min(n_threads, nq))
         _kernel.topk(postings.indptr, postings.docs, postings.values, n_docs, batch.ptr, batch.terms,
-                     batch.weights, batch.bounds, batch.shift, batch.prune, m, k, n_threads, idx, scores)
+                     batch.weights, batch.bounds, batch.shift, batch.prune, m, k, n_threads, idx, scores, work)
+        postings.give_back(work)  # not after an error: the array may not be zero then
     return idx, scores
 
 
