@@ -200,6 +200,54 @@ def test_linear_ranker_and_boosting():
 def test_docstring_examples():
     import doctest
 
-    for name in ("rank.learn.soft_ndcg",):
+    names = ["rank.learn.soft_ndcg"]
+    try:
+        import torch  # noqa: F401
+        names.append("rank.learn.torch")
+    except ImportError:
+        pass
+    for name in names:
         result = doctest.testmod(importlib.import_module(name), optionflags=doctest.NORMALIZE_WHITESPACE)
         assert result.attempted > 0 and result.failed == 0, name
+
+
+def test_large_equal_groups_use_threads_and_match_groups_alone():
+    rng = np.random.default_rng(7)
+    sizes = np.full(3000, 50)  # one bucket large enough to be split over threads
+    s, y = rng.standard_normal(sizes.sum()), rng.integers(0, 3, sizes.sum())
+    one = soft_ndcg(s, y, group=sizes, n_threads=1)
+    two = soft_ndcg(s, y, group=sizes, n_threads=2)
+    assert one.loss == two.loss
+    np.testing.assert_array_equal(one.grad, two.grad)
+    for i in (0, 1234, 2999):
+        sl = slice(50 * i, 50 * i + 50)
+        np.testing.assert_allclose(soft_ndcg(s[sl], y[sl], group=[50]).grad, one.grad[sl], rtol=1e-12, atol=1e-15)
+
+
+@pytest.mark.parametrize("kw", [{}, {"regularization": "kl", "regularization_strength": 0.5},
+                                {"truncation_level": 3, "regularization_strength": 3.0}, {"gain": "linear"}])
+def test_torch_equals_numpy(kw):
+    torch = pytest.importorskip("torch")
+    T = pytest.importorskip("rank.learn.torch")
+    rng = np.random.default_rng(8)
+    B, Lmax = 9, 10
+    lengths = rng.integers(1, Lmax + 1, B)
+    lengths[:3] = [Lmax, 4, 4]
+    s = rng.standard_normal((B, Lmax))
+    y = rng.integers(0, 4, (B, Lmax))
+    y[5] = 0  # a list without relevant items
+    mask = np.zeros((B, Lmax), bool)
+    for b, n in enumerate(lengths):  # valid items anywhere in the row, not only first
+        mask[b, rng.permutation(Lmax)[:n]] = True
+    s[~mask], y[~mask] = 1e3, 9  # padding must not matter
+    ref = soft_ndcg(s[mask], y[mask], group=lengths, **kw)
+    st = torch.tensor(s, requires_grad=True)
+    loss = T.soft_ndcg(st, torch.tensor(y), torch.tensor(mask), **kw)
+    loss.backward()
+    assert float(loss.detach()) == pytest.approx(ref.loss, rel=1e-12, abs=1e-12)
+    np.testing.assert_allclose(st.grad.numpy()[mask], ref.grad, rtol=1e-10, atol=1e-14)
+    assert (st.grad.numpy()[~mask] == 0).all() and np.abs(ref.grad).max() > 1e-3
+    module = T.RankingLoss("soft_ndcg", reduction="mean", **kw)
+    assert float(module(torch.tensor(s), torch.tensor(y), torch.tensor(mask))) == pytest.approx(ref.loss / B)
+    with pytest.raises(errors.InvalidValueError, match="truncation_level"):
+        T.soft_ndcg(st, torch.tensor(y), torch.tensor(mask), truncation_level=0)

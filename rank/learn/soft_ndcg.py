@@ -14,7 +14,7 @@ is over the distinct group sizes only.
 from __future__ import annotations
 
 import math
-from typing import Optional, Sequence
+from typing import Iterator, Optional, Sequence, Tuple
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -26,9 +26,12 @@ from rank.soft.projection import REGULARIZATIONS, _choice, _strength, soft_rank_
 __all__ = ["soft_ndcg"]
 
 _LN2 = math.log(2.0)
+#: Matrix entries per thread below which a size bucket is ranked serially: many small buckets
+#: would otherwise pay a thread start-up and barrier per kernel call for little work.
+_MIN_PER_THREAD = 1 << 16
 
 
-def _buckets(offsets: np.ndarray):
+def _buckets(offsets: np.ndarray) -> Iterator[Tuple[int, Optional[np.ndarray]]]:
     """(size, row index (m, size) or None for "every row, in order") per distinct group size."""
     sizes = np.diff(offsets)
     uniq, inverse = np.unique(sizes, return_inverse=True)
@@ -112,18 +115,22 @@ def soft_ndcg(scores: ArrayLike, labels: ArrayLike, group: Optional[ArrayLike] =
         inv = np.divide(1.0, ideal, out=np.zeros_like(ideal), where=ok)
 
         r, vjp = soft_rank_with_vjp(x, direction="descending", regularization_strength=strength,
-                                    regularization=regularization, n_threads=threads, check_finite=False)
-        lg = np.log2(1.0 + r)
-        d = 1.0 / lg
-        dd = -d * d / (_LN2 * (1.0 + r))  # dD/dr
+                                    regularization=regularization, check_finite=False,
+                                    n_threads=max(1, min(threads, x.size // _MIN_PER_THREAD)))
+        r1 = r + 1.0  # r itself is kept by the VJP
+        d = np.log2(r1)
+        np.reciprocal(d, out=d)  # D(r) = 1 / log2(1 + r)
+        dd = d * d
+        dd /= r1
+        dd *= -1.0 / _LN2  # dD/dr
         if k is not None and k < v:
             ramp = np.clip(k + 1.0 - r, 0.0, 1.0)
-            dramp = np.where((r > k) & (r < k + 1.0), -1.0, 0.0)
-            dd = ramp * dd + dramp * d
-            d = ramp * d
+            dd *= ramp
+            dd -= np.where((r > k) & (r < k + 1.0), d, 0.0)
+            d *= ramp
         ndcg = np.einsum("ij,ij->i", g, d) * inv
-        loss += float(np.sum(np.where(ok, 1.0 - ndcg, 0.0)))
-        cot = g * dd
+        loss += float(np.sum(1.0 - ndcg, where=ok))
+        cot = np.multiply(g, dd, out=dd)
         cot *= -inv[:, None]
         gr = vjp(cot)
         if rows is None:
