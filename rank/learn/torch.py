@@ -25,7 +25,8 @@ except ImportError as e:  # pragma: no cover - exercised only without torch
 
 from rank.errors import InvalidValueError, ShapeError, UnknownMethodError
 
-__all__ = ["ranknet", "pairwise_hinge", "listnet", "listmle", "approx_ndcg", "lambdarank", "RankingLoss"]
+__all__ = ["ranknet", "pairwise_hinge", "listnet", "listmle", "approx_ndcg", "lambdarank", "soft_ndcg",
+           "RankingLoss"]
 
 
 def _check(scores: "torch.Tensor", labels: "torch.Tensor", mask: Optional["torch.Tensor"]) -> Any:
@@ -164,8 +165,49 @@ def lambdarank(scores: "torch.Tensor", labels: "torch.Tensor", mask: Optional["t
     return (factor * per_list).sum()
 
 
+def soft_ndcg(scores: "torch.Tensor", labels: "torch.Tensor", mask: Optional["torch.Tensor"] = None,
+              regularization_strength: float = 1.0, regularization: str = "l2",
+              truncation_level: Optional[int] = None, gain: str = "exp",
+              label_gain: Optional[Sequence[float]] = None) -> "torch.Tensor":
+    """Sum over lists of 1 - NDCG with the projection soft ranks (see :func:`rank.learn.soft_ndcg`).
+
+    The soft ranks of each list's valid items come from :func:`rank.soft.torch.soft_rank` (a
+    compiled kernel; CPU float32/float64 tensors), lists with the same number of valid items
+    ranked together; lists whose ideal DCG is 0 contribute 0. O(L log L) per list.
+
+    >>> s = torch.tensor([[0.0, 1.0, 3.0, 9.0]], dtype=torch.float64, requires_grad=True)
+    >>> loss = soft_ndcg(s, torch.tensor([[1, 0, 0, 0]]), torch.tensor([[True, True, True, False]]),
+    ...                  regularization_strength=2.0)
+    >>> round(float(loss.detach()), 6)
+    0.466516
+    """
+    from rank.soft.torch import soft_rank
+
+    y, mask = _check(scores, labels, mask)
+    if truncation_level is not None and (isinstance(truncation_level, bool) or not isinstance(truncation_level, int)
+                                         or truncation_level <= 0):
+        raise InvalidValueError(f"truncation_level: expected a positive integer, got {truncation_level!r}")
+    g = _gains(y, mask, gain, label_gain, scores)
+    ideal = _ideal_dcg(g, scores.shape[1] if truncation_level is None else truncation_level)
+    counts = mask.sum(1)
+    first = torch.sort((~mask).to(torch.int8), dim=1, stable=True).indices  # valid positions first, in order
+    total = scores.new_zeros(())
+    for c in torch.unique(counts[ideal > 0]).tolist():
+        rows = torch.nonzero((counts == c) & (ideal > 0)).squeeze(1)
+        idx = first[rows, :c]
+        r = soft_rank(scores[rows].gather(1, idx), direction="descending",
+                      regularization_strength=regularization_strength, regularization=regularization)
+        d = 1.0 / torch.log2(1.0 + r)
+        k = truncation_level
+        if k is not None and k < c:  # ramp between soft ranks k and k + 1 (its slope only strictly inside)
+            d = d * torch.where((r > k) & (r < k + 1), k + 1.0 - r, (r <= k).to(r.dtype))
+        dcg = (g[rows].gather(1, idx) * d).sum(1)
+        total = total + (1.0 - dcg / ideal[rows]).sum()
+    return total
+
+
 _FUNCS: Dict[str, Callable[..., Any]] = {"lambdarank": lambdarank, "ranknet": ranknet, "hinge": pairwise_hinge, "listnet": listnet,
-          "listmle": listmle, "approx_ndcg": approx_ndcg}
+          "listmle": listmle, "approx_ndcg": approx_ndcg, "soft_ndcg": soft_ndcg}
 
 
 class RankingLoss(torch.nn.Module):
