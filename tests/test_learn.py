@@ -19,8 +19,9 @@ def groups(sizes):
     return [slice(off[i], off[i + 1]) for i in range(len(sizes))]
 
 
-def ref_lambdarank(s, y, sizes, t=30, sigma=1.0, gains=None, norm=True):
-    """LightGBM's lambdarank written out pair by pair with the exact logistic function."""
+def ref_lambdarank(s, y, sizes, t=30, sigma=1.0, gains=None, norm=True, rho_fn=None):
+    """LightGBM's lambdarank written out pair by pair with the exact logistic function
+    (or rho_fn(s_hi - s_lo) for rho)."""
     gains = 2.0 ** np.arange(32) - 1 if gains is None else np.asarray(gains, float)
     grad, hess = np.zeros_like(s), np.zeros_like(s)
     for sl in groups(sizes):
@@ -40,7 +41,7 @@ def ref_lambdarank(s, y, sizes, t=30, sigma=1.0, gains=None, norm=True):
                 w = (gains[yy[hi]] - gains[yy[lo]]) * abs(disc[rh] - disc[rl]) * inv
                 if norm and ss[order[0]] != ss[order[-1]]:
                     w /= np.float32(0.01) + abs(ss[hi] - ss[lo])
-                rho = 1 / (1 + np.exp(sigma * (ss[hi] - ss[lo])))
+                rho = 1 / (1 + np.exp(sigma * (ss[hi] - ss[lo]))) if rho_fn is None else rho_fn(ss[hi] - ss[lo])
                 g[hi] -= sigma * w * rho
                 g[lo] += sigma * w * rho
                 h[hi] += sigma ** 2 * w * rho * (1 - rho)
@@ -64,6 +65,84 @@ def test_lambdarank_matches_pairwise_reference(kw):
     # LightGBM's tabulated sigmoid differs from the exact one by at most one grid step
     grid = lambdarank(s, y, group=sizes, **kw)
     np.testing.assert_allclose(grid.grad, g, rtol=1e-3, atol=1e-5)
+
+
+def lightgbm_grid_rho(sigma):
+    """LightGBM's tabulated sigmoid: its 2^20-entry table, indexed as LightGBM does."""
+    from rank_kernels import ltr
+
+    table = np.empty(1 << 20)
+    ltr.sigmoid_table(sigma, 1, table)
+    lo = -50.0 / sigma / 2.0
+    factor = (1 << 20) / (-lo - lo)
+
+    def rho(x):
+        if x <= lo:
+            return table[0]
+        if x >= -lo:
+            return table[-1]
+        return table[int((x - lo) * factor)]
+
+    return rho
+
+
+def _lambdarank_kernel(s, y, sizes, simd, t=30, sigma=1.0, gains=None, norm=True):
+    from rank_kernels import ltr
+
+    off = np.concatenate(([0], np.cumsum(sizes))).astype(np.int64)
+    gains = 2.0 ** np.arange(y.max() + 1) - 1 if gains is None else np.asarray(gains, float)
+    grad, hess, gl = np.empty(len(s)), np.empty(len(s)), np.empty(len(sizes))
+    ltr.lambdarank(s, y.astype(np.int32), off, gains, sigma, t, norm, False, False, 2, grad, hess, gl, simd)
+    return grad, hess
+
+
+@pytest.mark.parametrize("simd", [0, 1, 2])
+@pytest.mark.parametrize("kw", [{}, {"t": 3, "sigma": 2.5}, {"norm": False, "sigma": 0.3},
+                                {"gains": np.linspace(0, 40, 300)}])
+def test_lambdarank_grid_sigmoid_paths_match_lightgbm_table(simd, kw):
+    """Every pair-loop path (portable C, AVX2, AVX-512) against the pair-by-pair reference
+    reading LightGBM's own 2^20-entry table: equal to rounding. Groups of 1 to 199 rows cover
+    both orderings (counting below 129 rows, merge sort above), ties, masked loop tails, and
+    with 300 gains the ideal DCG by sorting instead of counting."""
+    from rank_kernels import ltr
+
+    if simd > ltr.simd_level():
+        pytest.skip("this CPU lacks the instruction set")
+    rng = np.random.default_rng(11)
+    sizes = np.array([1, 2, 5, 9, 17, 31, 64, 129, 199])
+    n = int(sizes.sum())
+    s = rng.standard_normal(n) * 3
+    s[rng.integers(0, n, 40)] = 0.5  # ties, within and across groups
+    s[:30] = 40 * rng.standard_normal(30)  # differences beyond the grid's ends
+    y = rng.integers(0, 5 if "gains" not in kw else 300, n)
+    sigma = kw.get("sigma", 1.0)
+    grad, hess = _lambdarank_kernel(s, y, sizes, simd, **kw)
+    g, h = ref_lambdarank(s, y, sizes, rho_fn=lightgbm_grid_rho(sigma), **kw)
+    np.testing.assert_allclose(grad, g, rtol=1e-11, atol=1e-14 * np.abs(g).max())
+    np.testing.assert_allclose(hess, h, rtol=1e-11, atol=1e-14 * np.abs(h).max())
+
+
+def test_grid_sigmoid_factor_tables_match_lightgbm_table():
+    from rank_kernels import ltr
+
+    for sigma in (0.3, 1.0, 2.5):
+        table = np.empty(1 << 20)
+        ltr.sigmoid_table(sigma, 2, table)
+        lo = -25.0 / sigma
+        x = np.concatenate([np.linspace(2 * lo, -2 * lo, 100_001), [lo, -lo, 0.0]])
+        got = np.empty_like(x)
+        ltr.grid_sigmoid(sigma, x, got)
+        idx = np.clip(((np.clip(x, lo, -lo) - lo) * ((1 << 20) / (-2 * lo))).astype(np.int64), 0, (1 << 20) - 1)
+        np.testing.assert_allclose(got, table[idx], rtol=1e-14, atol=0)
+
+
+def test_lambdarank_without_loss():
+    s, y, sizes = data(seed=4)
+    full = lambdarank(s, y, group=sizes)
+    fast = lambdarank(s, y, group=sizes, compute_loss=False)
+    assert np.isnan(fast.loss) and np.isfinite(full.loss) and full.loss > 0
+    np.testing.assert_array_equal(fast.grad, full.grad)
+    np.testing.assert_array_equal(fast.hess, full.hess)
 
 
 def test_lambdarank_loss_gradient_with_weights_frozen():
