@@ -45,10 +45,14 @@ cdef extern from *:
     /* Hot loops of the lambdarank kernel, in C so that the pair loop vectorises: one row i of
      * the pair matrix at a time, j over the contiguous score-sorted arrays, labels compared
      * with arithmetic (sign as -1/0/+1 doubles) instead of branches, and pairs with equal
-     * labels computed as exact zeros instead of skipped. The three row sums use an OpenMP
-     * `simd reduction` (summation order may then differ in the last bits between CPUs with
-     * and without AVX2; results never depend on the thread count). On x86-64 Linux with GCC
-     * the loop is also compiled for AVX2 and picked at load time (target_clones). */
+     * labels computed as exact zeros instead of skipped. Three versions of the grid-sigmoid
+     * row, chosen per call from what the CPU has (ltr_simd_level): AVX-512F and AVX2 + FMA
+     * intrinsics on x86-64 with GCC or clang (the grid value exp(sigma x_b) computed by a
+     * polynomial: hardware gathers from a table are slow on many x86 CPUs), else portable C
+     * that the compiler vectorises (the grid value from two 1024-entry tables; an OpenMP
+     * `simd reduction` for the row sums; compiled also for AVX2 with target_clones on Linux
+     * GCC). The versions agree to rounding (about 1e-15 relative), not bit for bit; the thread
+     * count never changes a result. */
     #include <math.h>
     #include <stddef.h>
     #include <stdint.h>
@@ -62,7 +66,7 @@ cdef extern from *:
     #define LTR_LO_MASK 1023
 
     #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
-    #define LTR_CLONES __attribute__((target_clones("arch=skylake-avx512", "avx2", "default")))
+    #define LTR_CLONES __attribute__((target_clones("avx2", "default")))
     #else
     #define LTR_CLONES
     #endif
@@ -307,9 +311,8 @@ cdef extern from *:
      * CPUs. It agrees with LightGBM's table entry to about 1e-15 relative. */
     __attribute__((target("avx2,fma"))) static void
     ltr_row_grid_avx2(Py_ssize_t i, Py_ssize_t cnt, const double *ss, const double *ld, const double *gs,
-                      const double *disc, double inv_max, double sigma, double eps, int norm_on,
-                      const double *e_hi, const double *e_lo, double lo, double factor, double *lam,
-                      double *hs, double *acc)
+                      const double *disc, double inv_max, double sigma, double eps, int norm_on, int exact,
+                      double lo, double factor, double *lam, double *hs, double *acc)
     {
         static const int64_t tail[8] = {-1, -1, -1, -1, 0, 0, 0, 0};
         const __m256d si = _mm256_set1_pd(ss[i]), li = _mm256_set1_pd(ld[i]), gi = _mm256_set1_pd(gs[i]);
@@ -320,6 +323,7 @@ cdef extern from *:
         const __m256d vlo = _mm256_set1_pd(lo), vhi = _mm256_set1_pd(-lo), vfac = _mm256_set1_pd(factor);
         const __m256d one = _mm256_set1_pd(1.0);
         const __m256d bmax = _mm256_set1_pd(LTR_SIGMOID_BINS - 1), vstep = _mm256_set1_pd(1.0 / factor);
+        const __m256d absm = _mm256_castsi256_pd(_mm256_set1_epi64x(0x7fffffffffffffffLL)), v700 = _mm256_set1_pd(700.0);
         __m256d al = _mm256_setzero_pd(), ah = _mm256_setzero_pd(), as = _mm256_setzero_pd();
         for (Py_ssize_t j = i + 1; j < cnt; j += 4) {
             Py_ssize_t rem = cnt - j;
@@ -334,15 +338,26 @@ cdef extern from *:
             w = _mm256_mul_pd(_mm256_mul_pd(w, _mm256_sub_pd(di, _mm256_maskload_pd(disc + j, m))), vinv);
             w = _mm256_and_pd(w, mv);
             __m256d den = _mm256_add_pd(veps, _mm256_and_pd(delta, vabs));
-            __m256d c = _mm256_min_pd(_mm256_max_pd(delta, vlo), vhi);  /* NaN -> lo */
-            __m256d b = _mm256_round_pd(_mm256_mul_pd(_mm256_sub_pd(c, vlo), vfac),
-                                        _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
-            b = _mm256_min_pd(b, bmax);
-            __m256d e = ltr_exp_avx2(_mm256_mul_pd(_mm256_add_pd(_mm256_mul_pd(b, vstep), vlo), vsig));
+            __m256d e, np_ = one, nq_;
+            if (exact) {  /* rho = np_ / (1 + e), 1 - rho = nq_ / (1 + e), e = exp(-|sigma delta|) */
+                __m256d x = _mm256_mul_pd(vsig, delta);
+                e = ltr_exp_avx2(_mm256_sub_pd(_mm256_setzero_pd(), _mm256_min_pd(_mm256_and_pd(x, absm), v700)));
+                __m256d pos = _mm256_cmp_pd(x, _mm256_setzero_pd(), _CMP_GE_OQ);
+                np_ = _mm256_blendv_pd(one, e, pos);
+                nq_ = _mm256_blendv_pd(e, one, pos);
+            } else {  /* rho = 1 / (1 + e), e = exp(x_b) at the grid point below delta */
+                __m256d c = _mm256_min_pd(_mm256_max_pd(delta, vlo), vhi);  /* NaN -> lo */
+                __m256d b = _mm256_round_pd(_mm256_mul_pd(_mm256_sub_pd(c, vlo), vfac),
+                                            _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
+                b = _mm256_min_pd(b, bmax);
+                e = ltr_exp_avx2(_mm256_mul_pd(_mm256_add_pd(_mm256_mul_pd(b, vstep), vlo), vsig));
+                nq_ = e;
+            }
             __m256d r = _mm256_div_pd(one, _mm256_mul_pd(_mm256_add_pd(one, e), den));
             __m256d q = _mm256_mul_pd(w, r);
-            __m256d pl = _mm256_mul_pd(vsig, q);
-            __m256d ph = _mm256_mul_pd(_mm256_mul_pd(vs2, q), _mm256_mul_pd(_mm256_mul_pd(e, r), den));
+            __m256d pl = _mm256_mul_pd(_mm256_mul_pd(vsig, q), np_);
+            __m256d ph = _mm256_mul_pd(_mm256_mul_pd(_mm256_mul_pd(vs2, q), _mm256_mul_pd(np_, nq_)),
+                                       _mm256_mul_pd(r, den));
             __m256d spl = _mm256_mul_pd(sg, pl);
             al = _mm256_sub_pd(al, spl);
             ah = _mm256_add_pd(ah, ph);
@@ -362,9 +377,8 @@ cdef extern from *:
     /* The same with AVX-512F, 8 pairs per step (masked loads and stores on the last one). */
     __attribute__((target("avx512f"))) static void
     ltr_row_grid_avx512(Py_ssize_t i, Py_ssize_t cnt, const double *ss, const double *ld, const double *gs,
-                        const double *disc, double inv_max, double sigma, double eps, int norm_on,
-                        const double *e_hi, const double *e_lo, double lo, double factor, double *lam,
-                        double *hs, double *acc)
+                        const double *disc, double inv_max, double sigma, double eps, int norm_on, int exact,
+                        double lo, double factor, double *lam, double *hs, double *acc)
     {
         const __m512d si = _mm512_set1_pd(ss[i]), li = _mm512_set1_pd(ld[i]), gi = _mm512_set1_pd(gs[i]);
         const __m512d di = _mm512_set1_pd(disc[i]), vinv = _mm512_set1_pd(inv_max);
@@ -374,6 +388,7 @@ cdef extern from *:
         const __m512d vlo = _mm512_set1_pd(lo), vhi = _mm512_set1_pd(-lo), vfac = _mm512_set1_pd(factor);
         const __m512d one = _mm512_set1_pd(1.0), zero = _mm512_setzero_pd();
         const __m512d bmax = _mm512_set1_pd(LTR_SIGMOID_BINS - 1), vstep = _mm512_set1_pd(1.0 / factor);
+        const __m512d v700 = _mm512_set1_pd(700.0);
         __m512d al = zero, ah = zero, as = zero;
         for (Py_ssize_t j = i + 1; j < cnt; j += 8) {
             Py_ssize_t rem = cnt - j;
@@ -385,19 +400,30 @@ cdef extern from *:
             __m512d w = _mm512_mul_pd(sg, _mm512_sub_pd(gi, _mm512_maskz_loadu_pd(m, gs + j)));
             w = _mm512_maskz_mul_pd(m, _mm512_mul_pd(w, _mm512_sub_pd(di, _mm512_maskz_loadu_pd(m, disc + j))), vinv);
             __m512d den = _mm512_add_pd(veps, _mm512_maskz_mov_pd(nmask, _mm512_abs_pd(delta)));
-            __m512d c = _mm512_min_pd(_mm512_max_pd(delta, vlo), vhi);  /* NaN -> lo */
-            __m512d b = _mm512_roundscale_pd(_mm512_mul_pd(_mm512_sub_pd(c, vlo), vfac),
-                                             _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
-            b = _mm512_min_pd(b, bmax);
-            __m512d e = ltr_exp_avx512(_mm512_mul_pd(_mm512_add_pd(_mm512_mul_pd(b, vstep), vlo), vsig));
+            __m512d e, np_ = one, nq_;
+            if (exact) {  /* rho = np_ / (1 + e), 1 - rho = nq_ / (1 + e), e = exp(-|sigma delta|) */
+                __m512d x = _mm512_mul_pd(vsig, delta);
+                e = ltr_exp_avx512(_mm512_sub_pd(zero, _mm512_min_pd(_mm512_abs_pd(x), v700)));
+                __mmask8 pos = _mm512_cmp_pd_mask(x, zero, _CMP_GE_OQ);
+                np_ = _mm512_mask_blend_pd(pos, one, e);
+                nq_ = _mm512_mask_blend_pd(pos, e, one);
+            } else {  /* rho = 1 / (1 + e), e = exp(x_b) at the grid point below delta */
+                __m512d c = _mm512_min_pd(_mm512_max_pd(delta, vlo), vhi);  /* NaN -> lo */
+                __m512d b = _mm512_roundscale_pd(_mm512_mul_pd(_mm512_sub_pd(c, vlo), vfac),
+                                                 _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
+                b = _mm512_min_pd(b, bmax);
+                e = ltr_exp_avx512(_mm512_mul_pd(_mm512_add_pd(_mm512_mul_pd(b, vstep), vlo), vsig));
+                nq_ = e;
+            }
             /* r = 1 / a: 14-bit estimate, two Newton steps (error ~1 ulp; a >= 0.01, finite) */
             __m512d a = _mm512_mul_pd(_mm512_add_pd(one, e), den);
             __m512d r = _mm512_rcp14_pd(a);
             r = _mm512_fmadd_pd(r, _mm512_fnmadd_pd(a, r, one), r);
             r = _mm512_fmadd_pd(r, _mm512_fnmadd_pd(a, r, one), r);
             __m512d q = _mm512_mul_pd(w, r);
-            __m512d pl = _mm512_mul_pd(vsig, q);
-            __m512d ph = _mm512_mul_pd(_mm512_mul_pd(vs2, q), _mm512_mul_pd(_mm512_mul_pd(e, r), den));
+            __m512d pl = _mm512_mul_pd(_mm512_mul_pd(vsig, q), np_);
+            __m512d ph = _mm512_mul_pd(_mm512_mul_pd(_mm512_mul_pd(vs2, q), _mm512_mul_pd(np_, nq_)),
+                                       _mm512_mul_pd(r, den));
             __m512d spl = _mm512_mul_pd(sg, pl);
             al = _mm512_sub_pd(al, spl);
             ah = _mm512_add_pd(ah, ph);
@@ -421,27 +447,6 @@ cdef extern from *:
     #else
     static int ltr_simd_level(void) { return 0; }
     #endif
-
-    /* Row i with the widest instruction set the CPU has (level from ltr_simd_level). */
-    static inline void ltr_row_grid_any(int level, Py_ssize_t i, Py_ssize_t cnt, const double *ss, const double *ld,
-                                        const double *gs, const double *disc, double inv_max, double sigma,
-                                        double eps, int norm_on, const double *e_hi, const double *e_lo,
-                                        double lo, double factor, double *lam, double *hs, double *acc)
-    {
-    #ifdef LTR_X86
-        if (level == 2) {
-            ltr_row_grid_avx512(i, cnt, ss, ld, gs, disc, inv_max, sigma, eps, norm_on, e_hi, e_lo, lo, factor,
-                                lam, hs, acc);
-            return;
-        }
-        if (level == 1) {
-            ltr_row_grid_avx2(i, cnt, ss, ld, gs, disc, inv_max, sigma, eps, norm_on, e_hi, e_lo, lo, factor,
-                              lam, hs, acc);
-            return;
-        }
-    #endif
-        ltr_row_grid(i, cnt, ss, ld, gs, disc, inv_max, sigma, eps, norm_on, e_hi, e_lo, lo, factor, lam, hs, acc);
-    }
 
     /* 1 / (1 + exp(-x)), exp never overflowing. */
     static inline double ltr_sigmoid(double x)
@@ -477,6 +482,31 @@ cdef extern from *:
         acc[0] = al;
         acc[1] = ah;
         acc[2] = as;
+    }
+
+    /* Row i with the widest instruction set the CPU has (level from ltr_simd_level), for the
+     * grid sigmoid or (exact) the logistic function itself. */
+    static inline void ltr_row_any(int level, int exact, Py_ssize_t i, Py_ssize_t cnt, const double *ss,
+                                   const double *ld, const double *gs, const double *disc, double inv_max,
+                                   double sigma, double eps, int norm_on, const double *e_hi, const double *e_lo,
+                                   double lo, double factor, double *lam, double *hs, double *acc)
+    {
+    #ifdef LTR_X86
+        if (level == 2) {
+            ltr_row_grid_avx512(i, cnt, ss, ld, gs, disc, inv_max, sigma, eps, norm_on, exact, lo, factor,
+                                lam, hs, acc);
+            return;
+        }
+        if (level == 1) {
+            ltr_row_grid_avx2(i, cnt, ss, ld, gs, disc, inv_max, sigma, eps, norm_on, exact, lo, factor,
+                              lam, hs, acc);
+            return;
+        }
+    #endif
+        if (exact)
+            ltr_row_exact(i, cnt, ss, ld, gs, disc, inv_max, sigma, eps, norm_on, lam, hs, acc);
+        else
+            ltr_row_grid(i, cnt, ss, ld, gs, disc, inv_max, sigma, eps, norm_on, e_hi, e_lo, lo, factor, lam, hs, acc);
     }
 
     static inline double ltr_softplus(double x)
@@ -518,10 +548,10 @@ cdef extern from *:
                       const double *e_hi, const double *e_lo, double lo, double factor, double *lam,
                       double *hs, double *acc) noexcept nogil
     int ltr_simd_level() noexcept nogil
-    void ltr_row_grid_any(int level, Py_ssize_t i, Py_ssize_t cnt, const double *ss, const double *ld,
-                          const double *gs, const double *disc, double inv_max, double sigma, double eps,
-                          int norm_on, const double *e_hi, const double *e_lo, double lo, double factor,
-                          double *lam, double *hs, double *acc) noexcept nogil
+    void ltr_row_any(int level, int exact, Py_ssize_t i, Py_ssize_t cnt, const double *ss, const double *ld,
+                     const double *gs, const double *disc, double inv_max, double sigma, double eps,
+                     int norm_on, const double *e_hi, const double *e_lo, double lo, double factor,
+                     double *lam, double *hs, double *acc) noexcept nogil
     void ltr_row_exact(Py_ssize_t i, Py_ssize_t cnt, const double *ss, const double *ld, const double *gs,
                        const double *disc, double inv_max, double sigma, double eps, int norm_on,
                        double *lam, double *hs, double *acc) noexcept nogil
@@ -719,11 +749,8 @@ def lambdarank(const double[::1] scores, const int32_t[::1] labels, const int64_
                     sum_lambdas = 0.0
                     top = cnt - 1 if cnt - 1 < truncation else truncation
                     for i in range(top):
-                        if exact:
-                            ltr_row_exact(i, cnt, ss, ld, gs, discount, inv_max, sigma, eps, norm_on, lam, hs, acc)
-                        else:
-                            ltr_row_grid_any(level, i, cnt, ss, ld, gs, discount, inv_max, sigma, eps, norm_on,
-                                             e_hi, e_lo, slo, sfactor, lam, hs, acc)
+                        ltr_row_any(level, exact, i, cnt, ss, ld, gs, discount, inv_max, sigma, eps, norm_on,
+                                    e_hi, e_lo, slo, sfactor, lam, hs, acc)
                         lam[i] += acc[0]
                         hs[i] += acc[1]
                         sum_lambdas = sum_lambdas + 2.0 * acc[2]

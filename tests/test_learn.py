@@ -86,22 +86,25 @@ def lightgbm_grid_rho(sigma):
     return rho
 
 
-def _lambdarank_kernel(s, y, sizes, simd, t=30, sigma=1.0, gains=None, norm=True):
+def _lambdarank_kernel(s, y, sizes, simd, t=30, sigma=1.0, gains=None, norm=True, exact=False):
     from rank_kernels import ltr
 
     off = np.concatenate(([0], np.cumsum(sizes))).astype(np.int64)
     gains = 2.0 ** np.arange(y.max() + 1) - 1 if gains is None else np.asarray(gains, float)
     grad, hess, gl = np.empty(len(s)), np.empty(len(s)), np.empty(len(sizes))
-    ltr.lambdarank(s, y.astype(np.int32), off, gains, sigma, t, norm, False, False, 2, grad, hess, gl, simd)
+    ltr.lambdarank(s, y.astype(np.int32), off, gains, sigma, t, norm, exact, False, 2, grad, hess, gl, simd)
     return grad, hess
 
 
+@pytest.mark.parametrize("exact", [False, True])
 @pytest.mark.parametrize("simd", [0, 1, 2])
 @pytest.mark.parametrize("kw", [{}, {"t": 3, "sigma": 2.5}, {"norm": False, "sigma": 0.3},
                                 {"gains": np.linspace(0, 40, 300)}])
-def test_lambdarank_grid_sigmoid_paths_match_lightgbm_table(simd, kw):
-    """Every pair-loop path (portable C, AVX2, AVX-512) against the pair-by-pair reference
-    reading LightGBM's own 2^20-entry table: equal to rounding. Groups of 1 to 199 rows cover
+def test_lambdarank_kernel_paths_match_reference(simd, kw, exact):
+    """Every pair-loop path (portable C, AVX2, AVX-512) against the pair-by-pair reference,
+    reading LightGBM's own 2^20-entry table (or, exact, the logistic function itself): equal to
+    rounding. Score differences reach about +-250 (exp(-sigma x) far beyond the grid's ends,
+    rho underflowing to tiny values). Groups of 1 to 199 rows cover
     both orderings (counting below 129 rows, merge sort above), ties, masked loop tails, and
     with 300 gains the ideal DCG by sorting instead of counting."""
     from rank_kernels import ltr
@@ -116,8 +119,8 @@ def test_lambdarank_grid_sigmoid_paths_match_lightgbm_table(simd, kw):
     s[:30] = 40 * rng.standard_normal(30)  # differences beyond the grid's ends
     y = rng.integers(0, 5 if "gains" not in kw else 300, n)
     sigma = kw.get("sigma", 1.0)
-    grad, hess = _lambdarank_kernel(s, y, sizes, simd, **kw)
-    g, h = ref_lambdarank(s, y, sizes, rho_fn=lightgbm_grid_rho(sigma), **kw)
+    grad, hess = _lambdarank_kernel(s, y, sizes, simd, exact=exact, **kw)
+    g, h = ref_lambdarank(s, y, sizes, rho_fn=None if exact else lightgbm_grid_rho(sigma), **kw)
     np.testing.assert_allclose(grad, g, rtol=1e-11, atol=1e-14 * np.abs(g).max())
     np.testing.assert_allclose(hess, h, rtol=1e-11, atol=1e-14 * np.abs(h).max())
 
