@@ -6,6 +6,8 @@ Workload (issue 8): 1,000,000 rows in 10,000 groups of 100, labels 0-4, truncati
   ``compute_loss=False`` (gradient and hessian, the path the boosting objectives take) at one
   thread: the fair comparison with NumPy, which runs on one core. ``test_rank_lambdarank_grad``
   is the same at BENCH_THREADS threads, so one run gives the thread scaling.
+  ``test_rank_lambdarank_exact_1thread`` uses the exact logistic function instead of
+  LightGBM's grid sigmoid: exactly NumPy's math, at one thread.
 - ``test_rank_lambdarank``: the default public call (loss, gradient and hessian) at
   BENCH_THREADS threads; the loss adds a log(1 + exp(.)) per pair.
 - ``test_numpy_lambdarank``: the same math vectorised with NumPy, over blocks of groups: a
@@ -105,6 +107,14 @@ def test_rank_lambdarank_grad_1thread(benchmark, workload, threads):
     _label(benchmark, threads, len(s))
     res = benchmark(lambdarank, s, y, group=sizes, truncation_level=T, compute_loss=False, n_threads=1)
     assert np.isnan(res.loss) and np.isfinite(res.grad).all() and abs(res.grad.sum()) < 1e-6 * len(s)
+
+
+def test_rank_lambdarank_exact_1thread(benchmark, workload, threads):
+    s, y, sizes = workload
+    _label(benchmark, threads, len(s))
+    res = benchmark(lambdarank, s, y, group=sizes, truncation_level=T, exact_sigmoid=True, compute_loss=False,
+                    n_threads=1)
+    np.testing.assert_allclose(res.grad, numpy_lambdarank(s, y, sizes)[0], rtol=1e-9, atol=1e-12)
 
 
 def test_rank_lambdarank_grad(benchmark, workload, threads):
