@@ -19,11 +19,12 @@ def groups(sizes):
     return [slice(off[i], off[i + 1]) for i in range(len(sizes))]
 
 
-def ref_lambdarank(s, y, sizes, t=30, sigma=1.0, gains=None, norm=True, rho_fn=None):
+def ref_lambdarank(s, y, sizes, t=30, sigma=1.0, gains=None, norm=True, rho_fn=None, with_loss=False):
     """LightGBM's lambdarank written out pair by pair with the exact logistic function
-    (or rho_fn(s_hi - s_lo) for rho)."""
+    (or rho_fn(s_hi - s_lo) for rho); with_loss: also the loss, the weights held constant."""
     gains = 2.0 ** np.arange(32) - 1 if gains is None else np.asarray(gains, float)
     grad, hess = np.zeros_like(s), np.zeros_like(s)
+    loss = 0.0
     for sl in groups(sizes):
         ss, yy = s[sl], y[sl]
         n = len(ss)
@@ -31,7 +32,7 @@ def ref_lambdarank(s, y, sizes, t=30, sigma=1.0, gains=None, norm=True, rho_fn=N
         disc = 1 / np.log2(2 + np.arange(n))
         ideal = np.sort(gains[yy])[::-1][:t] @ disc[:min(t, n)]
         inv = 1 / ideal if ideal > 0 else 0.0
-        g, h, total = np.zeros(n), np.zeros(n), 0.0
+        g, h, total, group_loss = np.zeros(n), np.zeros(n), 0.0, 0.0
         for i in range(min(n - 1, t)):
             for j in range(i + 1, n):
                 a, b = order[i], order[j]
@@ -47,9 +48,11 @@ def ref_lambdarank(s, y, sizes, t=30, sigma=1.0, gains=None, norm=True, rho_fn=N
                 h[hi] += sigma ** 2 * w * rho * (1 - rho)
                 h[lo] += sigma ** 2 * w * rho * (1 - rho)
                 total += 2 * sigma * w * rho
+                group_loss += w * np.logaddexp(0, -sigma * (ss[hi] - ss[lo]))
         f = np.log2(1 + total) / total if norm and total > 0 else 1.0
         grad[sl], hess[sl] = g * f, h * f
-    return grad, hess
+        loss += group_loss * f
+    return (grad, hess, loss) if with_loss else (grad, hess)
 
 
 @pytest.mark.parametrize("kw", [{}, {"truncation_level": 3, "sigma": 2.5}, {"norm": False},
@@ -86,14 +89,14 @@ def lightgbm_grid_rho(sigma):
     return rho
 
 
-def _lambdarank_kernel(s, y, sizes, simd, t=30, sigma=1.0, gains=None, norm=True, exact=False):
+def _lambdarank_kernel(s, y, sizes, simd, t=30, sigma=1.0, gains=None, norm=True, exact=False, loss=False):
     from rank_kernels import ltr
 
     off = np.concatenate(([0], np.cumsum(sizes))).astype(np.int64)
     gains = 2.0 ** np.arange(y.max() + 1) - 1 if gains is None else np.asarray(gains, float)
     grad, hess, gl = np.empty(len(s)), np.empty(len(s)), np.empty(len(sizes))
-    ltr.lambdarank(s, y.astype(np.int32), off, gains, sigma, t, norm, exact, False, 2, grad, hess, gl, simd)
-    return grad, hess
+    ltr.lambdarank(s, y.astype(np.int32), off, gains, sigma, t, norm, exact, loss, 2, grad, hess, gl, simd)
+    return (grad, hess, gl.sum()) if loss else (grad, hess)
 
 
 @pytest.mark.parametrize("exact", [False, True])
@@ -123,6 +126,24 @@ def test_lambdarank_kernel_paths_match_reference(simd, kw, exact):
     g, h = ref_lambdarank(s, y, sizes, rho_fn=None if exact else lightgbm_grid_rho(sigma), **kw)
     np.testing.assert_allclose(grad, g, rtol=1e-11, atol=1e-14 * np.abs(g).max())
     np.testing.assert_allclose(hess, h, rtol=1e-11, atol=1e-14 * np.abs(h).max())
+
+
+@pytest.mark.parametrize("exact", [False, True])
+@pytest.mark.parametrize("simd", [0, 1, 2])
+def test_lambdarank_loss_paths_match_reference(simd, exact):
+    """The loss of every pair-loop path (the vectorised ones use their own exp and log1p)."""
+    from rank_kernels import ltr
+
+    if simd > ltr.simd_level():
+        pytest.skip("this CPU lacks the instruction set")
+    s, y, sizes = data(seed=8, hi=70)
+    s[:20] *= 30  # softplus far into both tails
+    for kw in ({}, {"norm": False, "sigma": 2.5, "t": 4}):
+        grad, _, loss = _lambdarank_kernel(s, y, sizes, simd, exact=exact, loss=True, **kw)
+        g, _, ref = ref_lambdarank(s, y, sizes, rho_fn=None if exact else lightgbm_grid_rho(kw.get("sigma", 1.0)),
+                                   with_loss=True, **kw)
+        assert loss == pytest.approx(ref, rel=1e-13)
+        np.testing.assert_allclose(grad, g, rtol=1e-11, atol=1e-14 * np.abs(g).max())
 
 
 def test_grid_sigmoid_factor_tables_match_lightgbm_table():
