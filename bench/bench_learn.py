@@ -2,25 +2,29 @@
 
 Workload (issue 8): 1,000,000 rows in 10,000 groups of 100, labels 0-4, truncation level 30.
 
-- ``test_rank_lambdarank``: :func:`rank.learn.lambdarank` (loss, gradient and hessian), at
-  BENCH_THREADS threads; ``test_rank_lambdarank_grad_only`` is the path the boosting
-  objectives take (no loss, LightGBM's sigmoid table built once beforehand); ``test_rank_lambdarank_1thread`` is the same at one thread,
-  so one run gives the thread scaling.
+- ``test_rank_lambdarank_grad_1thread``: :func:`rank.learn.lambdarank` with
+  ``compute_loss=False`` (gradient and hessian, the path the boosting objectives take) at one
+  thread: the fair comparison with NumPy, which runs on one core. ``test_rank_lambdarank_grad``
+  is the same at BENCH_THREADS threads, so one run gives the thread scaling.
+  ``test_rank_lambdarank_exact_1thread`` uses the exact logistic function instead of
+  LightGBM's grid sigmoid: exactly NumPy's math, at one thread.
+- ``test_rank_lambdarank``: the default public call (loss, gradient and hessian) at
+  BENCH_THREADS threads; the loss adds a log(1 + exp(.)) per pair.
 - ``test_numpy_lambdarank``: the same math vectorised with NumPy, over blocks of groups: a
   stable argsort per group, then (groups, 30, 100) pair arrays (only the pairs whose better
   ranked member is in the top 30, as in the kernel), the weights, the exact logistic function
-  and scatter-adds back to rows. Checked against ours (``exact_sigmoid=True``).
+  and scatter-adds back to rows. Checked against ours (``exact_sigmoid=True``). Gradient and
+  hessian, no loss; single-threaded.
 - ``test_torch_lambdarank``: the dense pairwise (B, L, L) formulation (as in allRank) from
   :mod:`rank.learn.torch`, forward + backward in float64 on CPU, 1,000 lists per batch, with
   torch's intra-op threads set to BENCH_THREADS; it produces the gradient only.
 
-``python bench/summary.py results.json`` prints the ratios.
+``python bench/summary.py results.json`` prints each entry against the first one (ours, one thread).
 """
 import numpy as np
 import pytest
 
 from rank.learn import lambdarank
-from rank.learn.losses import _lambdarank_grad_hess, _sigmoid_table
 
 T = 30
 SIZE = 100
@@ -98,27 +102,36 @@ def _label(benchmark, threads, n):
     benchmark.extra_info["docs"] = n
 
 
+def test_rank_lambdarank_grad_1thread(benchmark, workload, threads):
+    s, y, sizes = workload
+    _label(benchmark, threads, len(s))
+    res = benchmark(lambdarank, s, y, group=sizes, truncation_level=T, compute_loss=False, n_threads=1)
+    assert np.isnan(res.loss) and np.isfinite(res.grad).all() and abs(res.grad.sum()) < 1e-6 * len(s)
+
+
+def test_rank_lambdarank_exact_1thread(benchmark, workload, threads):
+    s, y, sizes = workload
+    _label(benchmark, threads, len(s))
+    res = benchmark(lambdarank, s, y, group=sizes, truncation_level=T, exact_sigmoid=True, compute_loss=False,
+                    n_threads=1)
+    np.testing.assert_allclose(res.grad, numpy_lambdarank(s, y, sizes)[0], rtol=1e-9, atol=1e-12)
+
+
+def test_rank_lambdarank_grad(benchmark, workload, threads):
+    s, y, sizes = workload
+    _label(benchmark, threads, len(s))
+    res = benchmark(lambdarank, s, y, group=sizes, truncation_level=T, compute_loss=False, n_threads=threads)
+    one = lambdarank(s, y, group=sizes, truncation_level=T, compute_loss=False, n_threads=1)
+    np.testing.assert_array_equal(res.grad, one.grad)  # the thread count does not change the result
+    np.testing.assert_array_equal(res.hess, one.hess)
+
+
 def test_rank_lambdarank(benchmark, workload, threads):
     s, y, sizes = workload
     _label(benchmark, threads, len(s))
     res = benchmark(lambdarank, s, y, group=sizes, truncation_level=T, n_threads=threads)
-    assert np.isfinite(res.grad).all() and abs(res.grad.sum()) < 1e-6 * len(s)
-
-
-def test_rank_lambdarank_grad_only(benchmark, workload, threads):
-    s, y, sizes = workload
-    _label(benchmark, threads, len(s))
-    off = np.arange(0, len(s) + 1, SIZE, dtype=np.int64)
-    gains = 2.0 ** np.arange(5) - 1
-    table = _sigmoid_table(1.0, threads)  # built once per objective by the boosting adapters
-    grad, hess = benchmark(_lambdarank_grad_hess, s, y, off, gains, 1.0, T, True, False, threads, table)
-    np.testing.assert_array_equal(grad, lambdarank(s, y, group=sizes, n_threads=threads).grad)
-
-
-def test_rank_lambdarank_1thread(benchmark, workload, threads):
-    s, y, sizes = workload
-    _label(benchmark, threads, len(s))
-    benchmark(lambdarank, s, y, group=sizes, truncation_level=T, n_threads=1)
+    assert np.isfinite(res.loss) and res.loss > 0
+    np.testing.assert_array_equal(res.grad, lambdarank(s, y, group=sizes, compute_loss=False).grad)
 
 
 def test_numpy_lambdarank(benchmark, workload, threads):

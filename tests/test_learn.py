@@ -19,10 +19,12 @@ def groups(sizes):
     return [slice(off[i], off[i + 1]) for i in range(len(sizes))]
 
 
-def ref_lambdarank(s, y, sizes, t=30, sigma=1.0, gains=None, norm=True):
-    """LightGBM's lambdarank written out pair by pair with the exact logistic function."""
+def ref_lambdarank(s, y, sizes, t=30, sigma=1.0, gains=None, norm=True, rho_fn=None, with_loss=False):
+    """LightGBM's lambdarank written out pair by pair with the exact logistic function
+    (or rho_fn(s_hi - s_lo) for rho); with_loss: also the loss, the weights held constant."""
     gains = 2.0 ** np.arange(32) - 1 if gains is None else np.asarray(gains, float)
     grad, hess = np.zeros_like(s), np.zeros_like(s)
+    loss = 0.0
     for sl in groups(sizes):
         ss, yy = s[sl], y[sl]
         n = len(ss)
@@ -30,7 +32,7 @@ def ref_lambdarank(s, y, sizes, t=30, sigma=1.0, gains=None, norm=True):
         disc = 1 / np.log2(2 + np.arange(n))
         ideal = np.sort(gains[yy])[::-1][:t] @ disc[:min(t, n)]
         inv = 1 / ideal if ideal > 0 else 0.0
-        g, h, total = np.zeros(n), np.zeros(n), 0.0
+        g, h, total, group_loss = np.zeros(n), np.zeros(n), 0.0, 0.0
         for i in range(min(n - 1, t)):
             for j in range(i + 1, n):
                 a, b = order[i], order[j]
@@ -40,15 +42,17 @@ def ref_lambdarank(s, y, sizes, t=30, sigma=1.0, gains=None, norm=True):
                 w = (gains[yy[hi]] - gains[yy[lo]]) * abs(disc[rh] - disc[rl]) * inv
                 if norm and ss[order[0]] != ss[order[-1]]:
                     w /= np.float32(0.01) + abs(ss[hi] - ss[lo])
-                rho = 1 / (1 + np.exp(sigma * (ss[hi] - ss[lo])))
+                rho = 1 / (1 + np.exp(sigma * (ss[hi] - ss[lo]))) if rho_fn is None else rho_fn(ss[hi] - ss[lo])
                 g[hi] -= sigma * w * rho
                 g[lo] += sigma * w * rho
                 h[hi] += sigma ** 2 * w * rho * (1 - rho)
                 h[lo] += sigma ** 2 * w * rho * (1 - rho)
                 total += 2 * sigma * w * rho
+                group_loss += w * np.logaddexp(0, -sigma * (ss[hi] - ss[lo]))
         f = np.log2(1 + total) / total if norm and total > 0 else 1.0
         grad[sl], hess[sl] = g * f, h * f
-    return grad, hess
+        loss += group_loss * f
+    return (grad, hess, loss) if with_loss else (grad, hess)
 
 
 @pytest.mark.parametrize("kw", [{}, {"truncation_level": 3, "sigma": 2.5}, {"norm": False},
@@ -64,6 +68,105 @@ def test_lambdarank_matches_pairwise_reference(kw):
     # LightGBM's tabulated sigmoid differs from the exact one by at most one grid step
     grid = lambdarank(s, y, group=sizes, **kw)
     np.testing.assert_allclose(grid.grad, g, rtol=1e-3, atol=1e-5)
+
+
+def lightgbm_grid_rho(sigma):
+    """LightGBM's tabulated sigmoid: its 2^20-entry table, indexed as LightGBM does."""
+    from rank_kernels import ltr
+
+    table = np.empty(1 << 20)
+    ltr.sigmoid_table(sigma, 1, table)
+    lo = -50.0 / sigma / 2.0
+    factor = (1 << 20) / (-lo - lo)
+
+    def rho(x):
+        if x <= lo:
+            return table[0]
+        if x >= -lo:
+            return table[-1]
+        return table[int((x - lo) * factor)]
+
+    return rho
+
+
+def _lambdarank_kernel(s, y, sizes, simd, t=30, sigma=1.0, gains=None, norm=True, exact=False, loss=False):
+    from rank_kernels import ltr
+
+    off = np.concatenate(([0], np.cumsum(sizes))).astype(np.int64)
+    gains = 2.0 ** np.arange(y.max() + 1) - 1 if gains is None else np.asarray(gains, float)
+    grad, hess, gl = np.empty(len(s)), np.empty(len(s)), np.empty(len(sizes))
+    ltr.lambdarank(s, y.astype(np.int32), off, gains, sigma, t, norm, exact, loss, 2, grad, hess, gl, simd)
+    return (grad, hess, gl.sum()) if loss else (grad, hess)
+
+
+@pytest.mark.parametrize("exact", [False, True])
+@pytest.mark.parametrize("simd", [0, 1, 2])
+@pytest.mark.parametrize("kw", [{}, {"t": 3, "sigma": 2.5}, {"norm": False, "sigma": 0.3},
+                                {"gains": np.linspace(0, 40, 300)}])
+def test_lambdarank_kernel_paths_match_reference(simd, kw, exact):
+    """Every pair-loop path (portable C, AVX2, AVX-512) against the pair-by-pair reference,
+    reading LightGBM's own 2^20-entry table (or, exact, the logistic function itself): equal to
+    rounding. Score differences reach about +-250 (exp(-sigma x) far beyond the grid's ends,
+    rho underflowing to tiny values). Groups of 1 to 199 rows cover
+    both orderings (counting below 129 rows, merge sort above), ties, masked loop tails, and
+    with 300 gains the ideal DCG by sorting instead of counting."""
+    from rank_kernels import ltr
+
+    if simd > ltr.simd_level():
+        pytest.skip("this CPU lacks the instruction set")
+    rng = np.random.default_rng(11)
+    sizes = np.array([1, 2, 5, 9, 17, 31, 64, 129, 199])
+    n = int(sizes.sum())
+    s = rng.standard_normal(n) * 3
+    s[rng.integers(0, n, 40)] = 0.5  # ties, within and across groups
+    s[:30] = 40 * rng.standard_normal(30)  # differences beyond the grid's ends
+    y = rng.integers(0, 5 if "gains" not in kw else 300, n)
+    sigma = kw.get("sigma", 1.0)
+    grad, hess = _lambdarank_kernel(s, y, sizes, simd, exact=exact, **kw)
+    g, h = ref_lambdarank(s, y, sizes, rho_fn=None if exact else lightgbm_grid_rho(sigma), **kw)
+    np.testing.assert_allclose(grad, g, rtol=1e-11, atol=1e-14 * np.abs(g).max())
+    np.testing.assert_allclose(hess, h, rtol=1e-11, atol=1e-14 * np.abs(h).max())
+
+
+@pytest.mark.parametrize("exact", [False, True])
+@pytest.mark.parametrize("simd", [0, 1, 2])
+def test_lambdarank_loss_paths_match_reference(simd, exact):
+    """The loss of every pair-loop path (the vectorised ones use their own exp and log1p)."""
+    from rank_kernels import ltr
+
+    if simd > ltr.simd_level():
+        pytest.skip("this CPU lacks the instruction set")
+    s, y, sizes = data(seed=8, hi=70)
+    s[:20] *= 30  # softplus far into both tails
+    for kw in ({}, {"norm": False, "sigma": 2.5, "t": 4}):
+        grad, _, loss = _lambdarank_kernel(s, y, sizes, simd, exact=exact, loss=True, **kw)
+        g, _, ref = ref_lambdarank(s, y, sizes, rho_fn=None if exact else lightgbm_grid_rho(kw.get("sigma", 1.0)),
+                                   with_loss=True, **kw)
+        assert loss == pytest.approx(ref, rel=1e-13)
+        np.testing.assert_allclose(grad, g, rtol=1e-11, atol=1e-14 * np.abs(g).max())
+
+
+def test_grid_sigmoid_factor_tables_match_lightgbm_table():
+    from rank_kernels import ltr
+
+    for sigma in (0.3, 1.0, 2.5):
+        table = np.empty(1 << 20)
+        ltr.sigmoid_table(sigma, 2, table)
+        lo = -25.0 / sigma
+        x = np.concatenate([np.linspace(2 * lo, -2 * lo, 100_001), [lo, -lo, 0.0]])
+        got = np.empty_like(x)
+        ltr.grid_sigmoid(sigma, x, got)
+        idx = np.clip(((np.clip(x, lo, -lo) - lo) * ((1 << 20) / (-2 * lo))).astype(np.int64), 0, (1 << 20) - 1)
+        np.testing.assert_allclose(got, table[idx], rtol=1e-14, atol=0)
+
+
+def test_lambdarank_without_loss():
+    s, y, sizes = data(seed=4)
+    full = lambdarank(s, y, group=sizes)
+    fast = lambdarank(s, y, group=sizes, compute_loss=False)
+    assert np.isnan(fast.loss) and np.isfinite(full.loss) and full.loss > 0
+    np.testing.assert_array_equal(fast.grad, full.grad)
+    np.testing.assert_array_equal(fast.hess, full.hess)
 
 
 def test_lambdarank_loss_gradient_with_weights_frozen():

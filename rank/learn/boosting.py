@@ -23,17 +23,9 @@ def _loss_fn(name: str, params: dict) -> Callable[..., Tuple[np.ndarray, np.ndar
         valid = ", ".join(repr(v) for v in BOOSTING_LOSSES)
         raise UnknownMethodError(f"name: expected one of {valid} (losses with a hessian), got {name!r}")
     fn = _losses.LOSSES[name]
+    if name == "lambdarank":  # boosting never reads the loss
+        params = {"compute_loss": False, **params}
     fn(np.zeros(2), np.array([1, 0]), group=[2], **params)  # reject bad parameters now, not mid-training
-
-    if name == "lambdarank":  # no loss needed; LightGBM's sigmoid table built once per objective
-        table = None if params.get("exact_sigmoid") else _losses._sigmoid_table(
-            params.get("sigma", 1.0), params.get("n_threads"))
-
-        def lambdarank_grad_hess(preds, labels, group=None, qid=None):
-            return _losses._lambdarank_boosting(np.asarray(preds, np.float64).ravel(), labels, group=group,
-                                                qid=qid, table=table, **params)
-
-        return lambdarank_grad_hess
 
     def grad_hess(preds, labels, group=None, qid=None):
         res = fn(np.asarray(preds, np.float64).ravel(), labels, group=group, qid=qid, **params)

@@ -118,7 +118,7 @@ def _outputs(n, n_groups, hess=True):
 def lambdarank(scores: ArrayLike, labels: ArrayLike, group: Optional[ArrayLike] = None, *,
                qid: Optional[ArrayLike] = None, truncation_level: int = 30, sigma: float = 1.0,
                gain: str = "exp", label_gain: Optional[Sequence[float]] = None, norm: bool = True,
-               exact_sigmoid: bool = False, n_threads: Optional[int] = None,
+               exact_sigmoid: bool = False, compute_loss: bool = True, n_threads: Optional[int] = None,
                check_finite: bool = True) -> LossResult:
     """LambdaRank (LambdaMART) gradients and hessians, the same as LightGBM's ``lambdarank``.
 
@@ -141,59 +141,48 @@ def lambdarank(scores: ArrayLike, labels: ArrayLike, group: Optional[ArrayLike] 
     gain : 'exp' (2**label - 1, labels <= 30) or 'linear' (label), default 'exp'
     label_gain : sequence of float, optional; gain of each label value (overrides `gain`)
     norm : bool, default True (LightGBM's ``lambdarank_norm``)
-    exact_sigmoid : bool, default False; False evaluates rho on LightGBM's grid of 2^20 points
-        (bit-compatible with LightGBM), True uses the exact logistic function.
+    exact_sigmoid : bool, default False; False evaluates rho as LightGBM does, at the score
+        difference rounded down onto its grid of 2^20 points over [-25 / sigma, 25 / sigma]
+        (the grid values agree with LightGBM's table to a few units in the last place, far
+        below LightGBM's own float32 gradients); True uses the exact logistic function.
+    compute_loss : bool, default True; False skips the loss (returned as NaN). The loss needs
+        a log(1 + exp(.)) per pair, about a third of the call's time (and most of it on CPUs
+        without AVX2, where that part runs scalar); gradient boosting, for one, never reads it.
     n_threads : int, optional (default: every core)
 
     Returns
     -------
     LossResult(loss, grad, hess): grad and hess float64 (n,). `loss` is the delta-NDCG weighted
     pairwise logistic loss with the weights (and norm factor) held constant, i.e. the function
-    whose gradient this is at the current scores.
+    whose gradient this is at the current scores (NaN when `compute_loss` is False).
 
-    Complexity: O(n_g log n_g + n_g * min(n_g, truncation_level)) per group of n_g rows.
+    Complexity: O(n_g log n_g + n_g * min(n_g, truncation_level)) per group of n_g rows; the
+    pair loop is branch-free and vectorised (AVX-512 or AVX2 + FMA where the CPU has them,
+    otherwise portable C the compiler vectorises), a few nanoseconds per pair. Results agree
+    across these code paths to rounding (about 1e-15 relative), not bit for bit; they never
+    depend on `n_threads`.
 
     >>> res = lambdarank([0.2, 0.1, 0.0], [0, 1, 2], group=[3])
     >>> res.grad.round(4).tolist(), res.hess.round(4).tolist()
     ([0.9304, -0.0837, -0.8467], [0.426, 0.2339, 0.3862])
+    >>> lambdarank([0.2, 0.1, 0.0], [0, 1, 2], group=[3], compute_loss=False).loss
+    nan
     """
     s, lab, off = _prepare(scores, labels, group, qid, check_finite)
     t = _positive_int(truncation_level, "truncation_level")
     sigma = _positive_float(sigma, "sigma")
     gains = _gains(gain, label_gain, int(lab.max()))
     grad, hess, gl = _outputs(s.size, off.size - 1)
-    _kernel.lambdarank(s, lab, off, gains, sigma, t, bool(norm), bool(exact_sigmoid), True,
+    _kernel.lambdarank(s, lab, off, gains, sigma, t, bool(norm), bool(exact_sigmoid), bool(compute_loss),
                        resolve_threads(n_threads), grad, hess, gl)
-    return LossResult(float(gl.sum()), grad, hess)
+    return LossResult(float(gl.sum()) if compute_loss else float("nan"), grad, hess)
 
 
-def _sigmoid_table(sigma: float, n_threads: Optional[int] = None) -> np.ndarray:
-    """LightGBM's sigmoid table for `sigma` (2^20 float64), to reuse across lambdarank calls."""
-    out = np.empty(1 << 20, np.float64)
-    _kernel.sigmoid_table(float(sigma), resolve_threads(n_threads), out)
-    return out
-
-
-def _lambdarank_grad_hess(s, lab, off, gains, sigma, t, norm, exact, n_threads, table=None):
-    """Gradient and hessian only (no loss), for boosting and benchmarks; inputs already validated.
-
-    `table`: the result of ``_sigmoid_table(sigma)``, or None to build it in the call.
-    """
+def _lambdarank_grad_hess(s, lab, off, gains, sigma, t, norm, exact, n_threads):
+    """Gradient and hessian only (no loss), for benchmarks; inputs already validated."""
     grad, hess, gl = _outputs(s.size, off.size - 1)
-    _kernel.lambdarank(s, lab, off, gains, sigma, t, norm, exact, False, n_threads, grad, hess, gl, table)
+    _kernel.lambdarank(s, lab, off, gains, sigma, t, norm, exact, False, n_threads, grad, hess, gl)
     return grad, hess
-
-
-def _lambdarank_boosting(scores, labels, group=None, qid=None, *, table=None, truncation_level=30,
-                         sigma=1.0, gain="exp", label_gain=None, norm=True, exact_sigmoid=False,
-                         n_threads=None, check_finite=True):
-    """:func:`lambdarank`'s gradient and hessian without the loss, reusing a sigmoid table."""
-    s, lab, off = _prepare(scores, labels, group, qid, check_finite)
-    t = _positive_int(truncation_level, "truncation_level")
-    sigma = _positive_float(sigma, "sigma")
-    gains = _gains(gain, label_gain, int(lab.max()))
-    return _lambdarank_grad_hess(s, lab, off, gains, sigma, t, bool(norm), bool(exact_sigmoid),
-                                 resolve_threads(n_threads), None if exact_sigmoid else table)
 
 
 def _positive_int(v, name):
