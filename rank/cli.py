@@ -238,22 +238,27 @@ def model_kind(path: str | os.PathLike[str]) -> str:
                             f"'rank_kernels' section naming its kind)")
 
 
-def load_reranker(path: str, *, threads: int | None = None, batch_size: int = 32,
+def load_reranker(path: str, *, threads: int | None = None, batch_size: int | None = None,
                   max_length: int | None = None) -> tuple[Any, str]:
     """Load the exported model in directory `path`: ``(model, kind)`` with kind from
     :func:`model_kind`. A ColBERT directory gives a ``ColBERTEncoder``, a cross-encoder
-    directory a ``CrossEncoder`` (``max_length`` and ``threads`` go to ONNX Runtime)."""
+    directory a ``CrossEncoder`` (``max_length`` and ``threads`` go to ONNX Runtime;
+    ``batch_size=None`` keeps the model class's default)."""
     kind = model_kind(path)
     if kind == "colbert":
         from rank.rerank import ColBERTEncoder
 
-        kw: dict[str, Any] = {"batch_size": batch_size, "intra_op_threads": threads}
+        kw: dict[str, Any] = {"intra_op_threads": threads}
+        if batch_size is not None:
+            kw["batch_size"] = batch_size
         if max_length is not None:
             kw["doc_maxlen"] = max_length
         return ColBERTEncoder(str(path), **kw), kind
     from rank.rerank import CrossEncoder
 
-    kw = {"batch_size": batch_size, "intra_op_threads": threads}
+    kw = {"intra_op_threads": threads}
+    if batch_size is not None:
+        kw["batch_size"] = batch_size
     if max_length is not None:
         kw["max_length"] = max_length
     return CrossEncoder.from_pretrained(str(path), **kw), kind
@@ -536,7 +541,8 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--depth", type=_positive, default=100, help="candidates reranked per query")
     p.add_argument("-k", type=_positive, default=None, help="documents kept per query (default: --depth)")
     p.add_argument("-o", "--output", default=None, metavar="RUN", help="TREC run file (default: stdout)")
-    p.add_argument("--batch-size", type=_positive, default=32, help="model batch size")
+    p.add_argument("--batch-size", type=_positive, default=None,
+                   help="texts per model run (default: the model's, 4 for a cross-encoder, 8 for ColBERT)")
     p.add_argument("--max-length", type=_positive, default=None, help="maximum tokens per pair or document")
     p.add_argument("--corpus-format", choices=FORMATS, default=None, help="(default: from the suffix)")
     p.add_argument("--queries-format", choices=FORMATS, default=None, help="(default: from the suffix)")

@@ -47,8 +47,12 @@ class ColBERTEncoder:
         tokens (default: the checkpoint's, else 32 and 180). Longer texts are truncated.
     providers : list, optional
         onnxruntime execution providers (default CPU; unavailable ones are skipped).
-    batch_size : int, default 32
-        Texts per onnxruntime run, after sorting by length (length bucketing).
+    batch_size : int, default 8
+        Texts per onnxruntime run, after sorting by length (length bucketing). Small batches
+        are fastest on CPU (little padding; the attention scores stay in cache): on MiniLM-L6
+        with 2 threads, 8 encodes 100 passages about 1.3x faster than 32. With the int8
+        model a text's embeddings depend slightly on the other texts of its batch (the
+        activations are quantized per run); ``batch_size=1`` removes that.
     intra_op_threads : int, optional
         Threads per run (default: onnxruntime's, every core).
     quantized : bool, default False
@@ -58,7 +62,7 @@ class ColBERTEncoder:
     """
 
     def __init__(self, path_or_id: str | os.PathLike, *, query_maxlen: int | None = None,
-                 doc_maxlen: int | None = None, providers: Sequence[Any] | None = None, batch_size: int = 32,
+                 doc_maxlen: int | None = None, providers: Sequence[Any] | None = None, batch_size: int = 8,
                  intra_op_threads: int | None = None, quantized: bool = False) -> None:
         self.batch_size = check_positive_int(batch_size, "batch_size")
         files = [QUANTIZED_NAME] if quantized else ["model.onnx"]

@@ -83,7 +83,7 @@ class CrossEncoder:
                                     f"tokens and one token of each text), got {max_length}")
 
     @classmethod
-    def from_pretrained(cls, name_or_path: str | os.PathLike, *, max_length: int = 512, batch_size: int = 32,
+    def from_pretrained(cls, name_or_path: str | os.PathLike, *, max_length: int = 512, batch_size: int = 4,
                         providers: Sequence[Any] | None = None, intra_op_threads: int | None = None,
                         activation: str | None = "auto", quantized: bool = False) -> "CrossEncoder":
         """Load an exported cross-encoder from a local directory or a hub id.
@@ -99,8 +99,12 @@ class CrossEncoder:
         max_length : int, default 512
             Longest pair in tokens, special tokens included (capped by the model's own limit).
             Longer pairs are truncated, the document first, never an error.
-        batch_size : int, default 32
-            Pairs per onnxruntime run (pairs are sorted by length first).
+        batch_size : int, default 4
+            Pairs per onnxruntime run (pairs are sorted by length first). Small batches are
+            fastest on CPU (little padding; the attention scores stay in cache): on MiniLM-L6
+            with 2 threads, 4 scores 100 pairs about 1.3x faster than 32. With the int8 model
+            a pair's score depends slightly on the other pairs of its run (the activations
+            are quantized per run); ``batch_size=1`` removes that.
         providers : list, optional
             onnxruntime execution providers in order of preference (default: CPU). Providers
             this onnxruntime build lacks are skipped; CPU is always the fallback.
