@@ -4,8 +4,9 @@ Nothing is downloaded and no text is stored in the package: every document is a 
 that the running interpreter already has: one per public module, class, function and method
 of a fixed list of standard library modules. A document's id is the dotted name of what it
 documents (``"datetime.datetime.strptime"``) and its text is that name with the call signature
-when one is available, then the docstring. Modules absent from this interpreter are skipped,
-so the collection (a few thousand documents) differs slightly between Python versions.
+when one is available (memory addresses in default values left out, so every process builds
+the same texts), then the docstring. Modules absent from this interpreter are skipped, so the
+collection (a few thousand documents) differs slightly between Python versions.
 
 >>> ids, texts = stdlib_corpus(["json"])
 >>> "json.loads" in ids
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import re
 import warnings
 from collections.abc import Callable, Iterable
 
@@ -57,9 +59,20 @@ def _doc(obj: object) -> str | None:
     return inspect.cleandoc(doc)[:_MAX_CHARS]
 
 
+#: " at 0x7f..." in the repr of a default value (``<function copy2 at 0x7f...>``): an address
+#: that changes from one process to the next, so it is dropped to keep the collection the same.
+_ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
+
+
 def _signature(obj: object) -> str:
+    """The call signature, without memory addresses; "" when there is none.
+
+    >>> import shutil
+    >>> "0x" in _signature(shutil.move)
+    False
+    """
     try:
-        return str(inspect.signature(obj))  # type: ignore[arg-type]
+        return _ADDRESS.sub("", str(inspect.signature(obj)))  # type: ignore[arg-type]
     except (TypeError, ValueError):
         return ""
 

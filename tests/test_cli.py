@@ -539,10 +539,10 @@ print(json.dumps({{c: float((q @ d.astype(np.float64).T).max(axis=1).sum()) for 
     assert ref_run.returncode == 0, ref_run.stderr
     ref = json.loads(ref_run.stdout)
     assert [r for r, _, _ in shown] == list(range(1, k + 1))
-    # tolerance: the demo's MaxSim and this recomputation were seen to differ by up to 1.3% on this
-    # random tiny encoder (unexplained; a deterministic encoder gives identical values per text)
+    # the demo prints three decimals; the texts are the same in both processes (no memory
+    # addresses in the signatures), so the scores agree to that rounding
     for _, score, doc in shown:
-        assert doc in ref and score == pytest.approx(ref[doc], rel=2e-2)
+        assert doc in ref and score == pytest.approx(ref[doc], abs=6e-4)
     assert [s for _, s, _ in shown] == sorted((s for _, s, _ in shown), reverse=True)
 
 
