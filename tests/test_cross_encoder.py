@@ -133,8 +133,7 @@ def test_softmax_of_two_labels(tmp_path):
     raw = CrossEncoder.from_pretrained(tmp_path / "onnx", activation=None).predict(pairs)
     np.testing.assert_allclose(raw, logits[:, 1], atol=1e-4)
     with pytest.raises(errors.InvalidValueError, match="softmax"):
-        CrossEncoder.from_pretrained(tmp_path.parent / tmp_path.name / "onnx", activation="softmax").predict(pairs) \
-            if False else CrossEncoder.from_pretrained(_one_label_dir(tmp_path), activation="softmax")
+        CrossEncoder.from_pretrained(_one_label_dir(tmp_path), activation="softmax")
 
 
 def _one_label_dir(tmp_path):
@@ -247,6 +246,116 @@ def test_int8_and_fp16_exports_track_fp32(tiny, tmp_path):
     assert spearmanr(fp32, f16)[0] > 0.99
 
 
+def test_roberta_head_reads_the_first_token_only(tmp_path):
+    """RoBERTa's head reads features[:, 0]: the export computes the last layer for that row alone."""
+    import json
+
+    fast, n_vocab = build_tokenizer()
+    torch.manual_seed(3)
+    cfg = transformers.RobertaConfig(vocab_size=n_vocab, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                                     intermediate_size=64, max_position_embeddings=70, type_vocab_size=2,
+                                     pad_token_id=0, num_labels=1, initializer_range=0.3)
+    model = transformers.RobertaForSequenceClassification(cfg).eval()
+    model.save_pretrained(tmp_path / "ckpt")
+    fast.save_pretrained(tmp_path / "ckpt")
+    export_cross_encoder(tmp_path / "ckpt", tmp_path / "onnx")
+    assert json.loads((tmp_path / "onnx" / "config.json").read_text())["rank_kernels"]["first_token_rows"]
+    rng = np.random.default_rng(11)
+    pairs = [(random_text(rng, 1, 5), random_text(rng, 0, 40)) for _ in range(15)]
+    ref = torch_logits(model, fast, pairs)[:, 0]
+    assert np.std(ref) > 0.05
+    got = CrossEncoder.from_pretrained(tmp_path / "onnx", activation=None, batch_size=4).predict(pairs)
+    np.testing.assert_allclose(got, ref, atol=1e-4, rtol=0)
+
+
+def _token_graph(body, extra_inits=(), outputs=("y",)):
+    """A float model with input x (batch, tokens, 4), nodes `body` and a (4, 4) weight "w"."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    inits = [numpy_helper.from_array(rng.normal(size=(4, 4)).astype(np.float32), "w"),
+             numpy_helper.from_array(rng.normal(size=4).astype(np.float32), "bias"),
+             numpy_helper.from_array(np.array(0, np.int64), "zero"), *extra_inits]
+    graph = helper.make_graph(body, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["b", "t", 4])],
+                              [helper.make_tensor_value_info(o, TensorProto.FLOAT, ["b", 4] if o == "y" else ["b", "t", 4])
+                               for o in outputs], inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def _run_graph(model, x):
+    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    return sess.run(None, {"x": x})
+
+
+def test_first_token_rewrite_is_exact_and_stops_at_token_mixing():
+    from onnx import checker, helper, numpy_helper
+
+    from rank.rerank._export import first_token_only
+
+    x = np.random.default_rng(1).normal(size=(3, 5, 4)).astype(np.float32)
+    pos = numpy_helper.from_array(np.random.default_rng(2).normal(size=(5, 4)).astype(np.float32), "pos")
+    body = [helper.make_node("Softmax", ["x"], ["s"], axis=1),      # mixes tokens: stays whole
+            helper.make_node("Add", ["s", "pos"], ["p"]),           # per-position constant: stays whole
+            helper.make_node("MatMul", ["p", "w"], ["h"]),
+            helper.make_node("Add", ["h", "bias"], ["h2"]),
+            helper.make_node("Tanh", ["h2"], ["h3"]),
+            helper.make_node("Add", ["h3", "p"], ["r"]),            # residual from outside the region
+            helper.make_node("Gather", ["r", "zero"], ["y"], axis=1)]
+    model = _token_graph(body, [pos])
+    want = _run_graph(model, x)[0]
+    rows = first_token_only(model)
+    checker.check_model(model)
+    assert len(rows) == 4
+    assert {n.op_type for n in model.graph.node if n.name in rows} == {"MatMul", "Add", "Tanh"}
+    gathers = [n for n in model.graph.node if n.op_type == "Gather"]
+    assert [n.input[0] for n in gathers if n.output[0] != "y"] == ["p"]  # one shared boundary row
+    np.testing.assert_allclose(_run_graph(model, x)[0], want, rtol=1e-6)
+
+    # every token is needed when the hidden states are an output too: untouched
+    model = _token_graph(body, [pos], outputs=("y", "r"))
+    before = model.SerializeToString()
+    assert first_token_only(model) == [] and model.SerializeToString() == before
+    # no first-token read at all: untouched
+    model = _token_graph([helper.make_node("MatMul", ["x", "w"], ["y"])])
+    assert first_token_only(model) == []
+
+
+def test_smoothing_leaves_fp32_outputs_unchanged(tiny):
+    import onnx
+
+    from rank.rerank._export import smooth_activations
+
+    root, _, fast = tiny
+    model = onnx.load(str(root / "onnx" / "model.onnx"))
+    rng = np.random.default_rng(8)
+    pairs = [(random_text(rng, 1, 5), random_text(rng, 3, 30)) for _ in range(6)]
+    feeds = [dict(fast(q, d, return_tensors="np")) for q, d in pairs]
+    names = [i.name for i in model.graph.input]
+
+    def run(m):
+        sess = ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"])
+        return [sess.run(None, {k: f[k] for k in names})[0] for f in feeds]
+
+    want = run(model)
+    n_matmuls = sum(n.op_type in ("MatMul", "Attention") for n in model.graph.node)
+    assert smooth_activations(model, feeds[:3]) > 0
+    muls = [n for n in model.graph.node if n.name.endswith("_smooth")]
+    assert muls and all(n.op_type == "Mul" for n in muls)
+    assert sum(n.op_type in ("MatMul", "Attention") for n in model.graph.node) == n_matmuls
+    for got, ref in zip(run(model), want):
+        np.testing.assert_allclose(got, ref, atol=1e-5, rtol=1e-5)
+
+
+def test_calibration_pairs_are_checked(tiny, tmp_path):
+    root, _, _ = tiny
+    for bad in ([], [("only one",)], [("q", 3)]):
+        with pytest.raises(errors.InvalidValueError, match="calibration"):
+            export_cross_encoder(root / "ckpt", tmp_path / "x", quantize="int8", calibration=bad)
+    assert not (tmp_path / "x").exists() or not any((tmp_path / "x").iterdir())
+    export_cross_encoder(root / "ckpt", tmp_path / "own", quantize="int8", calibration=[("cat", "the cat sat")])
+    assert CrossEncoder.from_pretrained(tmp_path / "own", quantized=True).predict([("cat", "a mat")]).shape == (1,)
+
+
 def test_missing_dependency_message(monkeypatch):
     monkeypatch.setitem(sys.modules, "onnxruntime", None)
     with pytest.raises(errors.MissingDependencyError, match=r"rank-kernels\[onnx\]"):
@@ -310,9 +419,31 @@ def test_minilm_int8_ranks_like_fp32(tmp_path):
     fast = transformers.AutoTokenizer.from_pretrained(ckpt)
     np.testing.assert_allclose(fp32[:20], torch_logits(model, fast, pairs[:20], max_length=512)[:, 0], atol=1e-4)
     int8 = CrossEncoder.from_pretrained(tmp_path / "onnx", activation=None, quantized=True).predict(pairs)
-    # The random head spreads the logits by only ~0.01 over this set, so int8 noise shows:
-    # measured 0.97 (the issue asks 0.99; see the notes).
-    assert spearmanr(fp32, int8)[0] >= 0.95
+    # The random head spreads the logits by only ~0.01 over these near-identical passages, so int8
+    # noise shows: measured 0.987 with smoothing (0.97 without; 0.975-0.99 on other seeds).
+    assert spearmanr(fp32, int8)[0] >= 0.97
+
+
+@pytest.mark.slow
+def test_minilm_int8_ranks_scifact_passages_like_fp32(shared_data, tmp_path):
+    """The same model on real text: three SciFact claims, each against 100 abstracts."""
+    import json
+
+    from scipy.stats import spearmanr
+
+    data = shared_data("scifact")
+    ckpt = minilm_checkpoint(tmp_path / "ckpt")
+    export_cross_encoder(ckpt, tmp_path / "onnx", quantize="int8")
+    fp32 = CrossEncoder.from_pretrained(tmp_path / "onnx", activation=None)
+    int8 = CrossEncoder.from_pretrained(tmp_path / "onnx", activation=None, quantized=True)
+    with open(data / "corpus.jsonl", encoding="utf-8") as f:
+        docs = [(d["title"] + " " + d["text"]) for d in map(json.loads, f)]
+    with open(data / "queries.jsonl", encoding="utf-8") as f:
+        queries = [q["text"] for q in map(json.loads, f)][:3]
+    rng = np.random.default_rng(0)
+    for q in queries:
+        pairs = [(q, docs[i]) for i in rng.choice(len(docs), 100, replace=False)]
+        assert spearmanr(fp32.predict(pairs), int8.predict(pairs))[0] >= 0.99
 
 
 def test_auto_activation_follows_saved_sentence_transformers_setting(tiny, tmp_path):

@@ -14,14 +14,16 @@ import shutil
 import tempfile
 import warnings
 from pathlib import Path
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any, Iterable, Iterator, Mapping, Sequence
+
+import numpy as np
 
 from rank.errors import InvalidValueError, UnknownMethodError
 from rank.errors import ModelNotFoundError
 from rank.rerank._onnx import require
 
 __all__ = ["check_precision", "load_checkpoint", "export_module", "finish_model", "staged_dir",
-           "save_tokenizer", "write_config", "fuse_transformer"]
+           "save_tokenizer", "write_config", "fuse_transformer", "first_token_only", "smooth_activations"]
 
 #: Name of the int8 model beside model.onnx (the name Optimum-style hub repositories use too).
 QUANTIZED_NAME = "model_quantized.onnx"
@@ -113,13 +115,202 @@ def fuse_transformer(path: Path, model_config: Any) -> bool:
     return True
 
 
-def finish_model(out: Path, *, quantize: str | None, fp16: bool) -> list[str]:
+#: Operators that act on each token separately (given constant weights), so that the rows of
+#: the first token can be computed alone.
+_TOKENWISE = {"MatMul", "Add", "Sub", "Mul", "Div", "BiasGelu", "Gelu", "FastGelu", "Erf", "Tanh", "Relu",
+              "Sigmoid", "SkipLayerNormalization", "LayerNormalization", "SkipSimplifiedLayerNormalization",
+              "SimplifiedLayerNormalization", "Cast", "Identity"}
+
+
+def _constants(graph: Any) -> dict[str, Any]:
+    """Initializers and Constant-node outputs of `graph`, by name, as NumPy arrays."""
+    from onnx import numpy_helper
+
+    found = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
+    for node in graph.node:
+        if node.op_type == "Constant" and node.attribute and node.attribute[0].name == "value":
+            found[node.output[0]] = numpy_helper.to_array(node.attribute[0].t)
+    return found
+
+
+def _topological(graph: Any) -> None:
+    """Reorder graph.node so every node follows the producers of its inputs (Kahn's algorithm)."""
+    ready = {i.name for i in graph.input} | {t.name for t in graph.initializer} | {""}
+    pending = list(graph.node)
+    ordered = []
+    while pending:
+        rest = []
+        for node in pending:
+            if all(x in ready for x in node.input):
+                ordered.append(node)
+                ready.update(node.output)
+            else:
+                rest.append(node)
+        if len(rest) == len(pending):
+            raise ValueError("graph has a cycle or an undefined input")
+        pending = rest
+    del graph.node[:]
+    graph.node.extend(ordered)
+
+
+def first_token_only(model: Any) -> list[str]:
+    """Run the layers after the last token-mixing operator on the first token only (in place).
+
+    A classification head reads the first token's final state (BERT's pooler, RoBERTa's
+    ``features[:, 0]``), so after the last attention only that token's row is needed. The
+    rows are selected just after the last attention, and the output projection, feed-forward
+    and layer norms of the last layer then run on one row per pair instead of every token (for a
+    six-layer model, about an eighth of the matrix products). Exact: the kept rows are computed
+    as before. Returns the names of the nodes that now see one row per pair (empty, graph
+    untouched, when the pattern is not found). O(nodes).
+    """
+    from onnx import helper, numpy_helper
+
+    graph = model.graph
+    consts = _constants(graph)
+    producer = {o: n for n in graph.node for o in n.output}
+    consumers: dict[str, list[Any]] = {}
+    for n in graph.node:
+        for x in n.input:
+            consumers.setdefault(x, []).append(n)
+    outputs = {o.name for o in graph.output}
+
+    def picks_first(n: Any) -> bool:
+        axis = next((helper.get_attribute_value(a) for a in n.attribute if a.name == "axis"), 0)
+        idx = consts.get(n.input[1]) if len(n.input) > 1 else None
+        return n.op_type == "Gather" and axis == 1 and idx is not None and idx.ndim == 0 and int(idx) == 0
+
+    def activations(n: Any) -> list[str]:
+        return [x for x in n.input if x and x not in consts]
+
+    def tokenwise(n: Any) -> bool:
+        if n.op_type not in _TOKENWISE or any(o in outputs for o in n.output):
+            return False
+        if any(consts[x].ndim > 1 for x in n.input if x in consts and not (n.op_type == "MatMul" and x == n.input[1])):
+            return False  # a per-position constant (e.g. position embeddings) would not broadcast
+        if n.op_type == "MatMul" and (n.input[1] not in consts or consts[n.input[1]].ndim != 2):
+            return False
+        return bool(activations(n))
+
+    heads = [n for n in graph.node if picks_first(n) and n.input[0] in producer]
+    if len(heads) != 1 or len(consumers.get(heads[0].input[0], [])) != 1 or heads[0].input[0] in outputs:
+        return []
+    gather = heads[0]
+    last = producer[gather.input[0]]
+    if not tokenwise(last):
+        return []
+    region = {id(last): last}
+    changed = True
+    while changed:
+        changed = False
+        for n in list(region.values()):
+            for x in activations(n):
+                p = producer.get(x)
+                if p is None or id(p) in region or not tokenwise(p):
+                    continue
+                used_by = [c for o in p.output if o for c in consumers.get(o, [])]
+                if all(id(c) in region or c is gather for c in used_by):
+                    region[id(p)] = p
+                    changed = True
+    index = "rank_kernels_first_token"
+    graph.initializer.append(numpy_helper.from_array(np.zeros(1, np.int64), index))
+    boundary: dict[str, str] = {}
+    for n in region.values():
+        for i, x in enumerate(n.input):
+            if not x or x in consts or (x in producer and id(producer[x]) in region):
+                continue
+            if x not in boundary:
+                boundary[x] = f"{x}_first_token"
+                graph.node.append(helper.make_node("Gather", [x, index], [boundary[x]], axis=1,
+                                                   name=f"{x}_first_token"))
+            n.input[i] = boundary[x]
+    rows = {o for n in region.values() for o in n.output}
+    kept = [v for v in graph.value_info if v.name not in rows]
+    del graph.value_info[:]
+    graph.value_info.extend(kept)
+    for i, n in enumerate(region.values()):
+        n.name = n.name or f"first_token_row_{i}"
+    _topological(graph)
+    return [n.name for n in region.values()]
+
+
+def smooth_activations(model: Any, feeds: Iterable[Mapping[str, np.ndarray]], *,
+                       alpha: float = 0.7, skip: Iterable[str] = ()) -> int:
+    """Move activation outliers into the weights before int8 quantization (in place).
+
+    Transformer activations have a few channels far larger than the rest, and a per-tensor int8
+    scale spends its range on them. For each input X of the MatMul / Attention nodes with a
+    constant weight W (nodes named in `skip` excluded), a channel scale
+    ``s = max|X|^alpha / max|W|^(1-alpha)`` is formed from the largest |X| seen while running
+    the fp32 model on `feeds` and the largest |W| per input row (the migration rule of
+    SmoothQuant, Xiao et al. 2023). X is divided by s (one Mul node per input tensor) and the
+    rows of W multiplied by s, which leaves the fp32 products unchanged. The default alpha
+    0.7 ranked best among 0.3-0.9 for MiniLM-L6 (Spearman of int8 against fp32 scores).
+    Returns the number of tensors smoothed. Cost: one fp32 run of `feeds`, O(weights).
+    """
+    onnx = require("onnx", "quantizing a model to int8")
+    ort = require("onnxruntime", "quantizing a model to int8")
+    from onnx import helper, numpy_helper
+
+    graph = model.graph
+    skip = set(skip)
+    inits = {t.name: t for t in graph.initializer}
+    uses: dict[str, int] = {}
+    for n in graph.node:
+        for x in n.input:
+            uses[x] = uses.get(x, 0) + 1
+    groups: dict[str, list[Any]] = {}
+    for n in graph.node:
+        if (n.op_type in ("MatMul", "Attention") and n.name not in skip and len(n.input) > 1
+                and n.input[1] in inits and uses[n.input[1]] == 1 and len(inits[n.input[1]].dims) == 2
+                and n.input[0] not in inits and inits[n.input[1]].data_type == onnx.TensorProto.FLOAT):
+            groups.setdefault(n.input[0], []).append(n)
+    if not groups:
+        return 0
+    probe = onnx.ModelProto()
+    probe.CopyFrom(model)
+    known = {o.name for o in probe.graph.output}
+    for x in groups:
+        if x not in known:
+            probe.graph.output.append(helper.make_tensor_value_info(x, onnx.TensorProto.FLOAT, None))
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3
+    session = ort.InferenceSession(probe.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+    wanted = {i.name for i in session.get_inputs()}
+    names = list(groups)
+    peak: dict[str, np.ndarray] = {}
+    for feed in feeds:
+        for x, value in zip(names, session.run(names, {k: v for k, v in feed.items() if k in wanted})):
+            a = np.abs(value).reshape(-1, value.shape[-1]).max(axis=0)
+            peak[x] = a if x not in peak else np.maximum(peak[x], a)
+    if not peak:
+        return 0
+    for x, nodes in groups.items():
+        weights = [numpy_helper.to_array(inits[n.input[1]]) for n in nodes]
+        w_peak = np.max([np.abs(w).max(axis=1) for w in weights], axis=0)
+        scale = np.maximum(peak[x], 1e-5) ** alpha / np.maximum(w_peak, 1e-5) ** (1 - alpha)
+        scale = np.clip(scale, 1e-2, 1e2).astype(np.float32)
+        for n, w in zip(nodes, weights):
+            inits[n.input[1]].CopyFrom(numpy_helper.from_array(w * scale[:, None], n.input[1]))
+        inverse, smoothed = f"{x}_smooth_scale", f"{x}_smoothed"
+        graph.initializer.append(numpy_helper.from_array((1 / scale).astype(np.float32), inverse))
+        graph.node.append(helper.make_node("Mul", [x, inverse], [smoothed], name=f"{x}_smooth"))
+        for n in nodes:
+            n.input[0] = smoothed
+    _topological(graph)
+    return len(groups)
+
+
+def finish_model(out: Path, *, quantize: str | None, fp16: bool,
+                 calibration: Sequence[Mapping[str, np.ndarray]] | None = None,
+                 keep_fp32: Iterable[str] = ()) -> list[str]:
     """Apply the precision options to the fp32 ``out/model.onnx``; returns the files written.
 
     fp16: model.onnx is rewritten with float16 weights and compute, float32 inputs and
     outputs. int8: model.onnx stays fp32 and model_quantized.onnx holds dynamically quantized
     MatMul / Gemm / Attention nodes (int8 weights per output channel, uint8 activations
-    quantized per batch).
+    quantized per batch), except the nodes named in `keep_fp32`. With `calibration` (model
+    input batches) the activations are first smoothed (:func:`smooth_activations`).
     """
     path = out / "model.onnx"
     written = ["model.onnx"]
@@ -133,10 +324,22 @@ def finish_model(out: Path, *, quantize: str | None, fp16: bool) -> list[str]:
         onnx.save(model, os.fspath(path))
     if quantize == "int8":
         q = require("onnxruntime.quantization", "quantizing a model to int8")
-        q.quantize_dynamic(os.fspath(path), os.fspath(out / QUANTIZED_NAME),
-                           weight_type=q.QuantType.QInt8, per_channel=True,
-                           op_types_to_quantize=["MatMul", "Gemm", "Attention"],
-                           extra_options={"DefaultTensorType": 1})  # float, for contrib-op outputs
+        source = path
+        if calibration:
+            onnx = require("onnx", "quantizing a model to int8")
+            model = onnx.load(os.fspath(path))
+            smooth_activations(model, calibration, skip=keep_fp32)
+            source = out / "smoothed.onnx"
+            onnx.save(model, os.fspath(source))
+        try:
+            q.quantize_dynamic(os.fspath(source), os.fspath(out / QUANTIZED_NAME),
+                               weight_type=q.QuantType.QInt8, per_channel=True,
+                               op_types_to_quantize=["MatMul", "Gemm", "Attention"],
+                               nodes_to_exclude=list(keep_fp32),
+                               extra_options={"DefaultTensorType": 1})  # float, for contrib-op outputs
+        finally:
+            if source != path:
+                source.unlink(missing_ok=True)
         written.append(QUANTIZED_NAME)
     return written
 
