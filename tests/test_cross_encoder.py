@@ -320,6 +320,35 @@ def test_first_token_rewrite_is_exact_and_stops_at_token_mixing():
     assert first_token_only(model) == []
 
 
+def test_skip_layer_norm_split_into_standard_operators():
+    from onnx import TensorProto, helper, numpy_helper
+
+    from rank.rerank._export import split_skip_layer_norm
+
+    rng = np.random.default_rng(4)
+    inits = [numpy_helper.from_array(rng.normal(size=4).astype(np.float32), n) for n in ("g", "b", "bias")]
+
+    def model(outputs, extra_out=()):
+        body = [helper.make_node("Relu", ["x"], ["s"]),
+                helper.make_node("SkipLayerNormalization", ["x", "s", "g", "b", "bias"], outputs,
+                                 domain="com.microsoft", epsilon=1e-5, name="sln")]
+        vi = [helper.make_tensor_value_info(o, TensorProto.FLOAT, None) for o in ("y", *extra_out)]
+        graph = helper.make_graph(body, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["b", "t", 4])],
+                                  vi, inits)
+        return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17),
+                                                       helper.make_opsetid("com.microsoft", 1)])
+
+    x = rng.normal(size=(2, 3, 4)).astype(np.float32)
+    m = model(["y", "", "", "sum"], extra_out=("sum",))
+    want = _run_graph(m, x)
+    assert split_skip_layer_norm(m) == 1
+    assert [n.op_type for n in m.graph.node] == ["Relu", "Add", "Add", "LayerNormalization"]
+    for got, ref in zip(_run_graph(m, x), want):
+        np.testing.assert_allclose(got, ref, atol=1e-5)
+    kept = model(["y", "mean"], extra_out=("mean",))  # the mean is read: left fused
+    assert split_skip_layer_norm(kept) == 0
+
+
 def test_smoothing_leaves_fp32_outputs_unchanged(tiny):
     import onnx
 

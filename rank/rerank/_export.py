@@ -23,7 +23,8 @@ from rank.errors import ModelNotFoundError
 from rank.rerank._onnx import require
 
 __all__ = ["check_precision", "load_checkpoint", "export_module", "finish_model", "staged_dir",
-           "save_tokenizer", "write_config", "fuse_transformer", "first_token_only", "smooth_activations"]
+           "save_tokenizer", "write_config", "fuse_transformer", "first_token_only", "smooth_activations",
+           "split_skip_layer_norm"]
 
 #: Name of the int8 model beside model.onnx (the name Optimum-style hub repositories use too).
 QUANTIZED_NAME = "model_quantized.onnx"
@@ -109,10 +110,49 @@ def fuse_transformer(path: Path, model_config: Any) -> bool:
                                        opt_level=0)
         finally:
             quiet.setLevel(level)
+        split_skip_layer_norm(model.model)
         model.save_model_to_file(os.fspath(path))
     except Exception:  # an unknown pattern leaves the plain, still correct graph
         return False
     return True
+
+
+def split_skip_layer_norm(model: Any) -> int:
+    """Replace each SkipLayerNormalization node by Add (input + skip [+ bias]) and a standard
+    LayerNormalization, in place; returns the number replaced.
+
+    Same result up to float rounding, and faster: onnxruntime's CPU SkipLayerNormalization
+    kernel took 2.3x the time of the two Adds and LayerNormalization on (8, 120, 384) float32
+    (onnxruntime 1.32), about a tenth of an int8 MiniLM run. Needs opset 17 (skipped below).
+    Nodes whose extra outputs (mean, inverse deviation) are read are left alone.
+    """
+    from onnx import helper
+
+    graph = model.graph
+    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
+    if opset < 17:
+        return 0
+    read = {x for n in graph.node for x in n.input} | {o.name for o in graph.output}
+    nodes, count = [], 0
+    for n in graph.node:
+        if n.op_type != "SkipLayerNormalization" or any(o in read for o in n.output[1:3] if o):
+            nodes.append(n)
+            continue
+        eps = next((helper.get_attribute_value(a) for a in n.attribute if a.name == "epsilon"), 1e-12)
+        x, skip, gamma = n.input[0], n.input[1], n.input[2]
+        beta = n.input[3] if len(n.input) > 3 and n.input[3] else ""
+        bias = n.input[4] if len(n.input) > 4 and n.input[4] else ""
+        total = n.output[3] if len(n.output) > 3 and n.output[3] else f"{n.name}_sum"
+        summed = f"{n.name}_input_skip" if bias else total
+        nodes.append(helper.make_node("Add", [x, skip], [summed], name=f"{n.name}_add"))
+        if bias:
+            nodes.append(helper.make_node("Add", [summed, bias], [total], name=f"{n.name}_add_bias"))
+        nodes.append(helper.make_node("LayerNormalization", [total, gamma] + ([beta] if beta else []), [n.output[0]],
+                                      name=n.name, axis=-1, epsilon=float(eps)))
+        count += 1
+    del graph.node[:]
+    graph.node.extend(nodes)
+    return count
 
 
 #: Operators that act on each token separately (given constant weights), so that the rows of
