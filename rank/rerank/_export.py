@@ -163,13 +163,11 @@ _TOKENWISE = {"MatMul", "Add", "Sub", "Mul", "Div", "BiasGelu", "Gelu", "FastGel
 
 
 def _constants(graph: Any) -> dict[str, Any]:
-    """Initializers and Constant-node outputs of `graph`, by name, as NumPy arrays."""
-    from onnx import numpy_helper
-
-    found = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
+    """Initializers and Constant-node outputs of `graph`, by name, as TensorProtos (not copied)."""
+    found = {t.name: t for t in graph.initializer}
     for node in graph.node:
         if node.op_type == "Constant" and node.attribute and node.attribute[0].name == "value":
-            found[node.output[0]] = numpy_helper.to_array(node.attribute[0].t)
+            found[node.output[0]] = node.attribute[0].t
     return found
 
 
@@ -217,8 +215,10 @@ def first_token_only(model: Any) -> list[str]:
 
     def picks_first(n: Any) -> bool:
         axis = next((helper.get_attribute_value(a) for a in n.attribute if a.name == "axis"), 0)
-        idx = consts.get(n.input[1]) if len(n.input) > 1 else None
-        return n.op_type == "Gather" and axis == 1 and idx is not None and idx.ndim == 0 and int(idx) == 0
+        if n.op_type != "Gather" or axis != 1 or len(n.input) < 2 or n.input[1] not in consts:
+            return False
+        idx = numpy_helper.to_array(consts[n.input[1]])
+        return idx.ndim == 0 and int(idx) == 0
 
     def activations(n: Any) -> list[str]:
         return [x for x in n.input if x and x not in consts]
@@ -226,9 +226,9 @@ def first_token_only(model: Any) -> list[str]:
     def tokenwise(n: Any) -> bool:
         if n.op_type not in _TOKENWISE or any(o in outputs for o in n.output):
             return False
-        if any(consts[x].ndim > 1 for x in n.input if x in consts and not (n.op_type == "MatMul" and x == n.input[1])):
+        if any(len(consts[x].dims) > 1 for x in n.input if x in consts and not (n.op_type == "MatMul" and x == n.input[1])):
             return False  # a per-position constant (e.g. position embeddings) would not broadcast
-        if n.op_type == "MatMul" and (n.input[1] not in consts or consts[n.input[1]].ndim != 2):
+        if n.op_type == "MatMul" and (n.input[1] not in consts or len(consts[n.input[1]].dims) != 2):
             return False
         return bool(activations(n))
 
