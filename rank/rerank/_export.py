@@ -132,7 +132,7 @@ def split_skip_layer_norm(model: Any) -> int:
     opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
     if opset < 17:
         return 0
-    read = {x for n in graph.node for x in n.input} | {o.name for o in graph.output}
+    read = _read(graph)
     nodes, count = [], 0
     for n in graph.node:
         if n.op_type != "SkipLayerNormalization" or any(o in read for o in n.output[1:3] if o):
@@ -171,6 +171,21 @@ def _constants(graph: Any) -> dict[str, Any]:
     return found
 
 
+def _links(graph: Any) -> tuple[dict[str, Any], dict[str, list[Any]]]:
+    """The node producing each tensor name, and the nodes reading each, in graph order."""
+    producer = {o: n for n in graph.node for o in n.output}
+    consumers: dict[str, list[Any]] = {}
+    for n in graph.node:
+        for x in n.input:
+            consumers.setdefault(x, []).append(n)
+    return producer, consumers
+
+
+def _read(graph: Any) -> set[str]:
+    """Names read by some node or returned by the graph."""
+    return {x for n in graph.node for x in n.input} | {o.name for o in graph.output}
+
+
 def _topological(graph: Any) -> None:
     """Reorder graph.node so every node follows the producers of its inputs (Kahn's algorithm)."""
     ready = {i.name for i in graph.input} | {t.name for t in graph.initializer} | {""}
@@ -206,11 +221,7 @@ def first_token_only(model: Any) -> list[str]:
 
     graph = model.graph
     consts = _constants(graph)
-    producer = {o: n for n in graph.node for o in n.output}
-    consumers: dict[str, list[Any]] = {}
-    for n in graph.node:
-        for x in n.input:
-            consumers.setdefault(x, []).append(n)
+    producer, consumers = _links(graph)
     outputs = {o.name for o in graph.output}
 
     def picks_first(n: Any) -> bool:
@@ -417,11 +428,7 @@ def per_token_gelu_inputs(model: Any) -> int:
 def _gelu_products(graph: Any) -> list[tuple[Any, str, Any, str, str, int]]:
     """The dynamically quantized products reading a GELU output, as (MatMulInteger node, GELU
     output, output-scale Mul node, its per-tensor scale input, weight scale, input width)."""
-    producer = {o: n for n in graph.node for o in n.output}
-    consumers: dict[str, list[Any]] = {}
-    for n in graph.node:
-        for x in n.input:
-            consumers.setdefault(x, []).append(n)
+    producer, consumers = _links(graph)
     consts = _constants(graph)
 
     def only_consumer(name: str, op: str) -> Any:
@@ -458,9 +465,8 @@ def _gelu_products(graph: Any) -> list[tuple[Any, str, Any, str, str, int]]:
 
 def _drop_unused(graph: Any) -> None:
     """Remove nodes none of whose outputs is read by another node or is a graph output."""
-    outputs = {o.name for o in graph.output}
     while True:
-        read = {x for n in graph.node for x in n.input} | outputs
+        read = _read(graph)
         keep = [n for n in graph.node if any(o in read for o in n.output if o)]
         if len(keep) == len(graph.node):
             return
