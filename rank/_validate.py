@@ -61,11 +61,38 @@ def check_positive_int(value: object, name: str, *, allow_none: bool = False) ->
     return int(value)
 
 
+#: Thread counts above this are refused: no machine runs that many threads in one process,
+#: and OpenMP runtimes abort the process (not raise) when they cannot create them.
+MAX_THREADS_HARD = 4096
+
+
+def available_cores() -> int:
+    """The number of cores this process may use (its CPU affinity where the OS tells it)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
 def resolve_threads(n_threads: int | None) -> int:
-    """`n_threads` as a positive int; None means every core this process may use."""
+    """`n_threads` as a thread count for a kernel: the one thread-count policy of the package.
+
+    None means every core this process may use. A positive count is honoured up to four times
+    the usable cores and clamped there (more threads than that only add scheduling cost, and
+    a runaway value must not exhaust the OpenMP runtime); a count above `MAX_THREADS_HARD`
+    (4096) is a mistake and raises InvalidValueError, as do zero, negatives and non-integers.
+
+    >>> resolve_threads(1)
+    1
+    >>> resolve_threads(10**9)
+    Traceback (most recent call last):
+      ...
+    rank.errors.InvalidValueError: n_threads: expected a positive integer <= 4096, got 1000000000
+    """
+    cores = available_cores()
     if n_threads is None:
-        try:
-            return max(1, len(os.sched_getaffinity(0)))
-        except AttributeError:  # not on Linux
-            return max(1, os.cpu_count() or 1)
-    return check_positive_int(n_threads, "n_threads")
+        return cores
+    n = check_positive_int(n_threads, "n_threads")
+    if n > MAX_THREADS_HARD:
+        raise InvalidValueError(f"n_threads: expected a positive integer <= {MAX_THREADS_HARD}, got {n}")
+    return min(n, 4 * cores)
