@@ -2,14 +2,17 @@
 from __future__ import annotations
 
 import json
+import math
 import os
-import shutil
-import tempfile
+import re
+import stat
 import threading
+import zlib
 from typing import Any, Optional
 
 import numpy as np
 
+from rank._atomic import atomic_dir
 from rank._validate import check_positive_int, resolve_threads
 from rank.errors import CorruptFileError, DTypeError, InvalidValueError, ShapeError
 from rank_kernels import sparse as _kernel
@@ -73,6 +76,8 @@ def flatten_int_lists(lists: list, name: str) -> tuple[np.ndarray, np.ndarray]:
     total = int(lengths.sum())
     try:
         flat = np.fromiter((v for x in lists for v in x), np.int64, count=total)
+    except OverflowError:
+        raise InvalidValueError(f"{name}: token ids must lie in [0, {MAX_ID}), got an id beyond 64 bits") from None
     except (TypeError, ValueError):
         raise DTypeError(f"{name}: expected lists of ints (token ids)") from None
     for x in lists:  # floats convert silently in fromiter: check the element types once
@@ -91,11 +96,18 @@ def check_packed(x: tuple, name: str) -> tuple[np.ndarray, np.ndarray]:
     offsets = np.asarray(x[1])
     if ids.ndim != 1 or offsets.ndim != 1 or ids.dtype.kind not in "iu" or offsets.dtype.kind not in "iu":
         raise DTypeError(f"{name}: expected a packed pair of 1-D integer arrays (ids, offsets)")
-    if offsets.shape[0] < 1 or offsets[0] != 0 or offsets[-1] != ids.shape[0] or (np.diff(offsets) < 0).any():
-        raise InvalidValueError(f"{name}: offsets must start at 0, be non-decreasing and end at len(ids)")
+    # bounds first, in the given dtype (a uint64 offset past 2**63 would wrap in int64)
+    if (offsets.shape[0] < 1 or offsets[0] != 0 or offsets[-1] != ids.shape[0]
+            or (offsets.dtype.kind == "i" and offsets.min() < 0) or offsets.max() > ids.shape[0]):
+        raise InvalidValueError(f"{name}: offsets must start at 0, be non-decreasing and end at len(ids) "
+                                f"= {ids.shape[0]}")
+    offsets = np.ascontiguousarray(offsets, np.int64)
+    if (np.diff(offsets) < 0).any():
+        raise InvalidValueError(f"{name}: offsets must start at 0, be non-decreasing and end at len(ids) "
+                                f"= {ids.shape[0]}")
     if ids.size and (ids.min() < 0 or ids.max() >= MAX_ID):
-        raise InvalidValueError(f"{name}: token ids must lie in [0, {MAX_ID})")
-    return np.ascontiguousarray(ids, np.int32), np.ascontiguousarray(offsets, np.int64)
+        raise InvalidValueError(f"{name}: token ids must lie in [0, {MAX_ID}), got [{ids.min()}, {ids.max()}]")
+    return np.ascontiguousarray(ids, np.int32), offsets
 
 
 class QueryBatch:
@@ -184,6 +196,18 @@ def scores(postings: Postings, batch: QueryBatch) -> np.ndarray:
 # --- persistence ------------------------------------------------------------------------------
 
 FORMAT_VERSION = 1
+#: Names of stored arrays and JSON files: plain words, so no name in meta.json can point
+#: outside the index directory.
+_NAME = re.compile(r"[a-z][a-z0-9_]{0,63}")
+#: JSON files larger than this are refused before parsing (meta.json, vocabulary, ids).
+MAX_JSON_BYTES = 1 << 31
+
+
+def checksum(data: Any) -> str:
+    """CRC-32 of the bytes of an array or a bytes object, as 8 hex digits (what the manifest stores)."""
+    if isinstance(data, np.ndarray):
+        data = memoryview(np.ascontiguousarray(data)).cast("B")
+    return format(zlib.crc32(data) & 0xFFFFFFFF, "08x")
 
 
 def _check_replaceable(path: str) -> None:
@@ -197,92 +221,170 @@ def _check_replaceable(path: str) -> None:
     if not entries:
         return
     try:
-        with open(os.path.join(path, "meta.json"), encoding="utf-8") as f:
-            meta = json.load(f)
+        meta = _read_json(path, "meta")
         ours = isinstance(meta, dict) and "format" in meta and "format_version" in meta
-    except (OSError, ValueError):
+    except CorruptFileError:
         ours = False
     if not ours:
         raise InvalidValueError(f"path: {path} is a non-empty directory that is not a saved index; "
                                 "refusing to replace it (choose another path or remove it)")
 
 
+check_replaceable = _check_replaceable
+
+
 def save_dir(path: Any, fmt: str, meta: dict[str, Any], arrays: dict[str, np.ndarray],
              extra_json: dict[str, Any]) -> None:
-    """Write arrays (.npy), extra JSON files and meta.json into a temporary directory beside
-    `path`, then rename it into place (replacing an existing index only once all is written)."""
+    """Write arrays (.npy), extra JSON files and meta.json (with a CRC-32 per file) into a
+    temporary directory beside `path`, then rename it into place (:func:`rank._atomic.atomic_dir`:
+    an existing index is replaced only once all is written, and restored if the swap fails)."""
     path = os.fspath(path)
-    _check_replaceable(path)
-    parent = os.path.dirname(os.path.abspath(path))
-    os.makedirs(parent, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=".tmp-" + os.path.basename(path) + "-", dir=parent)
-    try:
+    with atomic_dir(path, check=_check_replaceable) as tmp:
         files = {}
         for name, arr in arrays.items():
             arr = np.ascontiguousarray(arr)
             np.save(os.path.join(tmp, name + ".npy"), arr, allow_pickle=False)
-            files[name] = {"dtype": arr.dtype.str, "shape": list(arr.shape)}
+            files[name] = {"dtype": arr.dtype.str, "shape": list(arr.shape), "crc32": checksum(arr)}
+        sums = {}
         for name, obj in extra_json.items():
-            with open(os.path.join(tmp, name + ".json"), "w", encoding="utf-8") as f:
-                json.dump(obj, f, ensure_ascii=False)
+            data = json.dumps(obj, ensure_ascii=False).encode("utf-8")
+            with open(os.path.join(tmp, name + ".json"), "wb") as f:
+                f.write(data)
+            sums[name] = checksum(data)
         full = {"format": fmt, "format_version": FORMAT_VERSION, **meta, "arrays": files,
-                "json": sorted(extra_json)}
+                "json": sorted(extra_json), "json_crc32": sums}
         with open(os.path.join(tmp, "meta.json"), "w", encoding="utf-8") as f:
             json.dump(full, f)
-        if os.path.exists(path):
-            old = tempfile.mkdtemp(prefix=".old-" + os.path.basename(path) + "-", dir=parent)
-            os.rmdir(old)
-            os.rename(path, old)
-            os.rename(tmp, path)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.rename(tmp, path)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
 
 
-def load_dir(path: Any, fmt: str, mmap: bool) -> tuple[dict[str, Any], dict[str, np.ndarray], dict[str, Any]]:
+def _regular_file(path: str, name: str) -> str:
+    """Path of file `name` in index directory `path`; CorruptFileError unless it is a regular
+    file inside the directory (no FIFO, device, directory, or symlink leading outside)."""
+    full = os.path.join(path, name)
+    try:
+        st = os.stat(full)
+    except OSError as e:
+        raise CorruptFileError(f"{path}: missing or unreadable {name} ({e.strerror or e})") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise CorruptFileError(f"{path}: {name} is not a regular file (corrupt or foreign index)")
+    if os.path.islink(full):
+        root = os.path.realpath(path)
+        if os.path.commonpath([root, os.path.realpath(full)]) != root:
+            raise CorruptFileError(f"{path}: {name} is a symbolic link leading outside the index directory")
+    return full
+
+
+def _read_bytes(path: str, name: str) -> bytes:
+    full = _regular_file(path, name)
+    try:
+        with open(full, "rb") as f:
+            data = f.read(MAX_JSON_BYTES + 1)
+    except OSError as e:
+        raise CorruptFileError(f"{path}: unreadable {name} ({e.strerror or e})") from None
+    if len(data) > MAX_JSON_BYTES:
+        raise CorruptFileError(f"{path}: {name} is larger than {MAX_JSON_BYTES} bytes (corrupt index)")
+    return data
+
+
+def _parse_json(path: str, name: str, data: bytes) -> Any:
+    try:
+        return json.loads(data.decode("utf-8"))
+    except (ValueError, RecursionError) as e:  # UnicodeDecodeError is a ValueError
+        raise CorruptFileError(f"{path}: {name} is not valid JSON ({type(e).__name__}: {str(e)[:200]})") from None
+
+
+def _read_json(path: str, name: str) -> Any:
+    return _parse_json(path, name + ".json", _read_bytes(path, name + ".json"))
+
+
+def _load_npy(path: str, name: str, mmap: bool) -> np.ndarray:
+    full = _regular_file(path, name + ".npy")
+    try:
+        arr = np.load(full, mmap_mode="r" if mmap else None, allow_pickle=False)
+    except (OSError, ValueError, EOFError, TypeError, RecursionError) as e:
+        raise CorruptFileError(f"{path}: {name}.npy is truncated or not a NumPy array file "
+                               f"({type(e).__name__}: {str(e)[:200]})") from None
+    if not isinstance(arr, np.ndarray):  # an .npz archive (NpzFile) in place of the .npy
+        close = getattr(arr, "close", None)
+        if close is not None:
+            close()
+        raise CorruptFileError(f"{path}: {name}.npy is not a .npy array file (found a {type(arr).__name__})")
+    return arr
+
+
+def load_dir(path: Any, fmt: str, mmap: bool, arrays_expected: Any = None, json_expected: Any = None,
+             verify: bool = False) -> tuple[dict[str, Any], dict[str, np.ndarray], dict[str, Any]]:
     """(meta, arrays, json objects) of a directory written by save_dir; CorruptFileError if it is
-    missing pieces, truncated, of another format or of an unsupported version."""
+    missing pieces, truncated, of another format or of an unsupported version, if meta.json names
+    other files than `arrays_expected` / a subset of `json_expected`, or (with `verify`) if a
+    file's CRC-32 differs from the manifest's."""
     path = os.fspath(path)
     if not os.path.isdir(path):
         raise CorruptFileError(f"{path}: not a directory holding a saved index")
-    try:
-        with open(os.path.join(path, "meta.json"), encoding="utf-8") as f:
-            meta = json.load(f)
-    except (OSError, ValueError) as e:
-        raise CorruptFileError(f"{path}: missing or unreadable meta.json ({e})") from None
+    meta = _read_json(path, "meta")
     if not isinstance(meta, dict) or meta.get("format") != fmt:
         raise CorruptFileError(f"{path}: not a saved {fmt} index (format {meta.get('format') if isinstance(meta, dict) else None!r})")
     if meta.get("format_version") != FORMAT_VERSION:
         raise CorruptFileError(f"{path}: unsupported format version {meta.get('format_version')!r} "
                                f"(this version reads {FORMAT_VERSION})")
+    specs, names, sums = meta.get("arrays"), meta.get("json"), meta.get("json_crc32", {})
+    if (not isinstance(specs, dict) or not isinstance(names, list) or not isinstance(sums, dict)
+            or not all(isinstance(n, str) and _NAME.fullmatch(n) for n in list(specs) + names)):
+        raise CorruptFileError(f"{path}: meta.json lists malformed file names (corrupt index)")
+    if arrays_expected is not None and set(specs) != set(arrays_expected):
+        raise CorruptFileError(f"{path}: meta.json lists arrays {sorted(specs)}, expected {sorted(arrays_expected)}")
+    if json_expected is not None and not set(names) <= set(json_expected):
+        raise CorruptFileError(f"{path}: meta.json lists JSON files {names}, expected some of {sorted(json_expected)}")
     arrays = {}
-    try:
-        for name, spec in meta["arrays"].items():
-            arr = np.load(os.path.join(path, name + ".npy"), mmap_mode="r" if mmap else None, allow_pickle=False)
-            if arr.dtype.str != spec["dtype"] or list(arr.shape) != list(spec["shape"]):
-                raise CorruptFileError(f"{path}/{name}.npy: expected {spec['dtype']} {spec['shape']}, "
-                                       f"found {arr.dtype.str} {list(arr.shape)}")
-            arrays[name] = arr
-        objs = {}
-        for name in meta["json"]:
-            with open(os.path.join(path, name + ".json"), encoding="utf-8") as f:
-                objs[name] = json.load(f)
-    except CorruptFileError:
-        raise
-    except (OSError, ValueError, KeyError, TypeError, EOFError) as e:
-        raise CorruptFileError(f"{path}: truncated or corrupt index file ({type(e).__name__}: {e})") from None
+    for name, spec in specs.items():
+        if not isinstance(spec, dict):
+            raise CorruptFileError(f"{path}: meta.json: malformed entry for array {name!r}")
+        arr = _load_npy(path, name, mmap)
+        if arr.dtype.str != spec.get("dtype") or list(arr.shape) != list(spec.get("shape") or [None]):
+            raise CorruptFileError(f"{path}/{name}.npy: expected {spec.get('dtype')} {spec.get('shape')}, "
+                                   f"found {arr.dtype.str} {list(arr.shape)}")
+        if verify and spec.get("crc32") is not None and checksum(arr) != spec["crc32"]:
+            raise CorruptFileError(f"{path}/{name}.npy: checksum mismatch (the file changed since it was saved)")
+        arrays[name] = arr
+    objs = {}
+    for name in names:
+        data = _read_bytes(path, name + ".json")
+        if verify and sums.get(name) is not None and checksum(data) != sums[name]:
+            raise CorruptFileError(f"{path}/{name}.json: checksum mismatch (the file changed since it was saved)")
+        objs[name] = _parse_json(path, name + ".json", data)
     return meta, arrays, objs
 
 
+def meta_number(path: Any, meta: dict[str, Any], key: str, kind: type, lo: float, hi: float) -> Any:
+    """meta[key] as an int or a finite float in [lo, hi]; CorruptFileError otherwise."""
+    v = meta.get(key)
+    ok = (isinstance(v, (int, float)) and not isinstance(v, bool)
+          and (kind is float or isinstance(v, int)) and math.isfinite(v) and lo <= v <= hi)
+    if not ok:
+        raise CorruptFileError(f"{path}: meta.json: {key} must be {'an integer' if kind is int else 'a finite number'} "
+                               f"in [{lo:g}, {hi:g}], got {v!r} (corrupt index)")
+    return kind(v)
+
+
 def check_postings(path: Any, indptr: np.ndarray, docs: np.ndarray, values: np.ndarray, n_docs: int,
-                   full: bool) -> None:
-    """Structural checks of loaded postings; `full` also checks every doc id (reads them all)."""
-    ok = (indptr.ndim == 1 and indptr.shape[0] >= 1 and indptr[0] == 0 and indptr[-1] == docs.shape[0]
-          and docs.shape == values.shape and bool((np.diff(indptr) >= 0).all()))
+                   full: bool = True, max_value: Optional[np.ndarray] = None) -> None:
+    """Structural checks of loaded postings, everything the kernels trust: indptr starts at 0,
+    never decreases and ends at the number of postings; every doc id lies in [0, n_docs);
+    every weight (and per-term maximum) is finite. One sequential pass over the postings
+    (mmap'ed pages are read once). `full=False` skips the per-posting checks (not advised)."""
+    ok = (indptr.ndim == 1 and indptr.dtype == np.int64 and indptr.shape[0] >= 1 and indptr[0] == 0
+          and indptr[-1] == docs.shape[0] and docs.shape == values.shape and docs.dtype == np.int32
+          and values.dtype == np.float32 and bool((np.diff(indptr) >= 0).all()))
     if ok and full and docs.size:
-        ok = int(docs.min()) >= 0 and int(docs.max()) < n_docs
+        ok = int(docs.min()) >= 0 and int(docs.max()) < n_docs and bool(np.isfinite(values).all())
+        if ok and docs.size > 1:  # doc ids strictly increase within each term's list
+            step_ok = np.diff(docs) > 0
+            starts = np.asarray(indptr[1:-1]) - 1  # the step from one list into the next is free
+            starts = starts[(starts >= 0) & (starts < step_ok.shape[0])]
+            step_ok[starts] = True
+            ok = bool(step_ok.all())
+    if ok and max_value is not None:
+        ok = (max_value.dtype == np.float32 and max_value.shape == (indptr.shape[0] - 1,)
+              and bool(np.isfinite(max_value).all()))
     if not ok:
         raise CorruptFileError(f"{path}: inconsistent postings (corrupt index)")

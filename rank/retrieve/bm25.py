@@ -27,6 +27,7 @@ from __future__ import annotations
 import itertools
 import math
 import os
+import threading
 from typing import Any, Iterable, Optional, Sequence, Union
 
 import numpy as np
@@ -71,14 +72,23 @@ def _compact(lengths: np.ndarray) -> np.ndarray:
 
 
 class _State:
-    """An immutable snapshot of the index (swapped whole by `add`, so readers never see a mix)."""
+    """An immutable snapshot of the whole index: postings, statistics, the tokenizer whose
+    vocabulary the postings use, the kind of documents and the external ids.
 
-    __slots__ = ("postings", "doc_len", "avgdl", "idf", "shift", "exc_pos", "exc_tf")
+    `index` and `add` build a new one and swap the single reference ``BM25._state``; every
+    reader takes that reference once per call, so it sees the old or the new index, never a mix
+    (nothing in a published state is mutated afterwards; the tokenizer only fills its word
+    cache, which never changes an answer).
+    """
+
+    __slots__ = ("postings", "doc_len", "avgdl", "idf", "shift", "exc_pos", "exc_tf", "tokenizer", "kind", "ids")
 
     def __init__(self, postings: _index.Postings, doc_len: np.ndarray, avgdl: float, idf: np.ndarray,
-                 shift: np.ndarray, exc_pos: np.ndarray, exc_tf: np.ndarray) -> None:
+                 shift: np.ndarray, exc_pos: np.ndarray, exc_tf: np.ndarray, tokenizer: Optional[Tokenizer] = None,
+                 kind: Optional[str] = None, ids: Optional[list] = None) -> None:
         self.postings, self.doc_len, self.avgdl = postings, doc_len, avgdl
         self.idf, self.shift, self.exc_pos, self.exc_tf = idf, shift, exc_pos, exc_tf
+        self.tokenizer, self.kind, self.ids = tokenizer, kind, ids
 
 
 class BM25:
@@ -108,8 +118,10 @@ class BM25:
     rounding would lose them are stored aside).
 
     Thread safety: :meth:`retrieve` and :meth:`get_scores` may run concurrently from several
-    threads; :meth:`index` and :meth:`add` mutate the index (readers running meanwhile see
-    either the old or the new index, never a mix).
+    threads. :meth:`index` and :meth:`add` mutate the object: they build a new immutable
+    snapshot (postings, statistics, tokenizer, ids) and swap it in whole, so readers running
+    meanwhile see either the old or the new index, never a mix; concurrent writers are
+    serialised by a lock. :meth:`save` writes one snapshot.
 
     >>> bm25 = BM25().index(["a cat sat on the mat", "a dog sat", "cats and dogs"])
     >>> idx, scores = bm25.retrieve(["cat on a mat"], k=2)
@@ -129,17 +141,41 @@ class BM25:
         self.delta = self._param(delta, "delta", 0.0, math.inf)
         if tokenizer is not None and not isinstance(tokenizer, Tokenizer):
             raise DTypeError(f"tokenizer: expected a rank.retrieve.Tokenizer, got {type(tokenizer).__name__}")
-        self.tokenizer = tokenizer if tokenizer is not None else Tokenizer()
-        self._kind: Optional[str] = None  # "text", "tokens" or "ids" once indexed
-        self._ids: Optional[list] = None
+        self._tokenizer = tokenizer if tokenizer is not None else Tokenizer()
         self._state: Optional[_State] = None
+        self._write_lock = threading.Lock()
+
+    def __getstate__(self) -> dict[str, Any]:
+        d = self.__dict__.copy()
+        d.pop("_write_lock", None)
+        return d
+
+    def __setstate__(self, d: dict[str, Any]) -> None:
+        self.__dict__.update(d)
+        self._write_lock = threading.Lock()
+
+    @property
+    def tokenizer(self) -> Tokenizer:
+        """The tokenizer (with the vocabulary of the current index, once there is one)."""
+        st = self._state
+        return st.tokenizer if st is not None and st.tokenizer is not None else self._tokenizer
+
+    @property
+    def _kind(self) -> Optional[str]:
+        st = self._state
+        return None if st is None else st.kind
+
+    @property
+    def _ids(self) -> Optional[list]:
+        st = self._state
+        return None if st is None else st.ids
 
     @staticmethod
     def _param(value: Any, name: str, lo: float, hi: float) -> float:
-        if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
             raise DTypeError(f"{name}: expected a number, got {type(value).__name__}")
         v = float(value)
-        if not (lo <= v <= hi) or math.isnan(v):
+        if not (lo <= v <= hi) or not math.isfinite(v):
             rng = f"[{lo:g}, {hi:g}]" if hi != math.inf else f">= {lo:g}"
             raise InvalidValueError(f"{name}: expected a finite value {rng}, got {value!r}")
         return v
@@ -171,8 +207,9 @@ class BM25:
 
     # --- building ------------------------------------------------------------------------------
 
-    def _encode_docs(self, corpus: Any, show_progress: bool) -> tuple[np.ndarray, np.ndarray, str]:
-        """Packed term ids of a corpus, and its kind; grows the vocabulary."""
+    def _encode_docs(self, corpus: Any, show_progress: bool, tok: Tokenizer,
+                     current_kind: Optional[str]) -> tuple[np.ndarray, np.ndarray, str]:
+        """Packed term ids of a corpus, and its kind; grows the vocabulary of `tok`."""
         if _is_packed(corpus):
             ids, offsets = _index.check_packed(corpus, "corpus")
             return ids, offsets, "ids"
@@ -185,7 +222,7 @@ class BM25:
         rest = itertools.chain([first], it)
         if isinstance(first, str):
             try:
-                ids, offsets = self.tokenizer.tokenize_packed(rest, show_progress=show_progress)
+                ids, offsets = tok.tokenize_packed(rest, show_progress=show_progress)
             except DTypeError as e:
                 raise DTypeError(f"corpus: every document must be a str ({e})") from None
             return ids, offsets, "text"
@@ -193,10 +230,10 @@ class BM25:
             raise DTypeError(f"corpus: expected str documents, token lists or token-id lists, got {type(first).__name__}")
         docs = list(rest)
         sample = next((d for d in docs if len(d)), None)
-        kind = self._kind if sample is None and self._kind in ("tokens", "ids") else (
+        kind = current_kind if sample is None and current_kind in ("tokens", "ids") else (
             "tokens" if sample is not None and isinstance(sample[0], str) else "ids")
         if kind == "tokens":
-            ids, offsets = self.tokenizer.lookup_packed(docs)
+            ids, offsets = tok.lookup_packed(docs)
             return ids, offsets, kind
         ids, offsets = _index.flatten_int_lists(docs, "corpus")
         return ids, offsets, kind
@@ -270,23 +307,28 @@ class BM25:
             A tqdm progress bar while tokenizing (shown after a second; silently absent without tqdm).
 
         Complexity: O(total tokens) time (a counting pass and a scatter pass over the token ids),
-        O(postings) memory. Not thread-safe with concurrent :meth:`add`.
+        O(postings) memory. Mutates the object: the new index (and a fresh vocabulary) replaces
+        the old one in one step once built; concurrent readers see the old or the new one.
 
         Raises ShapeError (empty corpus, wrong number of ids), DTypeError (documents of another type).
         """
-        self.tokenizer = self.tokenizer.empty_copy()
-        tok_ids, offsets, kind = self._encode_docs(corpus, show_progress)
+        with self._write_lock:
+            return self._index_locked(corpus, ids, show_progress)
+
+    def _index_locked(self, corpus: Any, ids: Optional[Sequence[Any]], show_progress: bool) -> "BM25":
+        tok = self.tokenizer.empty_copy()
+        tok_ids, offsets, kind = self._encode_docs(corpus, show_progress, tok, None)
         n = offsets.shape[0] - 1
         if n == 0:
             raise ShapeError("corpus: expected at least one document, got none")
         if n >= _index.MAX_ID:
             raise ShapeError(f"corpus: at most {_index.MAX_ID - 1} documents are supported")
         ext = self._check_ids(ids, n)
-        n_terms = max(len(self.tokenizer), int(tok_ids.max()) + 1 if tok_ids.size else 0)
+        n_terms = max(len(tok), int(tok_ids.max()) + 1 if tok_ids.size else 0)
         indptr, docs, tf = self._raw_postings(tok_ids, offsets, n_terms)
-        self._state = self._finish(indptr, docs, tf, np.diff(offsets))
-        self._kind = kind
-        self._ids = ext
+        st = self._finish(indptr, docs, tf, np.diff(offsets))
+        st.tokenizer, st.kind, st.ids = tok, kind, ext
+        self._state = st  # the one publishing step
         return self
 
     def _recover_tf(self, st: _State) -> np.ndarray:
@@ -305,27 +347,35 @@ class BM25:
         stored impacts). `new_docs` and `ids` take the forms of :meth:`index`; if the index has
         external ids, `ids` must be given for the new documents too. Returns self.
 
-        Complexity: O(postings of the whole index + new tokens). Mutates the index: concurrent
-        readers see the old or the new index, never a mix.
+        Complexity: O(postings of the whole index + new tokens). Mutates the object (it is not
+        a copy-on-write API): the merged index replaces the old one in one step once built, so
+        concurrent readers see the old or the new index, never a mix; concurrent writers are
+        serialised.
         """
-        if self._state is None:
-            return self.index(new_docs, ids, show_progress=show_progress)
+        with self._write_lock:
+            if self._state is None:
+                return self._index_locked(new_docs, ids, show_progress)
+            return self._add_locked(new_docs, ids, show_progress)
+
+    def _add_locked(self, new_docs: Any, ids: Optional[Sequence[Any]], show_progress: bool) -> "BM25":
         st = self._state
-        tok_ids, offsets, kind = self._encode_docs(new_docs, show_progress)
+        assert st is not None and st.tokenizer is not None
+        tok = st.tokenizer.copy()  # the published tokenizer never changes: grow a copy
+        tok_ids, offsets, kind = self._encode_docs(new_docs, show_progress, tok, st.kind)
         n_new = offsets.shape[0] - 1
         if n_new == 0:
             return self
-        if kind != self._kind and not (kind == "empty"):
-            raise DTypeError(f"new_docs: the index holds {self._kind} documents, got {kind} documents")
-        if self._ids is not None and ids is None:
+        if kind != st.kind and not (kind == "empty"):
+            raise DTypeError(f"new_docs: the index holds {st.kind} documents, got {kind} documents")
+        if st.ids is not None and ids is None:
             raise ShapeError("ids: the index has external ids, so the new documents need ids too")
-        if self._ids is None and ids is not None:
+        if st.ids is None and ids is not None:
             raise ShapeError("ids: the index was built without external ids")
         ext = self._check_ids(ids, n_new)
         if st.postings.n_docs + n_new >= _index.MAX_ID:
             raise ShapeError(f"at most {_index.MAX_ID - 1} documents are supported")
         old = st.postings
-        n_terms = max(old.n_terms, len(self.tokenizer) if kind in ("text", "tokens") else 0,
+        n_terms = max(old.n_terms, len(tok) if kind in ("text", "tokens") else 0,
                       int(tok_ids.max()) + 1 if tok_ids.size else 0)
         tf_old = self._recover_tf(st)
         indptr_b, docs_b, tf_b = self._raw_postings(tok_ids, offsets, n_terms)
@@ -338,15 +388,17 @@ class BM25:
                                indptr_b, docs_b, tf_b, old.n_docs, indptr, docs, tf)
         doc_len = np.concatenate([np.asarray(st.doc_len, np.int64), np.diff(offsets)])
         new_state = self._finish(indptr, docs, tf, doc_len)
-        if ext is not None:
-            self._ids = (self._ids or []) + ext
-        self._state = new_state
+        new_state.tokenizer, new_state.kind = tok, st.kind
+        new_state.ids = None if ext is None else (st.ids or []) + ext
+        self._state = new_state  # the one publishing step
         return self
 
     # --- querying ------------------------------------------------------------------------------
 
-    def _encode_queries(self, queries: Any) -> tuple[np.ndarray, np.ndarray]:
-        """(offsets (nq + 1,), term id per token) for a batch of queries."""
+    def _encode_queries(self, queries: Any, st: _State) -> tuple[np.ndarray, np.ndarray]:
+        """(offsets (nq + 1,), term id per token) for a batch of queries, with the vocabulary of `st`."""
+        tok = st.tokenizer
+        assert tok is not None
         if _is_packed(queries):
             ids, offsets = _index.check_packed(queries, "queries")
         else:
@@ -358,27 +410,27 @@ class BM25:
             if not queries:
                 ids, offsets = np.zeros(0, np.int32), np.zeros(1, np.int64)
             elif all(isinstance(q, str) for q in queries):
-                self._check_vocabulary()
-                ids, offsets = self.tokenizer.tokenize_packed(queries, update_vocabulary=False)
+                self._check_vocabulary(st)
+                ids, offsets = tok.tokenize_packed(queries, update_vocabulary=False)
             elif all(isinstance(q, (list, tuple, np.ndarray)) for q in queries):
                 sample = next((q for q in queries if len(q)), None)
                 if sample is not None and isinstance(sample[0], str):
-                    self._check_vocabulary()
-                    ids, offsets = self.tokenizer.lookup_packed(queries, update_vocabulary=False)
+                    self._check_vocabulary(st)
+                    ids, offsets = tok.lookup_packed(queries, update_vocabulary=False)
                 else:
                     ids, offsets = _index.flatten_int_lists(queries, "queries")
             else:
                 raise DTypeError("queries: expected every query to be a str, or every query a list of tokens or ids")
         return offsets, ids
 
-    def _check_vocabulary(self) -> None:
-        if self._kind == "ids":
+    @staticmethod
+    def _check_vocabulary(st: _State) -> None:
+        if st.kind == "ids":
             raise InvalidValueError("queries: this index was built from token ids (no vocabulary), "
                                     "so queries must be token ids too")
 
-    def _batch(self, queries: Any) -> _index.QueryBatch:
-        st = self._require()
-        offsets, terms = self._encode_queries(queries)
+    def _batch(self, queries: Any, st: _State) -> _index.QueryBatch:
+        offsets, terms = self._encode_queries(queries, st)
         shift = st.shift if self.method in _SHIFTED else None
         return _index.make_batch(offsets, terms, np.ones(terms.shape[0]), st.postings, shift)
 
@@ -411,8 +463,9 @@ class BM25:
 
         Raises InvalidValueError (k <= 0, empty index), ShapeError / DTypeError (mask, queries).
         """
-        batch = self._batch(queries)
-        return _index.search(self._require().postings, batch, k, n_threads, mask)
+        st = self._require()  # one snapshot for the whole call
+        batch = self._batch(queries, st)
+        return _index.search(st.postings, batch, k, n_threads, mask)
 
     def get_scores(self, query: Any) -> np.ndarray:
         """BM25 score of every document for one query: float32 (n_docs,).
@@ -429,60 +482,125 @@ class BM25:
             query = [query]
         else:
             raise DTypeError("query: expected one query (a str, or a list of tokens or token ids)")
-        batch = self._batch(query)
-        return _index.scores(self._require().postings, batch)
+        st = self._require()
+        batch = self._batch(query, st)
+        return _index.scores(st.postings, batch)
 
     # --- persistence -----------------------------------------------------------------------------
 
-    def save(self, path: Union[str, os.PathLike]) -> None:
-        """Save to directory `path` (.npy arrays + meta.json with a format version), atomically:
-        everything is written to a temporary directory beside it, then renamed into place.
+    _ARRAYS = ("indptr", "docs", "impacts", "max_impact", "doc_len", "exc_pos", "exc_tf")
 
-        Raises InvalidValueError for an empty index or a tokenizer with a callable stemmer.
+    def save(self, path: Union[str, os.PathLike]) -> None:
+        """Save to directory `path` (.npy arrays + meta.json with a format version and a CRC-32
+        per file), atomically: everything is written to a temporary directory beside it, then
+        renamed into place (see :mod:`rank._atomic`); an existing index there is replaced, any
+        other file or non-empty directory is refused. New files get mode ``0o666 & ~umask``.
+
+        Raises InvalidValueError for an empty index, a tokenizer with a callable stemmer, or a
+        `path` holding something other than a saved index.
         """
         st = self._require()
         p = st.postings
+        assert st.tokenizer is not None
         meta = {"method": self.method, "k1": self.k1, "b": self.b, "delta": self.delta, "n_docs": p.n_docs,
-                "n_terms": p.n_terms, "avgdl": st.avgdl, "kind": self._kind, "nonneg": p.nonneg,
-                "tokenizer": self.tokenizer.config()}
+                "n_terms": p.n_terms, "avgdl": st.avgdl, "kind": st.kind, "nonneg": p.nonneg,
+                "tokenizer": st.tokenizer.config()}
         arrays = {"indptr": p.indptr, "docs": p.docs, "impacts": p.values, "max_impact": p.max_value,
                   "doc_len": st.doc_len, "exc_pos": st.exc_pos, "exc_tf": st.exc_tf}
-        extra: dict[str, Any] = {"vocabulary": self.tokenizer.terms}
-        if self._ids is not None:
-            extra["ids"] = self._ids
+        extra: dict[str, Any] = {"vocabulary": st.tokenizer.terms}
+        if st.ids is not None:
+            extra["ids"] = st.ids
         _index.save_dir(path, _FORMAT, meta, arrays, extra)
 
     @classmethod
-    def load(cls, path: Union[str, os.PathLike], mmap: bool = True) -> "BM25":
+    def load(cls, path: Union[str, os.PathLike], mmap: bool = True, *, verify: bool = False,
+             tokenizer: Optional[Tokenizer] = None) -> "BM25":
         """Load an index saved by :meth:`save`.
 
-        With ``mmap=True`` (default) the arrays are memory-mapped read-only: loading reads only
-        the small per-term arrays and pages come in as queries touch them. Raises
-        CorruptFileError for a missing, truncated, corrupt or foreign directory.
+        Parameters
+        ----------
+        mmap : bool, default True
+            Memory-map the arrays read-only: pages come in as queries touch them. Loading still
+            validates everything the kernels trust, exactly as without mmap (one sequential pass
+            over the postings: offsets, doc-id bounds, finite impacts, per-term maxima).
+        verify : bool, default False
+            Also compare every file's CRC-32 with the manifest in meta.json (reads every byte;
+            detects byte flips that keep the index structurally valid).
+        tokenizer : Tokenizer, optional
+            Needed only for an index saved with a custom regular-expression tokenizer pattern:
+            stored patterns are never compiled from the file unless they are one of
+            :data:`rank.retrieve.tokenizer.PATTERNS`; pass a ``Tokenizer`` with the same settings
+            (its vocabulary is replaced by the stored one).
+
+        Raises CorruptFileError for a missing, truncated, corrupt, inconsistent or foreign
+        directory (and for a checksum mismatch with `verify`).
         """
-        meta, arrays, objs = _index.load_dir(path, _FORMAT, mmap)
+        meta, a, objs = _index.load_dir(path, _FORMAT, mmap, cls._ARRAYS, ("vocabulary", "ids"), verify)
         try:
-            bm = cls(meta["method"], meta["k1"], meta["b"], meta["delta"],
-                     tokenizer=Tokenizer.from_config(meta["tokenizer"], objs["vocabulary"]))
-            n_docs, n_terms = int(meta["n_docs"]), int(meta["n_terms"])
-            kind, avgdl = meta["kind"], float(meta["avgdl"])
+            method = meta["method"]
+            if method not in METHODS:
+                raise InvalidValueError(f"unknown method {method!r}")
+            bm = cls(method, meta["k1"], meta["b"], meta["delta"])
+            vocab = objs.get("vocabulary")
+            if not isinstance(vocab, list) or not all(isinstance(t, str) for t in vocab):
+                raise InvalidValueError("vocabulary.json must be a list of str terms")
+            config = meta["tokenizer"]
+            if tokenizer is not None:
+                if not isinstance(tokenizer, Tokenizer):
+                    raise DTypeError(f"tokenizer: expected a rank.retrieve.Tokenizer, got {type(tokenizer).__name__}")
+                if tokenizer.config() != config:
+                    raise InvalidValueError(f"tokenizer: its settings {tokenizer.config()} differ from the "
+                                            f"saved ones {config}")
+                tok = tokenizer.empty_copy()
+                tok._set_terms(vocab)
+            else:
+                tok = Tokenizer.from_config(config, vocab)
+            kind = meta["kind"]
+            if kind not in ("text", "tokens", "ids"):
+                raise InvalidValueError(f"kind {kind!r}")
+        except (DTypeError, UnknownMethodError) as e:
+            raise CorruptFileError(f"{path}: corrupt metadata ({e})") from None
+        except InvalidValueError as e:
+            if tokenizer is not None and str(e).startswith("tokenizer:"):
+                raise
+            raise CorruptFileError(f"{path}: corrupt metadata ({e})") from None
+        except CorruptFileError as e:
+            raise CorruptFileError(f"{path}: {e}") from None
         except Exception as e:  # any malformed field of a hand-edited or foreign meta.json
             raise CorruptFileError(f"{path}: corrupt metadata ({type(e).__name__}: {e})") from None
-        a = arrays
-        _index.check_postings(path, a["indptr"], a["docs"], a["impacts"], n_docs, full=not mmap)
-        if (a["indptr"].shape[0] != n_terms + 1 or a["doc_len"].shape[0] != n_docs
-                or a["doc_len"].dtype.kind not in "ui"
-                or a["max_impact"].shape[0] != n_terms or a["exc_pos"].shape != a["exc_tf"].shape):
+        n_docs = _index.meta_number(path, meta, "n_docs", int, 1, _index.MAX_ID - 1)
+        n_terms = _index.meta_number(path, meta, "n_terms", int, 0, _index.MAX_ID)
+        avgdl = _index.meta_number(path, meta, "avgdl", float, 0.0, math.inf)
+        _index.check_postings(path, a["indptr"], a["docs"], a["impacts"], n_docs, max_value=a["max_impact"])
+        doc_len, exc_pos, exc_tf = a["doc_len"], a["exc_pos"], a["exc_tf"]
+        n_post = a["docs"].shape[0]
+        if (a["indptr"].shape[0] != n_terms + 1 or doc_len.shape != (n_docs,) or doc_len.dtype.kind not in "ui"
+                or exc_pos.ndim != 1 or exc_pos.shape != exc_tf.shape or exc_pos.dtype != np.int64
+                or exc_tf.dtype != np.int32):
             raise CorruptFileError(f"{path}: array sizes disagree with meta.json (corrupt index)")
-        if kind in ("text", "tokens") and len(bm.tokenizer) > n_terms:
+        if exc_pos.size and (int(exc_pos.min()) < 0 or int(exc_pos.max()) >= n_post or int(exc_tf.min()) < 1
+                             or bool((np.diff(exc_pos) <= 0).any())):
+            raise CorruptFileError(f"{path}: exc_pos/exc_tf out of range (corrupt index)")
+        if int(doc_len.min()) < 0:
+            raise CorruptFileError(f"{path}: negative document length (corrupt index)")
+        mean = float(np.asarray(doc_len, np.float64).mean())
+        if not (avgdl > 0.0 or mean == 0.0) or abs(mean - avgdl) > 1e-6 * max(1.0, mean):
+            raise CorruptFileError(f"{path}: avgdl {avgdl!r} disagrees with the document lengths "
+                                   f"(mean {mean!r}; corrupt index)")
+        if kind in ("text", "tokens") and len(tok) > n_terms:
             raise CorruptFileError(f"{path}: vocabulary larger than the index (corrupt index)")
-        postings = _index.Postings(a["indptr"], a["docs"], a["impacts"], n_docs, a["max_impact"],
-                                   bool(meta.get("nonneg", False)))
-        idf, shift = bm._term_stats(np.asarray(a["indptr"]), n_docs)  # O(n_terms): not stored
-        bm._state = _State(postings, a["doc_len"], avgdl, idf, shift, a["exc_pos"], a["exc_tf"])
-        bm._kind = kind
+        if kind == "ids" and len(tok):
+            raise CorruptFileError(f"{path}: an index of token ids with a vocabulary (corrupt index)")
         ids = objs.get("ids")
-        if ids is not None and (not isinstance(ids, list) or len(ids) != n_docs):
-            raise CorruptFileError(f"{path}: ids.json does not list one id per document")
-        bm._ids = ids
+        if ids is not None and (not isinstance(ids, list) or len(ids) != n_docs or not all(
+                isinstance(i, (str, int)) and not isinstance(i, bool) for i in ids)):
+            raise CorruptFileError(f"{path}: ids.json does not list one str or int id per document")
+        values = a["impacts"]
+        nonneg = bool(values.size == 0 or float(np.min(values)) >= 0.0)
+        max_value = _kernel.term_max(a["indptr"], values)
+        if not np.array_equal(max_value, a["max_impact"]):
+            raise CorruptFileError(f"{path}: max_impact disagrees with the impacts (corrupt index)")
+        postings = _index.Postings(a["indptr"], a["docs"], values, n_docs, a["max_impact"], nonneg)
+        idf, shift = bm._term_stats(np.asarray(a["indptr"]), n_docs)  # O(n_terms): not stored
+        bm._state = _State(postings, doc_len, avgdl, idf, shift, exc_pos, exc_tf, tok, kind, ids)
         return bm

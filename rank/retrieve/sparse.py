@@ -9,12 +9,13 @@ terms, and the top k are exact (pruning applies when all weights are non-negativ
 from __future__ import annotations
 
 import os
+import threading
 from typing import Any, Optional, Union
 
 import numpy as np
 
 from rank._validate import as_float_array
-from rank.errors import CorruptFileError, DTypeError, InvalidValueError, ShapeError
+from rank.errors import CorruptFileError, DTypeError, InvalidValueError, NonFiniteError, ShapeError
 from rank.retrieve import _index
 from rank_kernels import sparse as _kernel
 
@@ -30,7 +31,7 @@ def _rows(vectors: Any, name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         m = vectors.tocsr(copy=True)
         m.sum_duplicates()
         terms = np.asarray(m.indices, np.int64)
-        weights = as_float_array(m.data, f"{name} (values)", 1, allow_empty=True).astype(np.float32)
+        weights = _float32(as_float_array(m.data, f"{name} (values)", 1, allow_empty=True), f"{name} (values)")
         return np.asarray(m.indptr, np.int64), terms, weights
     if isinstance(vectors, dict):
         vectors = [vectors]
@@ -55,8 +56,18 @@ def _rows(vectors: Any, name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         raw = np.array(vals, dtype=np.float64) if vals else np.zeros(0)
     except (TypeError, ValueError):
         raise DTypeError(f"{name}: weights must be numbers") from None
-    weights = as_float_array(raw, f"{name} (weights)", 1, allow_empty=True).astype(np.float32)
+    weights = _float32(as_float_array(raw, f"{name} (weights)", 1, allow_empty=True), f"{name} (weights)")
     return _index.pointers(np.asarray(lengths, np.int64)), terms, weights
+
+
+def _float32(w: np.ndarray, name: str) -> np.ndarray:
+    """`w` as float32; NonFiniteError for a finite value beyond float32's range (it would become inf)."""
+    out = w.astype(np.float32)
+    if out.size and w.dtype != np.float32 and not np.isfinite(out).all():
+        bad = int(np.flatnonzero(~np.isfinite(out))[0])
+        raise NonFiniteError(f"{name}: {float(w[bad])!r} is beyond the float32 range (|w| <= 3.4e38) "
+                             "the index stores")
+    return out
 
 
 def _check_terms(terms: np.ndarray, name: str) -> None:
@@ -72,7 +83,9 @@ class SparseIndex:
 
     Memory: 8 bytes per non-zero (int32 doc id, float32 weight) and 12 bytes per term.
     Thread safety: :meth:`search` and :meth:`get_scores` may run concurrently; :meth:`add`
-    mutates (concurrent readers see the old or the new index, never a mix).
+    mutates the object: it builds new postings and swaps the one reference, so concurrent
+    readers (each takes the reference once per call) see the old or the new index, never a
+    mix; concurrent writers are serialised by a lock.
 
     >>> index = SparseIndex().add([{0: 1.0, 3: 0.5}, {3: 2.0}, {1: 1.0}])
     >>> idx, scores = index.search([{3: 1.0, 0: 0.1}], k=2)
@@ -82,6 +95,16 @@ class SparseIndex:
 
     def __init__(self) -> None:
         self._postings: Optional[_index.Postings] = None
+        self._write_lock = threading.Lock()
+
+    def __getstate__(self) -> dict[str, Any]:
+        d = self.__dict__.copy()
+        d.pop("_write_lock", None)
+        return d
+
+    def __setstate__(self, d: dict[str, Any]) -> None:
+        self.__dict__.update(d)
+        self._write_lock = threading.Lock()
 
     @property
     def n_docs(self) -> int:
@@ -108,6 +131,10 @@ class SparseIndex:
         n_new = row_ptr.shape[0] - 1
         if n_new == 0:
             return self
+        with self._write_lock:
+            return self._add_locked(row_ptr, terms, weights, n_new)
+
+    def _add_locked(self, row_ptr: np.ndarray, terms: np.ndarray, weights: np.ndarray, n_new: int) -> "SparseIndex":
         old = self._postings
         n_old = 0 if old is None else old.n_docs
         if n_old + n_new >= _index.MAX_ID:
@@ -137,8 +164,7 @@ class SparseIndex:
             raise InvalidValueError("the index is empty: call add() first")
         return self._postings
 
-    def _batch(self, queries: Any) -> _index.QueryBatch:
-        p = self._require()
+    def _batch(self, queries: Any, p: _index.Postings) -> _index.QueryBatch:
         row_ptr, terms, weights = _rows(queries, "queries")
         _check_terms(terms, "queries")
         return _index.make_batch(row_ptr, terms, weights, p)
@@ -164,8 +190,8 @@ class SparseIndex:
         Complexity: the postings of the query terms (fewer with pruning when every weight is
         >= 0), plus O(k log k) per query; no GIL.
         """
-        batch = self._batch(queries)
-        return _index.search(self._require(), batch, k, n_threads, mask)
+        p = self._require()  # one snapshot for the whole call
+        return _index.search(p, self._batch(queries, p), k, n_threads, mask)
 
     def get_scores(self, query: Any) -> np.ndarray:
         """Dot product of one query (a dict or a 1-row CSR matrix) with every document, float32 (n_docs,).
@@ -173,29 +199,38 @@ class SparseIndex:
         >>> SparseIndex().add([{0: 2.0}, {1: 1.0}]).get_scores({0: 0.5, 1: -1.0}).tolist()
         [1.0, -1.0]
         """
-        batch = self._batch(query)
+        p = self._require()
+        batch = self._batch(query, p)
         if batch.n != 1:
             raise ShapeError(f"query: expected one query, got {batch.n}")
-        return _index.scores(self._require(), batch)
+        return _index.scores(p, batch)
 
     def save(self, path: Union[str, os.PathLike]) -> None:
-        """Save to directory `path` (.npy + meta.json), atomically (temporary directory, then rename)."""
+        """Save to directory `path` (.npy + meta.json with a CRC-32 per array), atomically
+        (temporary directory beside it, then rename; see :mod:`rank._atomic`)."""
         p = self._require()
         _index.save_dir(path, _FORMAT, {"n_docs": p.n_docs, "n_terms": p.n_terms, "nonneg": p.nonneg},
                         {"indptr": p.indptr, "docs": p.docs, "values": p.values, "max_value": p.max_value}, {})
 
     @classmethod
-    def load(cls, path: Union[str, os.PathLike], mmap: bool = True) -> "SparseIndex":
-        """Load an index saved by :meth:`save` (memory-mapped by default); CorruptFileError if
-        the directory is missing, truncated, corrupt or foreign."""
-        meta, a, _ = _index.load_dir(path, _FORMAT, mmap)
-        try:
-            n_docs, n_terms, nonneg = int(meta["n_docs"]), int(meta["n_terms"]), bool(meta["nonneg"])
-        except (KeyError, TypeError, ValueError) as e:
-            raise CorruptFileError(f"{path}: corrupt metadata ({e})") from None
-        _index.check_postings(path, a["indptr"], a["docs"], a["values"], n_docs, full=not mmap)
-        if a["indptr"].shape[0] != n_terms + 1 or a["max_value"].shape[0] != n_terms:
+    def load(cls, path: Union[str, os.PathLike], mmap: bool = True, *, verify: bool = False) -> "SparseIndex":
+        """Load an index saved by :meth:`save` (memory-mapped by default).
+
+        Mmap'ed or not, loading validates what the kernels trust (offsets, doc-id bounds and
+        order, finite weights, per-term maxima; one sequential pass over the postings);
+        ``verify=True`` also compares each array's CRC-32 with the manifest. CorruptFileError
+        if the directory is missing, truncated, corrupt, inconsistent or foreign.
+        """
+        meta, a, _ = _index.load_dir(path, _FORMAT, mmap, ("indptr", "docs", "values", "max_value"), (), verify)
+        n_docs = _index.meta_number(path, meta, "n_docs", int, 1, _index.MAX_ID - 1)
+        n_terms = _index.meta_number(path, meta, "n_terms", int, 0, _index.MAX_ID)
+        _index.check_postings(path, a["indptr"], a["docs"], a["values"], n_docs, max_value=a["max_value"])
+        if a["indptr"].shape[0] != n_terms + 1:
             raise CorruptFileError(f"{path}: array sizes disagree with meta.json (corrupt index)")
+        values = a["values"]
+        nonneg = bool(values.size == 0 or float(np.min(values)) >= 0.0)
+        if not np.array_equal(_kernel.term_max(a["indptr"], values), a["max_value"]):
+            raise CorruptFileError(f"{path}: max_value disagrees with the values (corrupt index)")
         index = cls()
-        index._postings = _index.Postings(a["indptr"], a["docs"], a["values"], n_docs, a["max_value"], nonneg)
+        index._postings = _index.Postings(a["indptr"], a["docs"], values, n_docs, a["max_value"], nonneg)
         return index

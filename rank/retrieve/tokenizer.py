@@ -12,10 +12,19 @@ from typing import Any, Callable, Iterable, Optional, Union
 
 import numpy as np
 
-from rank.errors import DTypeError, InvalidValueError, MissingDependencyError, UnknownMethodError
+from rank.errors import CorruptFileError, DTypeError, InvalidValueError, MissingDependencyError, UnknownMethodError
 from rank_kernels import tokenize as _kernel
 
-__all__ = ["Tokenizer", "STOPWORDS_EN"]
+__all__ = ["Tokenizer", "STOPWORDS_EN", "PATTERNS"]
+
+#: Vetted regular expressions, by name: each matches in linear time (no nested quantifiers),
+#: so a saved index may name one and loading it compiles nothing the file chose.
+#: ``Tokenizer(pattern="sklearn")`` uses one; a saved index stores the name.
+PATTERNS = {
+    "sklearn": r"(?u)\b\w\w+\b",  # scikit-learn's CountVectorizer default: words of 2+ word characters
+    "word": r"\w+",                  # every run of word characters
+    "nonspace": r"\S+",              # whitespace-separated chunks
+}
 
 #: English stopwords: the classic stop set of Lucene's English analyzer (33 words).
 STOPWORDS_EN = frozenset(
@@ -59,7 +68,12 @@ class Tokenizer:
         word is stemmed once (per-word cache).
     pattern : str, optional
         A regular expression whose matches are the words (``re.findall``), instead of the
-        built-in scanner (maximal runs of Unicode letters and digits, as ``str.isalnum``).
+        built-in scanner (maximal runs of Unicode letters and digits, as ``str.isalnum``); or
+        the name of a vetted one in :data:`PATTERNS` ("sklearn", "word", "nonspace"). An
+        invalid expression raises InvalidValueError. A saved index keeps the pattern, but
+        loading compiles only the vetted ones: an index saved with any other pattern must be
+        loaded with ``BM25.load(path, tokenizer=Tokenizer(pattern=...))`` (a regular
+        expression read from a file could backtrack for hours).
     min_length : int, default 2
         Words shorter than this are dropped (2 matches bm25s and scikit-learn, whose default
         pattern is ``\\w\\w+``); only for the built-in scanner.
@@ -104,7 +118,11 @@ class Tokenizer:
         if pattern is not None and not isinstance(pattern, str):
             raise DTypeError(f"pattern: expected a str (regular expression) or None, got {type(pattern).__name__}")
         self.pattern = pattern
-        self._regex = re.compile(pattern) if pattern is not None else None
+        regex = PATTERNS.get(pattern, pattern) if pattern is not None else None
+        try:
+            self._regex = re.compile(regex) if regex is not None else None
+        except (re.error, RecursionError, OverflowError) as e:
+            raise InvalidValueError(f"pattern: not a valid regular expression {pattern!r} ({e})") from None
         if isinstance(min_length, bool) or not isinstance(min_length, (int, np.integer)) or min_length < 1:
             raise InvalidValueError(f"min_length: expected an integer >= 1, got {min_length!r}")
         self.min_length = int(min_length)
@@ -269,6 +287,21 @@ class Tokenizer:
         new._cache = {}
         return new
 
+    def copy(self) -> "Tokenizer":
+        """A tokenizer with the same settings and a copy of the vocabulary (growing one never
+        changes the other). O(vocabulary)."""
+        new = copy.copy(self)
+        new._vocab = dict(self._vocab)
+        new._cache = dict(self._cache)
+        return new
+
+    def _set_terms(self, terms: list[str]) -> None:
+        vocab = {t: i for i, t in enumerate(terms)}
+        if len(vocab) != len(terms):
+            raise InvalidValueError("terms: duplicate terms in the vocabulary")
+        self._vocab = vocab
+        self._cache = {}
+
     # --- persistence helpers (used by BM25.save / load) -------------------------------------
 
     def config(self) -> dict[str, Any]:
@@ -280,9 +313,29 @@ class Tokenizer:
 
     @classmethod
     def from_config(cls, config: dict[str, Any], terms: list[str]) -> "Tokenizer":
-        """A tokenizer with the settings of `config` and the vocabulary `terms` (id order)."""
+        """A tokenizer with the settings of `config` (as read from a saved index) and the
+        vocabulary `terms` (id order).
+
+        Settings from a file are untrusted: every key and type is checked, and a `pattern` is
+        accepted only if it is one of :data:`PATTERNS` (by name or by value); any other raises
+        CorruptFileError (load such an index with ``BM25.load(path, tokenizer=...)``).
+        """
+        keys = {"lowercase", "stopwords", "stemmer", "pattern", "min_length"}
+        if not isinstance(config, dict) or not set(config) <= keys:
+            raise CorruptFileError(f"tokenizer settings: expected a dict with keys among {sorted(keys)}")
+        if not isinstance(config.get("lowercase", True), bool) or not isinstance(config.get("min_length", 2), int):
+            raise CorruptFileError("tokenizer settings: lowercase must be a bool and min_length an int")
+        stop = config.get("stopwords", "en")
+        if not (stop is None or stop == "en" or (isinstance(stop, list) and all(isinstance(w, str) for w in stop))):
+            raise CorruptFileError("tokenizer settings: stopwords must be 'en', null or a list of str")
+        if not (config.get("stemmer") is None or isinstance(config.get("stemmer"), str)):
+            raise CorruptFileError("tokenizer settings: stemmer must be a language name or null")
+        pattern = config.get("pattern")
+        if pattern is not None and pattern not in PATTERNS and pattern not in PATTERNS.values():
+            raise CorruptFileError(
+                f"tokenizer settings: the saved pattern {str(pattern)[:80]!r} is not one of the vetted patterns "
+                f"{sorted(PATTERNS)}; a regular expression read from a file is never compiled. If you trust "
+                "this index, load it with BM25.load(path, tokenizer=Tokenizer(pattern=...)) and the same settings")
         tok = cls(**config)
-        tok._vocab = {t: i for i, t in enumerate(terms)}
-        if len(tok._vocab) != len(terms):
-            raise InvalidValueError("terms: duplicate terms in the vocabulary")
+        tok._set_terms(terms)
         return tok
