@@ -32,7 +32,9 @@ import gzip
 import io
 import json
 import os
+import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Union
 
@@ -177,8 +179,34 @@ def _read_table(path: PathLike, delimiter: str, what: str, with_title: bool) -> 
         yield n, doc_id, text
 
 
+_CSV_LOCK = threading.Lock()
+_CSV_READERS = [0, 0]  # readers running, the limit to restore when the last one ends
+#: Largest CSV field accepted (a document's text): the csv module's default is 128 KiB.
+CSV_FIELD_LIMIT = (1 << 31) - 1
+
+
+@contextmanager
+def _csv_field_limit() -> Iterator[None]:
+    """Raise the csv module's field size limit while a corpus is read, then restore it.
+
+    The limit is process-wide in the csv module; it is raised only (other readers meanwhile
+    accept longer fields, never fewer) and restored when the last of our readers ends."""
+    with _CSV_LOCK:
+        if _CSV_READERS[0] == 0:
+            _CSV_READERS[1] = csv.field_size_limit()
+            csv.field_size_limit(max(_CSV_READERS[1], CSV_FIELD_LIMIT))
+        _CSV_READERS[0] += 1
+    try:
+        yield
+    finally:
+        with _CSV_LOCK:
+            _CSV_READERS[0] -= 1
+            if _CSV_READERS[0] == 0:
+                csv.field_size_limit(_CSV_READERS[1])
+
+
 def _csv_rows(path: PathLike) -> Iterator[tuple[int, list[str]]]:
-    with _open(path) as f:
+    with _open(path) as f, _csv_field_limit():
         reader = csv.reader(f)
         try:
             for row in reader:

@@ -6,6 +6,7 @@
                                       rerank a run with a cross-encoder or a ColBERT encoder
     rank fuse RUN RUN... -o RUN       fuse runs (rrf, combsum, ...)
     rank eval QRELS RUN...            evaluation table (ndcg@10, map, ...); --json
+    rank check INDEX                  validate a saved index (structure and checksums)
     rank demo ["your question"]       BM25 over the standard library's documentation
     rank bench-maxsim                 time MaxSim on a generated late-interaction workload
 
@@ -68,50 +69,36 @@ def _log(args: argparse.Namespace, message: str) -> None:
 
 @contextmanager
 def _atomic_output(path: str | None) -> Iterator[TextIO]:
-    """A text stream to `path`, renamed into place only when the block succeeds; stdout for None or '-'."""
+    """A text stream to `path`, renamed into place only when the block succeeds
+    (:func:`rank._atomic.atomic_open`); stdout for None or '-'."""
+    from rank._atomic import atomic_open
+
     if path is None or path == "-":
         yield sys.stdout
         sys.stdout.flush()
         return
-    target = Path(path)
-    if target.is_dir():
-        raise IsADirectoryError(21, "Is a directory (expected an output file name)", str(target))
-    parent = target.parent if str(target.parent) else Path(".")
-    if not parent.is_dir():
-        raise FileNotFoundError(2, "No such directory for the output file", str(parent))
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
-            yield f
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    with atomic_open(path, "w", encoding="utf-8", newline="\n") as f:
+        yield f
 
 
 def _write_trec(run: Run, path: str | None, tag: str) -> int:
-    """Write `run` in TREC format (qid Q0 docid rank score tag) to `path` (atomically) or stdout;
-    returns the number of lines. Each query's documents are in trec_eval's order (score
-    descending, equal scores by document id descending, as :func:`rank.evaluate.write_run`),
-    so the rank column is the rank every evaluation tool sees; scores are written with
-    ``repr`` so that reading them back gives the same floats."""
+    """Write `run` in TREC format with :func:`rank.evaluate.write_run` (atomically) to `path`,
+    or to stdout for None / '-'; returns the number of lines."""
+    from rank.evaluate.io import write_run
+
     if any(c.isspace() for c in tag) or not tag:
         raise InvalidValueError(f"--run-name: must be a non-empty word without spaces, got {tag!r}")
-    n = 0
-    with _atomic_output(path) as out:
-        for qid, docs in run.items():
-            ranked = sorted(sorted(docs.items(), reverse=True), key=lambda t: -t[1])
-            for r, (doc, score) in enumerate(ranked, 1):
-                for name, value in (("query id", qid), ("document id", doc)):
-                    if not value or any(c.isspace() for c in value):
-                        raise InvalidValueError(f"{name} {value!r} cannot be written to a TREC run (empty or has spaces)")
-                out.write(f"{qid} Q0 {doc} {r} {score!r} {tag}\n")
-                n += 1
+    n = sum(len(docs) for docs in run.values())
+    if path is not None and path != "-":
+        write_run(run, path, tag=tag)
+        return n
+    with tempfile.TemporaryDirectory(prefix="rank-run-") as tmp:  # the one writer, then copied out
+        staged = os.path.join(tmp, "run.trec")
+        write_run(run, staged, tag=tag)
+        with open(staged, encoding="utf-8") as f:
+            for line in f:
+                sys.stdout.write(line)
+    sys.stdout.flush()
     return n
 
 
@@ -123,18 +110,9 @@ def _none_or(value: str) -> str | None:
 
 def _check_index_target(path: str) -> None:
     """Refuse to replace anything but a previously saved index (saving replaces the target)."""
-    p = Path(path)
-    if not p.exists() and not p.is_symlink():
-        return
-    meta = p / "meta.json"
-    try:
-        is_index = p.is_dir() and "format_version" in json.loads(meta.read_text(encoding="utf-8"))
-    except (OSError, ValueError, TypeError):
-        is_index = False
-    if not is_index:
-        kind = "directory" if p.is_dir() else "file"
-        raise InvalidValueError(f"{path}: a {kind} that is not a saved index already exists there; "
-                                f"remove it or choose another output name")
+    from rank.retrieve._index import check_replaceable
+
+    check_replaceable(path)
 
 
 def _cmd_index(args: argparse.Namespace) -> int:
@@ -156,6 +134,30 @@ def _cmd_index(args: argparse.Namespace) -> int:
 
 
 # --- search --------------------------------------------------------------------------------------
+
+def _cmd_check(args: argparse.Namespace) -> int:
+    from rank.errors import CorruptFileError
+    from rank.retrieve import BM25, SparseIndex
+    from rank.retrieve._index import _read_json
+
+    if not Path(args.index).is_dir():
+        raise FileNotFoundError(2, "No such index directory", args.index)
+    t0 = time.perf_counter()
+    try:
+        meta = _read_json(args.index, "meta")
+        fmt = meta.get("format") if isinstance(meta, dict) else None
+        cls: Any = {"rank-kernels.bm25": BM25, "rank-kernels.sparse": SparseIndex}.get(str(fmt))
+        if cls is None:
+            raise CorruptFileError(f"{args.index}: not a saved index of rank-kernels (format {fmt!r})")
+        index = cls.load(args.index, mmap=True, verify=not args.quick)
+    except CorruptFileError as e:
+        print(f"rank check: {args.index}: CORRUPT: {_describe(e)}", file=sys.stderr)
+        return 1
+    what = "structure" if args.quick else "structure and checksums"
+    print(f"{args.index}: ok ({fmt}, {index.n_docs:,} documents, {index.n_terms:,} terms; {what} "
+          f"verified in {time.perf_counter() - t0:.2f} s)")
+    return 0
+
 
 def _load_index(path: str, mmap: bool = True) -> Any:
     from rank.retrieve import BM25
@@ -480,11 +482,23 @@ def _nonneg_float(text: str) -> float:
     return value
 
 
+def _threads(text: str) -> int:
+    """A --threads value, checked by the package's one thread-count policy
+    (:func:`rank._validate.resolve_threads`: clamped to 4x the cores, refused above 4096)."""
+    from rank._validate import resolve_threads
+
+    value = _positive(text)
+    try:
+        return resolve_threads(value)
+    except InvalidValueError as e:
+        raise argparse.ArgumentTypeError(str(e).replace("n_threads: ", "")) from None
+
+
 def _common(p: argparse.ArgumentParser, threads: bool = True) -> None:
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars or timings on stderr")
     if threads:
-        p.add_argument("--threads", type=_positive, default=None, metavar="N",
-                       help="threads (default: all cores)")
+        p.add_argument("--threads", type=_threads, default=None, metavar="N",
+                       help="threads (default: all cores; at most 4x the cores are used)")
 
 
 def _build_parser() -> argparse.ArgumentParser:
@@ -577,6 +591,13 @@ def _build_parser() -> argparse.ArgumentParser:
     _common(p)
     p.set_defaults(func=_cmd_eval)
 
+    p = add("check", "validate a saved index: structure, bounds and the checksum of every file",
+            "rank check scifact.idx")
+    p.add_argument("index", help="index directory written by 'rank index' (or SparseIndex.save)")
+    p.add_argument("--quick", action="store_true", help="structure and bounds only, no checksums")
+    _common(p, threads=False)
+    p.set_defaults(func=_cmd_check)
+
     p = add("demo", "search the documentation of the installed Python standard library with BM25",
             'rank demo "how do I parse a date"')
     p.add_argument("queries", nargs="*", metavar="QUERY", help="your questions (default: a few examples)")
@@ -585,7 +606,7 @@ def _build_parser() -> argparse.ArgumentParser:
                    help="ColBERT encoder directory: rerank BM25's candidates with MaxSim")
     p.add_argument("--depth", type=_positive, default=50, help="BM25 candidates reranked per query")
     _common(p, threads=False)
-    p.add_argument("--threads", type=_positive, default=1, metavar="N",
+    p.add_argument("--threads", type=_threads, default=1, metavar="N",
                    help="threads (default 1: a handful of queries is answered faster by one thread)")
     p.set_defaults(func=_cmd_demo)
 

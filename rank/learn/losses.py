@@ -58,8 +58,12 @@ def group_offsets(n: int, group: Optional[ArrayLike] = None, qid: Optional[Array
         if (sizes <= 0).any():
             bad = int(np.flatnonzero(sizes <= 0)[0])
             raise InvalidValueError(f"group: every group needs at least one row, group[{bad}] = {sizes[bad]}")
+        # checked in the given dtype before the int64 sum, so sizes like 2**62 cannot wrap around
+        if sizes.size > max(n, 1) or (sizes > n).any():
+            raise ShapeError(f"group: group sizes sum to more than the number of rows {n} "
+                             f"({sizes.size} groups, largest {sizes.max()})")
         offsets = np.zeros(sizes.size + 1, np.int64)
-        np.cumsum(sizes, out=offsets[1:])
+        np.cumsum(sizes.astype(np.int64), out=offsets[1:])
         if offsets[-1] != n:
             raise ShapeError(f"group: group sizes sum to {offsets[-1]}, expected the number of rows {n}")
         return offsets
@@ -89,6 +93,18 @@ def _gains(gain: str, label_gain: Optional[Sequence[float]], max_label: int) -> 
     if gain == "linear":
         return np.arange(max_label + 1, dtype=np.float64)
     raise UnknownMethodError(f"gain: expected one of 'exp', 'linear', got {gain!r}")
+
+
+def _gain_labels(lab: np.ndarray, gain: str, label_gain: Optional[Sequence[float]]) -> tuple[np.ndarray, np.ndarray]:
+    """(labels, gains) for the gain-based losses. With the linear gain and large grades the
+    gain table would be as long as the largest grade (16 GiB for grades near 2**31): the grades
+    are then replaced by their order codes among the distinct grades, with the table of the
+    distinct grades (same comparisons, same gains)."""
+    top = int(lab.max())
+    if label_gain is None and gain == "linear" and top >= max(1 << 16, 4 * lab.size):
+        uniq, codes = np.unique(lab, return_inverse=True)
+        return np.ascontiguousarray(codes.reshape(-1), np.int32), uniq.astype(np.float64)
+    return lab, _gains(gain, label_gain, top)
 
 
 def _prepare(scores, labels, group, qid, check_finite=True):
@@ -171,7 +187,7 @@ def lambdarank(scores: ArrayLike, labels: ArrayLike, group: Optional[ArrayLike] 
     s, lab, off = _prepare(scores, labels, group, qid, check_finite)
     t = _positive_int(truncation_level, "truncation_level")
     sigma = _positive_float(sigma, "sigma")
-    gains = _gains(gain, label_gain, int(lab.max()))
+    lab, gains = _gain_labels(lab, gain, label_gain)
     grad, hess, gl = _outputs(s.size, off.size - 1)
     _kernel.lambdarank(s, lab, off, gains, sigma, t, bool(norm), bool(exact_sigmoid), bool(compute_loss),
                        resolve_threads(n_threads), grad, hess, gl)
@@ -192,6 +208,8 @@ def _positive_int(v, name):
 
 
 def _positive_float(v, name):
+    if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, float, np.integer, np.floating)):
+        raise InvalidValueError(f"{name}: expected a positive number, got {v!r}")
     try:
         f = float(v)
     except (TypeError, ValueError):
@@ -293,7 +311,7 @@ def approx_ndcg(scores: ArrayLike, labels: ArrayLike, group: Optional[ArrayLike]
     """
     s, lab, off = _prepare(scores, labels, group, qid, check_finite)
     alpha = _positive_float(alpha, "alpha")
-    gains = _gains(gain, label_gain, int(lab.max()))
+    lab, gains = _gain_labels(lab, gain, label_gain)
     grad, _, gl = _outputs(s.size, off.size - 1, hess=False)
     _kernel.approx_ndcg(s, lab, off, gains, alpha, resolve_threads(n_threads), grad, gl)
     return LossResult(float(gl.sum()), grad, None)

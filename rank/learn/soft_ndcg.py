@@ -20,7 +20,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from rank._validate import resolve_threads
-from rank.learn.losses import LossResult, _gains, _positive_int, _prepare
+from rank.learn.losses import LossResult, _gain_labels, _positive_int, _prepare
 from rank.soft.projection import REGULARIZATIONS, _choice, _strength, soft_rank_with_vjp
 
 __all__ = ["soft_ndcg"]
@@ -97,7 +97,7 @@ def soft_ndcg(scores: ArrayLike, labels: ArrayLike, group: Optional[ArrayLike] =
     (0.466516, [-0.037327, 0.018664, 0.018664])
     """
     s, lab, off = _prepare(scores, labels, group, qid, check_finite)
-    gains = _gains(gain, label_gain, int(lab.max()))
+    lab, gains = _gain_labels(lab, gain, label_gain)
     k = None if truncation_level is None else _positive_int(truncation_level, "truncation_level")
     strength = _strength(regularization_strength)
     regularization = _choice(regularization, "regularization", REGULARIZATIONS)

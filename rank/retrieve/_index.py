@@ -216,7 +216,8 @@ def _check_replaceable(path: str) -> None:
     if not os.path.lexists(path):
         return
     if not os.path.isdir(path) or os.path.islink(path):
-        raise InvalidValueError(f"path: {path} exists and is not a directory; refusing to replace it with an index")
+        raise InvalidValueError(f"path: {path} exists and is not a directory (not a saved index); refusing to "
+                                "replace it (remove it or choose another output name)")
     entries = os.listdir(path)
     if not entries:
         return
