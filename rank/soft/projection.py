@@ -203,8 +203,11 @@ def _sort_projection(values: npt.ArrayLike, direction: str, regularization_stren
     direction = _choice(direction, "direction", DIRECTIONS)
     kl = _choice(regularization, "regularization", REGULARIZATIONS) == "kl"
     strength = _strength(regularization_strength)
-    x, single, _ = _values(values, "values", check_finite)
+    x, single, amax = _values(values, "values", check_finite)
     n = x.shape[1]
+    if not (amax * (n + 1) <= 1e307):  # block sums of the pooled values must stay finite
+        raise InvalidValueError(f"values: magnitudes up to {amax:.3g} overflow the float64 block sums of "
+                                f"the sort projection over rows of {n}; rescale the values")
     table = np.arange(n, 0, -1, dtype=np.float64) / strength
     if not np.isfinite(table[0]):
         raise InvalidValueError(f"regularization_strength: n / strength overflows float64 (strength {strength:.3g})")

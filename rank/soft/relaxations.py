@@ -80,6 +80,8 @@ def _like(cotangent: ArrayLike, x: np.ndarray, single: bool, name: str = "cotang
 
 
 def _temperature(value: Any, name: str = "temperature") -> float:
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise InvalidValueError(f"{name}: expected a positive finite number, got {value!r}")
     try:
         t = float(value)
     except (TypeError, ValueError):
@@ -87,6 +89,34 @@ def _temperature(value: Any, name: str = "temperature") -> float:
     if not (t > 0.0 and math.isfinite(t)):
         raise InvalidValueError(f"{name}: expected a positive finite number, got {value!r}")
     return t
+
+
+#: Largest |value| / temperature (times the method's growth factor) the kernels evaluate:
+#: beyond it their float64 intermediates (pair sums, logits) could overflow to inf or NaN.
+_MAX_RATIO = 1e300
+
+
+def _check_ratio(x: np.ndarray, temperature: float, factor: float, name: str = "temperature") -> None:
+    """InvalidValueError unless factor * max|x| / temperature stays well inside float64."""
+    amax = float(np.max(np.abs(x))) if x.size else 0.0
+    with np.errstate(over="ignore"):
+        ratio = factor * amax / temperature if amax else 0.0
+    if not (ratio <= _MAX_RATIO):
+        raise InvalidValueError(
+            f"{name}: {temperature!r} is too small for values up to {amax:.3g} (values / {name} overflow "
+            f"float64 in this method); use a larger {name} or rescale the values")
+
+
+def _check_smoothi(x: np.ndarray, temperature: float) -> None:
+    """SmoothI works on s = shifted values in [1, 1 + spread]: alpha * s must stay finite."""
+    hi, lo = float(np.max(x)), float(np.min(x))
+    spread = 2.0 * (hi / 2.0 - lo / 2.0)  # no overflow in the subtraction
+    with np.errstate(over="ignore"):
+        ratio = (spread + 1.0) / temperature
+    if not (ratio <= _MAX_RATIO):
+        raise InvalidValueError(
+            f"temperature: {temperature!r} is too small for values from {lo:.3g} to {hi:.3g} ((spread + 1) / "
+            "temperature overflows float64 in SmoothI); use a larger temperature or rescale the values")
 
 
 def _sign(direction: str) -> float:
@@ -174,6 +204,7 @@ def neuralsort_rank(values: ArrayLike, *, direction: str = "ascending", temperat
     """
     x, single = _rows(values)
     out = np.empty_like(x)
+    _check_ratio(x, _temperature(temperature), 2.0 * x.shape[1] + 2.0)
     _k.neuralsort_rank(x, _temperature(temperature), -_sign(direction), out, _threads(n_threads))
     return _out(out, single)
 
@@ -190,6 +221,7 @@ def neuralsort_rank_vjp(values: ArrayLike, cotangent: ArrayLike, *, direction: s
     x, single = _rows(values)
     c = _like(cotangent, x, single)
     out = np.empty_like(x)
+    _check_ratio(x, _temperature(temperature), 2.0 * x.shape[1] + 2.0)
     _k.neuralsort_vjp(x, c, _temperature(temperature), -_sign(direction), out, _threads(n_threads))
     return _out(out, single)
 
@@ -214,6 +246,7 @@ def soft_permutation(values: ArrayLike, temperature: float = 1.0, *, direction: 
     """
     x, single = _rows(values)
     out = np.empty((x.shape[0], x.shape[1], x.shape[1]), x.dtype)
+    _check_ratio(x, _temperature(temperature), 2.0 * x.shape[1] + 2.0)
     _k.neuralsort_perm(x, _temperature(temperature), -_sign(direction), out, _threads(n_threads))
     return _out(out, single)
 
@@ -236,6 +269,7 @@ def soft_permutation_vjp(values: ArrayLike, cotangent: ArrayLike, temperature: f
         raise ShapeError(f"cotangent: expected shape {want} to match values, got shape {c.shape}")
     c = np.ascontiguousarray(c.reshape(x.shape[0], n, n), dtype=x.dtype)
     out = np.empty_like(x)
+    _check_ratio(x, _temperature(temperature), 2.0 * x.shape[1] + 2.0)
     _k.neuralsort_perm_vjp(x, c, _temperature(temperature), -_sign(direction), out, _threads(n_threads))
     return _out(out, single)
 
@@ -400,6 +434,7 @@ def smoothi_rank(values: ArrayLike, *, direction: str = "ascending", temperature
     """
     x, single = _rows(values)
     sign = -_sign(direction)
+    _check_smoothi(x, _temperature(temperature))
     s, _ = _smoothi_scores(x, sign)
     n = x.shape[1]
     out = np.empty_like(s)
@@ -419,6 +454,7 @@ def smoothi_rank_vjp(values: ArrayLike, cotangent: ArrayLike, *, direction: str 
     x, single = _rows(values)
     c = _like(cotangent, x, single).astype(np.float64)
     sign = -_sign(direction)
+    _check_smoothi(x, _temperature(temperature))
     s, arg = _smoothi_scores(x, sign)
     n = x.shape[1]
     gs = np.empty_like(s)
@@ -442,6 +478,7 @@ def smoothi_ndcg(scores: ArrayLike, labels: ArrayLike, *, k: Optional[int] = Non
     """
     x, single = _rows(scores, "scores")
     gain, k = _gains(labels, x, single, k)
+    _check_smoothi(x, _temperature(temperature))
     s, _ = _smoothi_scores(x, 1.0)
     y = np.empty_like(s)
     w = 1.0 / np.log2(np.arange(2.0, k + 2.0))
@@ -462,6 +499,7 @@ def smoothi_ndcg_vjp(scores: ArrayLike, labels: ArrayLike, cotangent: ArrayLike 
     c = np.ascontiguousarray(np.broadcast_to(np.asarray(cotangent, np.float64), (x.shape[0],)))
     if not np.isfinite(c).all():
         raise InvalidValueError("cotangent: contains NaN or infinity")
+    _check_smoothi(x, _temperature(temperature))
     s, arg = _smoothi_scores(x, 1.0)
     gs = np.empty_like(s)
     w = 1.0 / np.log2(np.arange(2.0, k + 2.0))
