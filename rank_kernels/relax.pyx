@@ -36,6 +36,7 @@ overflows):
 from cython.parallel cimport parallel, prange
 from libc.math cimport erfc, exp, fabs, floor, log, sqrt, M_PI
 from libc.stdlib cimport free, malloc
+import os as _os
 from libc.string cimport memcpy
 
 from cython cimport floating
@@ -53,6 +54,17 @@ cdef extern from "relax_simd.h":
 
 cdef enum:
     TILE = 512
+
+# Test hook, read once at import: RANK_KERNELS_FAIL_ALLOC=1 makes every work-buffer allocation
+# of this module fail, so tests can check that each kernel raises MemoryError (never leaves
+# rows of its output unset).
+cdef int _FAIL_ALLOC = 1 if _os.environ.get("RANK_KERNELS_FAIL_ALLOC") == "1" else 0
+
+
+cdef inline void *_alloc(size_t size) noexcept nogil:
+    if _FAIL_ALLOC:
+        return NULL
+    return malloc(size)
 
 # Largest (max - min) / tau for which the sigmoid kernel uses separable exponentials
 # (each factor stays within exp(+-SEPARABLE_SPAN / 2), so products neither overflow nor lose
@@ -219,14 +231,21 @@ def sigmoid_rank(const floating[:, ::1] x, double tau, double sign, floating[:, 
     cdef double *buf
     cdef double inv = 1.0 / tau
     buf = NULL
+    cdef int failed = 0
+    cdef int *failp = &failed
     with nogil, parallel(num_threads=n_threads):
-        buf = <double *>malloc(4 * n * sizeof(double))
-        if buf != NULL:
+        buf = <double *>_alloc(4 * n * sizeof(double))
+        if True:  # every thread must reach the prange, even one whose allocation failed
             for row in prange(m, schedule="dynamic"):
+                if not (buf != NULL):
+                    failp[0] = 1
+                    continue
                 _load(&x[row, 0], buf, n, sign)
                 _sigmoid_row(buf, n, inv, buf + n, buf + 2 * n, buf + 3 * n, NULL, NULL)
                 _store(buf + n, &out[row, 0], n, 1.0)
             free(buf)
+    if failed:
+        raise MemoryError()
 
 
 def sigmoid_vjp(const floating[:, ::1] x, const floating[:, ::1] cot, double tau, double sign,
@@ -236,15 +255,22 @@ def sigmoid_vjp(const floating[:, ::1] x, const floating[:, ::1] cot, double tau
     cdef double *buf
     cdef double inv = 1.0 / tau
     buf = NULL
+    cdef int failed = 0
+    cdef int *failp = &failed
     with nogil, parallel(num_threads=n_threads):
-        buf = <double *>malloc(5 * n * sizeof(double))
-        if buf != NULL:
+        buf = <double *>_alloc(5 * n * sizeof(double))
+        if True:  # every thread must reach the prange, even one whose allocation failed
             for row in prange(m, schedule="dynamic"):
+                if not (buf != NULL):
+                    failp[0] = 1
+                    continue
                 _load(&x[row, 0], buf, n, sign)
                 _load(&cot[row, 0], buf + n, n, 1.0)
                 _sigmoid_row(buf, n, inv, NULL, buf + 2 * n, buf + 3 * n, buf + n, buf + 4 * n)
                 _store(buf + 4 * n, &out[row, 0], n, sign)
             free(buf)
+    if failed:
+        raise MemoryError()
 
 
 # ------------------------------------------------------------------------------------------------
@@ -375,16 +401,23 @@ def neuralsort_rank(const floating[:, ::1] x, double tau, double sign, floating[
     cdef Py_ssize_t *ib = NULL
     cdef double inv = 1.0 / tau
     buf = NULL
+    cdef int failed = 0
+    cdef int *failp = &failed
     with nogil, parallel(num_threads=n_threads):
-        buf = <double *>malloc(5 * n * sizeof(double))
-        ib = <Py_ssize_t *>malloc(2 * n * sizeof(Py_ssize_t))
-        if buf != NULL and ib != NULL:
+        buf = <double *>_alloc(5 * n * sizeof(double))
+        ib = <Py_ssize_t *>_alloc(2 * n * sizeof(Py_ssize_t))
+        if True:  # every thread must reach the prange, even one whose allocation failed
             for row in prange(m, schedule="dynamic"):
+                if not (buf != NULL and ib != NULL):
+                    failp[0] = 1
+                    continue
                 _load(&x[row, 0], buf, n, sign)
                 _ns_rank_row(buf, n, inv, buf + n, buf + 2 * n, buf + 3 * n, buf + 4 * n, ib, ib + n)
                 _store(buf + n, &out[row, 0], n, 1.0)
         free(buf)
         free(ib)
+    if failed:
+        raise MemoryError()
 
 
 def neuralsort_vjp(const floating[:, ::1] x, const floating[:, ::1] cot, double tau, double sign,
@@ -395,11 +428,16 @@ def neuralsort_vjp(const floating[:, ::1] x, const floating[:, ::1] cot, double 
     cdef Py_ssize_t *ib = NULL
     cdef double inv = 1.0 / tau
     buf = NULL
+    cdef int failed = 0
+    cdef int *failp = &failed
     with nogil, parallel(num_threads=n_threads):
-        buf = <double *>malloc(7 * n * sizeof(double))
-        ib = <Py_ssize_t *>malloc(2 * n * sizeof(Py_ssize_t))
-        if buf != NULL and ib != NULL:
+        buf = <double *>_alloc(7 * n * sizeof(double))
+        ib = <Py_ssize_t *>_alloc(2 * n * sizeof(Py_ssize_t))
+        if True:  # every thread must reach the prange, even one whose allocation failed
             for row in prange(m, schedule="dynamic"):
+                if not (buf != NULL and ib != NULL):
+                    failp[0] = 1
+                    continue
                 _load(&x[row, 0], buf, n, sign)
                 _load(&cot[row, 0], buf + n, n, 1.0)
                 _ns_vjp_row(buf, buf + n, NULL, n, inv, buf + 2 * n, buf + 3 * n, buf + 4 * n,
@@ -407,6 +445,8 @@ def neuralsort_vjp(const floating[:, ::1] x, const floating[:, ::1] cot, double 
                 _store(buf + 2 * n, &out[row, 0], n, sign)
         free(buf)
         free(ib)
+    if failed:
+        raise MemoryError()
 
 
 def neuralsort_perm(const floating[:, ::1] x, double tau, double sign, floating[:, :, ::1] out, int n_threads):
@@ -416,11 +456,16 @@ def neuralsort_perm(const floating[:, ::1] x, double tau, double sign, floating[
     cdef Py_ssize_t *ib = NULL
     cdef double inv = 1.0 / tau, s
     buf = NULL
+    cdef int failed = 0
+    cdef int *failp = &failed
     with nogil, parallel(num_threads=n_threads):
-        buf = <double *>malloc(3 * n * sizeof(double))
-        ib = <Py_ssize_t *>malloc(2 * n * sizeof(Py_ssize_t))
-        if buf != NULL and ib != NULL:
+        buf = <double *>_alloc(3 * n * sizeof(double))
+        ib = <Py_ssize_t *>_alloc(2 * n * sizeof(Py_ssize_t))
+        if True:  # every thread must reach the prange, even one whose allocation failed
             for row in prange(m, schedule="dynamic"):
+                if not (buf != NULL and ib != NULL):
+                    failp[0] = 1
+                    continue
                 _load(&x[row, 0], buf, n, sign)
                 _argsort(buf, ib, ib + n, n)
                 _abs_sums(buf, n, ib, buf + n)
@@ -430,6 +475,8 @@ def neuralsort_perm(const floating[:, ::1] x, double tau, double sign, floating[
                         out[row, i - 1, j] = <floating>(buf[2 * n + j] / s)
         free(buf)
         free(ib)
+    if failed:
+        raise MemoryError()
 
 
 def neuralsort_perm_vjp(const floating[:, ::1] x, const floating[:, :, ::1] cot, double tau, double sign,
@@ -441,12 +488,17 @@ def neuralsort_perm_vjp(const floating[:, ::1] x, const floating[:, :, ::1] cot,
     cdef Py_ssize_t *ib = NULL
     cdef double inv = 1.0 / tau
     buf = NULL
+    cdef int failed = 0
+    cdef int *failp = &failed
     with nogil, parallel(num_threads=n_threads):
-        buf = <double *>malloc(6 * n * sizeof(double))
-        cb = <double *>malloc(n * n * sizeof(double))
-        ib = <Py_ssize_t *>malloc(2 * n * sizeof(Py_ssize_t))
-        if buf != NULL and ib != NULL and cb != NULL:
+        buf = <double *>_alloc(6 * n * sizeof(double))
+        cb = <double *>_alloc(n * n * sizeof(double))
+        ib = <Py_ssize_t *>_alloc(2 * n * sizeof(Py_ssize_t))
+        if True:  # every thread must reach the prange, even one whose allocation failed
             for row in prange(m, schedule="dynamic"):
+                if not (buf != NULL and ib != NULL and cb != NULL):
+                    failp[0] = 1
+                    continue
                 _load(&x[row, 0], buf, n, sign)
                 for i in range(n):
                     for j in range(n):
@@ -457,6 +509,8 @@ def neuralsort_perm_vjp(const floating[:, ::1] x, const floating[:, :, ::1] cot,
         free(buf)
         free(cb)
         free(ib)
+    if failed:
+        raise MemoryError()
 
 
 # ------------------------------------------------------------------------------------------------
@@ -473,10 +527,15 @@ def softrank_rank(const floating[:, ::1] x, double sigma, double sign, floating[
     cdef double *buf
     cdef double h = 0.5 / sigma, p, acc
     buf = NULL
+    cdef int failed = 0
+    cdef int *failp = &failed
     with nogil, parallel(num_threads=n_threads):
-        buf = <double *>malloc(2 * n * sizeof(double))
-        if buf != NULL:
+        buf = <double *>_alloc(2 * n * sizeof(double))
+        if True:  # every thread must reach the prange, even one whose allocation failed
             for row in prange(m, schedule="dynamic"):
+                if not (buf != NULL):
+                    failp[0] = 1
+                    continue
                 _load(&x[row, 0], buf, n, sign)
                 for j in range(n):
                     buf[n + j] = 1.0
@@ -489,6 +548,8 @@ def softrank_rank(const floating[:, ::1] x, double sigma, double sign, floating[
                     buf[n + i] = buf[n + i] + acc
                 _store(buf + n, &out[row, 0], n, 1.0)
             free(buf)
+    if failed:
+        raise MemoryError()
 
 
 def softrank_vjp(const floating[:, ::1] x, const floating[:, ::1] cot, double sigma, double sign,
@@ -498,10 +559,15 @@ def softrank_vjp(const floating[:, ::1] x, const floating[:, ::1] cot, double si
     cdef double *buf
     cdef double h = 0.5 / sigma, k = 1.0 / (2.0 * sigma * sqrt(M_PI)), d, t, acc
     buf = NULL
+    cdef int failed = 0
+    cdef int *failp = &failed
     with nogil, parallel(num_threads=n_threads):
-        buf = <double *>malloc(3 * n * sizeof(double))
-        if buf != NULL:
+        buf = <double *>_alloc(3 * n * sizeof(double))
+        if True:  # every thread must reach the prange, even one whose allocation failed
             for row in prange(m, schedule="dynamic"):
+                if not (buf != NULL):
+                    failp[0] = 1
+                    continue
                 _load(&x[row, 0], buf, n, sign)
                 _load(&cot[row, 0], buf + n, n, 1.0)
                 for j in range(n):
@@ -516,6 +582,8 @@ def softrank_vjp(const floating[:, ::1] x, const floating[:, ::1] cot, double si
                     buf[2 * n + i] = buf[2 * n + i] + acc
                 _store(buf + 2 * n, &out[row, 0], n, sign)
             free(buf)
+    if failed:
+        raise MemoryError()
 
 
 cdef double _softrank_ndcg_row(const double *x, const double *gain, Py_ssize_t n, Py_ssize_t K,
@@ -580,14 +648,21 @@ def softrank_ndcg(const floating[:, ::1] x, const double[:, ::1] gain, Py_ssize_
     cdef double *buf
     cdef double h = 0.5 / sigma
     buf = NULL
+    cdef int failed = 0
+    cdef int *failp = &failed
     with nogil, parallel(num_threads=n_threads):
-        buf = <double *>malloc(4 * (n + 1) * sizeof(double))
-        if buf != NULL:
+        buf = <double *>_alloc(4 * (n + 1) * sizeof(double))
+        if True:  # every thread must reach the prange, even one whose allocation failed
             for row in prange(m, schedule="dynamic"):
+                if not (buf != NULL):
+                    failp[0] = 1
+                    continue
                 _load(&x[row, 0], buf, n, 1.0)
                 out[row] = _softrank_ndcg_row(buf, &gain[row, 0], n, K, h, 0.0, 0.0, NULL,
                                               buf + (n + 1), NULL, NULL, buf + 2 * (n + 1))
             free(buf)
+    if failed:
+        raise MemoryError()
 
 
 def softrank_ndcg_vjp(const floating[:, ::1] x, const double[:, ::1] gain, Py_ssize_t K, double sigma,
@@ -598,11 +673,16 @@ def softrank_ndcg_vjp(const floating[:, ::1] x, const double[:, ::1] gain, Py_ss
     cdef double *tri = NULL
     cdef double h = 0.5 / sigma, k = 1.0 / (2.0 * sigma * sqrt(M_PI))
     buf = NULL
+    cdef int failed = 0
+    cdef int *failp = &failed
     with nogil, parallel(num_threads=n_threads):
-        buf = <double *>malloc(5 * (n + 1) * sizeof(double))
-        tri = <double *>malloc((n * (n + 1) // 2 + 1) * sizeof(double))
-        if buf != NULL and tri != NULL:
+        buf = <double *>_alloc(5 * (n + 1) * sizeof(double))
+        tri = <double *>_alloc((n * (n + 1) // 2 + 1) * sizeof(double))
+        if True:  # every thread must reach the prange, even one whose allocation failed
             for row in prange(m, schedule="dynamic"):
+                if not (buf != NULL and tri != NULL):
+                    failp[0] = 1
+                    continue
                 _load(&x[row, 0], buf, n, 1.0)
                 _fill(buf + 4 * (n + 1), n, 0.0)
                 _softrank_ndcg_row(buf, &gain[row, 0], n, K, h, k, cot[row], buf + 4 * (n + 1),
@@ -610,6 +690,8 @@ def softrank_ndcg_vjp(const floating[:, ::1] x, const double[:, ::1] gain, Py_ss
                 _store(buf + 4 * (n + 1), &out[row, 0], n, 1.0)
         free(buf)
         free(tri)
+    if failed:
+        raise MemoryError()
 
 
 # ------------------------------------------------------------------------------------------------
@@ -672,15 +754,22 @@ def smoothi(const floating[:, ::1] s, double alpha, double delta, const double[:
     cdef Py_ssize_t m = s.shape[0], n = s.shape[1], K = wr.shape[0], row
     cdef double *buf
     buf = NULL
+    cdef int failed = 0
+    cdef int *failp = &failed
     with nogil, parallel(num_threads=n_threads):
-        buf = <double *>malloc(4 * n * sizeof(double))
-        if buf != NULL:
+        buf = <double *>_alloc(4 * n * sizeof(double))
+        if True:  # every thread must reach the prange, even one whose allocation failed
             for row in prange(m, schedule="dynamic"):
+                if not (buf != NULL):
+                    failp[0] = 1
+                    continue
                 _load(&s[row, 0], buf, n, 1.0)
                 _smoothi_row(buf, n, K, alpha, delta, &wr[0], buf + n, buf + 2 * n, buf + 3 * n,
                              NULL, NULL, NULL, NULL)
                 _store(buf + n, &out[row, 0], n, 1.0)
             free(buf)
+    if failed:
+        raise MemoryError()
 
 
 def smoothi_vjp(const floating[:, ::1] s, const floating[:, ::1] cot, double alpha, double delta,
@@ -690,11 +779,16 @@ def smoothi_vjp(const floating[:, ::1] s, const floating[:, ::1] cot, double alp
     cdef double *buf
     cdef double *big = NULL
     buf = NULL
+    cdef int failed = 0
+    cdef int *failp = &failed
     with nogil, parallel(num_threads=n_threads):
-        buf = <double *>malloc(5 * n * sizeof(double))
-        big = <double *>malloc(2 * K * n * sizeof(double))
-        if buf != NULL and big != NULL:
+        buf = <double *>_alloc(5 * n * sizeof(double))
+        big = <double *>_alloc(2 * K * n * sizeof(double))
+        if True:  # every thread must reach the prange, even one whose allocation failed
             for row in prange(m, schedule="dynamic"):
+                if not (buf != NULL and big != NULL):
+                    failp[0] = 1
+                    continue
                 _load(&s[row, 0], buf, n, 1.0)
                 _load(&cot[row, 0], buf + n, n, 1.0)
                 _smoothi_row(buf, n, K, alpha, delta, &wr[0], NULL, buf + 2 * n, buf + 3 * n,
@@ -702,6 +796,8 @@ def smoothi_vjp(const floating[:, ::1] s, const floating[:, ::1] cot, double alp
                 _store(buf + 4 * n, &out[row, 0], n, 1.0)
         free(buf)
         free(big)
+    if failed:
+        raise MemoryError()
 
 
 # ------------------------------------------------------------------------------------------------
@@ -751,12 +847,19 @@ def gumbel_topk(const double[:, ::1] a0, Py_ssize_t k, double tau, double[:, ::1
     cdef Py_ssize_t m = a0.shape[0], n = a0.shape[1], row
     cdef double *buf
     buf = NULL
+    cdef int failed = 0
+    cdef int *failp = &failed
     with nogil, parallel(num_threads=n_threads):
-        buf = <double *>malloc(2 * n * sizeof(double))
-        if buf != NULL:
+        buf = <double *>_alloc(2 * n * sizeof(double))
+        if True:  # every thread must reach the prange, even one whose allocation failed
             for row in prange(m, schedule="dynamic"):
+                if not (buf != NULL):
+                    failp[0] = 1
+                    continue
                 _gumbel_row(&a0[row, 0], n, k, 1.0 / tau, &out[row, 0], buf, buf + n, NULL, NULL)
             free(buf)
+    if failed:
+        raise MemoryError()
 
 
 def gumbel_topk_vjp(const double[:, ::1] a0, const double[:, ::1] cot, Py_ssize_t k, double tau,
@@ -766,14 +869,21 @@ def gumbel_topk_vjp(const double[:, ::1] a0, const double[:, ::1] cot, Py_ssize_
     cdef double *buf
     cdef double *ps = NULL
     buf = NULL
+    cdef int failed = 0
+    cdef int *failp = &failed
     with nogil, parallel(num_threads=n_threads):
-        buf = <double *>malloc(n * sizeof(double))
-        ps = <double *>malloc(k * n * sizeof(double))
-        if buf != NULL and ps != NULL:
+        buf = <double *>_alloc(n * sizeof(double))
+        ps = <double *>_alloc(k * n * sizeof(double))
+        if True:  # every thread must reach the prange, even one whose allocation failed
             for row in prange(m, schedule="dynamic"):
+                if not (buf != NULL and ps != NULL):
+                    failp[0] = 1
+                    continue
                 _gumbel_row(&a0[row, 0], n, k, 1.0 / tau, NULL, buf, ps, &cot[row, 0], &out[row, 0])
         free(buf)
         free(ps)
+    if failed:
+        raise MemoryError()
 
 
 cdef double _capped_theta(const double *z, Py_ssize_t n, double k) noexcept nogil:
