@@ -7,6 +7,12 @@ and returns the loss summed over the B lists as a 0-d tensor, differentiable wit
 the concatenated valid items (``lambdarank`` with ``exact_sigmoid=True``). The pairwise losses
 build dense (B, L, L) tensors: O(B L^2) time and memory.
 
+Devices and dtypes: these losses are plain tensor algebra, so they run where the tensors are
+(CPU, CUDA, ...; every tensor they create is put on the device of `scores`), except
+``soft_ndcg``, whose soft ranks come from the compiled CPU kernel (copied there and back, see
+:mod:`rank.soft.torch`). float16 and bfloat16 scores are computed in float32 and the loss is
+returned in the input dtype.
+
 >>> import torch
 >>> from rank.learn.torch import ranknet
 >>> s = torch.tensor([[0.0, 1.0, 5.0]], requires_grad=True)
@@ -23,10 +29,34 @@ except ImportError as e:  # pragma: no cover - exercised only without torch
 
     raise MissingDependencyError("rank.learn.torch needs PyTorch: install rank-kernels[torch]") from e
 
-from rank.errors import InvalidValueError, ShapeError, UnknownMethodError
+import functools
+
+from rank.errors import DTypeError, InvalidValueError, ShapeError, UnknownMethodError
 
 __all__ = ["ranknet", "pairwise_hinge", "listnet", "listmle", "approx_ndcg", "lambdarank", "soft_ndcg",
            "RankingLoss"]
+
+
+_LOW = (torch.float16, torch.bfloat16)
+
+
+def _upcast(fn: Callable[..., "torch.Tensor"]) -> Callable[..., "torch.Tensor"]:
+    """Run loss `fn` in float32 for float16/bfloat16 scores and return the loss in their dtype."""
+    @functools.wraps(fn)
+    def wrapper(scores: "torch.Tensor", labels: "torch.Tensor", mask: Optional["torch.Tensor"] = None,
+                *args: Any, **kw: Any) -> "torch.Tensor":
+        if not isinstance(scores, torch.Tensor):
+            raise DTypeError(f"scores: expected a torch.Tensor, got {type(scores).__name__}")
+        if not isinstance(labels, torch.Tensor):
+            labels = torch.as_tensor(labels, device=scores.device)
+        if mask is not None and not isinstance(mask, torch.Tensor):
+            mask = torch.as_tensor(mask, device=scores.device)
+        if not scores.is_floating_point():
+            raise DTypeError(f"scores: expected a floating-point tensor, got {scores.dtype}")
+        if scores.dtype in _LOW:
+            return fn(scores.float(), labels, mask, *args, **kw).to(scores.dtype)
+        return fn(scores, labels, mask, *args, **kw)
+    return wrapper
 
 
 def _check(scores: "torch.Tensor", labels: "torch.Tensor", mask: Optional["torch.Tensor"]) -> Any:
@@ -38,7 +68,8 @@ def _check(scores: "torch.Tensor", labels: "torch.Tensor", mask: Optional["torch
         mask = torch.ones_like(scores, dtype=torch.bool)
     elif mask.shape != scores.shape:
         raise ShapeError(f"mask: expected shape {tuple(scores.shape)}, got {tuple(mask.shape)}")
-    mask = mask.bool()
+    mask = mask.to(device=scores.device, dtype=torch.bool)
+    labels = labels.to(scores.device)
     if bool((labels[mask] < 0).any()):
         raise InvalidValueError("labels: expected grades >= 0")
     return labels.to(scores.dtype), mask
@@ -52,6 +83,7 @@ def _diff(scores):
     return scores[:, :, None] - scores[:, None, :]
 
 
+@_upcast
 def ranknet(scores: "torch.Tensor", labels: "torch.Tensor", mask: Optional["torch.Tensor"] = None,
             sigma: float = 1.0) -> "torch.Tensor":
     """Sum over valid pairs with labels[i] > labels[j] of log(1 + exp(-sigma (s_i - s_j)))."""
@@ -60,6 +92,7 @@ def ranknet(scores: "torch.Tensor", labels: "torch.Tensor", mask: Optional["torc
     return torch.where(pairs, F.softplus(-sigma * _diff(scores)), 0.0).sum()
 
 
+@_upcast
 def pairwise_hinge(scores: "torch.Tensor", labels: "torch.Tensor", mask: Optional["torch.Tensor"] = None,
                    margin: float = 1.0) -> "torch.Tensor":
     """Sum over valid pairs with labels[i] > labels[j] of max(0, margin - (s_i - s_j))."""
@@ -67,6 +100,7 @@ def pairwise_hinge(scores: "torch.Tensor", labels: "torch.Tensor", mask: Optiona
     return torch.where(_pairs(y, mask), F.relu(margin - _diff(scores)), 0.0).sum()
 
 
+@_upcast
 def listnet(scores: "torch.Tensor", labels: "torch.Tensor", mask: Optional["torch.Tensor"] = None) -> "torch.Tensor":
     """Sum over lists of -sum softmax(labels) log softmax(scores) (padding excluded)."""
     y, mask = _check(scores, labels, mask)
@@ -76,6 +110,7 @@ def listnet(scores: "torch.Tensor", labels: "torch.Tensor", mask: Optional["torc
     return -torch.where(mask, target * logq, 0.0).sum()
 
 
+@_upcast
 def listmle(scores: "torch.Tensor", labels: "torch.Tensor", mask: Optional["torch.Tensor"] = None) -> "torch.Tensor":
     """Plackett-Luce negative log-likelihood of the ranking by label (ties in position order)."""
     y, mask = _check(scores, labels, mask)
@@ -89,16 +124,16 @@ def listmle(scores: "torch.Tensor", labels: "torch.Tensor", mask: Optional["torc
 
 def _gain_table(gain: str, label_gain: Optional[Sequence[float]], max_label: int, like: "torch.Tensor") -> Any:
     if label_gain is not None:
-        g = torch.as_tensor(label_gain, dtype=like.dtype)
+        g = torch.as_tensor(label_gain, dtype=like.dtype, device=like.device)
         if max_label >= g.numel():
             raise InvalidValueError(f"labels: label {max_label} has no entry in label_gain (length {g.numel()})")
         return g
     if gain == "exp":
         if max_label > 30:
             raise InvalidValueError(f"labels: the exponential gain supports labels up to 30, got {max_label}; pass label_gain")
-        return torch.exp2(torch.arange(max_label + 1, dtype=like.dtype)) - 1.0
+        return torch.exp2(torch.arange(max_label + 1, dtype=like.dtype, device=like.device)) - 1.0
     if gain == "linear":
-        return torch.arange(max_label + 1, dtype=like.dtype)
+        return torch.arange(max_label + 1, dtype=like.dtype, device=like.device)
     raise UnknownMethodError(f"gain: expected one of 'exp', 'linear', got {gain!r}")
 
 
@@ -110,16 +145,17 @@ def _gains(y, mask, gain, label_gain, like):
 
 def _ideal_dcg(g, k):
     srt = torch.sort(g, dim=1, descending=True).values[:, :k]
-    disc = 1.0 / torch.log2(torch.arange(srt.shape[1], dtype=g.dtype) + 2.0)
+    disc = 1.0 / torch.log2(torch.arange(srt.shape[1], dtype=g.dtype, device=g.device) + 2.0)
     return (srt * disc).sum(1)
 
 
+@_upcast
 def approx_ndcg(scores: "torch.Tensor", labels: "torch.Tensor", mask: Optional["torch.Tensor"] = None,
                 alpha: float = 10.0, gain: str = "exp", label_gain: Optional[Sequence[float]] = None) -> "torch.Tensor":
     """Sum over lists of 1 - ApproxNDCG (lists whose labels are all 0 contribute 0)."""
     y, mask = _check(scores, labels, mask)
     g = _gains(y, mask, gain, label_gain, scores)
-    pair = mask[:, :, None] & mask[:, None, :] & ~torch.eye(scores.shape[1], dtype=torch.bool)[None]
+    pair = mask[:, :, None] & mask[:, None, :] & ~torch.eye(scores.shape[1], dtype=torch.bool, device=scores.device)[None]
     sig = torch.sigmoid(alpha * (scores[:, None, :] - scores[:, :, None]))  # [b, i, j] = sigma(a (s_j - s_i))
     rank = 1.0 + torch.where(pair, sig, 0.0).sum(2)
     dcg = torch.where(mask, g / torch.log2(1.0 + rank), 0.0).sum(1)
@@ -128,6 +164,7 @@ def approx_ndcg(scores: "torch.Tensor", labels: "torch.Tensor", mask: Optional["
     return torch.where(ok, 1.0 - dcg / torch.where(ok, ideal, 1.0), 0.0).sum()
 
 
+@_upcast
 def lambdarank(scores: "torch.Tensor", labels: "torch.Tensor", mask: Optional["torch.Tensor"] = None,
                truncation_level: int = 30, sigma: float = 1.0, gain: str = "exp",
                label_gain: Optional[Sequence[float]] = None, norm: bool = True) -> "torch.Tensor":
@@ -143,7 +180,7 @@ def lambdarank(scores: "torch.Tensor", labels: "torch.Tensor", mask: Optional["t
         s = scores.detach().masked_fill(~mask, float("-inf"))
         order = torch.sort(s, dim=1, descending=True, stable=True).indices
         rank = torch.empty_like(order)
-        rank.scatter_(1, order, torch.arange(scores.shape[1]).expand_as(order).contiguous())
+        rank.scatter_(1, order, torch.arange(scores.shape[1], device=scores.device).expand_as(order).contiguous())
         disc = 1.0 / torch.log2(rank.to(scores.dtype) + 2.0)
         g = _gains(y, mask, gain, label_gain, scores)
         ideal = _ideal_dcg(g, truncation_level)
@@ -157,7 +194,7 @@ def lambdarank(scores: "torch.Tensor", labels: "torch.Tensor", mask: Optional["t
             spread = (best != worst)[:, None, None]
             w = torch.where(spread, w / (0.009999999776482582 + d.abs()), w)
         w = torch.where(pairs, w, 0.0)
-        factor = torch.ones(scores.shape[0], dtype=scores.dtype)
+        factor = torch.ones(scores.shape[0], dtype=scores.dtype, device=scores.device)
         if norm:
             total = (2.0 * sigma * w * torch.sigmoid(-sigma * d)).sum((1, 2))
             factor = torch.where(total > 0, torch.log2(1.0 + total) / torch.where(total > 0, total, 1.0), 1.0)
@@ -165,6 +202,7 @@ def lambdarank(scores: "torch.Tensor", labels: "torch.Tensor", mask: Optional["t
     return (factor * per_list).sum()
 
 
+@_upcast
 def soft_ndcg(scores: "torch.Tensor", labels: "torch.Tensor", mask: Optional["torch.Tensor"] = None,
               regularization_strength: float = 1.0, regularization: str = "l2",
               truncation_level: Optional[int] = None, gain: str = "exp",

@@ -1,8 +1,10 @@
 """PyTorch adapters for the soft ranking relaxations of :mod:`rank.soft.relaxations`.
 
 Each function is a ``torch.autograd.Function`` around the compiled forward pass and its
-analytical vector-Jacobian product: CPU tensors (others are copied to the CPU and the result
-moved back), float32 or float64, 1-D or batched 2-D (row-wise). Needs the ``torch`` extra.
+analytical vector-Jacobian product. Tensors on any device (the kernels run on the CPU: other
+devices are copied there and the result and gradient copied back), float16/bfloat16 (computed
+in float32, returned in their dtype), float32 or float64 (integers: float64), 1-D or batched 2-D
+(row-wise); the policy of :mod:`rank.soft._torch_io`. Needs the ``torch`` extra.
 
 >>> import torch
 >>> x = torch.tensor([0.0, 10.0, 5.0], dtype=torch.float64, requires_grad=True)
@@ -17,6 +19,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from rank.errors import MissingDependencyError, UnknownMethodError
+from rank.soft import _torch_io
 from rank.soft import relaxations as _r
 
 try:
@@ -32,18 +35,17 @@ class _Relaxation(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx: Any, values: "torch.Tensor", forward: Callable, vjp: Callable) -> "torch.Tensor":
-        x = values.detach().cpu().numpy()
-        ctx.vjp = vjp
-        ctx.save_for_backward(values)
-        out = np.ascontiguousarray(forward(x))
-        return torch.from_numpy(out).to(device=values.device, dtype=values.dtype)
+        x = _torch_io.to_numpy(values, "values")
+        ctx.vjp, ctx.x = vjp, np.array(x)  # a private copy of the input (later in-place edits of it do not count)
+        ctx.device, ctx.dtype = values.device, _torch_io.result_dtype(values)
+        return _torch_io.place(np.asarray(forward(x)), ctx.device, ctx.dtype)
 
     @staticmethod
     def backward(ctx: Any, grad: "torch.Tensor") -> Any:
-        (values,) = ctx.saved_tensors
-        g = ctx.vjp(values.detach().cpu().numpy(), grad.detach().cpu().numpy())
-        g = torch.from_numpy(np.ascontiguousarray(g)).to(device=values.device, dtype=values.dtype)
-        return g, None, None
+        x = ctx.x
+        c = _torch_io.to_numpy(grad, "grad_output").astype(x.dtype, copy=False)
+        g = ctx.vjp(x, c)
+        return _torch_io.place(g, ctx.device, ctx.dtype), None, None
 
 
 def _apply(values: "torch.Tensor", forward: Callable, vjp: Callable) -> "torch.Tensor":

@@ -1,7 +1,9 @@
 """PyTorch adapter: soft ranks, soft sorts, the top-k mask and the Spearman loss as autograd functions.
 
-CPU tensors of shape (n,) or (batch, n), float32 or float64; the compiled kernel runs the
-forward pass (O(n log n) per row) and saves the sorting permutation and the blocks, so the
+Tensors of shape (n,) or (batch, n), float16, bfloat16, float32 or float64, on any device: the
+compiled kernel runs on the CPU, so other devices are copied there and the result (and the
+gradient) copied back; float16/bfloat16 are computed in float32 and returned in their own
+dtype (:mod:`rank.soft._torch_io`). The kernel runs the forward pass (O(n log n) per row) and saves the sorting permutation and the blocks, so the
 backward pass is an O(n) vector-Jacobian product per row. First-order gradients only.
 Requires the ``torch`` extra (``pip install rank-kernels[torch]``).
 
@@ -31,17 +33,11 @@ except ImportError as e:  # pragma: no cover - exercised only without torch
 
 __all__ = ["soft_rank", "soft_sort", "soft_topk_mask", "spearman_loss"]
 
-_DTYPES = (torch.float32, torch.float64)
+from rank.soft import _torch_io
 
 
 def _to_numpy(t: "torch.Tensor", name: str) -> np.ndarray:
-    if not isinstance(t, torch.Tensor):
-        raise DTypeError(f"{name}: expected a torch.Tensor, got {type(t).__name__}")
-    if t.device.type != "cpu":
-        raise ShapeError(f"{name}: expected a CPU tensor, got device {t.device}")
-    if t.dtype not in _DTYPES:
-        raise DTypeError(f"{name}: expected a float32 or float64 tensor, got {t.dtype}")
-    return t.detach().contiguous().numpy()
+    return _torch_io.to_numpy(t, name)
 
 
 class _ProjectionFn(torch.autograd.Function):
@@ -50,21 +46,23 @@ class _ProjectionFn(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, values: "torch.Tensor", with_vjp: Callable[..., Tuple[np.ndarray, Callable]],
                 kwargs: dict) -> "torch.Tensor":
-        out, vjp = with_vjp(_to_numpy(values, "values"), **kwargs)
-        ctx.vjp = vjp
-        return torch.from_numpy(np.ascontiguousarray(out))
+        x = _to_numpy(values, "values")
+        out, vjp = with_vjp(x, **kwargs)
+        ctx.vjp, ctx.kernel_dtype = vjp, x.dtype
+        ctx.device, ctx.dtype = values.device, _torch_io.result_dtype(values)
+        return _torch_io.to_tensor(out, values)
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx: Any, grad_out: "torch.Tensor") -> Tuple[Optional["torch.Tensor"], None, None]:
-        g = grad_out.detach().to(torch.float64 if grad_out.dtype == torch.float64 else torch.float32)
-        grad = ctx.vjp(g.contiguous().numpy())
-        return torch.from_numpy(np.ascontiguousarray(grad)), None, None
+        g = _to_numpy(grad_out, "grad_output").astype(ctx.kernel_dtype, copy=False)
+        grad = ctx.vjp(g)
+        return _torch_io.place(grad, ctx.device, ctx.dtype), None, None
 
 
 def soft_rank(values: "torch.Tensor", *, direction: str = "ascending", regularization_strength: float = 1.0,
               regularization: str = "l2", n_threads: Optional[int] = None) -> "torch.Tensor":
-    """Differentiable :func:`rank.soft.soft_rank` of a CPU tensor, shape (n,) or (batch, n).
+    """Differentiable :func:`rank.soft.soft_rank` of a tensor, shape (n,) or (batch, n).
 
     Same dtype as `values` (float32 or float64). Backward: O(n) per row.
 
@@ -78,7 +76,7 @@ def soft_rank(values: "torch.Tensor", *, direction: str = "ascending", regulariz
 
 def soft_sort(values: "torch.Tensor", *, direction: str = "ascending", regularization_strength: float = 1.0,
               regularization: str = "l2", n_threads: Optional[int] = None) -> "torch.Tensor":
-    """Differentiable :func:`rank.soft.soft_sort` of a CPU tensor, shape (n,) or (batch, n).
+    """Differentiable :func:`rank.soft.soft_sort` of a tensor, shape (n,) or (batch, n).
 
     >>> soft_sort(torch.tensor([0.5, 0.1]), regularization_strength=0.01)
     tensor([0.1000, 0.5000])
@@ -90,7 +88,7 @@ def soft_sort(values: "torch.Tensor", *, direction: str = "ascending", regulariz
 
 def soft_topk_mask(values: "torch.Tensor", k: int, *, regularization_strength: float = 1.0,
                    n_threads: Optional[int] = None) -> "torch.Tensor":
-    """Differentiable :func:`rank.soft.soft_topk_mask` of a CPU tensor, shape (n,) or (batch, n).
+    """Differentiable :func:`rank.soft.soft_topk_mask` of a tensor, shape (n,) or (batch, n).
 
     >>> soft_topk_mask(torch.tensor([0.5, 0.1, 0.9]), 2, regularization_strength=0.01)
     tensor([1., 0., 1.])
@@ -103,7 +101,7 @@ def soft_topk_mask(values: "torch.Tensor", k: int, *, regularization_strength: f
 
 
 def _hard_ranks(target: "torch.Tensor") -> "torch.Tensor":
-    t = _to_numpy(target, "target")
+    t = _torch_io.to_numpy(target, "target", integers=True)
     t2 = t.reshape(1, -1) if t.ndim == 1 else t
     return torch.from_numpy(_proj._hard_ranks(t2.astype(np.float64)).reshape(t.shape))
 
@@ -125,7 +123,7 @@ def spearman_loss(pred: "torch.Tensor", target: "torch.Tensor", *, regularizatio
         raise ShapeError(f"target: expected the shape of pred {tuple(pred.shape)}, got {tuple(target.shape)}")
     r = soft_rank(pred, regularization_strength=regularization_strength, regularization=regularization,
                   n_threads=n_threads)
-    t = _hard_ranks(target).to(r.dtype)
+    t = _hard_ranks(target).to(device=r.device, dtype=r.dtype)
     t = t - t.mean(dim=-1, keepdim=True)
     tn = t.norm(dim=-1)
     if bool((tn == 0).any()):
