@@ -272,7 +272,51 @@ def test_corrupt_index_and_bad_options(rank_here, work):
     user_error(rank_here("frobnicate", cwd=work), "frobnicate")
 
 
-@pytest.mark.parametrize("command", ["index", "search", "rerank", "fuse", "eval", "demo", "bench-maxsim"])
+def test_threads_policy(rank_here, work):
+    """--threads goes through the one thread-count policy: 100000 once segfaulted the search."""
+    ok(rank_here("index", "corpus.jsonl", "-o", "idx", "-q", cwd=work))
+    user_error(rank_here("search", "idx", "queries.jsonl", "--threads", "100000", cwd=work), "--threads", "4096")
+    user_error(rank_here("search", "idx", "queries.jsonl", "--threads", str(2**40), cwd=work), "--threads")
+    user_error(rank_here("demo", "--threads", "100000", cwd=work), "--threads")
+    clamped = ok(rank_here("search", "idx", "queries.jsonl", "--threads", "4096", "-q", cwd=work)).stdout
+    assert clamped == ok(rank_here("search", "idx", "queries.jsonl", "--threads", "1", "-q", cwd=work)).stdout
+
+
+def test_check_command(rank_here, work):
+    ok(rank_here("index", "corpus.jsonl", "-o", "idx", "-q", cwd=work))
+    out = ok(rank_here("check", "idx", cwd=work))
+    assert "ok" in out.stdout and "checksums" in out.stdout
+    path = work / "idx" / "impacts.npy"
+    impacts, indptr = np.load(path), np.load(work / "idx" / "indptr.npy")
+    term = np.repeat(np.arange(indptr.size - 1), np.diff(indptr))
+    i = int(np.flatnonzero(impacts < np.load(work / "idx" / "max_impact.npy")[term])[0])
+    data = bytearray(path.read_bytes())
+    data[len(data) - 4 * impacts.size + 4 * i] ^= 0x01  # the lowest bit of one impact below its term's maximum:
+    path.write_bytes(bytes(data))                         # structurally valid, caught by the checksum only
+    ok(rank_here("check", "idx", "--quick", cwd=work))
+    bad = rank_here("check", "idx", cwd=work)
+    assert bad.returncode == 1 and "checksum" in bad.stderr and "Traceback" not in bad.stderr
+    (work / "junk").mkdir()
+    (work / "junk" / "meta.json").write_text("[" * 100000)  # deeply nested: no RecursionError traceback
+    bad = rank_here("check", "junk", cwd=work)
+    assert bad.returncode == 1 and "not valid JSON" in bad.stderr
+    user_error(rank_here("search", "junk", "queries.jsonl", cwd=work), "not valid JSON")
+    user_error(rank_here("check", "absent", cwd=work), "absent")
+
+
+def test_output_file_mode_follows_umask(work):
+    old = os.umask(0o022)
+    try:
+        ok(rank_cmd("index", "corpus.jsonl", "-o", "idx", "-q", cwd=work))
+        ok(rank_cmd("search", "idx", "queries.jsonl", "-o", "run.trec", "-q", cwd=work))
+    finally:
+        os.umask(old)
+    assert (work / "run.trec").stat().st_mode & 0o777 == 0o644
+    assert (work / "idx").stat().st_mode & 0o777 == 0o755
+    assert all(f.stat().st_mode & 0o777 == 0o644 for f in (work / "idx").iterdir())
+
+
+@pytest.mark.parametrize("command", ["index", "search", "rerank", "fuse", "eval", "check", "demo", "bench-maxsim"])
 def test_help_has_an_example(rank_here, work, command):
     out = ok(rank_here(command, "--help", cwd=work))
     assert f"usage: rank {command}" in out.stdout and "example:" in out.stdout
