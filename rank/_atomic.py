@@ -31,6 +31,7 @@ import os
 import secrets
 import shutil
 import stat
+import threading
 from contextlib import contextmanager
 from typing import IO, Any, Callable, Iterator, Optional, Union
 
@@ -54,14 +55,28 @@ def fsync_dir(path: PathLike) -> None:
         os.close(fd)
 
 
+#: Temporaries of the saves running in this process (never cleaned as stale).
+_ACTIVE: set[str] = set()
+_ACTIVE_LOCK = threading.Lock()
+
+
 def _sibling(target: str, kind: str) -> str:
     parent, base = os.path.split(os.path.abspath(target))
-    return os.path.join(parent, f".{kind}-{base}-{os.getpid()}-{secrets.token_hex(4)}")
+    path = os.path.join(parent, f".{kind}-{base}-{os.getpid()}-{secrets.token_hex(4)}")
+    with _ACTIVE_LOCK:
+        _ACTIVE.add(path)
+    return path
+
+
+def _release(*paths: str) -> None:
+    with _ACTIVE_LOCK:
+        for p in paths:
+            _ACTIVE.discard(p)
 
 
 def _pid_alive(pid: int) -> bool:
     if pid == os.getpid():
-        return True
+        return False  # our own leftovers are stale unless a running save owns them (_ACTIVE)
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -84,8 +99,11 @@ def _stale(parent: str, base: str) -> list[tuple[str, str]]:
             if not name.startswith(prefix):
                 continue
             pid_text = name[len(prefix):].split("-", 1)[0]
-            if pid_text.isdigit() and not _pid_alive(int(pid_text)):
-                out.append((kind, os.path.join(parent, name)))
+            full = os.path.join(parent, name)
+            with _ACTIVE_LOCK:
+                active = full in _ACTIVE
+            if pid_text.isdigit() and not active and not _pid_alive(int(pid_text)):
+                out.append((kind, full))
     return out
 
 
@@ -147,7 +165,11 @@ def atomic_open(path: PathLike, mode: str = "wb", *, encoding: Optional[str] = N
         raise FileNotFoundError(errno.ENOENT, "No such directory", parent)
     clean_stale(target)
     tmp = _sibling(target, "tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
+    except BaseException:
+        _release(tmp)
+        raise
     try:
         if mode == "w":
             f: IO[Any] = os.fdopen(fd, "w", encoding=encoding or "utf-8", newline=newline)
@@ -156,6 +178,7 @@ def atomic_open(path: PathLike, mode: str = "wb", *, encoding: Optional[str] = N
     except BaseException:
         os.close(fd)
         _remove(tmp)
+        _release(tmp)
         raise
     try:
         with f:
@@ -169,6 +192,8 @@ def atomic_open(path: PathLike, mode: str = "wb", *, encoding: Optional[str] = N
     except BaseException:
         _remove(tmp)
         raise
+    finally:
+        _release(tmp)
     fsync_dir(parent)
 
 
@@ -207,26 +232,30 @@ def atomic_dir(path: PathLike, *, check: Optional[Callable[[str], None]] = None)
     if check is not None:
         check(os.fspath(path))
     tmp = _sibling(target, "tmp")
-    os.mkdir(tmp, 0o777)
+    old = _sibling(target, "old")
     try:
+        os.mkdir(tmp, 0o777)
         yield tmp
         keep = _mode_for(target, 0o777) if os.path.isdir(target) else None
         if keep is not None:
             os.chmod(tmp, keep)
         _fsync_tree(tmp)
         if os.path.lexists(target):
-            old = _sibling(target, "old")
             os.rename(target, old)
             try:
                 os.rename(tmp, target)
             except BaseException:
                 os.rename(old, target)
                 raise
-            fsync_dir(parent)
-            _remove(old)
+            try:
+                fsync_dir(parent)
+            finally:
+                _remove(old)  # the new index is in place: the old one goes, whatever happens
         else:
             os.rename(tmp, target)
     except BaseException:
         _remove(tmp)
         raise
+    finally:
+        _release(tmp, old)
     fsync_dir(parent)

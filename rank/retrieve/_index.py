@@ -210,6 +210,12 @@ def checksum(data: Any) -> str:
     return format(zlib.crc32(data) & 0xFFFFFFFF, "08x")
 
 
+def _meta_checksum(meta: dict[str, Any]) -> str:
+    """CRC-32 of meta.json's content without its own checksum field (canonical JSON)."""
+    body = {k: v for k, v in meta.items() if k != "meta_crc32"}
+    return checksum(json.dumps(body, sort_keys=True, ensure_ascii=True).encode("ascii"))
+
+
 def _check_replaceable(path: str) -> None:
     """Saving may replace an empty directory or an index saved earlier, nothing else: a file or
     a directory of other data at `path` raises InvalidValueError and is left untouched."""
@@ -254,6 +260,7 @@ def save_dir(path: Any, fmt: str, meta: dict[str, Any], arrays: dict[str, np.nda
             sums[name] = checksum(data)
         full = {"format": fmt, "format_version": FORMAT_VERSION, **meta, "arrays": files,
                 "json": sorted(extra_json), "json_crc32": sums}
+        full["meta_crc32"] = _meta_checksum(full)
         with open(os.path.join(tmp, "meta.json"), "w", encoding="utf-8") as f:
             json.dump(full, f)
 
@@ -298,11 +305,34 @@ def _read_json(path: str, name: str) -> Any:
     return _parse_json(path, name + ".json", _read_bytes(path, name + ".json"))
 
 
+def _npy_header(full: str) -> tuple[tuple[int, ...], np.dtype, int]:
+    """(shape, dtype, data offset) of a .npy file, checked against the file's size before any
+    data is read (a header claiming 2**40 elements allocates nothing)."""
+    fmt = np.lib.format
+    with open(full, "rb") as f:
+        version = fmt.read_magic(f)
+        if version == (1, 0):
+            shape, fortran, dtype = fmt.read_array_header_1_0(f)
+        elif version == (2, 0):
+            shape, fortran, dtype = fmt.read_array_header_2_0(f)
+        else:
+            raise ValueError(f"unsupported .npy version {version}")
+        offset = f.tell()
+    if fortran or dtype.hasobject:
+        raise ValueError("a Fortran-ordered or object array")
+    want = int(np.prod(shape, dtype=object)) * dtype.itemsize
+    have = os.path.getsize(full) - offset
+    if want != have:
+        raise ValueError(f"{have} data bytes for a {dtype.str} {list(shape)} array of {want} bytes")
+    return shape, dtype, offset
+
+
 def _load_npy(path: str, name: str, mmap: bool) -> np.ndarray:
     full = _regular_file(path, name + ".npy")
     try:
+        _npy_header(full)
         arr = np.load(full, mmap_mode="r" if mmap else None, allow_pickle=False)
-    except (OSError, ValueError, EOFError, TypeError, RecursionError) as e:
+    except Exception as e:  # any parse error of a truncated or foreign file (ValueError, TokenError, ...)
         raise CorruptFileError(f"{path}: {name}.npy is truncated or not a NumPy array file "
                                f"({type(e).__name__}: {str(e)[:200]})") from None
     if not isinstance(arr, np.ndarray):  # an .npz archive (NpzFile) in place of the .npy
@@ -317,8 +347,9 @@ def load_dir(path: Any, fmt: str, mmap: bool, arrays_expected: Any = None, json_
              verify: bool = False) -> tuple[dict[str, Any], dict[str, np.ndarray], dict[str, Any]]:
     """(meta, arrays, json objects) of a directory written by save_dir; CorruptFileError if it is
     missing pieces, truncated, of another format or of an unsupported version, if meta.json names
-    other files than `arrays_expected` / a subset of `json_expected`, or (with `verify`) if a
-    file's CRC-32 differs from the manifest's."""
+    other files than `arrays_expected` / a subset of `json_expected`, or if a checksum differs
+    from the manifest's: meta.json's own and the JSON files' always (they are parsed whole
+    anyway), the arrays' only with `verify` (that reads every byte of them)."""
     path = os.fspath(path)
     if not os.path.isdir(path):
         raise CorruptFileError(f"{path}: not a directory holding a saved index")
@@ -328,6 +359,8 @@ def load_dir(path: Any, fmt: str, mmap: bool, arrays_expected: Any = None, json_
     if meta.get("format_version") != FORMAT_VERSION:
         raise CorruptFileError(f"{path}: unsupported format version {meta.get('format_version')!r} "
                                f"(this version reads {FORMAT_VERSION})")
+    if "meta_crc32" in meta and meta["meta_crc32"] != _meta_checksum(meta):  # small: always checked
+        raise CorruptFileError(f"{path}/meta.json: checksum mismatch (the file changed since it was saved)")
     specs, names, sums = meta.get("arrays"), meta.get("json"), meta.get("json_crc32", {})
     if (not isinstance(specs, dict) or not isinstance(names, list) or not isinstance(sums, dict)
             or not all(isinstance(n, str) and _NAME.fullmatch(n) for n in list(specs) + names)):
@@ -350,7 +383,7 @@ def load_dir(path: Any, fmt: str, mmap: bool, arrays_expected: Any = None, json_
     objs = {}
     for name in names:
         data = _read_bytes(path, name + ".json")
-        if verify and sums.get(name) is not None and checksum(data) != sums[name]:
+        if sums.get(name) is not None and checksum(data) != sums[name]:  # cheaper than parsing: always
             raise CorruptFileError(f"{path}/{name}.json: checksum mismatch (the file changed since it was saved)")
         objs[name] = _parse_json(path, name + ".json", data)
     return meta, arrays, objs
