@@ -7,6 +7,7 @@ import os
 import re
 import stat
 import threading
+import time
 import zlib
 from typing import Any, Optional
 
@@ -265,32 +266,66 @@ def save_dir(path: Any, fmt: str, meta: dict[str, Any], arrays: dict[str, np.nda
             json.dump(full, f)
 
 
-def _regular_file(path: str, name: str) -> str:
-    """Path of file `name` in index directory `path`; CorruptFileError unless it is a regular
-    file inside the directory (no FIFO, device, directory, or symlink leading outside)."""
-    full = os.path.join(path, name)
-    try:
-        st = os.stat(full)
-    except OSError as e:
-        raise CorruptFileError(f"{path}: missing or unreadable {name} ({e.strerror or e})") from None
-    if not stat.S_ISREG(st.st_mode):
-        raise CorruptFileError(f"{path}: {name} is not a regular file (corrupt or foreign index)")
-    if os.path.islink(full):
-        root = os.path.realpath(path)
-        if os.path.commonpath([root, os.path.realpath(full)]) != root:
-            raise CorruptFileError(f"{path}: {name} is a symbolic link leading outside the index directory")
-    return full
+class _Dir:
+    """An index directory pinned by a file descriptor: every file is opened relative to it, so
+    one load reads one directory even if a concurrent save renames another into its place."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        flags = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_CLOEXEC", 0)
+        try:
+            self.fd = os.open(path, flags)
+        except OSError as e:
+            raise CorruptFileError(f"{path}: not a directory holding a saved index ({e.strerror or e})") from None
+
+    def close(self) -> None:
+        os.close(self.fd)
+
+    def replaced(self) -> bool:
+        """True when `path` no longer names the pinned directory (a save replaced it)."""
+        try:
+            a, b = os.stat(self.path), os.fstat(self.fd)
+        except OSError:
+            return True
+        return (a.st_dev, a.st_ino) != (b.st_dev, b.st_ino)
+
+    def open(self, name: str) -> Any:
+        """A binary file object for regular file `name`; CorruptFileError for anything else (a
+        FIFO, device, directory, or a symlink that is not a plain sibling file name)."""
+        path = self.path
+        try:
+            st = os.stat(name, dir_fd=self.fd, follow_symlinks=False)
+            if stat.S_ISLNK(st.st_mode):
+                target = os.readlink(name, dir_fd=self.fd)
+                if os.path.isabs(target) or os.sep in target or (os.altsep and os.altsep in target) \
+                        or target in (".", ".."):
+                    raise CorruptFileError(f"{path}: {name} is a symbolic link leading outside the index directory")
+            fd = os.open(name, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0),
+                         dir_fd=self.fd)
+        except FileNotFoundError as e:
+            if self.replaced():
+                raise _Replaced() from None
+            raise CorruptFileError(f"{path}: missing {name} ({e.strerror or e})") from None
+        except OSError as e:
+            raise CorruptFileError(f"{path}: unreadable {name} ({e.strerror or e})") from None
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise CorruptFileError(f"{path}: {name} is not a regular file (corrupt or foreign index)")
+        return os.fdopen(fd, "rb")
 
 
-def _read_bytes(path: str, name: str) -> bytes:
-    full = _regular_file(path, name)
-    try:
-        with open(full, "rb") as f:
+class _Replaced(Exception):
+    """The directory was replaced by a concurrent save while it was being read: read again."""
+
+
+def _read_bytes(d: _Dir, name: str) -> bytes:
+    with d.open(name) as f:
+        try:
             data = f.read(MAX_JSON_BYTES + 1)
-    except OSError as e:
-        raise CorruptFileError(f"{path}: unreadable {name} ({e.strerror or e})") from None
+        except OSError as e:
+            raise CorruptFileError(f"{d.path}: unreadable {name} ({e.strerror or e})") from None
     if len(data) > MAX_JSON_BYTES:
-        raise CorruptFileError(f"{path}: {name} is larger than {MAX_JSON_BYTES} bytes (corrupt index)")
+        raise CorruptFileError(f"{d.path}: {name} is larger than {MAX_JSON_BYTES} bytes (corrupt index)")
     return data
 
 
@@ -301,46 +336,51 @@ def _parse_json(path: str, name: str, data: bytes) -> Any:
         raise CorruptFileError(f"{path}: {name} is not valid JSON ({type(e).__name__}: {str(e)[:200]})") from None
 
 
-def _read_json(path: str, name: str) -> Any:
-    return _parse_json(path, name + ".json", _read_bytes(path, name + ".json"))
+def _read_json(path: Any, name: str) -> Any:
+    """The parsed JSON file `name`.json of index directory `path` (CorruptFileError if unreadable)."""
+    d = _Dir(os.fspath(path))
+    try:
+        return _parse_json(d.path, name + ".json", _read_bytes(d, name + ".json"))
+    except _Replaced:
+        return _read_json(path, name)
+    finally:
+        d.close()
 
 
-def _npy_header(full: str) -> tuple[tuple[int, ...], np.dtype, int]:
-    """(shape, dtype, data offset) of a .npy file, checked against the file's size before any
-    data is read (a header claiming 2**40 elements allocates nothing)."""
+def _npy_header(f: Any, size: int) -> tuple[tuple[int, ...], np.dtype, int]:
+    """(shape, dtype, data offset) of the .npy file `f` (`size` bytes), checked against the
+    size before any data is read (a header claiming 2**40 elements allocates nothing)."""
     fmt = np.lib.format
-    with open(full, "rb") as f:
-        version = fmt.read_magic(f)
-        if version == (1, 0):
-            shape, fortran, dtype = fmt.read_array_header_1_0(f)
-        elif version == (2, 0):
-            shape, fortran, dtype = fmt.read_array_header_2_0(f)
-        else:
-            raise ValueError(f"unsupported .npy version {version}")
-        offset = f.tell()
+    version = fmt.read_magic(f)
+    if version == (1, 0):
+        shape, fortran, dtype = fmt.read_array_header_1_0(f)
+    elif version == (2, 0):
+        shape, fortran, dtype = fmt.read_array_header_2_0(f)
+    else:
+        raise ValueError(f"unsupported .npy version {version}")
     if fortran or dtype.hasobject:
         raise ValueError("a Fortran-ordered or object array")
+    offset = f.tell()
     want = int(np.prod(shape, dtype=object)) * dtype.itemsize
-    have = os.path.getsize(full) - offset
-    if want != have:
-        raise ValueError(f"{have} data bytes for a {dtype.str} {list(shape)} array of {want} bytes")
+    if want != size - offset:
+        raise ValueError(f"{size - offset} data bytes for a {dtype.str} {list(shape)} array of {want} bytes")
     return shape, dtype, offset
 
 
-def _load_npy(path: str, name: str, mmap: bool) -> np.ndarray:
-    full = _regular_file(path, name + ".npy")
-    try:
-        _npy_header(full)
-        arr = np.load(full, mmap_mode="r" if mmap else None, allow_pickle=False)
-    except Exception as e:  # any parse error of a truncated or foreign file (ValueError, TokenError, ...)
-        raise CorruptFileError(f"{path}: {name}.npy is truncated or not a NumPy array file "
-                               f"({type(e).__name__}: {str(e)[:200]})") from None
-    if not isinstance(arr, np.ndarray):  # an .npz archive (NpzFile) in place of the .npy
-        close = getattr(arr, "close", None)
-        if close is not None:
-            close()
-        raise CorruptFileError(f"{path}: {name}.npy is not a .npy array file (found a {type(arr).__name__})")
-    return arr
+def _load_npy(d: _Dir, name: str, mmap: bool) -> np.ndarray:
+    with d.open(name + ".npy") as f:
+        try:
+            shape, dtype, offset = _npy_header(f, os.fstat(f.fileno()).st_size)
+            count = int(np.prod(shape, dtype=object))
+            if mmap and count:
+                return np.memmap(f, dtype=dtype, mode="r", offset=offset, shape=shape)
+            arr = np.fromfile(f, dtype=dtype, count=count)
+            if arr.size != count:
+                raise ValueError("truncated data")
+            return arr.reshape(shape)
+        except Exception as e:  # any parse error of a truncated or foreign file (ValueError, TokenError, ...)
+            raise CorruptFileError(f"{d.path}: {name}.npy is truncated or not a NumPy array file "
+                                   f"({type(e).__name__}: {str(e)[:200]})") from None
 
 
 def load_dir(path: Any, fmt: str, mmap: bool, arrays_expected: Any = None, json_expected: Any = None,
@@ -349,11 +389,46 @@ def load_dir(path: Any, fmt: str, mmap: bool, arrays_expected: Any = None, json_
     missing pieces, truncated, of another format or of an unsupported version, if meta.json names
     other files than `arrays_expected` / a subset of `json_expected`, or if a checksum differs
     from the manifest's: meta.json's own and the JSON files' always (they are parsed whole
-    anyway), the arrays' only with `verify` (that reads every byte of them)."""
+    anyway), the arrays' only with `verify` (that reads every byte of them).
+
+    Every file is read from one directory (pinned by a descriptor): a save replacing the
+    index meanwhile makes the load start again on the new one, never mix the two."""
     path = os.fspath(path)
-    if not os.path.isdir(path):
-        raise CorruptFileError(f"{path}: not a directory holding a saved index")
-    meta = _read_json(path, "meta")
+    for _ in range(100):
+        _wait_for_swap(path)
+        if not os.path.isdir(path):
+            raise CorruptFileError(f"{path}: not a directory holding a saved index")
+        d = _Dir(path)
+        try:
+            return _load_pinned(d, fmt, mmap, arrays_expected, json_expected, verify)
+        except _Replaced:
+            continue
+        finally:
+            d.close()
+    raise CorruptFileError(f"{path}: replaced by other saves 100 times while loading it")
+
+
+def _wait_for_swap(path: str, timeout: float = 2.0) -> None:
+    """A save replaces a directory by two renames (old aside, new in place); a load arriving
+    between them finds nothing at `path` but the old one aside: wait (briefly) for the new one."""
+    if os.path.lexists(path):
+        return
+    parent, base = os.path.split(os.path.abspath(path))
+    deadline = time.monotonic() + timeout
+    while not os.path.lexists(path) and time.monotonic() < deadline:
+        try:
+            aside = any(n.startswith(f".old-{base}-") for n in os.listdir(parent or "."))
+        except OSError:
+            return
+        if not aside:
+            return
+        time.sleep(0.001)
+
+
+def _load_pinned(d: _Dir, fmt: str, mmap: bool, arrays_expected: Any, json_expected: Any,
+                 verify: bool) -> tuple[dict[str, Any], dict[str, np.ndarray], dict[str, Any]]:
+    path = d.path
+    meta = _parse_json(path, "meta.json", _read_bytes(d, "meta.json"))
     if not isinstance(meta, dict) or meta.get("format") != fmt:
         raise CorruptFileError(f"{path}: not a saved {fmt} index (format {meta.get('format') if isinstance(meta, dict) else None!r})")
     if meta.get("format_version") != FORMAT_VERSION:
@@ -373,7 +448,7 @@ def load_dir(path: Any, fmt: str, mmap: bool, arrays_expected: Any = None, json_
     for name, spec in specs.items():
         if not isinstance(spec, dict):
             raise CorruptFileError(f"{path}: meta.json: malformed entry for array {name!r}")
-        arr = _load_npy(path, name, mmap)
+        arr = _load_npy(d, name, mmap)
         if arr.dtype.str != spec.get("dtype") or list(arr.shape) != list(spec.get("shape") or [None]):
             raise CorruptFileError(f"{path}/{name}.npy: expected {spec.get('dtype')} {spec.get('shape')}, "
                                    f"found {arr.dtype.str} {list(arr.shape)}")
@@ -382,7 +457,7 @@ def load_dir(path: Any, fmt: str, mmap: bool, arrays_expected: Any = None, json_
         arrays[name] = arr
     objs = {}
     for name in names:
-        data = _read_bytes(path, name + ".json")
+        data = _read_bytes(d, name + ".json")
         if sums.get(name) is not None and checksum(data) != sums[name]:  # cheaper than parsing: always
             raise CorruptFileError(f"{path}/{name}.json: checksum mismatch (the file changed since it was saved)")
         objs[name] = _parse_json(path, name + ".json", data)
