@@ -19,7 +19,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from rank._validate import as_float_array, resolve_threads
-from rank.errors import InvalidValueError, ShapeError, UnknownMethodError
+from rank.errors import DTypeError, InvalidValueError, ShapeError, UnknownMethodError
 from rank_kernels import ltr as _kernel
 
 __all__ = ["LossResult", "lambdarank", "ranknet", "pairwise_hinge", "listnet", "listmle",
@@ -48,7 +48,7 @@ def group_offsets(n: int, group: Optional[ArrayLike] = None, qid: Optional[Array
     if (group is None) == (qid is None):
         raise InvalidValueError("pass exactly one of group (group sizes) and qid (a query id per row)")
     if group is not None:
-        sizes = np.asarray(group)
+        sizes = _int_array(group, "group")
         if sizes.ndim != 1 or sizes.size == 0:
             raise ShapeError(f"group: expected a non-empty 1-D array of group sizes, got shape {sizes.shape}")
         if sizes.dtype.kind == "f" and np.all(np.isfinite(sizes)) and np.all(sizes == np.round(sizes)):
@@ -67,7 +67,7 @@ def group_offsets(n: int, group: Optional[ArrayLike] = None, qid: Optional[Array
         if offsets[-1] != n:
             raise ShapeError(f"group: group sizes sum to {offsets[-1]}, expected the number of rows {n}")
         return offsets
-    q = np.asarray(qid)
+    q = _int_array(qid, "qid")
     if q.ndim != 1 or q.shape[0] != n:
         raise ShapeError(f"qid: expected shape ({n},) (one query id per row), got shape {q.shape}")
     if n == 0:
@@ -76,6 +76,15 @@ def group_offsets(n: int, group: Optional[ArrayLike] = None, qid: Optional[Array
     if np.unique(q).size != starts.size + 1:
         raise InvalidValueError("qid: the rows of each query must be contiguous (sort the rows by qid)")
     return np.concatenate(([0], starts, [n])).astype(np.int64)
+
+
+def _int_array(x: Optional[ArrayLike], name: str) -> np.ndarray:
+    """np.asarray(x), with DTypeError instead of NumPy's errors for ragged or odd inputs (the
+    dtype is checked by the caller)."""
+    try:
+        return np.asarray(x)
+    except (ValueError, TypeError, OverflowError) as e:
+        raise DTypeError(f"{name}: expected a 1-D array of integers ({type(e).__name__}: {e})") from None
 
 
 def _gains(gain: str, label_gain: Optional[Sequence[float]], max_label: int) -> np.ndarray:
@@ -110,7 +119,7 @@ def _gain_labels(lab: np.ndarray, gain: str, label_gain: Optional[Sequence[float
 def _prepare(scores, labels, group, qid, check_finite=True):
     s = as_float_array(scores, "scores", 1, dtypes=(np.dtype(np.float64),), default=np.float64,
                        check_finite=check_finite)
-    lab = np.asarray(labels)
+    lab = _int_array(labels, "labels")
     if lab.ndim != 1 or lab.shape[0] != s.shape[0]:
         raise ShapeError(f"labels: expected shape ({s.shape[0]},) to match scores, got shape {lab.shape}")
     if lab.dtype.kind == "f":

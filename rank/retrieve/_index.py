@@ -159,7 +159,10 @@ def as_mask(mask: Any, nq: int, n_docs: int) -> np.ndarray:
     """A uint8 (0, n_docs), (1, n_docs) or (nq, n_docs) view of a boolean mask (True = allowed)."""
     if mask is None:
         return np.zeros((0, n_docs), np.uint8)
-    m = np.asarray(mask)
+    try:
+        m = np.asarray(mask)
+    except (ValueError, TypeError) as e:
+        raise DTypeError(f"mask: expected a boolean array ({type(e).__name__}: {e})") from None
     if m.dtype != np.bool_:
         raise DTypeError(f"mask: expected a boolean array, got dtype {m.dtype}")
     if m.ndim == 1:

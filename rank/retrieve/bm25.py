@@ -133,7 +133,7 @@ class BM25:
 
     def __init__(self, method: str = "lucene", k1: float = 1.2, b: float = 0.75, delta: float = 0.5, *,
                  tokenizer: Optional[Tokenizer] = None) -> None:
-        if method not in METHODS:
+        if not isinstance(method, str) or method not in METHODS:
             raise UnknownMethodError(f"method: expected one of {', '.join(map(repr, METHODS))}, got {method!r}")
         self.method = method
         self.k1 = self._param(k1, "k1", 0.0, math.inf)
@@ -215,7 +215,10 @@ class BM25:
             return ids, offsets, "ids"
         if isinstance(corpus, (str, bytes)) or not isinstance(corpus, Iterable):
             raise DTypeError("corpus: expected an iterable of documents (str, token lists or id lists)")
-        it = iter(corpus)
+        try:
+            it = iter(corpus)
+        except TypeError:
+            raise DTypeError(f"corpus: expected an iterable of documents, got {type(corpus).__name__}") from None
         first = next(it, None)
         if first is None:
             return np.zeros(0, np.int32), np.zeros(1, np.int64), "empty"
@@ -241,7 +244,12 @@ class BM25:
     def _check_ids(self, ids: Any, n: int) -> Optional[list]:
         if ids is None:
             return None
-        ids = list(ids)
+        if isinstance(ids, (str, bytes)):
+            raise DTypeError("ids: expected a sequence of ids (one per document), got a single str")
+        try:
+            ids = list(ids)
+        except TypeError:
+            raise DTypeError(f"ids: expected a sequence of ids (one per document), got {type(ids).__name__}") from None
         if len(ids) != n:
             raise ShapeError(f"ids: expected {n} ids (one per document), got {len(ids)}")
         for i in ids:

@@ -35,7 +35,8 @@ def _rows(vectors: Any, name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         return np.asarray(m.indptr, np.int64), terms, weights
     if isinstance(vectors, dict):
         vectors = [vectors]
-    if isinstance(vectors, (str, bytes)) or not hasattr(vectors, "__iter__"):
+    if (isinstance(vectors, (str, bytes)) or not hasattr(vectors, "__iter__")
+            or (isinstance(vectors, np.ndarray) and vectors.ndim == 0)):
         raise DTypeError(f"{name}: expected {{term_id: weight}} dicts or a scipy CSR matrix")
     keys: list = []
     vals: list = []

@@ -108,7 +108,11 @@ class Tokenizer:
             self.stopwords = STOPWORDS_EN
             self._stopwords_spec = "en"
         else:
-            words = list(stopwords)
+            try:
+                words = list(stopwords)
+            except TypeError:
+                raise DTypeError(f"stopwords: expected 'en', None or an iterable of str, got "
+                                 f"{type(stopwords).__name__}") from None
             if not all(isinstance(w, str) for w in words):
                 raise DTypeError("stopwords: expected an iterable of str")
             self.stopwords = frozenset(words)
@@ -231,6 +235,9 @@ class Tokenizer:
         """
         if isinstance(texts, str):
             texts = [texts]
+        elif isinstance(texts, bytes) or not isinstance(texts, Iterable) or (
+                isinstance(texts, np.ndarray) and texts.ndim == 0):
+            raise DTypeError(f"texts: expected a str or an iterable of str, got {type(texts).__name__}")
         resolve = self._resolver(bool(update_vocabulary))
         bar = _progress_bar(show_progress, "tokenize", _total(texts))
         progress = bar.update if bar is not None else None

@@ -120,7 +120,7 @@ def _check_smoothi(x: np.ndarray, temperature: float) -> None:
 
 
 def _sign(direction: str) -> float:
-    if direction not in DIRECTIONS:
+    if not isinstance(direction, str) or direction not in DIRECTIONS:
         raise UnknownMethodError(f"direction: expected one of {_names(DIRECTIONS)}, got {direction!r}")
     return 1.0 if direction == "ascending" else -1.0
 
