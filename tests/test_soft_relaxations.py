@@ -524,3 +524,38 @@ def test_soft_rank_method_switch_reaches_each_relaxation(method):
     for direction in ("ascending", "descending"):
         np.testing.assert_array_equal(soft_rank(x, method=method, direction=direction, temperature=0.3),
                                       forward(x, direction=direction, temperature=0.3))
+
+
+def test_allocation_failures_raise_memory_error():
+    """Every relax kernel checks its work buffers: with the test hook making them fail, each
+    call raises MemoryError (before, rows were silently skipped, leaving np.empty garbage)."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    code = """
+import numpy as np
+from rank.soft import relaxations as R
+x = np.random.default_rng(0).random((5, 6)); c = np.ones_like(x); y = np.array([[2, 1, 0, 0, 1, 0]] * 5)
+calls = [lambda: R.sigmoid_rank(x), lambda: R.sigmoid_rank_vjp(x, c), lambda: R.neuralsort_rank(x),
+         lambda: R.neuralsort_rank_vjp(x, c), lambda: R.soft_permutation(x),
+         lambda: R.soft_permutation_vjp(x, np.ones((5, 6, 6))), lambda: R.softrank_rank(x),
+         lambda: R.softrank_rank_vjp(x, c), lambda: R.softrank_ndcg(x, y), lambda: R.softrank_ndcg_vjp(x, y),
+         lambda: R.smoothi_rank(x), lambda: R.smoothi_rank_vjp(x, c), lambda: R.smoothi_ndcg(x, y),
+         lambda: R.smoothi_ndcg_vjp(x, y), lambda: R.soft_topk(x, 2, seed=0), lambda: R.soft_topk_vjp(x, c, 2, seed=0)]
+for i, f in enumerate(calls):
+    try:
+        f()
+        print(i, "no error")
+    except MemoryError:
+        print(i, "MemoryError")
+"""
+    env = dict(os.environ, RANK_KERNELS_FAIL_ALLOC="1",
+               PYTHONPATH=str(root) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=root,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.split("\n")[:-1]
+    assert len(lines) == 16 and all(line.endswith("MemoryError") for line in lines), out.stdout
