@@ -482,3 +482,20 @@ def test_save_never_replaces_foreign_data(tmp_path):
     bm.save(empty)                      # an empty directory may be used
     bm.save(empty)                      # and an index saved earlier replaced
     assert BM25.load(empty).get_scores(["b"]).shape == (2,)
+
+
+def test_pickle_copy_and_the_snapshot_attributes():
+    import copy
+    import pickle
+
+    bm = BM25().index(["red fox", "blue fox", "red sky"], ids=["a", "b", "c"], show_progress=False)
+    for clone in (pickle.loads(pickle.dumps(bm)), copy.deepcopy(bm)):
+        assert [x.tolist() for x in clone.retrieve(["red fox"], k=3)] == [x.tolist() for x in bm.retrieve(["red fox"], k=3)]
+        clone.add(["green fox"], ids=["d"], show_progress=False)  # its own lock and snapshot
+        assert clone.ids == ["a", "b", "c", "d"] and bm.ids == ["a", "b", "c"]
+        assert "green" in clone.tokenizer.vocabulary and "green" not in bm.tokenizer.vocabulary
+    with pytest.raises(InvalidValueError, match="tokenizer"):
+        bm.tokenizer = Tokenizer()  # term ids belong to the built vocabulary
+    fresh = BM25()
+    fresh.tokenizer = Tokenizer(stopwords=None)
+    assert fresh.index(["the end"], show_progress=False).tokenizer.vocabulary == {"the": 0, "end": 1}

@@ -42,6 +42,15 @@ class Postings:
         self._spare: Optional[np.ndarray] = None
         self._lock = threading.Lock()
 
+    def __getstate__(self) -> dict[str, Any]:  # picklable (e.g. to send an index to another process)
+        return {name: getattr(self, name) for name in self.__slots__ if name not in ("_spare", "_lock")}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        for name, value in state.items():
+            setattr(self, name, value)
+        self._spare = None
+        self._lock = threading.Lock()
+
     def take_work(self, n_threads: int) -> np.ndarray:
         """A zero work array of at least n_threads rows for `topk` (the spare one if it fits)."""
         with self._lock:

@@ -90,6 +90,12 @@ class _State:
         self.idf, self.shift, self.exc_pos, self.exc_tf = idf, shift, exc_pos, exc_tf
         self.tokenizer, self.kind, self.ids = tokenizer, kind, ids
 
+    def replace(self, **changes: Any) -> "_State":
+        """A copy with some fields replaced (the snapshot itself never changes)."""
+        fields = {name: getattr(self, name) for name in self.__slots__}
+        fields.update(changes)
+        return _State(**fields)
+
 
 class BM25:
     """A BM25 index: build it with :meth:`index`, query it with :meth:`retrieve`.
@@ -156,19 +162,43 @@ class BM25:
 
     @property
     def tokenizer(self) -> Tokenizer:
-        """The tokenizer (with the vocabulary of the current index, once there is one)."""
+        """The tokenizer (with the vocabulary of the current index, once there is one).
+
+        It may be replaced before the first :meth:`index` only: an index's term ids belong to
+        its tokenizer's vocabulary."""
         st = self._state
         return st.tokenizer if st is not None and st.tokenizer is not None else self._tokenizer
 
+    @tokenizer.setter
+    def tokenizer(self, tok: Tokenizer) -> None:
+        if not isinstance(tok, Tokenizer):
+            raise DTypeError(f"tokenizer: expected a rank.retrieve.Tokenizer, got {type(tok).__name__}")
+        if self._state is not None:
+            raise InvalidValueError("tokenizer: cannot replace the tokenizer of a built index "
+                                    "(its term ids belong to the vocabulary); build a new BM25")
+        self._tokenizer = tok
+
+    # the kind of documents and the external ids live in the snapshot; these keep the old
+    # attribute names working (a write publishes a new snapshot)
     @property
     def _kind(self) -> Optional[str]:
         st = self._state
         return None if st is None else st.kind
 
+    @_kind.setter
+    def _kind(self, kind: Optional[str]) -> None:
+        if self._state is not None:
+            self._state = self._state.replace(kind=kind)
+
     @property
     def _ids(self) -> Optional[list]:
         st = self._state
         return None if st is None else st.ids
+
+    @_ids.setter
+    def _ids(self, ids: Optional[list]) -> None:
+        if self._state is not None:
+            self._state = self._state.replace(ids=ids)
 
     @staticmethod
     def _param(value: Any, name: str, lo: float, hi: float) -> float:
