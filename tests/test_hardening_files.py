@@ -280,6 +280,7 @@ class _Injector:
         return step
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["bm25", "sparse"])
 def test_interrupted_saves_keep_the_old_or_the_new_index(tmp_path, monkeypatch, kind):
     if kind == "bm25":

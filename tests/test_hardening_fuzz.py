@@ -335,6 +335,7 @@ def garbage_fuzz(examples):
     return counts
 
 
+@pytest.mark.slow
 def test_invalid_inputs_give_clean_errors_in_a_child_process():
     examples = max(200, 12 * EXAMPLES)
     code = (f"import sys, json; sys.path.insert(0, {str(ROOT / 'tests')!r}); import test_hardening_fuzz as T; "
