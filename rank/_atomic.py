@@ -88,7 +88,7 @@ def _pid_alive(pid: int) -> bool:
 
 def _stale(parent: str, base: str) -> list[tuple[str, str]]:
     """(kind, path) of the temporaries of saves of `base` whose process is gone."""
-    out = []
+    out: list[tuple[str, str]] = []
     try:
         names = os.listdir(parent)
     except OSError:
@@ -135,7 +135,7 @@ def clean_stale(target: PathLike) -> None:
         _remove(p)
 
 
-def _mode_for(target: str, default: int) -> Optional[int]:
+def _mode_for(target: str) -> Optional[int]:
     """Permission bits for a new `target`: those of the file it replaces, else None (keep the
     umask-derived bits the creation gave)."""
     try:
@@ -185,7 +185,7 @@ def atomic_open(path: PathLike, mode: str = "wb", *, encoding: Optional[str] = N
             yield f
             f.flush()
             os.fsync(f.fileno())
-        keep = _mode_for(target, 0o666)
+        keep = _mode_for(target)
         if keep is not None:
             os.chmod(tmp, keep)
         os.replace(tmp, target)
@@ -236,7 +236,7 @@ def atomic_dir(path: PathLike, *, check: Optional[Callable[[str], None]] = None)
     try:
         os.mkdir(tmp, 0o777)
         yield tmp
-        keep = _mode_for(target, 0o777) if os.path.isdir(target) else None
+        keep = _mode_for(target) if os.path.isdir(target) else None
         if keep is not None:
             os.chmod(tmp, keep)
         _fsync_tree(tmp)

@@ -38,6 +38,9 @@ def unpack(x: tuple[npt.ArrayLike, npt.ArrayLike], name: str, *, dtypes: Iterabl
     offsets = np.asarray(x[1])
     if offsets.dtype.kind not in "iu":
         raise DTypeError(f"{name}[1] (offsets): expected integers, got dtype {offsets.dtype}")
+    if offsets.dtype.kind == "u" and offsets.size and offsets.max() > flat.shape[0]:  # before int64 wraps it
+        raise InvalidValueError(f"{name}[1] (offsets): must lie in [0, {flat.shape[0]}] (rows of flat), "
+                                f"got {offsets.max()}")
     offsets = offsets.astype(np.int64)
     if offsets.shape[0] < 1:
         raise ShapeError(f"{name}[1] (offsets): expected n + 1 >= 1 entries, got none")

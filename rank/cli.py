@@ -25,9 +25,8 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator, NoReturn, TextIO
+from typing import Any, NoReturn
 
 import numpy as np
 
@@ -66,20 +65,6 @@ def _log(args: argparse.Namespace, message: str) -> None:
 
 
 # --- output --------------------------------------------------------------------------------------
-
-@contextmanager
-def _atomic_output(path: str | None) -> Iterator[TextIO]:
-    """A text stream to `path`, renamed into place only when the block succeeds
-    (:func:`rank._atomic.atomic_open`); stdout for None or '-'."""
-    from rank._atomic import atomic_open
-
-    if path is None or path == "-":
-        yield sys.stdout
-        sys.stdout.flush()
-        return
-    with atomic_open(path, "w", encoding="utf-8", newline="\n") as f:
-        yield f
-
 
 def _write_trec(run: Run, path: str | None, tag: str) -> int:
     """Write `run` in TREC format with :func:`rank.evaluate.write_run` (atomically) to `path`,

@@ -219,7 +219,7 @@ MAX_JSON_BYTES = 1 << 31
 def checksum(data: Any) -> str:
     """CRC-32 of the bytes of an array or a bytes object, as 8 hex digits (what the manifest stores)."""
     if isinstance(data, np.ndarray):
-        data = memoryview(np.ascontiguousarray(data)).cast("B")
+        data = np.ascontiguousarray(data).reshape(-1).view(np.uint8).data
     return format(zlib.crc32(data) & 0xFFFFFFFF, "08x")
 
 
