@@ -499,3 +499,18 @@ def test_pickle_copy_and_the_snapshot_attributes():
     fresh = BM25()
     fresh.tokenizer = Tokenizer(stopwords=None)
     assert fresh.index(["the end"], show_progress=False).tokenizer.vocabulary == {"the": 0, "end": 1}
+
+
+def test_failed_index_or_add_leaves_the_index_unchanged():
+    bm = BM25().index(["red fox", "blue fox", "red sky"], ids=["a", "b", "c"], show_progress=False)
+    before = [x.tolist() for x in bm.retrieve(["red fox", "sky"], k=3)]
+    vocab = bm.tokenizer.vocabulary
+    with pytest.raises(ShapeError):
+        bm.index(["green frog", "yellow toad"], ids=["only one"], show_progress=False)
+    with pytest.raises(ShapeError):
+        bm.add(["purple newt"], show_progress=False)  # the index has ids: new documents need them
+    with pytest.raises(DTypeError):
+        bm.add(["grey owl", 7], ids=["d", "e"], show_progress=False)
+    assert bm.tokenizer.vocabulary == vocab  # nothing tokenized by the failed calls was kept
+    assert [x.tolist() for x in bm.retrieve(["red fox", "sky"], k=3)] == before
+    assert bm.ids == ["a", "b", "c"]
