@@ -114,6 +114,8 @@ def _read_jsonl(path: PathLike, what: str, with_title: bool) -> Iterator[tuple[i
             obj = json.loads(line)
         except json.JSONDecodeError as e:
             raise InvalidValueError(f"{path}, line {n}: malformed JSON ({e.msg} at column {e.colno})") from None
+        except RecursionError:
+            raise InvalidValueError(f"{path}, line {n}: malformed JSON (nested too deeply)") from None
         if not isinstance(obj, dict):
             raise InvalidValueError(f"{path}, line {n}: expected a JSON object, got {type(obj).__name__}")
         id_key = _pick(obj, _ID_KEYS)

@@ -304,6 +304,12 @@ def test_check_command(rank_here, work):
     user_error(rank_here("check", "absent", cwd=work), "absent")
 
 
+def test_deeply_nested_json_lines_are_a_user_error(rank_here, work):
+    (work / "deep.jsonl").write_text('{"_id": "d1", "text": ' + "[" * 100000 + "]" * 100000 + "}\n")
+    user_error(rank_here("index", "deep.jsonl", "-o", "idx", cwd=work), "line 1", "nested")
+    user_error(rank_here("search", "idx", "deep.jsonl", cwd=work))
+
+
 def test_output_file_mode_follows_umask(work):
     old = os.umask(0o022)
     try:
