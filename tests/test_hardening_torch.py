@@ -92,3 +92,11 @@ def test_wrong_types_are_clean_errors():
         soft_torch.soft_rank(torch.ones(3, dtype=torch.complex64))
     with pytest.raises(DTypeError):
         learn_torch.ranknet(torch.ones(2, 3, dtype=torch.int64), torch.zeros(2, 3))
+
+
+def test_linear_gain_with_huge_grades_needs_no_table():
+    scores = torch.tensor([[0.0, 1.0, 0.5]], dtype=torch.float64, requires_grad=True)
+    labels = torch.tensor([[2**31 - 1, 0, 0]])
+    loss = learn_torch.approx_ndcg(scores, labels, gain="linear")  # a 2**31-entry table would be 16 GiB
+    small = learn_torch.approx_ndcg(scores, torch.tensor([[1, 0, 0]]), gain="linear")
+    assert torch.allclose(loss, small)  # one relevant item: NDCG does not depend on its gain

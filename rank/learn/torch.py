@@ -138,6 +138,8 @@ def _gain_table(gain: str, label_gain: Optional[Sequence[float]], max_label: int
 
 
 def _gains(y, mask, gain, label_gain, like):
+    if label_gain is None and gain == "linear":  # the gain is the grade: no table (grades may be ~2**31)
+        return torch.where(mask, y, 0.0)
     yi = torch.where(mask, y, 0.0).long()
     table = _gain_table(gain, label_gain, int(yi.max()) if yi.numel() else 0, like)
     return torch.where(mask, table[yi], 0.0)
