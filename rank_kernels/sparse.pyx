@@ -171,6 +171,55 @@ def term_max(const int64_t[::1] indptr, const float[::1] vals):
     return out_arr
 
 
+def check_postings(const int64_t[::1] indptr, const int32_t[::1] docs, const float[::1] vals,
+                   Py_ssize_t n_docs, const float[::1] max_value):
+    """Everything the kernels trust about loaded postings, in one pass without temporaries.
+
+    Returns (code, nonneg): code 0 when indptr starts at 0, never decreases and ends at
+    len(docs); every doc id lies in [0, n_docs) and ids strictly increase within a term; every
+    value is finite; and max_value[t] equals the largest value of term t (0 for an empty term,
+    as term_max). Otherwise code is 1 (pointers), 2 (doc ids), 3 (values) or 4 (maxima).
+    nonneg: every value >= 0.
+    """
+    cdef Py_ssize_t n_terms = indptr.shape[0] - 1, t, p, n_post = docs.shape[0]
+    cdef int64_t start, end
+    cdef int32_t prev, d
+    cdef float v, m
+    cdef int code = 0
+    cdef bint nonneg = True
+    if n_terms < 0 or max_value.shape[0] != n_terms or vals.shape[0] != n_post:
+        return 1, False
+    with nogil:
+        if indptr[0] != 0 or indptr[n_terms] != n_post:
+            code = 1
+        t = 0
+        while code == 0 and t < n_terms:
+            start, end = indptr[t], indptr[t + 1]
+            if end < start or end > n_post:
+                code = 1
+                break
+            prev = -1
+            m = 0.0
+            for p in range(start, end):
+                d = docs[p]
+                if d <= prev or d >= n_docs:
+                    code = 2
+                    break
+                prev = d
+                v = vals[p]
+                if not (v - v == 0.0):  # NaN or infinity
+                    code = 3
+                    break
+                if p == start or v > m:
+                    m = v
+                if v < 0.0:
+                    nonneg = False
+            if code == 0 and max_value[t] != m:
+                code = 4
+            t += 1
+    return code, bool(nonneg)
+
+
 # ---------------------------------------------------------------------------------------------
 # BM25 impacts (Kamphuis et al., ECIR 2020: the five variants' term-frequency components)
 

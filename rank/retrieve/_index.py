@@ -488,24 +488,21 @@ def meta_number(path: Any, meta: dict[str, Any], key: str, kind: type, lo: float
 
 
 def check_postings(path: Any, indptr: np.ndarray, docs: np.ndarray, values: np.ndarray, n_docs: int,
-                   full: bool = True, max_value: Optional[np.ndarray] = None) -> None:
+                   max_value: np.ndarray) -> bool:
     """Structural checks of loaded postings, everything the kernels trust: indptr starts at 0,
-    never decreases and ends at the number of postings; every doc id lies in [0, n_docs);
-    every weight (and per-term maximum) is finite. One sequential pass over the postings
-    (mmap'ed pages are read once). `full=False` skips the per-posting checks (not advised)."""
-    ok = (indptr.ndim == 1 and indptr.dtype == np.int64 and indptr.shape[0] >= 1 and indptr[0] == 0
-          and indptr[-1] == docs.shape[0] and docs.shape == values.shape and docs.dtype == np.int32
-          and values.dtype == np.float32 and bool((np.diff(indptr) >= 0).all()))
-    if ok and full and docs.size:
-        ok = int(docs.min()) >= 0 and int(docs.max()) < n_docs and bool(np.isfinite(values).all())
-        if ok and docs.size > 1:  # doc ids strictly increase within each term's list
-            step_ok = np.diff(docs) > 0
-            starts = np.asarray(indptr[1:-1]) - 1  # the step from one list into the next is free
-            starts = starts[(starts >= 0) & (starts < step_ok.shape[0])]
-            step_ok[starts] = True
-            ok = bool(step_ok.all())
-    if ok and max_value is not None:
-        ok = (max_value.dtype == np.float32 and max_value.shape == (indptr.shape[0] - 1,)
-              and bool(np.isfinite(max_value).all()))
+    never decreases and ends at the number of postings; every doc id lies in [0, n_docs) and
+    ids increase strictly within each term's list; every weight is finite; the per-term maxima
+    (which pruning trusts) equal the weights' maxima. One sequential pass without temporaries
+    (mmap'ed pages are read once). Returns whether every weight is >= 0; CorruptFileError
+    otherwise."""
+    ok = (indptr.ndim == 1 and indptr.dtype == np.int64 and indptr.shape[0] >= 1 and docs.ndim == 1
+          and docs.shape == values.shape and docs.dtype == np.int32 and values.dtype == np.float32
+          and max_value.dtype == np.float32 and max_value.shape == (indptr.shape[0] - 1,))
     if not ok:
-        raise CorruptFileError(f"{path}: inconsistent postings (corrupt index)")
+        raise CorruptFileError(f"{path}: inconsistent postings arrays (corrupt index)")
+    code, nonneg = _kernel.check_postings(indptr, docs, values, n_docs, max_value)
+    if code:
+        what = {1: "offsets (indptr) out of order or range", 2: "document ids out of range or out of order",
+                3: "non-finite weights", 4: "per-term maxima disagree with the weights"}[code]
+        raise CorruptFileError(f"{path}: inconsistent postings: {what} (corrupt index)")
+    return bool(nonneg)

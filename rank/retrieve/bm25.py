@@ -609,7 +609,7 @@ class BM25:
         n_docs = _index.meta_number(path, meta, "n_docs", int, 1, _index.MAX_ID - 1)
         n_terms = _index.meta_number(path, meta, "n_terms", int, 0, _index.MAX_ID)
         avgdl = _index.meta_number(path, meta, "avgdl", float, 0.0, math.inf)
-        _index.check_postings(path, a["indptr"], a["docs"], a["impacts"], n_docs, max_value=a["max_impact"])
+        nonneg = _index.check_postings(path, a["indptr"], a["docs"], a["impacts"], n_docs, a["max_impact"])
         doc_len, exc_pos, exc_tf = a["doc_len"], a["exc_pos"], a["exc_tf"]
         n_post = a["docs"].shape[0]
         if (a["indptr"].shape[0] != n_terms + 1 or doc_len.shape != (n_docs,) or doc_len.dtype.kind not in "ui"
@@ -633,12 +633,7 @@ class BM25:
         if ids is not None and (not isinstance(ids, list) or len(ids) != n_docs or not all(
                 isinstance(i, (str, int)) and not isinstance(i, bool) for i in ids)):
             raise CorruptFileError(f"{path}: ids.json does not list one str or int id per document")
-        values = a["impacts"]
-        nonneg = bool(values.size == 0 or float(np.min(values)) >= 0.0)
-        max_value = _kernel.term_max(a["indptr"], values)
-        if not np.array_equal(max_value, a["max_impact"]):
-            raise CorruptFileError(f"{path}: max_impact disagrees with the impacts (corrupt index)")
-        postings = _index.Postings(a["indptr"], a["docs"], values, n_docs, a["max_impact"], nonneg)
+        postings = _index.Postings(a["indptr"], a["docs"], a["impacts"], n_docs, a["max_impact"], nonneg)
         idf, shift = bm._term_stats(np.asarray(a["indptr"]), n_docs)  # O(n_terms): not stored
         bm._state = _State(postings, doc_len, avgdl, idf, shift, exc_pos, exc_tf, tok, kind, ids)
         return bm

@@ -225,13 +225,9 @@ class SparseIndex:
         meta, a, _ = _index.load_dir(path, _FORMAT, mmap, ("indptr", "docs", "values", "max_value"), (), verify)
         n_docs = _index.meta_number(path, meta, "n_docs", int, 1, _index.MAX_ID - 1)
         n_terms = _index.meta_number(path, meta, "n_terms", int, 0, _index.MAX_ID)
-        _index.check_postings(path, a["indptr"], a["docs"], a["values"], n_docs, max_value=a["max_value"])
+        nonneg = _index.check_postings(path, a["indptr"], a["docs"], a["values"], n_docs, a["max_value"])
         if a["indptr"].shape[0] != n_terms + 1:
             raise CorruptFileError(f"{path}: array sizes disagree with meta.json (corrupt index)")
-        values = a["values"]
-        nonneg = bool(values.size == 0 or float(np.min(values)) >= 0.0)
-        if not np.array_equal(_kernel.term_max(a["indptr"], values), a["max_value"]):
-            raise CorruptFileError(f"{path}: max_value disagrees with the values (corrupt index)")
         index = cls()
-        index._postings = _index.Postings(a["indptr"], a["docs"], values, n_docs, a["max_value"], nonneg)
+        index._postings = _index.Postings(a["indptr"], a["docs"], a["values"], n_docs, a["max_value"], nonneg)
         return index
