@@ -138,7 +138,10 @@ def _cmd_check(args: argparse.Namespace) -> int:
     except CorruptFileError as e:
         print(f"rank check: {args.index}: CORRUPT: {_describe(e)}", file=sys.stderr)
         return 1
-    what = "structure" if args.quick else "structure and checksums"
+    arrays = meta.get("arrays") if isinstance(meta, dict) else None
+    summed = isinstance(arrays, dict) and all(isinstance(v, dict) and "crc32" in v for v in arrays.values())
+    what = ("structure" if args.quick else "structure and checksums" if summed
+            else "structure; no checksums stored (saved by an older version: save it again to add them)")
     print(f"{args.index}: ok ({fmt}, {index.n_docs:,} documents, {index.n_terms:,} terms; {what} "
           f"verified in {time.perf_counter() - t0:.2f} s)")
     return 0
