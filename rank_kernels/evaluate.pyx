@@ -3,14 +3,15 @@
 A run is encoded once as flat columns: `offsets` (n_queries + 1, int64) delimits each query's
 entries in `scores` (float64), `rels` (int64: the qrels grade of each retrieved document when
 it is >= 0, NONPOOL when the document is absent from the query's qrels, UNJUDGED when the qrels
-list it with a negative grade) and the document ids as UTF-8 byte strings (`ptrs`, `lens`,
-pointing into str objects kept alive by the caller). `encode_run` builds these columns from
+list it with a negative grade) and the document ids as UTF-8 bytes (the first 8 as a
+big-endian integer, the rest copied into one buffer). `encode_run` builds these columns from
 ``{qid: {docid: score}}`` dicts in one pass over the dict items (C-API iteration, no
 per-entry Python call); everything after it works on arrays without the GIL.
 
 - `sort_run_segments` orders every segment as trec_eval does: score descending, equal scores by
   document id descending in byte order (strcmp on UTF-8, which is also code point order), all
-  inside the kernel, so ties cost a byte comparison, not a Python call.
+  inside the kernel, so ties cost an integer comparison (ids that share their first 8 bytes, a
+  memcmp), not a Python call.
 - `sort_segments` (score descending, ties by position) and `sort_segments_keyed` (ties by an
   integer key descending) serve callers that hold interned ids (fusion).
 - `metrics` computes every requested measure of every query from the sorted order, one query
@@ -25,9 +26,9 @@ from cpython.object cimport PyObject
 from cpython.unicode cimport PyUnicode_Check
 from cython.parallel cimport parallel, prange
 from libc.math cimport exp2, log, log2, lround
-from libc.stdint cimport int32_t, int64_t, uintptr_t
-from libc.stdlib cimport free, malloc
-from libc.string cimport memcmp
+from libc.stdint cimport int32_t, int64_t, uint64_t, uintptr_t
+from libc.stdlib cimport free, malloc, realloc
+from libc.string cimport memcmp, memcpy
 
 import numpy as np
 
@@ -123,12 +124,16 @@ def encode_run(dict run, dict qrels, bint complete=False):
     `complete`, then every other query of `qrels` as an empty ranking (trec_eval's -c).
 
     Returns (qids list, offsets int64 (nq+1,), scores float64 (total,), rels int64 (total,),
-    keep list (the str objects the pointers refer to), ptrs int64 (total,), lens int64 (total,),
+    ids: (pfx uint64 (total,): the first 8 UTF-8 bytes of each document id, big-endian,
+    zero-padded; lens int64 (total,): the byte length of each id; toff int64 (total,): where
+    the bytes after the first 8 start in tails; tails uint8: those bytes, concatenated),
     qoffsets int64 (nq+1,), qgrades int64 (every grade of each query's qrels, in dict order)).
-    TypeError names the first score or grade that is not a number or a document id that is not a
-    str.
+    The document ids are copied, so nothing the kernels read can be freed under them.
+    TypeError names the first score or grade that is not a number, or a document id that is
+    not a str.
     """
-    cdef Py_ssize_t pos = 0, pos2, total = 0, n = 0, i = 0, nj = 0, j = 0, size = 0
+    cdef Py_ssize_t pos = 0, pos2, total = 0, n = 0, i = 0, nj = 0, j = 0, size = 0, b
+    cdef Py_ssize_t tlen = 0, tcap = 0
     cdef PyObject *qk
     cdef PyObject *qv
     cdef PyObject *dk
@@ -137,10 +142,11 @@ def encode_run(dict run, dict qrels, bint complete=False):
     cdef list qids = []
     cdef list judged_list = []
     cdef list run_list = []
-    cdef list keep = []
-    cdef object key
     cdef const char *p
     cdef int64_t g
+    cdef uint64_t word
+    cdef unsigned char *tbuf = NULL
+    cdef unsigned char *grown
     # Pass 1: which queries, how many entries.
     while PyDict_Next(run, &pos, &qk, &qv):
         judged = PyDict_GetItem(qrels, <object>qk)
@@ -175,51 +181,75 @@ def encode_run(dict run, dict qrels, bint complete=False):
     offsets = np.empty(n + 1, np.int64)
     scores = np.empty(total, np.float64)
     rels = np.empty(total, np.int64)
-    ptrs = np.empty(total, np.int64)
+    toffs = np.empty(total, np.int64)
     lens = np.empty(total, np.int64)
+    pfxs = np.empty(total, np.uint64)
     qgrades = np.empty(nj, np.int64)
     qoffsets = np.empty(n + 1, np.int64)
     cdef int64_t[::1] off = offsets
     cdef double[::1] sc = scores
     cdef int64_t[::1] rl = rels
-    cdef int64_t[::1] pt = ptrs
+    cdef int64_t[::1] to = toffs
     cdef int64_t[::1] ln = lens
+    cdef uint64_t[::1] px = pfxs
     cdef int64_t[::1] qoff = qoffsets
     cdef int64_t[::1] qgr = qgrades
     cdef dict docs, jd
     off[0] = 0
     qoff[0] = 0
-    for i in range(n):
-        docs = <dict>run_list[i]
-        jd = <dict>judged_list[i]
-        pos2 = 0
-        while PyDict_Next(jd, &pos2, &dk, &dv):
-            try:
-                qgr[j] = _grade(<object>dv)
-            except TypeError as e:
-                raise TypeError(f"qrels[{qids[i]!r}][{(<object>dk)!r}]: {e}") from None
-            j += 1
-        qoff[i + 1] = j
-        pos2 = 0
-        total = off[i]
-        while PyDict_Next(docs, &pos2, &dk, &dv):
-            sc[total] = _score(<object>dv, qids[i], <object>dk)
-            key = <object>dk
-            if not PyUnicode_Check(key):
-                raise TypeError(f"run[{qids[i]!r}]: document id {key!r} is not a str")
-            p = PyUnicode_AsUTF8AndSize(key, &size)
-            keep.append(key)
-            pt[total] = <int64_t><uintptr_t>p
-            ln[total] = size
-            judged = PyDict_GetItem(jd, key)
-            if judged == NULL:
-                rl[total] = NONPOOL_REL
-            else:
-                g = _grade(<object>judged)
-                rl[total] = g if g >= 0 else UNJUDGED_REL
-            total += 1
-        off[i + 1] = total
-    return qids, offsets, scores, rels, keep, ptrs, lens, qoffsets, qgrades
+    try:
+        for i in range(n):
+            docs = <dict>run_list[i]
+            jd = <dict>judged_list[i]
+            pos2 = 0
+            while PyDict_Next(jd, &pos2, &dk, &dv):
+                try:
+                    qgr[j] = _grade(<object>dv)
+                except TypeError as e:
+                    raise TypeError(f"qrels[{qids[i]!r}][{(<object>dk)!r}]: {e}") from None
+                j += 1
+            qoff[i + 1] = j
+            pos2 = 0
+            total = off[i]
+            while PyDict_Next(docs, &pos2, &dk, &dv):
+                if PyFloat_Check(<object>dv):
+                    sc[total] = PyFloat_AS_DOUBLE(<object>dv)
+                else:
+                    sc[total] = _score(<object>dv, qids[i], <object>dk)
+                if not PyUnicode_Check(<object>dk):
+                    raise TypeError(f"run[{qids[i]!r}]: document id {(<object>dk)!r} is not a str")
+                p = PyUnicode_AsUTF8AndSize(<object>dk, &size)
+                ln[total] = size
+                word = 0
+                for b in range(8):
+                    word = word << 8
+                    if b < size:
+                        word = word | <unsigned char>p[b]
+                px[total] = word
+                to[total] = tlen
+                if size > 8:
+                    if tlen + size - 8 > tcap:
+                        tcap = 2 * tcap + size + 4096
+                        grown = <unsigned char *>realloc(tbuf, tcap)
+                        if grown == NULL:
+                            raise MemoryError()
+                        tbuf = grown
+                    memcpy(tbuf + tlen, p + 8, size - 8)
+                    tlen += size - 8
+                judged = PyDict_GetItem(jd, <object>dk)
+                if judged == NULL:
+                    rl[total] = NONPOOL_REL
+                else:
+                    g = _grade(<object>judged)
+                    rl[total] = g if g >= 0 else UNJUDGED_REL
+                total += 1
+            off[i + 1] = total
+        tails = np.empty(tlen + 1, np.uint8)
+        if tlen:
+            memcpy(<void *>(<uintptr_t>tails.ctypes.data), tbuf, tlen)
+    finally:
+        free(tbuf)
+    return qids, offsets, scores, rels, (pfxs, lens, toffs, tails), qoffsets, qgrades
 
 
 # ---------------------------------------------------------------------------------------------
@@ -227,8 +257,10 @@ def encode_run(dict run, dict qrels, bint complete=False):
 
 cdef struct SortCtx:
     const double *s        # scores (by position)
-    const int64_t *ptr     # UTF-8 pointers of the document ids (mode 1)
-    const int64_t *len     # their byte lengths (mode 1)
+    const unsigned char *tails  # document ids (mode 1): bytes after the first 8, concatenated
+    const int64_t *toff    # where each id's tail starts
+    const int64_t *len     # byte length of each id
+    const uint64_t *pfx    # first 8 bytes of each id, big-endian
     const int64_t *key     # integer tie keys (mode 2)
     int mode               # 0: ties by position; 1: ties by docid descending; 2: ties by key descending
 
@@ -243,12 +275,14 @@ cdef inline bint _before(const SortCtx *c, int64_t a, int64_t b) noexcept nogil:
     if sa < sb:
         return False
     if c.mode == 1:
+        if c.pfx[a] != c.pfx[b]:
+            return c.pfx[a] > c.pfx[b]
         la = c.len[a]
         lb = c.len[b]
-        cmp = memcmp(<const void *><uintptr_t>c.ptr[a], <const void *><uintptr_t>c.ptr[b],
-                     <size_t>(la if la < lb else lb))
-        if cmp != 0:
-            return cmp > 0
+        if la > 8 and lb > 8:
+            cmp = memcmp(c.tails + c.toff[a], c.tails + c.toff[b], <size_t>((la if la < lb else lb) - 8))
+            if cmp != 0:
+                return cmp > 0
         if la != lb:
             return la > lb
     elif c.mode == 2:
@@ -364,18 +398,126 @@ def sort_segments_keyed(const int64_t[::1] offsets, const double[::1] scores, co
         _sort_all(&ctx, offsets, perm, NULL, n_threads)
 
 
-def sort_run_segments(const int64_t[::1] offsets, const double[::1] scores, const int64_t[::1] ptrs,
-                      const int64_t[::1] lens, int64_t[::1] perm, int n_threads):
+cdef struct Item:
+    uint64_t skey      # order-preserving key of the score (larger score, larger key)
+    uint64_t pfx       # first 8 bytes of the document id, big-endian
+    int64_t pos        # position in the run's columns
+
+
+cdef inline uint64_t _score_key(double x) noexcept nogil:
+    """Unsigned key ordered as the double x (-0.0 and 0.0 equal, as trec_eval compares them)."""
+    cdef double y = x + 0.0
+    cdef uint64_t u = (<uint64_t *>&y)[0]
+    if u >> 63:
+        return ~u
+    return u | (<uint64_t>1 << 63)
+
+
+cdef inline bint _item_before(const SortCtx *c, const Item *a, const Item *b) noexcept nogil:
+    """trec_eval's order: score descending, then document id descending in byte order."""
+    cdef int64_t la, lb
+    cdef int cmp
+    if a.skey != b.skey:
+        return a.skey > b.skey
+    if a.pfx != b.pfx:
+        return a.pfx > b.pfx
+    la = c.len[a.pos]
+    lb = c.len[b.pos]
+    if la > 8 and lb > 8:
+        cmp = memcmp(c.tails + c.toff[a.pos], c.tails + c.toff[b.pos], <size_t>((la if la < lb else lb) - 8))
+        if cmp != 0:
+            return cmp > 0
+    if la != lb:
+        return la > lb
+    return a.pos < b.pos
+
+
+cdef void _isort(const SortCtx *c, Item *x, Item *tmp, Py_ssize_t n) noexcept nogil:
+    """Sort x[0:n] by `_item_before` (insertion sort of runs of 16, then bottom-up merges)."""
+    cdef Py_ssize_t i, j, width, lo, mid, hi, a, b, k
+    cdef Item v
+    cdef Item *src = x
+    cdef Item *dst = tmp
+    cdef Item *sw
+    for lo in range(0, n, 16):
+        hi = lo + 16 if lo + 16 < n else n
+        for i in range(lo + 1, hi):
+            v = x[i]
+            j = i - 1
+            while j >= lo and _item_before(c, &v, &x[j]):
+                x[j + 1] = x[j]
+                j -= 1
+            x[j + 1] = v
+    width = 16
+    while width < n:
+        lo = 0
+        while lo < n:
+            mid = lo + width if lo + width < n else n
+            hi = lo + 2 * width if lo + 2 * width < n else n
+            a = lo
+            b = mid
+            k = lo
+            while a < mid and b < hi:
+                if _item_before(c, &src[b], &src[a]):
+                    dst[k] = src[b]
+                    b += 1
+                else:
+                    dst[k] = src[a]
+                    a += 1
+                k += 1
+            while a < mid:
+                dst[k] = src[a]
+                a += 1
+                k += 1
+            while b < hi:
+                dst[k] = src[b]
+                b += 1
+                k += 1
+            lo = hi
+        sw = src
+        src = dst
+        dst = sw
+        width *= 2
+    if src != x:
+        for i in range(n):
+            x[i] = src[i]
+
+
+def sort_run_segments(const int64_t[::1] offsets, const double[::1] scores, ids, int64_t[::1] perm,
+                      int n_threads):
     """perm[offsets[q]:offsets[q+1]] = positions of segment q in trec_eval's order: score
-    descending, equal scores by document id descending in byte order (ptrs/lens: the UTF-8
-    bytes of each id, from `encode_run`; the caller keeps the strings alive)."""
+    descending, equal scores by document id descending in byte order (ids: the
+    (pfx, lens, toff, tails) columns of `encode_run`). Scores must not be NaN."""
+    cdef const uint64_t[::1] pfx = ids[0]
+    cdef const int64_t[::1] lens = ids[1]
+    cdef const int64_t[::1] toff = ids[2]
+    cdef const unsigned char[::1] tails = ids[3]
     cdef SortCtx ctx
+    cdef Py_ssize_t nq = offsets.shape[0] - 1, q, i, lo, n, maxn = 0
+    cdef Item *buf
     ctx.s = &scores[0] if scores.shape[0] else NULL
-    ctx.ptr = &ptrs[0] if ptrs.shape[0] else NULL
+    ctx.pfx = &pfx[0] if pfx.shape[0] else NULL
     ctx.len = &lens[0] if lens.shape[0] else NULL
+    ctx.toff = &toff[0] if toff.shape[0] else NULL
+    ctx.tails = &tails[0] if tails.shape[0] else NULL
     ctx.mode = 1
-    with nogil:
-        _sort_all(&ctx, offsets, perm, NULL, n_threads)
+    for q in range(nq):
+        if offsets[q + 1] - offsets[q] > maxn:
+            maxn = offsets[q + 1] - offsets[q]
+    with nogil, parallel(num_threads=n_threads):
+        buf = <Item *>malloc((2 * maxn + 2) * sizeof(Item))
+        for q in prange(nq, schedule="dynamic", chunksize=64):
+            lo = offsets[q]
+            n = offsets[q + 1] - lo
+            for i in range(n):
+                buf[i].skey = _score_key(ctx.s[lo + i])
+                buf[i].pfx = ctx.pfx[lo + i]
+                buf[i].pos = lo + i
+            if n > 1:
+                _isort(&ctx, buf, buf + maxn + 1, n)
+            for i in range(n):
+                perm[lo + i] = buf[i].pos
+        free(buf)
 
 
 # ---------------------------------------------------------------------------------------------

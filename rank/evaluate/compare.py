@@ -151,7 +151,7 @@ def compare(qrels: Mapping[str, Mapping[str, int]],
     if len(named) < 2:
         raise ShapeError(f"runs: expected at least two runs to compare, got {len(named)}")
     plan = plan_metrics(metrics)
-    names = [k for k, _, _ in plan.outputs]
+    names = [o[0] for o in plan.outputs]
     if isinstance(relevance_level, bool) or not isinstance(relevance_level, (int, np.integer)):
         raise InvalidValueError(f"relevance_level: expected an integer, got {relevance_level!r}")
     n_threads = resolve_threads(n_threads)

@@ -31,7 +31,7 @@ from rank._validate import resolve_threads
 from rank.errors import DTypeError, InvalidValueError, NonFiniteError, ShapeError, UnknownMethodError
 from rank_kernels import evaluate as _kernel
 
-__all__ = ["evaluate", "METRICS", "MEASURES", "sort_run"]
+__all__ = ["evaluate", "format_trec_eval", "METRICS", "MEASURES", "sort_run"]
 
 Run = Mapping[str, Mapping[str, float]]
 Qrels = Mapping[str, Mapping[str, int]]
@@ -222,7 +222,7 @@ class _Plan:
     params: list = field(default_factory=list)
     gains: list = field(default_factory=list)
     index: dict = field(default_factory=dict)
-    outputs: list = field(default_factory=list)   # (key, [columns], agg)
+    outputs: list = field(default_factory=list)   # (key, [columns], agg, trec_eval's name)
 
     def column(self, code: int, k: int = 0, params: tuple = (0.0, 0.0, 0.0, 0.0), gains: tuple = ()) -> int:
         sig = (code, k, params, gains)
@@ -265,14 +265,16 @@ def _add(plan: _Plan, name: str, given: str, m: _Measure, arg: Optional[str], st
             if m.code != _K.NDCG:
                 raise InvalidValueError(f"metrics: {given!r} takes no cutoff; its parameters are gains "
                                         f"('{m.trec}.1=3,2=9')")
-            plan.outputs.append((given, [plan.column(m.code, _cutoff(arg, given), gains=gains)], m.agg))
+            k = _cutoff(arg, given)
+            plan.outputs.append((given, [plan.column(m.code, k, gains=gains)], m.agg, f"ndcg_cut_{k}"))
             return
-        plan.outputs.append((given, [plan.column(m.code, 0, gains=gains)], m.agg))
+        shown = m.trec + ("_" + ",".join(f"{lv}={g:g}" for lv, g in gains) if gains else "")
+        plan.outputs.append((given, [plan.column(m.code, 0, gains=gains)], m.agg, shown))
         return
     if m.param == "none":
         if arg is not None:
             raise InvalidValueError(f"metrics: {given!r} takes no cutoff (use '{name}')")
-        plan.outputs.append((given, [plan.column(m.code)], m.agg))
+        plan.outputs.append((given, [plan.column(m.code)], m.agg, m.trec))
         return
     if m.param == "utility" or m.param == "beta":
         if style == "at":
@@ -285,19 +287,20 @@ def _add(plan: _Plan, name: str, given: str, m: _Measure, arg: Optional[str], st
         if m.param == "beta" and vals[0] < 0:
             raise InvalidValueError(f"metrics: the beta of {given!r} must be >= 0, got {vals[0]}")
         p = tuple(vals) + (0.0,) * (4 - len(vals))
-        plan.outputs.append((given, [plan.column(m.code, 0, p)], m.agg))
+        plan.outputs.append((given, [plan.column(m.code, 0, p)], m.agg, m.trec if arg is None else f"{m.trec}_{arg}"))
         return
     if m.param == "points":
         if style == "at":
             raise InvalidValueError(f"metrics: {given!r}: give recall points trec_eval's way, e.g. '11pt_avg.0.2,0.5,0.8'")
         pts = m.defaults if arg is None else tuple(_real(x, given, 0.0, 1.0) for x in arg.split(","))
         cols = [plan.column(m.code, 0, (p, 0.0, 0.0, 0.0)) for p in pts]
-        plan.outputs.append((given, cols, "mean_of_columns"))
+        plan.outputs.append((given, cols, "mean_of_columns", m.trec if arg is None else f"{m.trec}_{arg}"))
         return
     # cutoff families: cut (int) or real (float)
     if arg is None:
-        if not m.defaults:  # map, recip_rank, ndcg_exp: the whole ranking
-            plan.outputs.append((given, [plan.column(m.code, 0, gains=gains)], m.agg))
+        if not m.defaults:  # map, recip_rank, ndcg_exp, recall: the whole ranking
+            shown = "set_recall" if m.code == _K.RECALL else m.trec
+            plan.outputs.append((given, [plan.column(m.code, 0, gains=gains)], m.agg, shown))
             return
         values = list(m.defaults)
         single = False
@@ -311,14 +314,15 @@ def _add(plan: _Plan, name: str, given: str, m: _Measure, arg: Optional[str], st
             values = [_real(x, given, 0.0, hi) for x in parts]
         if len(set(values)) != len(values):
             raise InvalidValueError(f"metrics: duplicate cutoffs in {given!r}")
+    base = {"map": "map_cut", "ndcg": "ndcg_cut"}.get(m.trec, m.trec)
     for v in values:
         if m.param == "cut":
             col = plan.column(m.code, v, gains=gains)
-            key = given if single else f"{m.trec}_{v}"
+            shown = f"{base}_{v}"
         else:
             col = plan.column(m.code, 0, (v, 0.0, 0.0, 0.0))
-            key = given if single else f"{m.trec}_{_fmt_real(v)}"
-        plan.outputs.append((key, [col], m.agg))
+            shown = f"{base}_{_fmt_real(v)}"
+        plan.outputs.append((given if single else shown, [col], m.agg, shown))
 
 
 def _parse(plan: _Plan, name: object, user_gains: Mapping[int, float]) -> None:
@@ -467,10 +471,11 @@ def sort_run(offsets: np.ndarray, scores: np.ndarray, doc_lists: Any, n_threads:
     return perm
 
 
-def _first_nan(qids, offsets, scores, keep):
+def _first_nan(qids, offsets, scores, run):
     bad = int(np.flatnonzero(np.isnan(scores))[0])
     q = int(np.searchsorted(offsets, bad, side="right") - 1)
-    raise NonFiniteError(f"run[{qids[q]!r}][{keep[bad]!r}]: score is NaN (scores must be numbers; +-inf is allowed)")
+    doc = list(run[qids[q]])[bad - int(offsets[q])]
+    raise NonFiniteError(f"run[{qids[q]!r}][{doc!r}]: score is NaN (scores must be numbers; +-inf is allowed)")
 
 
 def _check_options(relevance_level, max_docs, complete):
@@ -497,25 +502,24 @@ def _evaluate_arrays(qrels: Qrels, run: Run, plan: _Plan, relevance_level: int, 
     if not qrels:
         raise ShapeError("qrels: expected at least one query, got empty qrels")
     try:
-        qids, offsets, scores, rels, keep, ptrs, lens, qoffsets, qgrades = _kernel.encode_run(run, qrels, complete)
+        qids, offsets, scores, rels, ids, qoffsets, qgrades = _kernel.encode_run(run, qrels, complete)
     except TypeError as e:
         raise DTypeError(str(e)) from None
     if scores.size and np.isnan(scores).any():
-        _first_nan(qids, offsets, scores, keep)
+        _first_nan(qids, offsets, scores, run)
     perm = np.empty(scores.shape[0], np.int64)
-    _kernel.sort_run_segments(offsets, scores, ptrs, lens, perm, n_threads)
+    _kernel.sort_run_segments(offsets, scores, ids, perm, n_threads)
     codes, ks, params, goff, glev, gval = plan.arrays()
     out = np.empty((len(qids), codes.shape[0]), np.float64)
     _kernel.metrics(offsets, perm, rels, qoffsets, qgrades, codes, ks, params, goff, glev, gval,
                     relevance_level, max_docs, out, n_threads)
-    del keep  # the document ids the kernel read stay alive until here
     return qids, out
 
 
 def _columns(plan: _Plan, out: np.ndarray) -> np.ndarray:
     """Per-query values of each output key (n_queries, n_outputs)."""
     cols = np.empty((out.shape[0], len(plan.outputs)), np.float64)
-    for j, (_, idx, agg) in enumerate(plan.outputs):
+    for j, (_, idx, agg, _) in enumerate(plan.outputs):
         cols[:, j] = out[:, idx].mean(axis=1) if agg == "mean_of_columns" else out[:, idx[0]]
     return cols
 
@@ -523,7 +527,7 @@ def _columns(plan: _Plan, out: np.ndarray) -> np.ndarray:
 def _aggregate(plan: _Plan, cols: np.ndarray) -> list:
     vals = []
     n = cols.shape[0]
-    for j, (_, _, agg) in enumerate(plan.outputs):
+    for j, (_, _, agg, _) in enumerate(plan.outputs):
         c = cols[:, j]
         if agg == "gm":
             vals.append(float(math.exp(c.mean())) if n else 0.0)
@@ -623,8 +627,52 @@ def evaluate(qrels: Qrels, run: Run, metrics: Union[str, Sequence[str]], *, per_
     if not qids:
         raise ShapeError("run: no query of the run has judgements in qrels")
     cols = _columns(plan, out)
-    keys = [k for k, _, _ in plan.outputs]
+    keys = [o[0] for o in plan.outputs]
     if per_query:
         rows = cols.tolist()
         return {q: dict(zip(keys, row)) for q, row in zip(qids, rows)}
     return dict(zip(keys, _aggregate(plan, cols)))
+
+
+def format_trec_eval(qrels: Qrels, run: Run, metrics: Union[str, Sequence[str]], *, per_query: bool = False,
+                     relevance_level: int = 1, gains: Optional[Mapping[int, float]] = None,
+                     max_docs: Optional[int] = None, complete: bool = False,
+                     n_threads: int | None = None) -> str:
+    """The evaluation as ``trec_eval`` prints it, so that the two outputs can be diffed.
+
+    One line per measure: its trec_eval name (``ndcg@10`` prints as ``ndcg_cut_10``, ``P.5``
+    as ``P_5``) left-aligned in 22 columns, a tab, the query id (``all`` for the summary), a
+    tab, and the value with 4 decimals (counts such as num_ret as integers). With `per_query`
+    (trec_eval's ``-q``) every query's lines come first, queries in trec_eval's order (sorted
+    by id, byte order), without the measures trec_eval reports only in the summary (num_q,
+    gm_map, gm_bpref). Measures keep the order given (trec_eval's own order is fixed; sort
+    both outputs to compare them line by line when the orders differ). runid and relstring
+    are not computed. Arguments as for :func:`evaluate`. O(evaluate).
+
+    >>> print(format_trec_eval({"q1": {"d1": 1}}, {"q1": {"d1": 0.5, "d2": 0.9}}, ["map", "num_ret", "P.1"]), end="")
+    map                   	all	0.5000
+    num_ret               	all	2
+    P_1                   	all	0.0000
+    """
+    plan = plan_metrics(metrics, gains)
+    level, mdocs, comp = _check_options(relevance_level, max_docs, complete)
+    qids, out = _evaluate_arrays(qrels, run, plan, level, resolve_threads(n_threads), mdocs, comp)
+    if not qids:
+        raise ShapeError("run: no query of the run has judgements in qrels")
+    cols = _columns(plan, out)
+    summary = _aggregate(plan, cols)
+
+    def line(name, qid, value, agg):
+        text = f"{int(round(value))}" if agg in ("sum", "count") else f"{value:6.4f}"
+        return f"{name:<22}\t{qid}\t{text}\n"
+
+    lines = []
+    if per_query:
+        order = sorted(range(len(qids)), key=lambda i: str(qids[i]).encode("utf-8"))
+        for i in order:
+            for j, (_, _, agg, name) in enumerate(plan.outputs):
+                if agg not in ("gm", "count"):
+                    lines.append(line(name, qids[i], cols[i, j], agg))
+    for j, (_, _, agg, name) in enumerate(plan.outputs):
+        lines.append(line(name, "all", summary[j], agg))
+    return "".join(lines)
