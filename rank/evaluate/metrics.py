@@ -136,7 +136,8 @@ _ALIASES["p"] = ("p", "default")
 METRICS = ("ndcg[@k]", "ndcg_exp[@k]", "map[@k]", "mrr[@k]", "recip_rank", "precision@k",
            "recall[@k]", "r_precision", "hit_rate@k", "bpref")
 #: trec_eval's measures (``-m all_trec`` minus runid and relstring) and accepted aliases.
-MEASURES = ALL_TREC + ("ndcg_exp", "all_trec", "official", "set") + METRICS + (
+MEASURES = tuple("recall.k" if m.startswith("recall.") else m for m in ALL_TREC) + (
+    "ndcg_exp", "all_trec", "official", "set") + METRICS + (
     "nDCG@k", "AP[@k]", "RR[@k]", "P@k", "R@k", "Rprec", "Success@k", "IPrec@r", "NumRet", "NumRel",
     "NumRelRet", "SetP", "SetR", "SetF", "SetAP")
 
@@ -148,11 +149,12 @@ def _valid_list() -> str:
 
 
 def _unknown(name: str) -> UnknownMethodError:
-    pool = sorted(set(_ALIASES) | set(_NICKNAMES) | {m.trec for m in _MEASURES.values()} | set(METRICS))
-    base = re.split(r"[@.]", name, maxsplit=1)[0]
-    near = difflib.get_close_matches(name, pool, n=1, cutoff=0.5) or difflib.get_close_matches(
-        base.lower(), pool, n=1, cutoff=0.5)
-    hint = f"; did you mean {near[0]!r}?" if near else ""
+    shown = {a: (_MEASURES[a].trec if a in _MEASURES else a) for a in _ALIASES}
+    shown.update({n: n for n in _NICKNAMES})
+    base = re.split(r"[@.]", name.strip(), maxsplit=1)[0].lower()
+    near = (difflib.get_close_matches(base, list(shown), n=1, cutoff=0.6)
+            or difflib.get_close_matches(name.strip().lower(), list(shown), n=1, cutoff=0.6))
+    hint = f"; did you mean {shown[near[0]]!r}?" if near else ""
     return UnknownMethodError(f"metrics: unknown metric {name!r}{hint} Valid: {_valid_list()}")
 
 
