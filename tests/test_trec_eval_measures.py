@@ -391,3 +391,15 @@ def test_cli_trec_eval_format(tmp_path):
     assert "num_rel_ret           \tall\t1" in lines
     assert [ln.split("\t")[1] for ln in lines].count("q3") == 3  # -c: the query without a ranking
     assert lines[-1].startswith("ndcg_1=3,2=9          \tall\t")
+
+
+def test_cli_bad_measure_and_options_are_user_errors(tmp_path):
+    (tmp_path / "qrels.txt").write_text("q1 0 d1 1\n")
+    (tmp_path / "run.txt").write_text("q1 Q0 d1 1 1.0 t\n")
+    base = [sys.executable, "-m", "rank.cli", "eval", str(tmp_path / "qrels.txt"), str(tmp_path / "run.txt")]
+    for extra, needle in [(["-m", "ndcg@" + "9" * 30], "ndcg@"), (["-m", "ndgc@10"], "did you mean 'ndcg'"),
+                          (["--gains", "1=x"], "gains"), (["--gains=-1=2"], "relevance level"),
+                          (["--relevance-level=-3"], "relevance_level")]:
+        res = subprocess.run(base + extra, capture_output=True, text=True)
+        assert res.returncode == 2, (extra, res.stderr)
+        assert needle in res.stderr and "Traceback" not in res.stderr, (extra, res.stderr)
