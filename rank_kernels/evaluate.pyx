@@ -35,6 +35,25 @@ import numpy as np
 
 cdef extern from "Python.h":
     const char *PyUnicode_AsUTF8AndSize(object s, Py_ssize_t *size) except NULL
+    bint PyUnicode_IS_COMPACT_ASCII(object s)
+    Py_ssize_t PyUnicode_GET_LENGTH(object s)
+    void *PyUnicode_DATA(object s)
+
+cdef extern from *:
+    """
+    #include <string.h>
+    #include <stdint.h>
+    /* The first 8 bytes of s (zero-padded) as a big-endian integer: comparing two of these
+       compares the prefixes in byte order. */
+    static inline uint64_t rk_prefix8(const char *s, Py_ssize_t n) {
+        unsigned char b[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+        memcpy(b, s, (size_t)(n < 8 ? n : 8));
+        return ((uint64_t)b[0] << 56) | ((uint64_t)b[1] << 48) | ((uint64_t)b[2] << 40) |
+               ((uint64_t)b[3] << 32) | ((uint64_t)b[4] << 24) | ((uint64_t)b[5] << 16) |
+               ((uint64_t)b[6] << 8) | (uint64_t)b[7];
+    }
+    """
+    uint64_t rk_prefix8(const char *s, Py_ssize_t n) nogil
 
 
 cdef int64_t NONPOOL_REL = -1
@@ -144,7 +163,6 @@ def encode_run(dict run, dict qrels, bint complete=False):
     cdef list run_list = []
     cdef const char *p
     cdef int64_t g
-    cdef uint64_t word
     cdef unsigned char *tbuf = NULL
     cdef unsigned char *grown
     # Pass 1: which queries, how many entries.
@@ -218,14 +236,13 @@ def encode_run(dict run, dict qrels, bint complete=False):
                     sc[total] = _score(<object>dv, qids[i], <object>dk)
                 if not PyUnicode_Check(<object>dk):
                     raise TypeError(f"run[{qids[i]!r}]: document id {(<object>dk)!r} is not a str")
-                p = PyUnicode_AsUTF8AndSize(<object>dk, &size)
+                if PyUnicode_IS_COMPACT_ASCII(<object>dk):
+                    p = <const char *>PyUnicode_DATA(<object>dk)
+                    size = PyUnicode_GET_LENGTH(<object>dk)
+                else:
+                    p = PyUnicode_AsUTF8AndSize(<object>dk, &size)
                 ln[total] = size
-                word = 0
-                for b in range(8):
-                    word = word << 8
-                    if b < size:
-                        word = word | <unsigned char>p[b]
-                px[total] = word
+                px[total] = rk_prefix8(p, size)
                 to[total] = tlen
                 if size > 8:
                     if tlen + size - 8 > tcap:

@@ -15,7 +15,17 @@ Conventions (those of trec_eval, and so of pytrec_eval):
   measure (where trec_eval would divide 0 by 0).
 
 Every measure of ``trec_eval -m all_trec`` is available except ``runid`` and ``relstring``
-(text, not numbers); see :data:`MEASURES`.
+(text, not numbers); see :data:`MEASURES`. Definitions follow trec_eval 9 as pytrec_eval
+bundles it, checked query by query against pytrec_eval. Two details where trec_eval versions
+differ or are loose:
+
+- iprec_at_recall and 11pt_avg turn a recall level p into a number of relevant documents as
+  ``int(p * R + 0.9)`` (trec_eval 9 and pytrec_eval; later trec_eval releases round instead);
+- gains given per grade are ordered exactly for the ideal ranking (trec_eval compares gains
+  through an integer cast, which only matters for gains that differ by less than 1).
+
+Where trec_eval would divide 0 by 0 (no relevant document, an empty ranking) the value is 0,
+as pytrec_eval reports it.
 """
 from __future__ import annotations
 
