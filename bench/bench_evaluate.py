@@ -1,18 +1,28 @@
 """Evaluation and fusion from Python dicts, side by side with pytrec_eval and ranx.
 
-Workload (issue 5): 10,000 queries x 100 documents (ids drawn from a 1,000,000-document
-collection, float scores), qrels of 1-10 graded judgements per query, about half of them in
-the run. Evaluation: ndcg@10, map, recip_rank, recall@100, means over the queries.
+Evaluation workloads, 10,000 queries x 100 documents each, qrels of 1-10 graded judgements per
+query, about half of them in the run; ndcg@10, map, recip_rank, recall@100, means over the
+queries:
 
-- ours: `rank.evaluate(qrels, run, ...)` straight from the dicts.
+- untied (issue 5): document ids drawn from a 1,000,000-document collection, float scores
+  (gamma, 6 decimals), so equal scores are rare;
+- tied (issue 19): each query's 100 documents drawn from a 1,000-document collection, scores
+  uniform in [0, 1) rounded to 0.1, so every ranking is full of ties (as with BM25 on short
+  texts or integer scores) and trec_eval's rule (equal scores by document id descending) decides
+  most of the order.
+
+- ours: `rank.evaluate(qrels, run, ...)` straight from the dicts; its per-query values are
+  checked against pytrec_eval's to 1e-12 on both workloads.
 - pytrec_eval: `RelevanceEvaluator.evaluate(run)` (the evaluator, which holds the qrels, is
   built once outside the timing) and the means.
 - ranx: `ranx.evaluate(Qrels(qrels), Run(run), ...)`: ranx needs its own typed containers, so
   building them from the dicts is part of its time. Timed after its numba JIT warm-up; the
   first call (compilation included) is stored in the benchmark's extra_info["first_call_s"].
+  ranx breaks ties its own way, so on the tied workload its values differ from trec_eval's
+  (only the untied means are checked).
 
-Fusion: 3 runs of that size, RRF (k=60) and CombMNZ with min-max normalisation. Ours goes from
-dicts to a fused dict; ranx.fuse is given prebuilt `ranx.Run` objects (their construction is
+Fusion: 3 runs of the untied size, RRF (k=60) and CombMNZ with min-max normalisation. Ours goes
+from dicts to a fused dict; ranx.fuse is given prebuilt `ranx.Run` objects (their construction is
 not timed), so the comparison favours ranx; `test_ranx_fuse_from_dicts` times ranx end to end
 like ours (Runs built from the dicts, fused, converted back with `to_dict()`).
 
@@ -28,6 +38,7 @@ import rank
 
 METRICS = ["ndcg@10", "map", "recip_rank", "recall@100"]
 TREC_MEASURES = {"ndcg_cut.10", "map", "recip_rank", "recall.100"}
+TREC_KEYS = ["ndcg_cut_10", "map", "recip_rank", "recall_100"]
 RANX_METRICS = ["ndcg@10", "map", "mrr", "recall@100"]
 
 
@@ -38,28 +49,57 @@ def make_run(rng, n_queries, depth, n_collection):
             for q in range(n_queries)}
 
 
-@pytest.fixture(scope="module")
-def workload(smoke):
-    n_queries, depth, n_collection = (50, 20, 5000) if smoke else (10_000, 100, 1_000_000)
-    rng = np.random.default_rng(0)
-    runs = [make_run(rng, n_queries, depth, n_collection) for _ in range(3)]
+def make_tied_run(rng, n_queries, depth, n_collection):
+    docs = np.stack([rng.choice(n_collection, depth, replace=False) for _ in range(n_queries)])
+    scores = np.round(rng.random((n_queries, depth)), 1)
+    return {f"q{q}": {f"doc{d}": s for d, s in zip(docs[q].tolist(), scores[q].tolist())}
+            for q in range(n_queries)}
+
+
+def make_qrels(rng, run, n_collection):
     qrels = {}
-    for q, docs in runs[0].items():
+    for q, docs in run.items():
         ids = list(docs)
         n = int(rng.integers(1, 11))
         hits = [ids[i] for i in rng.choice(len(ids), n // 2, replace=False)]
         misses = [f"doc{d}" for d in rng.integers(0, n_collection, n - len(hits))]
         qrels[q] = {d: int(rng.integers(0, 4)) for d in hits + misses}
-    return qrels, runs
+    return qrels
 
 
 @pytest.fixture(scope="module")
-def reference_means(workload):
-    pytrec_eval = pytest.importorskip("pytrec_eval")
-    qrels, runs = workload
-    per = pytrec_eval.RelevanceEvaluator(qrels, TREC_MEASURES).evaluate(runs[0])
-    keys = ["ndcg_cut_10", "map", "recip_rank", "recall_100"]
-    return {m: float(np.mean([v[k] for v in per.values()])) for m, k in zip(METRICS, keys)}
+def workload(smoke):
+    n_queries, depth, n_collection = (50, 20, 5000) if smoke else (10_000, 100, 1_000_000)
+    rng = np.random.default_rng(0)
+    runs = [make_run(rng, n_queries, depth, n_collection) for _ in range(3)]
+    return make_qrels(rng, runs[0], n_collection), runs
+
+
+@pytest.fixture(scope="module")
+def tied_workload(smoke):
+    n_queries, depth, n_collection = (50, 20, 100) if smoke else (10_000, 100, 1_000)
+    rng = np.random.default_rng(1)
+    run = make_tied_run(rng, n_queries, depth, n_collection)
+    return make_qrels(rng, run, n_collection), [run]
+
+
+def _eval_case(request, kind):
+    qrels, runs = request.getfixturevalue("workload" if kind == "untied" else "tied_workload")
+    return qrels, runs[0]
+
+
+_reference_cache = {}
+
+
+def _reference(request, kind):
+    """pytrec_eval's per-query values and means of the workload."""
+    if kind not in _reference_cache:
+        pytrec_eval = pytest.importorskip("pytrec_eval")
+        qrels, run = _eval_case(request, kind)
+        per = pytrec_eval.RelevanceEvaluator(qrels, TREC_MEASURES).evaluate(run)
+        means = {m: float(np.mean([v[k] for v in per.values()])) for m, k in zip(METRICS, TREC_KEYS)}
+        _reference_cache[kind] = (per, means)
+    return _reference_cache[kind]
 
 
 def _label(benchmark, group, threads, n_queries):
@@ -69,26 +109,35 @@ def _label(benchmark, group, threads, n_queries):
 
 # --- evaluation ----------------------------------------------------------------------------------
 
-def test_rank_evaluate(benchmark, workload, threads, reference_means):
-    qrels, runs = workload
-    _label(benchmark, "evaluate-4metrics", threads, len(runs[0]))
-    out = benchmark(rank.evaluate, qrels, runs[0], METRICS, n_threads=threads)
+@pytest.mark.parametrize("kind", ["untied", "tied"])
+def test_rank_evaluate(benchmark, request, threads, kind):
+    qrels, run = _eval_case(request, kind)
+    per_ref, means = _reference(request, kind)
+    _label(benchmark, f"evaluate-4metrics-{kind}", threads, len(run))
+    out = benchmark(rank.evaluate, qrels, run, METRICS, n_threads=threads)
     for m in METRICS:
-        assert abs(out[m] - reference_means[m]) < 1e-9
+        assert abs(out[m] - means[m]) < 1e-12
+    per = rank.evaluate(qrels, run, METRICS, per_query=True, n_threads=threads)
+    assert set(per) == set(per_ref)
+    worst = max(abs(per[q][m] - per_ref[q][k]) for q in per for m, k in zip(METRICS, TREC_KEYS))
+    benchmark.extra_info["max_abs_diff_vs_pytrec_eval"] = worst
+    assert worst <= 1e-12
 
 
-def test_pytrec_eval_evaluate(benchmark, workload, threads, reference_means):
+@pytest.mark.parametrize("kind", ["untied", "tied"])
+def test_pytrec_eval_evaluate(benchmark, request, threads, kind):
     pytrec_eval = pytest.importorskip("pytrec_eval")
-    qrels, runs = workload
-    _label(benchmark, "evaluate-4metrics", threads, len(runs[0]))
+    qrels, run = _eval_case(request, kind)
+    _, means = _reference(request, kind)
+    _label(benchmark, f"evaluate-4metrics-{kind}", threads, len(run))
     evaluator = pytrec_eval.RelevanceEvaluator(qrels, TREC_MEASURES)
 
-    def run():
-        per = evaluator.evaluate(runs[0])
-        return {k: np.mean([v[k] for v in per.values()]) for k in ("ndcg_cut_10", "map", "recip_rank", "recall_100")}
+    def go():
+        per = evaluator.evaluate(run)
+        return {k: np.mean([v[k] for v in per.values()]) for k in TREC_KEYS}
 
-    out = benchmark(run)
-    assert abs(out["map"] - reference_means["map"]) < 1e-9
+    out = benchmark(go)
+    assert abs(out["map"] - means["map"]) < 1e-12
 
 
 def _ranx(threads, smoke):
@@ -101,21 +150,25 @@ def _ranx(threads, smoke):
     return ranx
 
 
-def test_ranx_evaluate(benchmark, workload, threads, reference_means, smoke):
+@pytest.mark.parametrize("kind", ["untied", "tied"])
+def test_ranx_evaluate(benchmark, request, threads, smoke, kind):
     ranx = _ranx(threads, smoke)
-    qrels, runs = workload
-    _label(benchmark, "evaluate-4metrics", threads, len(runs[0]))
+    qrels, run = _eval_case(request, kind)
+    _, means = _reference(request, kind)
+    _label(benchmark, f"evaluate-4metrics-{kind}", threads, len(run))
 
-    def run():
-        return ranx.evaluate(ranx.Qrels(qrels), ranx.Run(runs[0]), RANX_METRICS)
+    def go():
+        return ranx.evaluate(ranx.Qrels(qrels), ranx.Run(run), RANX_METRICS)
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         start = time.perf_counter()
-        out = run()  # numba compiles here
+        out = go()  # numba compiles here
         benchmark.extra_info["first_call_s"] = time.perf_counter() - start
-        benchmark(run)
-    assert abs(out["map"] - reference_means["map"]) < 1e-6
+        benchmark(go)
+    benchmark.extra_info["map_minus_pytrec_eval"] = float(out["map"] - means["map"])
+    if kind == "untied":
+        assert abs(out["map"] - means["map"]) < 1e-6
 
 
 # --- fusion ----------------------------------------------------------------------------------------

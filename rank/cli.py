@@ -308,26 +308,47 @@ def _cmd_fuse(args: argparse.Namespace) -> int:
 
 # --- eval ----------------------------------------------------------------------------------------
 
+def _gains_arg(text: str) -> dict[int, float]:
+    """--gains '1=3,2=9' as {1: 3.0, 2: 9.0}."""
+    out: dict[int, float] = {}
+    for part in text.split(","):
+        level, sep, gain = part.partition("=")
+        try:
+            if not sep:
+                raise ValueError
+            out[int(level)] = float(gain)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected gains as 'grade=gain,...' (e.g. 1=3,2=9), got {text!r}") from None
+    return out
+
+
 def _cmd_eval(args: argparse.Namespace) -> int:
-    from rank.evaluate import evaluate
+    from rank.evaluate import evaluate, format_trec_eval
 
     qrels = _read_qrels(args.qrels)
+    fmt = "json" if args.json else args.format
+    kw: dict[str, Any] = {"per_query": args.per_query, "relevance_level": args.relevance_level,
+                          "gains": args.gains, "max_docs": args.max_docs, "complete": args.complete,
+                          "n_threads": args.threads}
+    if fmt == "trec_eval":
+        for path in args.runs:
+            print(format_trec_eval(qrels, _read_run(path), list(args.metrics), **kw), end="")
+        return 0
     table: dict[str, Any] = {}
     for path in args.runs:
-        run = _read_run(path)
-        table[path] = evaluate(qrels, run, list(args.metrics), per_query=args.per_query,
-                               relevance_level=args.relevance_level, n_threads=args.threads)
-    if args.json:
+        table[path] = evaluate(qrels, _read_run(path), list(args.metrics), **kw)
+    if fmt == "json":
         out = table if len(args.runs) > 1 else table[args.runs[0]]
         print(json.dumps(out, indent=2, sort_keys=False))
         return 0
-    metrics = list(args.metrics)
     if args.per_query:
         for path, per in table.items():
+            metrics = list(next(iter(per.values())))
             print(f"# {path}")
             _print_table([(q, [vals.get(m, float("nan")) for m in metrics]) for q, vals in per.items()],
                          "query", metrics)
         return 0
+    metrics = list(table[args.runs[0]])
     _print_table([(p, [table[p][m] for m in metrics]) for p in args.runs], "run", metrics)
     return 0
 
@@ -571,12 +592,23 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("qrels", help="relevance judgements: TREC qrels or BEIR qrels.tsv")
     p.add_argument("runs", nargs="+", metavar="RUN", help="TREC runs")
     p.add_argument("-m", "--metrics", nargs="+", default=["ndcg@10", "map", "recall@100"], metavar="METRIC",
-                   help="ndcg@k, ndcg_exp@k, map, map@k, mrr@k, recip_rank, precision@k, recall@k, "
-                        "r_precision, hit_rate@k, bpref")
-    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    p.add_argument("--per-query", action="store_true", help="one row per query")
-    p.add_argument("--relevance-level", type=int, default=1, help="smallest grade counted as relevant")
-    _common(p)
+                   help="ours (ndcg@k, map, mrr, precision@k, recall@k, r_precision, hit_rate@k, bpref, ...), "
+                        "trec_eval's (ndcg_cut.10, P.5, P, recip_rank, all_trec, ...) or ir_measures' "
+                        "(nDCG@10, AP, RR, R@100)")
+    p.add_argument("--format", choices=("table", "json", "trec_eval"), default="table",
+                   help="table, JSON, or trec_eval's own output (to diff with trec_eval)")
+    p.add_argument("--json", action="store_true", help="same as --format json")
+    p.add_argument("-q", "--per-query", action="store_true", help="one row per query (trec_eval's -q)")
+    p.add_argument("-l", "--relevance-level", type=int, default=1,
+                   help="smallest grade counted as relevant (trec_eval's -l)")
+    p.add_argument("-c", "--complete", action="store_true",
+                   help="score queries of the qrels missing from a run as empty rankings (trec_eval's -c)")
+    p.add_argument("-M", "--max-docs", type=_positive, default=None, metavar="N",
+                   help="only the first N documents of each ranking count (trec_eval's -M)")
+    p.add_argument("--gains", type=_gains_arg, default=None, metavar="G=V,...",
+                   help="gain of each grade for nDCG and the other graded measures, e.g. 1=3,2=9")
+    p.add_argument("--quiet", action="store_true", help="no progress or timings on stderr")
+    p.add_argument("--threads", type=_positive, default=None, metavar="N", help="threads (default: all cores)")
     p.set_defaults(func=_cmd_eval)
 
     p = add("check", "validate a saved index: structure, bounds and the checksum of every file",

@@ -259,11 +259,11 @@ def test_bad_input():
         evaluate(qrels, {"q": [("a", 1.0)]}, "map")
     with pytest.raises(NonFiniteError, match="'b'"):
         evaluate(qrels, {"q": {"a": 1.0, "b": float("nan")}}, "map")
-    with pytest.raises(NonFiniteError):
-        evaluate(qrels, {"q": {"a": float("inf")}}, "map")
+    # +-inf scores are ranked first / last, as trec_eval does (NaN has no order)
+    assert evaluate(qrels, {"q": {"a": float("-inf"), "b": float("inf")}}, "mrr") == {"mrr": 0.5}
     with pytest.raises(DTypeError, match="grade"):
         evaluate({"q": {"a": 0.5}}, run, "map")
-    with pytest.raises(UnknownMethodError, match=r"ndcg\[@k\].*bpref"):
+    with pytest.raises(UnknownMethodError, match=r"did you mean 'ndcg'.*ndcg\[@k\].*bpref"):
         evaluate(qrels, run, ["map", "ndgc@10"])
     for bad in ("ndcg@0", "map@-3", "recall@x", "precision", "bpref@5"):
         with pytest.raises(InvalidValueError):

@@ -1,8 +1,10 @@
 """Evaluation of rankings: trec_eval-exact metrics, TREC run/qrels files, significance tests.
 
 - :func:`evaluate` scores a run ``{qid: {docid: score}}`` against qrels
-  ``{qid: {docid: grade}}`` (nDCG, MAP, MRR, precision, recall, R-precision, hit rate, bpref),
-  equal to trec_eval / pytrec_eval.
+  ``{qid: {docid: grade}}`` with every measure of ``trec_eval -m all_trec`` (nDCG, MAP, MRR,
+  precision, recall, R-precision, bpref, infAP, G, iprec_at_recall, set measures, ...) and
+  trec_eval's options (-c, -M, -l, gains), equal to trec_eval / pytrec_eval;
+  :func:`format_trec_eval` prints the result as trec_eval does.
 - :func:`compare` gives each run's means and p-values (paired t-test or randomization test)
   against a baseline.
 - :func:`read_qrels`, :func:`read_run`, :func:`write_run` read and write TREC files (and BEIR
@@ -15,6 +17,7 @@
 """
 from rank.evaluate.compare import TESTS, Comparison, compare
 from rank.evaluate.io import read_qrels, read_run, write_run
-from rank.evaluate.metrics import METRICS, evaluate
+from rank.evaluate.metrics import MEASURES, METRICS, evaluate, format_trec_eval
 
-__all__ = ["evaluate", "compare", "Comparison", "read_qrels", "read_run", "write_run", "METRICS", "TESTS"]
+__all__ = ["evaluate", "format_trec_eval", "compare", "Comparison", "read_qrels", "read_run", "write_run", "METRICS",
+           "MEASURES", "TESTS"]

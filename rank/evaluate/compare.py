@@ -9,7 +9,7 @@ import numpy as np
 
 from rank._validate import check_positive_int, resolve_threads
 from rank.errors import InvalidValueError, ShapeError, UnknownMethodError
-from rank.evaluate.metrics import _evaluate_arrays, _metric_list, parse_metric
+from rank.evaluate.metrics import _columns, _evaluate_arrays, plan_metrics
 
 __all__ = ["compare", "Comparison", "TESTS"]
 
@@ -150,17 +150,15 @@ def compare(qrels: Mapping[str, Mapping[str, int]],
         named = [(f"run_{i}", r) for i, r in enumerate(runs)]
     if len(named) < 2:
         raise ShapeError(f"runs: expected at least two runs to compare, got {len(named)}")
-    names = _metric_list(metrics)
-    parsed = [parse_metric(n) for n in names]
+    plan = plan_metrics(metrics)
+    names = [o[0] for o in plan.outputs]
     if isinstance(relevance_level, bool) or not isinstance(relevance_level, (int, np.integer)):
         raise InvalidValueError(f"relevance_level: expected an integer, got {relevance_level!r}")
-    codes = np.array([c for c, _ in parsed], np.int32)
-    ks = np.array([k for _, k in parsed], np.int64)
     n_threads = resolve_threads(n_threads)
     tables = []
     for _, run in named:
-        qids, values = _evaluate_arrays(qrels, run, codes, ks, int(relevance_level), n_threads)
-        tables.append(dict(zip(qids, values)))
+        qids, values = _evaluate_arrays(qrels, run, plan, int(relevance_level), n_threads)
+        tables.append(dict(zip(qids, _columns(plan, values))))
     shared = [q for q in tables[0] if all(q in t for t in tables[1:])]
     if len(shared) < 2:
         raise ShapeError(f"runs: expected at least two queries shared by every run and the qrels, got {len(shared)}")
