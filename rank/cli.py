@@ -22,7 +22,6 @@ import json
 import math
 import os
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -74,16 +73,7 @@ def _write_trec(run: Run, path: str | None, tag: str) -> int:
     if any(c.isspace() for c in tag) or not tag:
         raise InvalidValueError(f"--run-name: must be a non-empty word without spaces, got {tag!r}")
     n = sum(len(docs) for docs in run.values())
-    if path is not None and path != "-":
-        write_run(run, path, tag=tag)
-        return n
-    with tempfile.TemporaryDirectory(prefix="rank-run-") as tmp:  # the one writer, then copied out
-        staged = os.path.join(tmp, "run.trec")
-        write_run(run, staged, tag=tag)
-        with open(staged, encoding="utf-8") as f:
-            for line in f:
-                sys.stdout.write(line)
-    sys.stdout.flush()
+    write_run(run, "-" if path is None else path, tag=tag)
     return n
 
 

@@ -158,3 +158,30 @@ def test_inf_scores_round_trip_and_rank_first(tmp_path):
         write_run({"q1": {"a": float("nan")}}, tmp_path / "r2")
     with pytest.raises(ShapeError, match="#"):
         write_run({"#q": {"a": 1.0}}, tmp_path / "r3")
+
+
+def test_write_run_to_stream_stdout_and_mode(tmp_path, capsys):
+    import io
+    import os
+    import stat
+
+    from rank.evaluate.io import read_run, write_run
+
+    run = {"q1": {"d1": 1.0, "d2": 2.0}}
+    buf = io.StringIO()
+    write_run(run, buf, tag="t")
+    write_run(run, "-", tag="t")
+    assert capsys.readouterr().out == buf.getvalue() == "q1 Q0 d2 1 2.0 t\nq1 Q0 d1 2 1.0 t\n"
+    old = os.umask(0o022)
+    try:
+        path = tmp_path / "run.trec"
+        write_run(run, path, tag="t")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o644
+    assert read_run(path) == run
+    # a failed write (a bad score in the second query) leaves the old file as it was
+    with pytest.raises(Exception):
+        write_run({"q1": {"d1": 3.0}, "q2": {"d1": float("nan")}}, path, tag="t")
+    assert read_run(path) == run
+    assert sorted(os.listdir(tmp_path)) == ["run.trec"]

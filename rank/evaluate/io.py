@@ -22,10 +22,11 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
+import sys
 import warnings
-from typing import Mapping, Union
+from typing import IO, Mapping, Union
 
+from rank._atomic import atomic_open
 from rank.errors import CorruptFileError, DTypeError, InvalidValueError, NonFiniteError, ShapeError
 
 __all__ = ["read_qrels", "read_run", "write_run"]
@@ -207,13 +208,17 @@ def read_run(path: PathLike, *, duplicates: str = "warn") -> dict[str, dict[str,
     return run
 
 
-def write_run(run: Mapping[str, Mapping[str, float]], path: PathLike, *, tag: str = "rank") -> None:
+def write_run(run: Mapping[str, Mapping[str, float]], path: Union[PathLike, IO[str]], *,
+              tag: str = "rank") -> None:
     """Write a run as a TREC run file, atomically.
 
     Each query's documents are written in trec_eval's order (score descending, equal scores
     by document id descending) with ranks 1, 2, ...; scores use ``repr`` so that reading the
-    file back gives the same floats. Queries keep the dict's order. The file is written to a
-    temporary name in the same directory and renamed into place. O(n log n) per query.
+    file back gives the same floats. Queries keep the dict's order. A path is written with
+    :func:`rank._atomic.atomic_open` (a temporary sibling, fsync, renamed into place, so a
+    failed write leaves the old file); ``"-"`` writes to standard output and an open text
+    stream is written to as it is. Every line is checked before anything is written.
+    O(n log n) per query.
 
     Raises DTypeError (a score is not a number), NonFiniteError (NaN score) and
     ShapeError (a query or document id or `tag` containing whitespace, an empty id, or a query
@@ -252,14 +257,11 @@ def write_run(run: Mapping[str, Mapping[str, float]], path: PathLike, *, tag: st
             items.append((s, docid))
         items.sort(reverse=True)
         lines.extend(f"{qid} Q0 {d} {i} {s!r} {tag}\n" for i, (s, d) in enumerate(items, 1))
-    directory = os.path.dirname(os.path.abspath(os.fspath(path)))
-    fd, tmp = tempfile.mkstemp(prefix=".run-", dir=directory)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
+    if isinstance(path, str) and path == "-":
+        sys.stdout.writelines(lines)
+        sys.stdout.flush()
+    elif hasattr(path, "write"):
+        path.writelines(lines)  # type: ignore[union-attr]
+    else:
+        with atomic_open(path, "w", encoding="utf-8") as f:  # type: ignore[arg-type]
             f.writelines(lines)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
