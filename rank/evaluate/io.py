@@ -24,7 +24,7 @@ import math
 import os
 import sys
 import warnings
-from typing import IO, Mapping, Union
+from typing import IO, Mapping, Optional, Union
 
 from rank._atomic import atomic_open
 from rank.errors import CorruptFileError, DTypeError, InvalidValueError, NonFiniteError, ShapeError
@@ -49,7 +49,7 @@ def _lines(path):
                 yield lineno, raw, fields
 
 
-def _text(b: bytes, path, lineno: int, what: str) -> str:
+def _text(b: bytes, path: PathLike, lineno: int, what: str) -> str:
     try:
         return b.decode("utf-8")
     except UnicodeDecodeError as e:
@@ -63,15 +63,15 @@ def _show(raw: bytes) -> str:
 def _check_duplicates(duplicates: object) -> str:
     if duplicates not in _DUPLICATES:
         raise InvalidValueError(f"duplicates: expected one of {', '.join(map(repr, _DUPLICATES))}, got {duplicates!r}")
-    return duplicates  # type: ignore[return-value]
+    return str(duplicates)
 
 
 class _Dups:
     """Counts repeated (query, document) pairs; warns once per file."""
 
-    def __init__(self, path, mode: str, what: str):
+    def __init__(self, path: PathLike, mode: str, what: str) -> None:
         self.path, self.mode, self.what = path, mode, what
-        self.first = None
+        self.first: Optional[str] = None
         self.count = 0
 
     def seen(self, lineno: int, qid: str, docid: str) -> None:
@@ -260,8 +260,8 @@ def write_run(run: Mapping[str, Mapping[str, float]], path: Union[PathLike, IO[s
     if isinstance(path, str) and path == "-":
         sys.stdout.writelines(lines)
         sys.stdout.flush()
-    elif hasattr(path, "write"):
-        path.writelines(lines)  # type: ignore[union-attr]
-    else:
-        with atomic_open(path, "w", encoding="utf-8") as f:  # type: ignore[arg-type]
+    elif isinstance(path, (str, os.PathLike)):
+        with atomic_open(path, "w", encoding="utf-8") as f:
             f.writelines(lines)
+    else:
+        path.writelines(lines)

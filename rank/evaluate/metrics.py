@@ -265,7 +265,7 @@ def _add(plan: _Plan, name: str, given: str, m: _Measure, arg: Optional[str], st
          user_gains: Mapping[int, float]) -> None:
     """Add measure `m` as requested by `given` (with parameter text `arg`, or None) to `plan`.
     style: "at" (name@k: one value), "dot" (trec name.params), "us" (trec name_param), "bare"."""
-    gains = ()
+    gains: tuple[tuple[int, float], ...] = ()
     if m.gains:
         g = dict(user_gains)
         if m.param == "gains" and arg is not None and style == "dot":
