@@ -114,7 +114,8 @@ class Context:
     def _normalised(self) -> tuple[np.ndarray, Optional[np.ndarray]]:
         if self.norm is None:
             return self.raw, None
-        return self.norm.apply(self)
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # overflow is checked on the output
+            return self.norm.apply(self)
 
     @property
     def score(self) -> np.ndarray:
@@ -161,8 +162,15 @@ class Context:
 
 def contributions(ctx: Context, m: Method, params: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray]:
     """(values per entry, fill per segment (NaN: none)) of method `m`."""
-    values, fill = m.contribution(ctx, **params)
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # overflow is checked on the output
+        values, fill = m.contribution(ctx, **params)
     values = np.ascontiguousarray(values, dtype=np.float64)
+    if not np.isfinite(values).all():  # NaN would read as "not retrieved" in the kernel
+        bad = int(np.flatnonzero(~np.isfinite(values))[0])
+        seg = int(np.searchsorted(ctx.seg_off, bad, side="right") - 1)
+        raise NonFiniteError(f"runs[{seg % ctx.n_runs}]: the {m.name!r} contribution of the document at rank "
+                             f"{int(ctx.raw_rank[bad]) + 1} of query #{seg // ctx.n_runs} is {values[bad]} (norm "
+                             f"{ctx.norm.name if ctx.norm else None!r}): it overflows float64; rescale the input scores")
     if fill is None and m.scores and not m.ranks:
         fill = ctx.norm_fill  # "borda" normalisation: every run scores every candidate
     if fill is None:

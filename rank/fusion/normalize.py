@@ -32,7 +32,7 @@ def _scaled(ctx):
     big = ctx.segment_stat(np.maximum, np.abs(s), empty=1.0)
     big[big == 0] = 1.0
     _, exp = np.frexp(big)
-    scale = np.ldexp(1.0, exp)
+    scale = np.ldexp(1.0, exp - 1)  # largest magnitude scaled into [1, 2)
     return s / ctx.per_entry(scale), scale
 
 

@@ -62,9 +62,9 @@ def optimize_fusion(qrels: Mapping[str, Mapping[str, int]], runs: Sequence[Mappi
 
     >>> qrels = {"q": {"d2": 1}}
     >>> a = {"q": {"d1": 2.0, "d2": 1.0}}
-    >>> b = {"q": {"d2": 2.0, "d1": 1.0}}
-    >>> optimize_fusion(qrels, [a, b], "wsum", metric="recip_rank", step=0.5)
-    {'weights': (0.0, 1.0)}
+    >>> b = {"q": {"d2": 3.0, "d1": 1.0}}
+    >>> optimize_fusion(qrels, [a, b], "wsum", metric="recip_rank", step=0.5)  # (0, 1) scores 1 too
+    {'weights': (0.5, 0.5)}
     """
     from rank.evaluate import evaluate
     from rank.fusion import method_params
