@@ -218,7 +218,7 @@ def check_finite_output(scores: np.ndarray, offsets: np.ndarray, docs: np.ndarra
         "weights or the method's parameters, or use a normalisation")
 
 
-def encode_dict_runs(runs: Any) -> tuple[list, list, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def encode_dict_runs(runs: Any) -> tuple[list, list, list, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Validated encoding of a sequence of runs ``{qid: {docid: score}}``."""
     from collections.abc import Mapping as AbcMapping, Sequence as AbcSequence
 
@@ -243,7 +243,7 @@ def encode_dict_runs(runs: Any) -> tuple[list, list, np.ndarray, np.ndarray, np.
         q, r = divmod(seg, nr)
         raise NonFiniteError(f"runs[{r}][{qids[q]!r}][{names[docs[bad]]!r}]: score is {scores[bad]} "
                              "(scores must be finite)")
-    return runs, qids, names, seg_off, docs, scores, name_off  # type: ignore[return-value]
+    return runs, qids, names, seg_off, docs, scores, name_off
 
 
 def dict_context(runs: Any, norm: Optional[Norm], n_threads: int) -> tuple[Context, list, list, list]:
@@ -309,6 +309,7 @@ def train(ctx: Context, m: Method, params: dict, qrels: Any, relevance_level: in
         from rank.errors import InvalidValueError
         raise InvalidValueError(f"relevance_level: expected an integer, got {relevance_level!r}")
     qrels = check_qrels(qrels)
+    assert m.trainer is not None
     hits = ctx.hit_lists(qrels, int(relevance_level), qids, names)
     trained = m.trainer(ctx, hits, params, qrels=qrels, run_dicts=normalised_run_dicts(ctx, runs, qids, names),
                         relevance_level=int(relevance_level))

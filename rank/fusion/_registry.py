@@ -14,7 +14,7 @@ from __future__ import annotations
 import difflib
 import math
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Optional, Sequence
+from typing import Any, Callable, Iterable, Mapping, Optional, Sequence, cast
 
 import numpy as np
 
@@ -63,7 +63,7 @@ def per_run_arrays(name: str, v: object, n_runs: int) -> list[np.ndarray]:
     """Trained tables: one finite 1-D float array per run."""
     if isinstance(v, (str, bytes)) or not hasattr(v, "__len__"):
         raise DTypeError(f"{name}: expected one array per run, got {type(v).__name__}")
-    seq = list(v)  # type: ignore[arg-type]
+    seq = list(cast(Iterable[Any], v))
     if len(seq) != n_runs:
         raise ShapeError(f"{name}: expected one array per run ({n_runs}), got {len(seq)}")
     out = []

@@ -19,6 +19,8 @@ scores (near 1e308) normalise without overflowing in the intermediate sums.
 """
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from rank.fusion._registry import normalization
@@ -36,7 +38,7 @@ def _scaled(ctx):
     return s / ctx.per_entry(scale), scale
 
 
-def _min_max(ctx, invert: bool):
+def _min_max(ctx: Any, invert: bool) -> np.ndarray:
     x, scale = _scaled(ctx)
     lo = ctx.segment_stat(np.minimum, x)
     hi = ctx.segment_stat(np.maximum, x)
