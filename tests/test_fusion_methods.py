@@ -140,6 +140,8 @@ def test_posfuse_and_slidefuse_lillis():
     # P(rank p) = relevant at p / queries with at least p documents
     np.testing.assert_allclose(probs[0], [1 / 2, 1 / 2, 0 / 1])
     np.testing.assert_allclose(probs[1], [1 / 2, 1 / 1])
+    slide = train_fusion(TRAIN_QRELS, [TRAIN_RUN, OTHER_RUN], "slide_fuse")  # w is not needed to train
+    assert set(slide) == {"probs"} and all(np.array_equal(a, b) for a, b in zip(slide["probs"], probs))
     test = [{"t": {"u": 3.0, "v": 2.0, "w": 1.0, "x": 0.5}}, {"t": {"v": 1.0}}]
     assert fuse(test, "posfuse", params={"probs": probs})["t"] == approx(
         {"u": 0.5, "v": 0.5 + 0.5, "w": 0.0, "x": 0.0})

@@ -200,7 +200,7 @@ def train_fusion(qrels: Mapping[str, Mapping[str, int]], runs: Sequence[Mapping[
         raise InvalidValueError(f"method: {m.name!r} is not trained; trained methods: {trained}")
     nm = get_norm(norm)
     ctx, runs, qids, names = dict_context(runs, nm, resolve_threads(n_threads))
-    p = resolve_params(m, params, ctx.n_runs, need_trained=False)
+    p = resolve_params(m, params, ctx.n_runs, partial=True)
     p = {key: v for key, v in p.items() if v is not None}
     return train(ctx, m, p, qrels, relevance_level, runs, qids, names)
 

@@ -193,9 +193,11 @@ def get_norm(name: object) -> Optional[Norm]:
     raise unknown("norm", name, tuple(NORMS) + tuple(_NORM_ALIASES))
 
 
-def resolve_params(m: Method, params: Optional[Mapping[str, Any]], n_runs: int, *, need_trained: bool = True
-                   ) -> dict[str, Any]:
-    """The method's parameters: `params` checked, defaults filled in; errors name the parameter."""
+def resolve_params(m: Method, params: Optional[Mapping[str, Any]], n_runs: int, *, need_trained: bool = True,
+                   partial: bool = False) -> dict[str, Any]:
+    """The method's parameters: `params` checked, defaults filled in; errors name the parameter.
+
+    `need_trained=False` lets the trained tables be missing; `partial=True` any required one."""
     if params is None:
         params = {}
     if not isinstance(params, Mapping):
@@ -210,7 +212,7 @@ def resolve_params(m: Method, params: Optional[Mapping[str, Any]], n_runs: int, 
             v = params[key]
             out[key] = spec.check(key, v, n_runs) if spec.per_run else spec.check(key, v)
         elif spec.default is REQUIRED:
-            if key in m.train_params and not need_trained:
+            if partial or (key in m.train_params and not need_trained):
                 continue
             how = (" (train it with qrels=... or rank.fusion.train_fusion)" if key in m.train_params
                    else "")
