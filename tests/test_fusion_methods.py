@@ -367,3 +367,26 @@ def test_docstring_examples():
         mod = importlib.import_module(name)
         result = doctest.testmod(mod, optionflags=doctest.NORMALIZE_WHITESPACE)
         assert result.attempted > 0 and result.failed == 0, name
+
+
+def test_registering_one_function_is_all_a_method_needs():
+    """The extension point: a registered contribution function is a method of fuse, fuse_scores
+    and optimize_fusion, with its parameter checked, no other table to edit."""
+    from rank.fusion import _registry
+
+    @_registry.method("test_reciprocal_rank", "sum", ranks=True, params={"a": _registry.Param(1.0, _registry.real(0.0))},
+                      grid=lambda n_runs, **_: [{"a": 0.5}, {"a": 2.0}])
+    def reciprocal(ctx, a):
+        """a / rank, summed over the runs."""
+        return a / (ctx.rank + 1.0), None
+
+    try:
+        assert fuse([A, B], "test_reciprocal_rank", params={"a": 2.0})["q"] == approx(
+            {"d1": 2 + 1, "d2": 1.0, "d3": 2 / 3 + 2})
+        np.testing.assert_allclose(fuse_scores(np.array([[[3.0, 1.0]], [[np.nan, 2.0]]]), "test_reciprocal_rank"),
+                                   [[1.0, 0.5 + 1.0]])
+        assert optimize_fusion({"q": {"d3": 1}}, [A, B], "test_reciprocal_rank", metric="map") == {"a": 2.0}
+        with pytest.raises(InvalidValueError, match="^a: expected a finite number"):
+            fuse([A, B], "test_reciprocal_rank", params={"a": -1})
+    finally:
+        del _registry.METHODS["test_reciprocal_rank"]
