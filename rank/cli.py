@@ -280,11 +280,23 @@ def _cmd_fuse(args: argparse.Namespace) -> int:
     if len(args.runs) < 2:
         raise InvalidValueError("fuse needs at least two runs")
     runs = [_read_run(p) for p in args.runs]
-    kw: dict[str, Any] = {"method": args.method, "norm": _none_or(args.norm or "none"), "k": args.rrf_k}
+    params: dict[str, Any] = {}
+    for item in args.param or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise InvalidValueError(f"--param: expected NAME=VALUE (e.g. phi=0.8), got {item!r}")
+        try:
+            params[key.strip()] = int(value) if value.strip().lstrip("-").isdigit() else float(value)
+        except ValueError:
+            raise InvalidValueError(f"--param {key}: expected a number, got {value!r}") from None
+    kw: dict[str, Any] = {"method": args.method, "norm": _none_or(args.norm or "none"), "k": args.rrf_k,
+                          "params": params or None}
     if args.weights is not None:
         if len(args.weights) != len(runs):
             raise InvalidValueError(f"--weights: expected {len(runs)} weights, one per run, got {len(args.weights)}")
         kw["weights"] = args.weights
+    if args.train_qrels is not None:
+        kw["qrels"] = _read_qrels(args.train_qrels)
     t0 = time.perf_counter()
     fused = fuse(runs, n_threads=args.threads, **kw)
     t1 = time.perf_counter()
@@ -567,9 +579,18 @@ def _build_parser() -> argparse.ArgumentParser:
             "rank fuse bm25.trec dense.trec --method rrf -o fused.trec")
     p.add_argument("runs", nargs="+", metavar="RUN", help="TREC runs (two or more)")
     p.add_argument("--method", default="rrf",
-                   help="rrf, combsum, combmnz, combmax, combmin, combanz, combmed, borda, isr, wsum")
-    p.add_argument("--norm", default=None, help="score normalisation: min-max, zmuv, sum, max, rank (default: none)")
-    p.add_argument("--weights", type=float, nargs="+", default=None, help="one weight per run (wsum)")
+                   help="rrf, combsum, combmnz, combmax, combmin, combanz, combmed, combgmnz, wsum, wmnz, mixed, "
+                        "isr, log_isr, logn_isr, rbc, borda, wborda, condorcet, wcondorcet, bayesfuse, mapfuse, "
+                        "posfuse, probfuse, segfuse, slidefuse (ranx's names also work)")
+    p.add_argument("--norm", default=None,
+                   help="score normalisation: min-max, min-max-inverted, max, sum, zmuv, rank, borda (default: none)")
+    p.add_argument("--weights", type=float, nargs="+", default=None,
+                   help="one weight per run (wsum, wmnz, mixed, wborda, wcondorcet)")
+    p.add_argument("--param", action="append", default=None, metavar="NAME=VALUE",
+                   help="a method parameter: phi=0.8 (rbc), gamma=0.5 (combgmnz), sigma=0.01 (logn_isr), "
+                        "w=3 (slidefuse), n_segments=10 (probfuse); repeatable")
+    p.add_argument("--train-qrels", default=None, metavar="QRELS",
+                   help="judgements to train bayesfuse, mapfuse, posfuse, probfuse, segfuse or slidefuse on the runs")
     p.add_argument("--rrf-k", type=_positive, default=60, help="the k constant of reciprocal rank fusion")
     p.add_argument("--depth", type=_positive, default=None, help="keep the top N documents per query")
     p.add_argument("-o", "--output", default=None, metavar="RUN", help="TREC run file (default: stdout)")

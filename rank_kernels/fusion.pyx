@@ -6,25 +6,60 @@ Several runs are encoded once as flat columns grouped by (query, run): segment
 and `scores` (float64). `encode_runs` builds the columns from ``{qid: {docid: score}}`` dicts
 in one pass over their items.
 
-`fuse` then combines, for each query (one OpenMP iteration each, no GIL): every run's
-documents are normalised (per query and run), turned into a contribution (score, or a
-function of the rank), and merged by document through a per-thread table indexed by document
-id (no hashing, no sort). Methods: CombSUM, CombMNZ, CombMAX, CombMIN, CombANZ, CombMED,
-Borda count, ISR, weighted sum, RRF. No validation here: `rank.fusion` checks its inputs.
+The Python layer turns every entry into a contribution (its normalised score, or a function
+of its rank: the per-method formulas live in ``rank.fusion``); the kernels here merge the
+contributions of the runs document by document, for each query in one OpenMP iteration
+without the GIL, through a per-thread table indexed by document id (no hashing):
+
+- `combine` applies one of the COMBINE rules (a weighted sum, a sum times a function of the
+  number of runs that retrieved the document, max, min, mean, median);
+- `condorcet` orders each query's candidates by pairwise (weighted) majority votes;
+- `order_segments` sorts each segment by value descending (ties by position).
+
+Codes are named in ONE place: the `cdef enum` below, and the `COMBINE` table that maps the
+names the Python layer uses to those enum values. No validation here: `rank.fusion` checks
+its inputs. Allocation failure is recorded per thread and raised as MemoryError.
 """
 from cpython.dict cimport PyDict_GetItem, PyDict_Next, PyDict_SetItem, PyDict_Size
 from cpython.float cimport PyFloat_AS_DOUBLE, PyFloat_Check
 from cpython.object cimport PyObject
-from cython.parallel cimport parallel, prange
-from libc.math cimport NAN, isnan, sqrt
+from cython.parallel cimport parallel, prange, threadid
+from libc.math cimport NAN, isnan, log, pow, sqrt
 from libc.stdint cimport int64_t
-from libc.stdlib cimport free, malloc
+from libc.stdlib cimport calloc, free, malloc, qsort
 
 import numpy as np
 
-# Method and normalisation codes (the Python layer maps names to these).
-COMBSUM, COMBMNZ, COMBMAX, COMBMIN, COMBANZ, COMBMED, BORDA, ISR, WSUM, RRF = range(10)
-NORM_NONE, NORM_MINMAX, NORM_ZMUV, NORM_SUM, NORM_MAX, NORM_RANK = range(6)
+
+cdef enum CombineRule:
+    SUM = 0       # sum_r w_r x_r
+    POW_N = 1     # (sum_r w_r x_r) * n ** p             (CombMNZ p=1, CombGMNZ p=gamma, mixed p=1/2)
+    LOG_N = 2     # (sum_r w_r x_r) * log(n + p)         (log_ISR p=0, logn_ISR p=sigma)
+    W_MNZ = 3     # (sum_r x_r) * (sum_r w_r)            (weighted MNZ)
+    MAX = 4       # max_r x_r
+    MIN = 5       # min_r x_r
+    MEAN = 6      # (sum_r x_r) / n                      (CombANZ)
+    MEDIAN = 7    # median_r x_r                         (CombMED)
+
+#: Combination rules by name (the sums and maxima run over the runs that retrieved the
+#: document, or that were given a fill value for it; n is their number).
+COMBINE = {"sum": SUM, "pow_n": POW_N, "log_n": LOG_N, "w_mnz": W_MNZ, "max": MAX, "min": MIN,
+           "mean": MEAN, "median": MEDIAN}
+
+# Set through `_fail_allocations` only by the tests: makes every kernel allocation fail.
+cdef bint _FAIL_ALLOC = False
+
+
+def _fail_allocations(bint on):
+    """Test hook: while on, every allocation of these kernels fails (MemoryError is expected)."""
+    global _FAIL_ALLOC
+    _FAIL_ALLOC = on
+
+
+cdef inline void *_alloc(size_t n) noexcept nogil:
+    if _FAIL_ALLOC:
+        return NULL
+    return malloc(n if n > 0 else 1)
 
 
 cdef double _score(object value, object qid, object doc, Py_ssize_t r) except? -1.0:
@@ -34,17 +69,17 @@ cdef double _score(object value, object qid, object doc, Py_ssize_t r) except? -
         raise TypeError(f"runs[{r}][{qid!r}][{doc!r}]: score is not a number: {value!r}")
     try:
         return float(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise TypeError(f"runs[{r}][{qid!r}][{doc!r}]: score is not a number: {value!r}") from None
 
 
 def encode_runs(list runs):
-    """(qids, names list, seg_off int64 (nq*nr+1,), docs int64, scores float64).
+    """(qids, names list, seg_off int64 (nq*nr+1,), docs int64, scores float64, name_off int64 (nq+1,)).
 
     Queries are taken in order of first appearance over the runs. Document ids are interned
     per query (a small dictionary that stays in cache), in order of first appearance, and
-    numbered consecutively over the queries: docs[i] indexes `names`, and the ids of one
-    query form one contiguous range.
+    numbered consecutively over the queries: docs[i] indexes `names`, and the ids of query q
+    form the range name_off[q]:name_off[q+1].
     """
     cdef Py_ssize_t nr = len(runs), r, q, nq, pos, pos2, e = 0, total = 0
     cdef PyObject *qk
@@ -68,9 +103,11 @@ def encode_runs(list runs):
             total += PyDict_Size(<object>qv)
     nq = len(qids)
     seg_off = np.zeros(nq * nr + 1, np.int64)
+    name_off = np.zeros(nq + 1, np.int64)
     docs = np.empty(total, np.int64)
     scores = np.empty(total, np.float64)
     cdef int64_t[::1] so = seg_off
+    cdef int64_t[::1] no = name_off
     cdef int64_t[::1] dd = docs
     cdef double[::1] sc = scores
     for q in range(nq):
@@ -93,7 +130,8 @@ def encode_runs(list runs):
                     sc[e] = _score(<object>dv, qid, <object>dk, r)
                     e += 1
             so[q * nr + r + 1] = e
-    return qids, names, seg_off, docs, scores
+        no[q + 1] = len(names)
+    return qids, names, seg_off, docs, scores, name_off
 
 
 cdef double _median(double *v, Py_ssize_t n) noexcept nogil:
@@ -112,56 +150,57 @@ cdef double _median(double *v, Py_ssize_t n) noexcept nogil:
     return 0.5 * (v[n // 2 - 1] + v[n // 2])
 
 
-def fuse(const int64_t[::1] seg_off, const int64_t[::1] docs, const double[::1] scores,
-         const int64_t[::1] perm, Py_ssize_t n_runs, Py_ssize_t n_vocab, int method, int norm,
-         const double[::1] weights, double k, int64_t[::1] out_docs, double[::1] out_scores,
-         int64_t[::1] out_count, int n_threads):
-    """Fuse every query; query q's results go to out_*[seg_off[q*n_runs] : + out_count[q]].
+cdef Py_ssize_t _max_query(const int64_t[::1] seg_off, Py_ssize_t nq, Py_ssize_t nr) noexcept nogil:
+    cdef Py_ssize_t q, maxq = 0
+    for q in range(nq):
+        if seg_off[(q + 1) * nr] - seg_off[q * nr] > maxq:
+            maxq = seg_off[(q + 1) * nr] - seg_off[q * nr]
+    return maxq
 
-    perm gives, per segment, the positions of its entries in rank order (best first).
+
+def combine(const int64_t[::1] seg_off, const int64_t[::1] docs, const double[::1] values,
+            const double[::1] fill, const int64_t[::1] perm, Py_ssize_t n_runs, Py_ssize_t n_vocab,
+            int rule, double p, const double[::1] weights, int64_t[::1] out_docs,
+            double[::1] out_scores, int64_t[::1] out_count, int n_threads):
+    """Merge every query; query q's results go to out_*[seg_off[q*n_runs] : + out_count[q]].
+
+    values[e] is entry e's contribution; fill[s] (NaN: none) is what segment s contributes
+    for a candidate of its query it did not retrieve (Borda's and BayesFuse's missing value).
+    perm gives, per segment, the order in which its entries are visited, which fixes the
+    output order of each query's documents (order of first appearance).
     """
-    cdef Py_ssize_t nq = (seg_off.shape[0] - 1) // n_runs, nr = n_runs
-    cdef Py_ssize_t q, r, i, j, a, n, m, base, maxq = 0, cnt, ii
+    cdef Py_ssize_t nr = n_runs, nq = (seg_off.shape[0] - 1) // nr
+    cdef Py_ssize_t q, r, i, j, a, n, m, base, maxq, cnt, ii, tid
     cdef int64_t e, d
     cdef int64_t *slot
     cdef int64_t *local
     cdef double *vals
     cdef double *tmp
-    cdef double lo, hi, mean, sd, tot, x, den, acc, mx, mn
-    for q in range(nq):
-        if seg_off[(q + 1) * nr] - seg_off[q * nr] > maxq:
-            maxq = seg_off[(q + 1) * nr] - seg_off[q * nr]
+    cdef double x, acc, plain, wsum, mx, mn
+    cdef int failed = 0
+    cdef int *status = <int *>calloc(n_threads if n_threads > 0 else 1, sizeof(int))
+    if status == NULL or _FAIL_ALLOC:
+        free(status)
+        raise MemoryError("fusion: could not allocate the thread status table")
+    maxq = _max_query(seg_off, nq, nr)
     with nogil, parallel(num_threads=n_threads):
-        slot = <int64_t *>malloc((n_vocab + 1) * sizeof(int64_t))
-        local = <int64_t *>malloc((maxq + 1) * sizeof(int64_t))
-        vals = <double *>malloc((maxq * nr + 1) * sizeof(double))
-        tmp = <double *>malloc((nr + 1) * sizeof(double))
-        for ii in range(n_vocab):
-            slot[ii] = -1
+        tid = threadid()
+        slot = <int64_t *>_alloc((n_vocab + 1) * sizeof(int64_t))
+        local = <int64_t *>_alloc((maxq + 1) * sizeof(int64_t))
+        vals = <double *>_alloc((maxq * nr + 1) * sizeof(double))
+        tmp = <double *>_alloc((nr + 1) * sizeof(double))
+        if slot == NULL or local == NULL or vals == NULL or tmp == NULL:
+            status[tid] = 1
+        else:
+            for ii in range(n_vocab):
+                slot[ii] = -1
         for q in prange(nq, schedule="dynamic", chunksize=32):
+            if status[tid] != 0:
+                continue
             m = 0
             for r in range(nr):
                 a = seg_off[q * nr + r]
                 n = seg_off[q * nr + r + 1] - a
-                if n == 0:
-                    continue
-                # Per-segment statistics for the normalisation.
-                lo = scores[a]
-                hi = scores[a]
-                tot = 0.0
-                for i in range(n):
-                    x = scores[a + i]
-                    if x < lo:
-                        lo = x
-                    if x > hi:
-                        hi = x
-                    tot = tot + x
-                mean = tot / n
-                sd = 0.0
-                if norm == 2:
-                    for i in range(n):
-                        sd = sd + (scores[a + i] - mean) * (scores[a + i] - mean)
-                    sd = sqrt(sd / n)
                 for i in range(n):
                     e = perm[a + i]
                     d = docs[e]
@@ -173,62 +212,43 @@ def fuse(const int64_t[::1] seg_off, const int64_t[::1] docs, const double[::1] 
                         for cnt in range(nr):
                             vals[m * nr + cnt] = NAN
                         m = m + 1
-                    if method == 9:  # RRF
-                        x = 1.0 / (k + i + 1.0)
-                    elif method == 7:  # ISR
-                        x = 1.0 / ((i + 1.0) * (i + 1.0))
-                    elif method == 6:  # Borda: keep the 0-based rank, scored once m is known
-                        x = <double>i
-                    else:
-                        x = scores[e]
-                        if norm == 1:
-                            den = hi - lo
-                            x = (x - lo) / (den if den > 1e-9 else 1e-9)
-                        elif norm == 2:
-                            x = (x - mean) / (sd if sd > 1e-9 else 1e-9)
-                        elif norm == 3:
-                            den = tot - lo * n
-                            x = (x - lo) / (den if den > 1e-9 else 1e-9)
-                        elif norm == 4:
-                            x = x / (hi if hi > 1e-9 else 1e-9)
-                        elif norm == 5:
-                            x = 1.0 - i / <double>n
-                    vals[j * nr + r] = x
+                    vals[j * nr + r] = values[e]
             base = seg_off[q * nr]
             for j in range(m):
                 acc = 0.0
+                plain = 0.0
+                wsum = 0.0
                 cnt = 0
                 mx = 0.0
                 mn = 0.0
                 for r in range(nr):
                     x = vals[j * nr + r]
-                    if method == 6:
-                        if isnan(x):
-                            acc = acc + (m - (seg_off[q * nr + r + 1] - seg_off[q * nr + r]) + 1) / 2.0
-                        else:
-                            acc = acc + (m - x)
-                        continue
                     if isnan(x):
-                        continue
+                        x = fill[q * nr + r]
+                        if isnan(x):
+                            continue
                     if cnt == 0 or x > mx:
                         mx = x
                     if cnt == 0 or x < mn:
                         mn = x
                     tmp[cnt] = x
                     cnt = cnt + 1
-                    if method == 8:
-                        acc = acc + weights[r] * x
-                    else:
-                        acc = acc + x
-                if method == 1 or method == 7:  # CombMNZ, ISR
-                    acc = acc * cnt
-                elif method == 2:
+                    acc = acc + weights[r] * x
+                    plain = plain + x
+                    wsum = wsum + weights[r]
+                if rule == POW_N:
+                    acc = acc * pow(<double>cnt, p)
+                elif rule == LOG_N:
+                    acc = acc * log(cnt + p)
+                elif rule == W_MNZ:
+                    acc = plain * wsum
+                elif rule == MAX:
                     acc = mx
-                elif method == 3:
+                elif rule == MIN:
                     acc = mn
-                elif method == 4:
-                    acc = acc / cnt
-                elif method == 5:
+                elif rule == MEAN:
+                    acc = plain / cnt
+                elif rule == MEDIAN:
                     acc = _median(tmp, cnt)
                 out_docs[base + j] = local[j]
                 out_scores[base + j] = acc
@@ -238,3 +258,187 @@ def fuse(const int64_t[::1] seg_off, const int64_t[::1] docs, const double[::1] 
         free(local)
         free(vals)
         free(tmp)
+    for ii in range(n_threads):
+        failed = failed | status[ii]
+    free(status)
+    if failed:
+        raise MemoryError("fusion: could not allocate the per-thread merge tables")
+
+
+cdef inline bint _before(Py_ssize_t x, Py_ssize_t y, const int64_t *pos, Py_ssize_t nr,
+                         const double *weights, double total) noexcept nogil:
+    """Candidate x goes before y: x's votes (runs ranking x above y) >= y's (all the others)."""
+    cdef double votes = 0.0
+    cdef Py_ssize_t r
+    for r in range(nr):
+        if pos[x * nr + r] < pos[y * nr + r]:
+            votes = votes + weights[r]
+    return votes >= total - votes
+
+
+def condorcet(const int64_t[::1] seg_off, const int64_t[::1] docs, const int64_t[::1] rank,
+              const int64_t[::1] perm, Py_ssize_t n_runs, Py_ssize_t n_vocab, const double[::1] weights,
+              int64_t[::1] out_docs, double[::1] out_scores, int64_t[::1] out_count, int n_threads):
+    """Condorcet fusion of every query; output as for `combine` (score c - i for place i).
+
+    Candidates (in order of first appearance, visiting segments in `perm` order) are merge
+    sorted (stable) with "x before y when the runs ranking x above y weigh at least half";
+    a run that did not retrieve a document ranks it below every document it retrieved.
+    """
+    cdef Py_ssize_t nr = n_runs, nq = (seg_off.shape[0] - 1) // nr
+    cdef Py_ssize_t q, r, i, j, a, n, m, base, maxq, ii, tid, width, lo, mid, hi, li, ri, o
+    cdef int64_t e, d
+    cdef int64_t *slot
+    cdef int64_t *local
+    cdef int64_t *pos
+    cdef int64_t *order
+    cdef int64_t *buf
+    cdef int64_t *swap
+    cdef int64_t *src
+    cdef int64_t *dst
+    cdef int64_t big = (<int64_t>1) << 62
+    cdef double total = 0.0
+    cdef const double *w = &weights[0]
+    cdef int failed = 0
+    cdef int *status = <int *>calloc(n_threads if n_threads > 0 else 1, sizeof(int))
+    if status == NULL or _FAIL_ALLOC:
+        free(status)
+        raise MemoryError("fusion: could not allocate the thread status table")
+    for r in range(nr):
+        total += weights[r]
+    maxq = _max_query(seg_off, nq, nr)
+    with nogil, parallel(num_threads=n_threads):
+        tid = threadid()
+        slot = <int64_t *>_alloc((n_vocab + 1) * sizeof(int64_t))
+        local = <int64_t *>_alloc((maxq + 1) * sizeof(int64_t))
+        pos = <int64_t *>_alloc((maxq * nr + 1) * sizeof(int64_t))
+        order = <int64_t *>_alloc((maxq + 1) * sizeof(int64_t))
+        buf = <int64_t *>_alloc((maxq + 1) * sizeof(int64_t))
+        if slot == NULL or local == NULL or pos == NULL or order == NULL or buf == NULL:
+            status[tid] = 1
+        else:
+            for ii in range(n_vocab):
+                slot[ii] = -1
+        for q in prange(nq, schedule="dynamic", chunksize=16):
+            if status[tid] != 0:
+                continue
+            m = 0
+            for r in range(nr):
+                a = seg_off[q * nr + r]
+                n = seg_off[q * nr + r + 1] - a
+                for i in range(n):
+                    e = perm[a + i]
+                    d = docs[e]
+                    j = slot[d]
+                    if j < 0:
+                        j = m
+                        slot[d] = m
+                        local[m] = d
+                        for o in range(nr):
+                            pos[m * nr + o] = big
+                        m = m + 1
+                    pos[j * nr + r] = rank[e]
+            src = order
+            dst = buf
+            for j in range(m):
+                src[j] = j
+            # Bottom-up stable merge sort of order[0:m] with the majority comparator.
+            width = 1
+            while width < m:
+                lo = 0
+                while lo < m:
+                    mid = lo + width if lo + width < m else m
+                    hi = lo + 2 * width if lo + 2 * width < m else m
+                    li = lo
+                    ri = mid
+                    o = lo
+                    while li < mid and ri < hi:
+                        if _before(src[ri], src[li], pos, nr, w, total) and not \
+                                _before(src[li], src[ri], pos, nr, w, total):
+                            dst[o] = src[ri]
+                            ri = ri + 1
+                        else:
+                            dst[o] = src[li]
+                            li = li + 1
+                        o = o + 1
+                    while li < mid:
+                        dst[o] = src[li]
+                        li = li + 1
+                        o = o + 1
+                    while ri < hi:
+                        dst[o] = src[ri]
+                        ri = ri + 1
+                        o = o + 1
+                    lo = hi
+                swap = src
+                src = dst
+                dst = swap
+                width = width * 2
+            base = seg_off[q * nr]
+            for j in range(m):
+                out_docs[base + j] = local[src[j]]
+                out_scores[base + j] = <double>(m - j)
+            for j in range(m):
+                slot[local[j]] = -1
+            out_count[q] = m
+        free(slot)
+        free(local)
+        free(pos)
+        free(order)
+        free(buf)
+    for ii in range(n_threads):
+        failed = failed | status[ii]
+    free(status)
+    if failed:
+        raise MemoryError("fusion: could not allocate the per-thread Condorcet tables")
+
+
+ctypedef struct _Keyed:
+    double value
+    int64_t index
+
+
+cdef int _cmp_desc(const void *a, const void *b) noexcept nogil:
+    cdef const _Keyed *x = <const _Keyed *>a
+    cdef const _Keyed *y = <const _Keyed *>b
+    if x.value > y.value:
+        return -1
+    if x.value < y.value:
+        return 1
+    return -1 if x.index < y.index else (1 if x.index > y.index else 0)
+
+
+def order_segments(const int64_t[::1] offsets, const double[::1] values, int64_t[::1] out, int n_threads):
+    """out[offsets[s]:offsets[s+1]] = positions of segment s by value descending, ties by position."""
+    cdef Py_ssize_t ns = offsets.shape[0] - 1, s, i, a, n, maxn = 0, tid
+    cdef _Keyed *buf
+    cdef int failed = 0
+    cdef int *status = <int *>calloc(n_threads if n_threads > 0 else 1, sizeof(int))
+    if status == NULL or _FAIL_ALLOC:
+        free(status)
+        raise MemoryError("fusion: could not allocate the thread status table")
+    for s in range(ns):
+        if offsets[s + 1] - offsets[s] > maxn:
+            maxn = offsets[s + 1] - offsets[s]
+    with nogil, parallel(num_threads=n_threads):
+        tid = threadid()
+        buf = <_Keyed *>_alloc((maxn + 1) * sizeof(_Keyed))
+        if buf == NULL:
+            status[tid] = 1
+        for s in prange(ns, schedule="dynamic", chunksize=64):
+            if status[tid] != 0:
+                continue
+            a = offsets[s]
+            n = offsets[s + 1] - a
+            for i in range(n):
+                buf[i].value = values[a + i]
+                buf[i].index = a + i
+            qsort(buf, n, sizeof(_Keyed), _cmp_desc)
+            for i in range(n):
+                out[a + i] = buf[i].index
+        free(buf)
+    for i in range(n_threads):
+        failed = failed | status[i]
+    free(status)
+    if failed:
+        raise MemoryError("fusion: could not allocate the per-thread sort buffers")
