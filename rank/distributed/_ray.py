@@ -183,6 +183,17 @@ def read_manifest(path: Any, fmt: str, version: int) -> dict[str, Any]:
     return m
 
 
+def get(ray: Any, refs: Any) -> Any:
+    """ray.get, raising a failed task's own exception (e.g. a rank.errors one) rather than Ray's wrapper."""
+    try:
+        return ray.get(refs)
+    except ray.exceptions.RayTaskError as e:
+        cause = e.as_instanceof_cause()
+        if isinstance(cause, ray.exceptions.RayTaskError):
+            raise
+        raise cause from None
+
+
 # --- exact merge --------------------------------------------------------------------------------
 
 def merge_topk(parts: Sequence[tuple[np.ndarray, np.ndarray]], k: int) -> tuple[np.ndarray, np.ndarray]:

@@ -140,11 +140,14 @@ def _rebase_shard(src: str, out: str, settings: dict, old: dict, old_df_path: st
 # --- the index --------------------------------------------------------------------------------
 
 def _corpus_kind(docs: Sequence[Any]) -> str:
-    first = next((d for d in docs if not isinstance(d, str) and len(d)), None)
     if all(isinstance(d, str) for d in docs):
         return "text"
-    if any(isinstance(d, str) for d in docs):
-        raise DTypeError("corpus: expected every document to be a str, or every one a list of tokens or ids")
+    if not all(isinstance(d, (list, tuple, np.ndarray)) for d in docs):
+        lists = isinstance(docs[0], (list, tuple, np.ndarray))
+        bad = next(d for d in docs if isinstance(d, (list, tuple, np.ndarray)) != lists or not isinstance(d, (str, list, tuple, np.ndarray)))
+        raise DTypeError(f"corpus: expected every document to be a str, or every one a list of tokens or ids; "
+                         f"got a {type(bad).__name__} among them")
+    first = next((d for d in docs if len(d)), None)
     if first is not None and isinstance(first[0], str):
         return "tokens"
     return "ids"
@@ -269,7 +272,7 @@ class ShardedBM25:
         parts, kind = cls._split(ray, corpus, n_shards, ids, fmt)
         tok_task = ray.remote(_tokenize_part).options(num_returns=2)
         step1 = [tok_task.remote(p, kind, settings["tokenizer"], text_column, id_column) for p in parts]
-        summaries = ray.get([s for s, _ in step1])
+        summaries = _ray.get(ray, [s for s, _ in step1])
         packed_refs = [r for _, r in step1]
         for i, s in enumerate(summaries):
             if s["n_docs"] == 0:
@@ -289,7 +292,7 @@ class ShardedBM25:
         def build(tmp: str) -> dict[str, Any]:
             refs = [task.remote(packed_refs[i], mappings[i], settings, stats, df_ref, os.path.join(tmp, _ray.shard_name(i)))
                     for i in range(n_shards)]
-            cls._write_root(tmp, terms, df, ray.get(refs), kind)
+            cls._write_root(tmp, terms, df, _ray.get(ray, refs), kind)
             return cls._manifest(settings, kind, n_docs, total, avgdl, df.shape[0], has_ids,
                                  [{"name": _ray.shard_name(i), "start": int(starts[i]), "n_docs": int(sizes[i])}
                                   for i in range(n_shards)])
@@ -369,7 +372,7 @@ class ShardedBM25:
     @staticmethod
     def _check_ids(ray: Any, packed_refs: list) -> bool:
         """Whether the documents carry external ids; every shard or none, and no id twice."""
-        exts = [p[2] for p in ray.get(packed_refs)]
+        exts = [p[2] for p in _ray.get(ray, packed_refs)]
         has = [e is not None for e in exts]
         if any(has) and not all(has):
             raise ShapeError("ids: some splits carry document ids and others do not")
@@ -595,7 +598,7 @@ class ShardedBM25:
                 src = "" if (new_shard and last) else os.path.join(self.path, s["name"])
                 refs.append(task.remote(src, os.path.join(tmp, s["name"]), settings, old,
                                         os.path.join(self.path, "df.npy"), new, df_ref, packed if last else None))
-            self._write_root(tmp, tok.terms, df, ray.get(refs), kind)
+            self._write_root(tmp, tok.terms, df, _ray.get(ray, refs), kind)
             return self._manifest(settings, kind, n_docs, total, new["avgdl"], n_terms, m["has_ids"], shards)
 
         _ray.atomic_build(self.path, build)

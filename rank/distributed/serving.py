@@ -326,7 +326,7 @@ class ShardedDenseIndex(_Sharded):
         def build(tmp: str) -> dict[str, Any]:
             refs = [task.remote(v[b[i]:b[i + 1]], v.shape[1], metric, dtype, os.path.join(tmp, _ray.shard_name(i)))
                     for i in range(n_shards)]
-            ray.get(refs)
+            _ray.get(ray, refs)
             return {"format": _DENSE_FORMAT, "format_version": _VERSION, "n_docs": int(v.shape[0]),
                     "dim": int(v.shape[1]), "metric": metric, "dtype": str(np.dtype(dtype).name),
                     "shards": [{"name": _ray.shard_name(i), "start": b[i], "n_docs": b[i + 1] - b[i]}
@@ -408,7 +408,7 @@ class ShardedSparseIndex(_Sharded):
         n_shards = _ray.check_n_shards(n_shards, n)
         b = _ray.bounds(n, n_shards)
         parts = [ray.put(rows[b[i]:b[i + 1]]) for i in range(n_shards)]
-        maxima = ray.get([ray.remote(_term_max_of).remote(p) for p in parts])
+        maxima = _ray.get(ray, [ray.remote(_term_max_of).remote(p) for p in parts])
         top: dict = {}
         for m in maxima:
             for t, w in m.items():
@@ -417,7 +417,7 @@ class ShardedSparseIndex(_Sharded):
         task = ray.remote(_build_sparse_shard)
 
         def build(tmp: str) -> dict[str, Any]:
-            ray.get([task.remote(parts[i], top, os.path.join(tmp, _ray.shard_name(i))) for i in range(n_shards)])
+            _ray.get(ray, [task.remote(parts[i], top, os.path.join(tmp, _ray.shard_name(i))) for i in range(n_shards)])
             return {"format": _SPARSE_FORMAT, "format_version": _VERSION, "n_docs": n, "phantom_row": True,
                     "shards": [{"name": _ray.shard_name(i), "start": b[i], "n_docs": b[i + 1] - b[i]}
                                for i in range(n_shards)]}

@@ -499,7 +499,7 @@ class BM25:
         ----------
         n_docs : int
             Documents in the whole collection (>= this index's).
-        avgdl : float > 0
+        avgdl : float >= 0
             Mean document length over the whole collection (``total tokens / n_docs``).
         df : int array (n_terms_total,), n_terms_total >= self.n_terms
             Document frequency of every term id in the whole collection (>= this index's own).
@@ -529,8 +529,6 @@ class BM25:
             raise InvalidValueError(f"n_docs: expected an integer in [{p.n_docs}, {_index.MAX_ID}) (at least this "
                                     f"index's documents), got {n_docs!r}")
         avg = self._param(avgdl, "avgdl", 0.0, math.inf)
-        if avg <= 0.0:
-            raise InvalidValueError(f"avgdl: expected a positive mean document length, got {avgdl!r}")
         df_arr = np.asarray(df)
         if df_arr.ndim != 1 or df_arr.dtype.kind not in "iu" or df_arr.shape[0] < p.n_terms:
             raise ShapeError(f"df: expected a 1-D integer array of at least {p.n_terms} document frequencies, "
