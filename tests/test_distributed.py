@@ -60,6 +60,32 @@ def test_supported_ray_versions():
     check_version(ray.__version__)  # the installed one is supported
 
 
+def test_merge_topk_matches_a_full_sort():
+    from rank.distributed._ray import merge_topk
+
+    rng = np.random.default_rng(7)
+    values = np.array([-1.5, -0.0, 0.0, 0.5, 2.0, 1e-30, 3e38], np.float32)
+    for big in (False, True):
+        for _ in range(150):
+            parts, start, nq = [], (1 << 33) if big else 0, 3
+            for _ in range(int(rng.integers(1, 5))):
+                n, kk = int(rng.integers(1, 8)), int(rng.integers(1, 6))
+                sc = rng.choice(values, (nq, kk))
+                ix = np.sort(rng.choice(np.arange(start, start + n + 10), (nq, kk)), axis=1).astype(np.int64)
+                if rng.random() < 0.3:
+                    ix[:, -1], sc[:, -1] = -1, -np.inf  # padding of a shard with fewer documents
+                parts.append((ix, sc))
+                start += n + 10
+            k = int(rng.integers(1, 12))
+            got_idx, got_sc = merge_topk(parts, k)
+            all_idx = np.concatenate([p[0] for p in parts], 1)
+            all_sc = np.concatenate([p[1] for p in parts], 1)
+            for q in range(nq):
+                want = sorted(zip(all_idx[q].tolist(), all_sc[q].tolist()), key=lambda t: (t[0] < 0, -t[1], t[0]))[:k]
+                assert got_idx[q].tolist() == [i for i, _ in want]
+                assert got_sc[q].tolist() == [s for _, s in want]
+
+
 # --- sharded BM25 equals one BM25 --------------------------------------------------------------
 
 def _collection(shared_data, name, n_queries=None):

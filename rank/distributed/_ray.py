@@ -199,17 +199,34 @@ def get(ray: Any, refs: Any) -> Any:
 def merge_topk(parts: Sequence[tuple[np.ndarray, np.ndarray]], k: int) -> tuple[np.ndarray, np.ndarray]:
     """The k best of several shards' top lists: score descending, equal scores by the smaller
     global index (the tie rule of one index). `parts` are (global indices int64 (nq, k_i),
-    scores float32 (nq, k_i)); index -1 marks padding. Returns arrays (nq, min(k, columns))."""
-    idx = np.concatenate([p[0] for p in parts], axis=1)
-    sc = np.concatenate([p[1] for p in parts], axis=1)
-    if idx.shape[1] == 0:
-        return idx.astype(np.int64), sc.astype(np.float32)
+    scores float32 (nq, k_i)); index -1 marks padding. Returns arrays (nq, min(k, columns)).
+
+    Each (score, index) pair is packed into one uint64 key that sorts in exactly that order
+    (the float32 bits made order-preserving and flipped, above a 32-bit index), so the merge
+    is one partition and a sort of k keys per query: O(n_shards k + k log k).
+    """
+    idx = np.ascontiguousarray(np.concatenate([p[0] for p in parts], axis=1), np.int64)
+    sc = np.ascontiguousarray(np.concatenate([p[1] for p in parts], axis=1), np.float32)
+    cols = idx.shape[1]
+    k = min(k, cols)
+    if cols == 0 or idx.shape[0] == 0:
+        return idx[:, :k], sc[:, :k]
     pad = idx < 0
-    key_idx = np.where(pad, np.iinfo(np.int64).max, idx)
-    key_sc = np.where(pad, np.inf, -sc.astype(np.float64))  # -0.0 == 0.0: ties then go by index
-    order = np.lexsort((key_idx, key_sc), axis=-1)[:, :k]
-    return (np.take_along_axis(idx, order, axis=1).astype(np.int64, copy=False),
-            np.take_along_axis(sc, order, axis=1).astype(np.float32, copy=False))
+    if int(idx.max()) >= 1 << 32:  # indices beyond 32 bits: the two-key sort
+        key_idx = np.where(pad, np.iinfo(np.int64).max, idx)
+        key_sc = np.where(pad, np.inf, -sc.astype(np.float64))
+        order = np.lexsort((key_idx, key_sc), axis=-1)[:, :k]
+    else:
+        bits = (sc + np.float32(0.0)).view(np.uint32)  # -0.0 -> +0.0: equal scores, equal keys
+        up = np.where(bits >> np.uint32(31), ~bits, bits | np.uint32(0x80000000))  # ascending with the score
+        key = ((~up).astype(np.uint64) << np.uint64(32)) | idx.astype(np.uint64)
+        key[pad] = np.iinfo(np.uint64).max
+        if k < cols:
+            part = np.argpartition(key, k - 1, axis=1)[:, :k]
+            order = np.take_along_axis(part, np.argsort(np.take_along_axis(key, part, 1), axis=1), 1)
+        else:
+            order = np.argsort(key, axis=1)
+    return np.take_along_axis(idx, order, axis=1), np.take_along_axis(sc, order, axis=1)
 
 
 def batches(n: int, size: int) -> list[tuple[int, int]]:

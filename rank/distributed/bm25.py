@@ -51,7 +51,8 @@ _SETTINGS = ("method", "k1", "b", "delta")
 # --- tasks ------------------------------------------------------------------------------------
 
 def _rows_of_dataset(ds: Any, text_column: str, id_column: Optional[str]) -> tuple[list, Optional[list]]:
-    texts, ids = [], ([] if id_column else None)
+    texts: list = []
+    ids: Optional[list] = [] if id_column else None
     for batch in ds.iter_batches(batch_format="numpy"):
         if text_column not in batch:
             raise InvalidValueError(f"corpus: the dataset has no column {text_column!r} (columns: {sorted(batch)})")

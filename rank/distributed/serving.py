@@ -210,7 +210,7 @@ def _merge_ids(per_shard: list[tuple], merged: np.ndarray) -> list[list]:
     """External ids of the merged global indices, from the shards' (index, id) answers."""
     rows = []
     for q in range(merged.shape[0]):
-        lookup = {}
+        lookup: dict[int, Any] = {}
         for idx, _, ext in per_shard:
             valid = idx[q][idx[q] >= 0]
             lookup.update(zip(valid.tolist(), ext[q]))
@@ -375,9 +375,15 @@ def _term_max_of(rows: Any) -> dict:
         items: Any = zip(np.asarray(m.indices).tolist(), np.asarray(m.data, np.float32).tolist())
     else:
         items = ((int(t), float(np.float32(w))) for row in rows for t, w in row.items())
-    for t, w in items:
-        if t not in top or w > top[t]:
-            top[t] = w
+    try:
+        for t, w in items:
+            if t not in top or w > top[t]:
+                top[t] = w
+    except (TypeError, ValueError, AttributeError):
+        from rank.errors import DTypeError
+
+        raise DTypeError("vectors: expected {term_id: weight} dicts with integer ids and numeric weights, "
+                         "or a scipy CSR matrix") from None
     return top
 
 
@@ -403,8 +409,8 @@ class ShardedSparseIndex(_Sharded):
         ray = _ray.init(address)
         n_shards = _ray.check_n_shards(n_shards)
         csr = hasattr(vectors, "tocsr")
-        rows = vectors.tocsr() if csr else ([vectors] if isinstance(vectors, dict) else list(vectors))
-        n = rows.shape[0] if csr else len(rows)
+        rows: Any = vectors.tocsr() if csr else ([vectors] if isinstance(vectors, dict) else list(vectors))
+        n = int(rows.shape[0]) if csr else len(rows)
         n_shards = _ray.check_n_shards(n_shards, n)
         b = _ray.bounds(n, n_shards)
         parts = [ray.put(rows[b[i]:b[i + 1]]) for i in range(n_shards)]
