@@ -89,7 +89,7 @@ def test_single_build(benchmark, corpus):
     docs, _ = corpus
     benchmark.group = "distributed-build"
     benchmark.extra_info["docs"] = int(docs[1].shape[0] - 1)
-    benchmark.pedantic(lambda: BM25().index(docs, show_progress=False), rounds=2, iterations=1)
+    benchmark.pedantic(lambda: BM25().index(docs, show_progress=False), rounds=3, iterations=1)
 
 
 @pytest.mark.parametrize("workers", [1, 2])
@@ -97,7 +97,7 @@ def test_sharded_build(benchmark, cluster, corpus, workdir, workers):
     docs, _ = corpus
     benchmark.group = "distributed-build"
     path = os.path.join(workdir, f"b{workers}")
-    benchmark.pedantic(lambda: cluster.ShardedBM25.build(docs, path, workers), rounds=2, iterations=1)
+    benchmark.pedantic(lambda: cluster.ShardedBM25.build(docs, path, workers), rounds=3, iterations=1)
     _sizes(benchmark, path, int(docs[1].shape[0] - 1))
 
 
@@ -106,7 +106,7 @@ def test_single_query(benchmark, corpus, indexes):
     single, _ = indexes
     benchmark.group = "distributed-query"
     benchmark.extra_info["queries"] = int(queries[1].shape[0] - 1)
-    benchmark.pedantic(lambda: single.retrieve(queries, k=K, n_threads=1), rounds=5, iterations=1, warmup_rounds=1)
+    benchmark.pedantic(lambda: single.retrieve(queries, k=K, n_threads=1), rounds=7, iterations=1, warmup_rounds=1)
 
 
 @pytest.mark.parametrize("workers", [1, 2])
@@ -119,4 +119,4 @@ def test_sharded_query(benchmark, corpus, indexes, workers):
     got = index.search(queries, k=K)  # starts the actors (and checks the answer) before timing
     want = single.retrieve(queries, k=K, n_threads=1)
     assert np.array_equal(got[0], want[0]) and np.array_equal(got[1], want[1])
-    benchmark.pedantic(lambda: index.search(queries, k=K), rounds=5, iterations=1, warmup_rounds=1)
+    benchmark.pedantic(lambda: index.search(queries, k=K), rounds=7, iterations=1, warmup_rounds=1)
