@@ -161,7 +161,7 @@ class ShardGroup:
         self.actors = []
 
     def search(self, payloads: Sequence[Any], k: int, with_ids: bool = False) -> list[list[tuple]]:
-        """results[b][s] = shard s's answer to batch b; a shard whose actor died (and Ray could
+        """``results[b][s]`` is shard s's answer to batch b; a shard whose actor died (and Ray could
         not restart) gets a fresh actor and the batch again, up to MAX_RESTARTS times. With
         ``local=True`` the shards are served in this process, one after the other."""
         self.start()
