@@ -13,9 +13,9 @@ the import raises :class:`rank.errors.MissingDependencyError` naming the extra.
 Connect with :func:`init` (a local cluster by default, ``address=`` for an existing one);
 every entry point also connects on first use.
 """
-from rank.distributed._ray import RANGE as SUPPORTED_RAY, check_version, init, require_ray
+from rank.distributed._ray import RANGE as SUPPORTED_RAY, check_installed, check_version, init
 
-require_ray()
+check_installed()  # Ray itself is imported on first use (it loads pandas, pyarrow, grpc, ...)
 
 from rank.distributed.bm25 import ShardedBM25  # noqa: E402
 from rank.distributed.inference import encode, maxsim_rerank, rerank  # noqa: E402

@@ -36,6 +36,27 @@ def check_version(version: str) -> None:
             f"rank.distributed needs ray{RANGE} (install rank-kernels[ray]); found ray {version}")
 
 
+def check_installed() -> None:
+    """Raise MissingDependencyError naming the extra unless a supported Ray is installed,
+    without importing it (importing Ray and Ray Data loads pandas, pyarrow, grpc...: that
+    happens on first use)."""
+    import importlib.metadata
+    import importlib.util
+
+    try:
+        spec = importlib.util.find_spec("ray")
+    except (ImportError, ValueError):  # a module entry of None (blocked import) or a broken one
+        spec = None
+    if spec is None:
+        raise MissingDependencyError(
+            f"rank.distributed needs Ray: install rank-kernels[ray] (ray[data]{RANGE}); ray is not installed")
+    try:
+        version = importlib.metadata.version("ray")
+    except importlib.metadata.PackageNotFoundError:  # not installed as a distribution: checked on import
+        return
+    check_version(version)
+
+
 def require_ray() -> Any:
     """The ray module, checked for the supported version; MissingDependencyError naming the
     extra when it is not installed (or Ray Data is missing)."""
