@@ -86,6 +86,36 @@ def test_merge_topk_matches_a_full_sort():
                 assert got_sc[q].tolist() == [s for _, s in want]
 
 
+@pytest.mark.parametrize("method", METHODS)
+def test_use_collection_stats_gives_the_scores_of_one_index(method):
+    # the BM25 hook the shards rely on, without Ray: two halves of a corpus with the
+    # collection's statistics score every document as one index does, bit for bit
+    rng = np.random.default_rng(11)
+    docs = [list(rng.integers(0, 40, rng.integers(0, 30))) for _ in range(300)]
+    queries = [list(rng.integers(0, 45, 4)) for _ in range(30)]
+    one = BM25(method).index(docs, show_progress=False)
+    lengths = np.array([len(d) for d in docs])
+    df = np.zeros(one.n_terms, np.int64)
+    for d in docs:
+        df[np.unique(np.array(d, np.int64))] += 1
+    halves = [BM25(method).index(docs[:170], show_progress=False), BM25(method).index(docs[170:], show_progress=False)]
+    for h in halves:
+        h.use_collection_stats(len(docs), float(lengths.sum()) / len(docs), df)
+    top = np.maximum(*[h._state.postings.max_value for h in halves])  # what the build keeps at the root
+    for h in halves:
+        h.use_collection_stats(len(docs), float(lengths.sum()) / len(docs), df, max_impact=top, recompute=False)
+    for q in queries:
+        assert np.array_equal(np.concatenate([h.get_scores(q) for h in halves]), one.get_scores(q))
+    with pytest.raises(errors.InvalidValueError, match="n_docs"):
+        halves[0].use_collection_stats(10, 5.0, df)
+    with pytest.raises(errors.ShapeError, match="df"):
+        halves[0].use_collection_stats(len(docs), 5.0, df[:3])
+    with pytest.raises(errors.InvalidValueError, match="document frequency"):
+        halves[0].use_collection_stats(len(docs), 5.0, np.zeros_like(df))
+    with pytest.raises(errors.ShapeError, match="max_impact"):
+        halves[0].use_collection_stats(len(docs), 5.0, df, max_impact=top[:2])
+
+
 # --- sharded BM25 equals one BM25 --------------------------------------------------------------
 
 def _collection(shared_data, name, n_queries=None):
