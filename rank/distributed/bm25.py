@@ -165,6 +165,9 @@ class ShardedBM25:
     bytes per document, and 24 bytes per term of the whole vocabulary (idf, shift, pointers,
     maxima); the caller holds the vocabulary (to tokenize queries) and the manifest.
 
+    Thread safety: :meth:`search` may run from several threads at once (each shard actor
+    answers one call at a time); :meth:`add` and :meth:`close` must not run during searches.
+
     >>> import tempfile, os
     >>> docs = ["a cat sat on the mat", "a dog sat", "cats and dogs", "the mat"]
     >>> index = ShardedBM25.build(docs, os.path.join(tempfile.mkdtemp(), "idx"), n_shards=2)  # doctest: +SKIP

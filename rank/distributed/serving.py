@@ -9,6 +9,7 @@ and no partial answer is returned.
 from __future__ import annotations
 
 import os
+import threading
 from typing import Any, Optional, Sequence, Union
 
 import numpy as np
@@ -110,6 +111,7 @@ class ShardGroup:
         self.cpus_per_shard = cpus_per_shard
         self.local = bool(local)
         self.actors: list[Any] = []
+        self._lock = threading.Lock()  # one start / restart at a time when several threads search
 
     def _new_actor(self, ray: Any, i: int) -> Any:
         cpus = self.cpus_per_shard
@@ -131,6 +133,10 @@ class ShardGroup:
                 raise CorruptFileError(f"shard {i} ({self.shards[i]['name']} in {self.root}): {err}")
 
     def start(self) -> None:
+        with self._lock:
+            self._start()
+
+    def _start(self) -> None:
         if self.actors:
             return
         if self.local:
@@ -182,7 +188,8 @@ class ShardGroup:
                 attempts[s] += 1
                 if attempts[s] > MAX_RESTARTS:
                     raise
-                self.actors[s] = self._new_actor(ray, s)
+                with self._lock:
+                    self.actors[s] = self._new_actor(ray, s)
                 self._check_ready(ray, [s])
                 for key in [key for key in pending if key[1] == s]:
                     pending[key] = self.actors[s].search.remote(refs[key[0]], k, with_ids)
