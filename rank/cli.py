@@ -90,10 +90,28 @@ def _check_index_target(path: str) -> None:
     check_replaceable(path)
 
 
+def _cmd_index_sharded(args: argparse.Namespace) -> int:
+    """`rank index --shards N`: shards built by Ray tasks (rank.distributed, extra `ray`)."""
+    from rank.distributed import ShardedBM25, init
+    from rank.retrieve import Tokenizer
+
+    tokenizer = Tokenizer(stopwords=_none_or(args.stopwords), stemmer=_none_or(args.stemmer))
+    init(args.address, log_to_driver=False)
+    t0 = time.perf_counter()
+    index = ShardedBM25.build(args.corpus, args.output, args.shards, fmt=args.format, method=args.method,
+                              k1=args.k1, b=args.b, delta=args.delta, tokenizer=tokenizer)
+    t1 = time.perf_counter()
+    _log(args, f"indexed {index.n_docs:,} documents into {index.n_shards} shards in {t1 - t0:.2f} s, "
+               f"saved to {args.output}")
+    return 0
+
+
 def _cmd_index(args: argparse.Namespace) -> int:
     from rank._io_corpus import read_corpus
     from rank.retrieve import BM25, Tokenizer
 
+    if getattr(args, "shards", None) is not None:
+        return _cmd_index_sharded(args)
     _check_index_target(args.output)
     tokenizer = Tokenizer(stopwords=_none_or(args.stopwords), stemmer=_none_or(args.stemmer))
     bm25 = BM25(method=args.method, k1=args.k1, b=args.b, delta=args.delta, tokenizer=tokenizer)
@@ -145,10 +163,33 @@ def _load_index(path: str, mmap: bool = True) -> Any:
     return BM25.load(path, mmap=mmap)
 
 
+def _cmd_search_sharded(args: argparse.Namespace) -> int:
+    """`rank search` on an index written by `rank index --shards N`: one Ray actor per shard."""
+    from rank._io_corpus import read_queries
+    from rank.distributed import ShardedBM25, init
+
+    t0 = time.perf_counter()
+    init(args.address, log_to_driver=False)
+    index = ShardedBM25.load(args.index)
+    qids, texts = read_queries(args.queries, args.format)
+    t1 = time.perf_counter()
+    _log(args, f"opened {index.n_shards} shards and read {len(qids):,} queries in {t1 - t0:.2f} s")
+    with index:
+        _, scores, ids = index.search(texts, k=args.k, return_ids=True)
+    run = {q: dict(zip(row, map(float, sc))) for q, row, sc in zip(qids, ids, scores.tolist())}
+    t2 = time.perf_counter()
+    lines = _write_trec(run, args.output, args.run_name)
+    _log(args, f"searched in {t2 - t1:.2f} s ({len(qids) / max(t2 - t1, 1e-9):,.0f} queries/s), "
+               f"{lines:,} results written to {args.output or 'stdout'}")
+    return 0
+
+
 def _cmd_search(args: argparse.Namespace) -> int:
     from rank._io_corpus import read_queries
     from rank.pipeline import Pipeline
 
+    if (Path(args.index) / "manifest.json").is_file():
+        return _cmd_search_sharded(args)
     t0 = time.perf_counter()
     bm25 = _load_index(args.index)
     qids, texts = read_queries(args.queries, args.format)
@@ -542,6 +583,10 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--stopwords", default="en", metavar="LANG", help="stopword list, or 'none'")
     p.add_argument("--stemmer", default="none", metavar="LANG",
                    help="Snowball stemmer language, e.g. english (needs PyStemmer), or 'none'")
+    p.add_argument("--shards", type=_positive, default=None, metavar="N",
+                   help="build N shards in parallel on Ray (needs rank-kernels[ray]); same scores as one index")
+    p.add_argument("--address", default=None, metavar="ADDR",
+                   help="Ray cluster to use with --shards (default: a local cluster)")
     _common(p, threads=False)
     p.set_defaults(func=_cmd_index)
 
@@ -553,6 +598,8 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", default=None, metavar="RUN", help="TREC run file (default: stdout)")
     p.add_argument("--format", choices=FORMATS, default=None, help="queries file format (default: from the suffix)")
     p.add_argument("--run-name", default="rank", help="tag written in the last column")
+    p.add_argument("--address", default=None, metavar="ADDR",
+                   help="Ray cluster serving a sharded index (default: a local cluster)")
     _common(p)
     p.set_defaults(func=_cmd_search)
 

@@ -637,3 +637,82 @@ class BM25:
         idf, shift = bm._term_stats(np.asarray(a["indptr"]), n_docs)  # O(n_terms): not stored
         bm._state = _State(postings, doc_len, avgdl, idf, shift, exc_pos, exc_tf, tok, kind, ids)
         return bm
+
+    # --- shards of a larger collection (used by rank.distributed) --------------------------------
+
+    def use_collection_stats(self, n_docs: int, avgdl: float, df: Any, *, max_impact: Any = None,
+                             recompute: bool = True) -> "BM25":
+        """Score this index as one shard of a larger collection: idf, the bm25l/bm25+ shift and
+        length normalisation then come from the collection's statistics, so every score equals
+        the score of one index over the whole collection (same term ids assumed). Returns self.
+
+        Parameters
+        ----------
+        n_docs : int
+            Documents in the whole collection (>= this index's).
+        avgdl : float >= 0
+            Mean document length over the whole collection (``total tokens / n_docs``).
+        df : int array (n_terms_total,), n_terms_total >= self.n_terms
+            Document frequency of every term id in the whole collection (>= this index's own).
+        max_impact : float32 array (n_terms_total,), optional
+            Largest impact of every term over the whole collection: the order in which a query's
+            terms are summed follows it, so with the collection's maxima float32 scores are
+            bit-identical to one index's. Default: this index's own maxima.
+        recompute : bool, default True
+            Recompute every impact (O(postings)) from the term frequencies, which are recovered
+            with the statistics currently held. False only installs the statistics (O(n_terms)):
+            for an index whose impacts were computed with exactly these statistics (a shard
+            saved after ``use_collection_stats`` and loaded again; loading alone derives idf from
+            the shard's own postings).
+
+        Mutates the index (readers see the old or the new state, never a mix). Raises ShapeError
+        / InvalidValueError for statistics that cannot describe a collection holding this index.
+
+        >>> shard = BM25().index([[0, 1], [1]])             # documents 0-1 of a 3-document collection
+        >>> full = BM25().index([[0, 1], [1], [2, 2, 0]])
+        >>> _ = shard.use_collection_stats(3, 6 / 3, [2, 2, 1])
+        >>> bool((shard.get_scores([0, 1]) == full.get_scores([0, 1])[:2]).all())
+        True
+        """
+        st = self._require()
+        p = st.postings
+        if isinstance(n_docs, bool) or not isinstance(n_docs, (int, np.integer)) or not p.n_docs <= n_docs < _index.MAX_ID:
+            raise InvalidValueError(f"n_docs: expected an integer in [{p.n_docs}, {_index.MAX_ID}) (at least this "
+                                    f"index's documents), got {n_docs!r}")
+        avg = self._param(avgdl, "avgdl", 0.0, math.inf)
+        df_arr = np.asarray(df)
+        if df_arr.ndim != 1 or df_arr.dtype.kind not in "iu" or df_arr.shape[0] < p.n_terms:
+            raise ShapeError(f"df: expected a 1-D integer array of at least {p.n_terms} document frequencies, "
+                             f"got {df_arr.dtype} {df_arr.shape}")
+        df_arr = df_arr.astype(np.int64)
+        n_terms = int(df_arr.shape[0])
+        indptr = np.asarray(p.indptr)
+        if n_terms > p.n_terms:
+            indptr = np.concatenate([indptr, np.full(n_terms - p.n_terms, indptr[-1], np.int64)])
+        local_df = np.diff(indptr)
+        if (df_arr < local_df).any() or (df_arr > n_docs).any():
+            raise InvalidValueError("df: every document frequency must lie between this index's own and n_docs")
+        idf, shift = self._term_stats(_index.pointers(df_arr), int(n_docs))
+        if recompute:
+            tf = self._recover_tf(st)
+            norm = self._norm(np.asarray(st.doc_len), avg)
+            values = np.empty(p.docs.shape[0], np.float32)
+            code = METHODS.index(self.method)
+            docs = np.ascontiguousarray(p.docs)
+            _kernel.bm25_impacts(code, indptr, docs, tf, norm, idf, shift, self.k1, self.delta, values)
+            est = np.empty(values.shape[0], np.int32)
+            _kernel.bm25_recover_tf(code, indptr, docs, values, norm, idf, shift, self.k1, self.delta, est)
+            exc_pos = np.flatnonzero(est != tf).astype(np.int64)
+            exc_tf, nonneg = tf[exc_pos].astype(np.int32), None
+        else:
+            docs, values, exc_pos, exc_tf, nonneg = p.docs, p.values, st.exc_pos, st.exc_tf, p.nonneg
+        if max_impact is None:
+            top = _kernel.term_max(indptr, values) if recompute else np.concatenate(
+                [np.asarray(p.max_value, np.float32), np.zeros(n_terms - p.n_terms, np.float32)])
+        else:
+            top = np.ascontiguousarray(max_impact, np.float32)
+            if top.shape != (n_terms,):
+                raise ShapeError(f"max_impact: expected shape ({n_terms},) (one per term of df), got {top.shape}")
+        postings = _index.Postings(indptr, docs, values, p.n_docs, top, nonneg)
+        self._state = _State(postings, st.doc_len, avg, idf, shift, exc_pos, exc_tf)
+        return self

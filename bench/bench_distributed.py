@@ -1,0 +1,122 @@
+"""Sharded BM25 on Ray (rank.distributed) against the plain single-process BM25.
+
+Workload: the synthetic Zipf corpus of bench_bm25 (Poisson(60) term ids from a Zipf(s=1) law
+over the vocabulary, seeded), BENCH_DIST_DOCS documents (default 200,000: about a minute
+for the file here; BENCH_DIST_DOCS=1000000 took 4 minutes, builds 10-18 s each) and 1,000 queries of 2-8 terms, k=100.
+Token-id documents, lucene, k1=1.2, b=0.75.
+
+Groups (one local Ray cluster of 2 CPUs for the module, started here):
+- build: one ``BM25.index`` in this process, against ``ShardedBM25.build`` with 1 shard
+  (one worker) and 2 shards (two workers in parallel). The sharded build includes its
+  extra steps (statistics merge, applying the collection statistics, saving).
+- query: a batch of 1,000 queries, ``BM25.retrieve(n_threads=1)`` in this process against
+  ``ShardedBM25.search`` over 1 shard (one actor, one thread: the overhead of the Ray path)
+  and 2 shards (two actors, one thread each, in parallel).
+
+Sizes (bytes per document and per shard) are stored in ``extra_info``; docs/scale.md uses them.
+"""
+import os
+import shutil
+import tempfile
+
+import numpy as np
+import pytest
+
+ray = pytest.importorskip("ray")
+pytest.importorskip("ray.data")
+
+from bench_bm25 import zipf_ids  # noqa: E402  (the same Zipf generator)
+
+from rank.retrieve import BM25  # noqa: E402
+
+K = 100
+
+
+def _dir_size(path):
+    return sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(path) for f in fs)
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    from rank import distributed
+
+    yield distributed
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def corpus(smoke):
+    n_docs = 2_000 if smoke else int(os.environ.get("BENCH_DIST_DOCS", "200000"))
+    vocab = 5_000 if smoke else 200_000
+    nq = 50 if smoke else 1_000
+    rng = np.random.default_rng(42)
+    lens = rng.poisson(60, n_docs)
+    ids = zipf_ids(rng, int(lens.sum()), vocab)
+    offsets = np.concatenate([[0], np.cumsum(lens)]).astype(np.int64)
+    q_lens = rng.integers(2, 9, nq)
+    q_ids = zipf_ids(rng, int(q_lens.sum()), vocab)
+    q_off = np.concatenate([[0], np.cumsum(q_lens)]).astype(np.int64)
+    return (ids, offsets), (q_ids, q_off)
+
+
+@pytest.fixture(scope="module")
+def workdir():
+    d = tempfile.mkdtemp(prefix="bench-dist-")
+    yield d
+    shutil.rmtree(d, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def indexes(cluster, corpus, workdir):
+    docs, _ = corpus
+    single = BM25().index(docs, show_progress=False)
+    sharded = {n: cluster.ShardedBM25.build(docs, os.path.join(workdir, f"q{n}"), n) for n in (1, 2)}
+    yield single, sharded
+    for s in sharded.values():
+        s.close()
+
+
+def _sizes(benchmark, path, n_docs):
+    total = _dir_size(path)
+    shards = [_dir_size(os.path.join(path, f"shard-{i:05d}")) for i in range(len([p for p in os.listdir(path)
+                                                                                   if p.startswith("shard-")]))]
+    benchmark.extra_info.update({"docs": n_docs, "bytes_total": total, "bytes_per_doc": total / n_docs,
+                                 "bytes_per_shard": shards, "bytes_root": total - sum(shards)})
+
+
+def test_single_build(benchmark, corpus):
+    docs, _ = corpus
+    benchmark.group = "distributed-build"
+    benchmark.extra_info["docs"] = int(docs[1].shape[0] - 1)
+    benchmark.pedantic(lambda: BM25().index(docs, show_progress=False), rounds=3, iterations=1)
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_sharded_build(benchmark, cluster, corpus, workdir, workers):
+    docs, _ = corpus
+    benchmark.group = "distributed-build"
+    path = os.path.join(workdir, f"b{workers}")
+    benchmark.pedantic(lambda: cluster.ShardedBM25.build(docs, path, workers), rounds=3, iterations=1)
+    _sizes(benchmark, path, int(docs[1].shape[0] - 1))
+
+
+def test_single_query(benchmark, corpus, indexes):
+    _, queries = corpus
+    single, _ = indexes
+    benchmark.group = "distributed-query"
+    benchmark.extra_info["queries"] = int(queries[1].shape[0] - 1)
+    benchmark.pedantic(lambda: single.retrieve(queries, k=K, n_threads=1), rounds=7, iterations=1, warmup_rounds=1)
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_sharded_query(benchmark, corpus, indexes, workers):
+    _, queries = corpus
+    single, sharded = indexes
+    index = sharded[workers]
+    benchmark.group = "distributed-query"
+    benchmark.extra_info["queries"] = int(queries[1].shape[0] - 1)
+    got = index.search(queries, k=K)  # starts the actors (and checks the answer) before timing
+    want = single.retrieve(queries, k=K, n_threads=1)
+    assert np.array_equal(got[0], want[0]) and np.array_equal(got[1], want[1])
+    benchmark.pedantic(lambda: index.search(queries, k=K), rounds=7, iterations=1, warmup_rounds=1)
