@@ -351,3 +351,37 @@ def test_top_level_and_repr(built):
     assert rank.DenseIndex is DenseIndex
     assert "index='hnsw'" in repr(built["hnsw", "dot"])
     assert os.path.basename(ann.__file__) == "ann.py"
+
+
+def test_cli_dense_index_and_search(tmp_path, capsys):
+    from rank.cli import main
+
+    rng = np.random.default_rng(4)
+    x, centres = mixture(300, 16, 5, rng)
+    corpus = tmp_path / "corpus.tsv"
+    corpus.write_text("".join(f"doc{i}\ttext {i}\n" for i in range(300)))
+    queries = tmp_path / "queries.tsv"
+    queries.write_text("q1\tfirst\nq2\tsecond\n")
+    np.save(tmp_path / "docs.npy", x)
+    q = queries_near(centres, 2, rng)
+    np.save(tmp_path / "q.npy", q)
+    out = tmp_path / "idx"
+    assert main(["index", str(corpus), "--dense", str(tmp_path / "docs.npy"), "--index-kind", "hnsw",
+                 "-o", str(out), "-q"]) == 0
+    run = tmp_path / "run.trec"
+    assert main(["search", str(out), str(queries), "--vectors", str(tmp_path / "q.npy"), "-k", "5",
+                 "-o", str(run), "-q"]) == 0
+    lines = run.read_text().splitlines()
+    assert len(lines) == 10
+    exact = DenseIndex(16, metric="cosine")
+    exact.add(x)
+    top = exact.search(q[0], k=5)[0]
+    assert [line.split()[2] for line in lines[:5]] == [f"doc{i}" for i in top]
+    # missing --vectors and a mismatched vectors file are one-line errors
+    assert main(["search", str(out), str(queries), "-q"]) == 2
+    np.save(tmp_path / "bad.npy", q[:1])
+    assert main(["search", str(out), str(queries), "--vectors", str(tmp_path / "bad.npy"), "-q"]) == 2
+    np.save(tmp_path / "short.npy", x[:10])
+    assert main(["index", str(corpus), "--dense", str(tmp_path / "short.npy"), "-o", str(tmp_path / "i2"), "-q"]) == 2
+    err = capsys.readouterr().err
+    assert "--vectors" in err and "n_documents=300" in err

@@ -360,3 +360,42 @@ def test_pipeline_with_an_encoder(corpus, index8):
         ColBERTRetriever(index8, _FakeEncoder({}, dim=DIM + 1))
     run = pipe.run({"a": "q3"}, k=5)
     assert list(run["a"]) == [f"d{i}" for i in index8.search(queries[3], k=5)[0]]
+
+
+@pytest.mark.slow
+def test_scifact_cli_with_a_tiny_colbert_encoder(shared_data, tmp_path):
+    """`rank index --colbert` + `rank search` on SciFact abstracts (the first 500) with a tiny
+    random ColBERT checkpoint exported here, against exhaustive MaxSim with the same encoder."""
+    pytest.importorskip("torch")
+    pytest.importorskip("onnxruntime")
+    from test_colbert_encoder import build_checkpoint
+
+    from rank.cli import main
+    from rank.rerank import ColBERTEncoder, export_colbert_encoder
+
+    data = shared_data("scifact")
+    build_checkpoint(tmp_path / "ckpt", "pylate")
+    export_colbert_encoder(tmp_path / "ckpt", tmp_path / "onnx")
+    lines = (data / "corpus.jsonl").read_text(encoding="utf-8").splitlines()[:500]
+    (tmp_path / "corpus.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    queries = (data / "queries.jsonl").read_text(encoding="utf-8").splitlines()[:20]
+    (tmp_path / "queries.jsonl").write_text("\n".join(queries) + "\n", encoding="utf-8")
+    assert main(["index", str(tmp_path / "corpus.jsonl"), "--colbert", str(tmp_path / "onnx"), "--nbits", "8",
+                 "-o", str(tmp_path / "idx"), "-q"]) == 0
+    assert main(["search", str(tmp_path / "idx"), str(tmp_path / "queries.jsonl"), "--colbert",
+                 str(tmp_path / "onnx"), "-k", "10", "-o", str(tmp_path / "run.trec"), "-q"]) == 0
+    from rank._io_corpus import read_corpus, read_queries
+    from rank.evaluate import read_run
+
+    run = read_run(tmp_path / "run.trec")
+    ids, texts = read_corpus(tmp_path / "corpus.jsonl")
+    qids, qtexts = read_queries(tmp_path / "queries.jsonl")
+    enc = ColBERTEncoder(tmp_path / "onnx")
+    docs = enc.encode_documents(texts)
+    got = []
+    for qid, q in zip(qids, enc.encode_queries(qtexts)):
+        top, _ = rerank_maxsim(q, docs, 10)
+        got.append(len(set(run[qid]) & {ids[i] for i in top}) / 10)
+    assert np.mean(got) >= 0.9
+    index = ColBERTIndex.load(tmp_path / "idx")
+    assert index.ids == tuple(ids) and len(index) == 500
