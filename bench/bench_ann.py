@@ -5,7 +5,7 @@ Workload: a Gaussian mixture (1,000 clusters, cosine metric; uniform noise would
 ANN index) of N x 384 float32 vectors, 200 queries drawn near the cluster centres, each searched
 alone (one query per call, the latency-bound case where exact search is O(n) per query).
 The issue's goal is at N = 1M: recall@10 >= 0.95 at >= 10x the exact index's single-query
-throughput; ivfpq <= 1/8 of float32 per vector. N defaults to 100,000 (BENCH_ANN_N overrides;
+throughput; ivfpq <= 1/8 of float32 per vector. N defaults to 30,000 (BENCH_ANN_N overrides;
 build time grows like N log N for HNSW and N * nlist for IVF training). extra_info holds the
 recall, bytes per vector and build seconds; `python bench/summary.py results.json` prints them.
 """
@@ -20,7 +20,7 @@ pytest.importorskip("faiss")
 from rank.rerank.dense import DenseIndex  # noqa: E402
 
 K = 10
-N = int(os.environ.get("BENCH_ANN_N", "100000"))
+N = int(os.environ.get("BENCH_ANN_N", "30000"))
 KINDS = {
     "hnsw": {"hnsw_m": 32, "ef_construction": 80, "ef_search": 64},
     "ivf": {"nprobe": 16},

@@ -203,12 +203,12 @@ def _cmd_index_vectors(args: argparse.Namespace) -> int:
             raise _UserError(f"{args.dense}: not a .npy array file ({e})") from None
         if vectors.ndim != 2 or vectors.shape[0] != len(ids):
             raise InvalidValueError(f"--dense: expected an (n_documents={len(ids)}, dim) array, got shape {vectors.shape}")
-        index = DenseIndex(vectors.shape[1], metric=args.metric, index=args.index_kind)
-        index.add(np.asarray(vectors), show_progress=not args.quiet)
+        dense = DenseIndex(vectors.shape[1], metric=args.metric, index=args.index_kind)
+        dense.add(np.asarray(vectors), show_progress=not args.quiet)
         out = Path(args.output)
         tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent if str(out.parent) else "."))
         try:
-            index.save(tmp / "index.rkd")
+            dense.save(tmp / "index.rkd")
             (tmp / "ids.json").write_text(json.dumps(ids), encoding="utf-8")
             (tmp / "meta.json").write_text(json.dumps({"kind": _DENSE_KIND, "format_version": 1,
                                                        "n_docs": len(ids)}), encoding="utf-8")
@@ -222,7 +222,7 @@ def _cmd_index_vectors(args: argparse.Namespace) -> int:
 
             shutil.rmtree(tmp, ignore_errors=True)
             raise
-        what = f"DenseIndex ({args.index_kind}, {len(index):,} vectors of dimension {index.dim})"
+        what = f"DenseIndex ({args.index_kind}, {len(dense):,} vectors of dimension {dense.dim})"
     t2 = time.perf_counter()
     _log(args, f"built a {what} in {t2 - t1:.2f} s, saved to {args.output}")
     return 0
@@ -267,13 +267,13 @@ def _search_vectors(args: argparse.Namespace, kind: str) -> int:
         if args.vectors is None:
             raise InvalidValueError(f"{args.index}: a dense index; pass the query vectors with --vectors Q.npy "
                                     "(one row per query of QUERIES)")
-        index = DenseIndex.load(Path(args.index) / "index.rkd")
+        dense = DenseIndex.load(Path(args.index) / "index.rkd")
         try:
             doc_ids = json.loads((Path(args.index) / "ids.json").read_text(encoding="utf-8"))
         except (OSError, ValueError) as e:
             raise _UserError(f"{args.index}/ids.json: unreadable ({type(e).__name__})") from None
-        if not isinstance(doc_ids, list) or len(doc_ids) != len(index):
-            raise _UserError(f"{args.index}/ids.json: expected {len(index)} document ids")
+        if not isinstance(doc_ids, list) or len(doc_ids) != len(dense):
+            raise _UserError(f"{args.index}/ids.json: expected {len(dense)} document ids")
         try:
             q = np.load(args.vectors, allow_pickle=False)
         except (ValueError, EOFError) as e:
@@ -282,7 +282,7 @@ def _search_vectors(args: argparse.Namespace, kind: str) -> int:
             raise InvalidValueError(f"--vectors: expected an (n_queries={len(qids)}, dim) array, got shape {q.shape}")
         _log(args, f"loaded the index and {len(qids):,} queries in {time.perf_counter() - t0:.2f} s")
         t1 = time.perf_counter()
-        idx, scores = index.search(q, k=args.k, n_threads=args.threads)
+        idx, scores = dense.search(q, k=args.k, n_threads=args.threads)
         run = {qid: {str(doc_ids[i]): float(s) for i, s in zip(row_i, row_s) if i >= 0}
                for qid, row_i, row_s in zip(qids, idx.tolist(), scores.tolist())}
     t2 = time.perf_counter()

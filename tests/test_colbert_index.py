@@ -151,6 +151,12 @@ def test_add_without_retraining_and_packed_input(corpus):
     np.testing.assert_array_equal(index._codec.centroids, centroids)  # no retraining
     assert len(index) == len(docs) and index.n_tokens == sum(d.shape[0] for d in docs)
     assert recall(index.search(queries, k=10)[0], exact) >= 0.95
+    # a second index trained with these centroids (only the buckets are fitted) encodes alike
+    twin = ColBERTIndex(DIM, nbits=8)
+    twin.train(np.concatenate(docs[:800]), centroids=index.centroids, show_progress=False)
+    np.testing.assert_array_equal(twin.centroids, centroids)
+    twin.add(docs, show_progress=False)
+    np.testing.assert_array_equal(twin._state.codes, index._state.codes)
     # a document of the second batch is found by its own tokens
     got, _ = index.search(docs[1200], k=1)
     assert got[0] == 1200

@@ -366,7 +366,7 @@ class ApproxIndex:
                             _KIND_CODES[self.kind], int(self.trained),
                             nlist, self.pq_m, self.pq_nbits, self.hnsw_m, self.ef_construction, self.ef_search,
                             self.nprobe, 0, self.faiss.__version__.encode("ascii", "replace")[:16],
-                            payload.nbytes, zlib.crc32(payload) & 0xFFFFFFFF)
+                            payload.nbytes, zlib.crc32(payload.data) & 0xFFFFFFFF)
         return head + struct.pack("<I", zlib.crc32(head) & 0xFFFFFFFF)
 
     def save(self, path: str) -> None:
@@ -434,7 +434,7 @@ class ApproxIndex:
             if not got:
                 raise CorruptFileError(f"{path}: file truncated while reading")
             pos += got
-        if zlib.crc32(payload) & 0xFFFFFFFF != pcrc:
+        if zlib.crc32(payload.data) & 0xFFFFFFFF != pcrc:
             raise CorruptFileError(f"{path}: corrupt approximate DenseIndex (payload checksum mismatch)")
         if psize == 0:
             if kind == "hnsw" or trained or count:

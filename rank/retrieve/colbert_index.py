@@ -228,6 +228,15 @@ class ColBERTIndex:
         return None if self._codec is None else int(self._codec.centroids.shape[0])
 
     @property
+    def centroids(self) -> npt.NDArray[np.float32] | None:
+        """The (n_centroids, dim) float32 centroids, read-only (None before training)."""
+        if self._codec is None:
+            return None
+        v = self._codec.centroids.view()
+        v.flags.writeable = False
+        return v
+
+    @property
     def is_trained(self) -> bool:
         return self._codec is not None
 
@@ -259,11 +268,16 @@ class ColBERTIndex:
 
     # -- training ---------------------------------------------------------------------------
 
-    def train(self, tokens: npt.ArrayLike, *, n_threads: int | None = None, show_progress: bool = True) -> None:
+    def train(self, tokens: npt.ArrayLike, *, centroids: npt.ArrayLike | None = None, n_threads: int | None = None,
+              show_progress: bool = True) -> None:
         """Learn the centroids and residual buckets from `tokens` ((T, dim), a sample of
         document tokens), before the first :meth:`add`. At most `train_size` tokens, drawn at
         random, are used. InvalidValueError if the index already holds documents or T is
-        smaller than the number of centroids. **Mutates the index.**"""
+        smaller than the number of centroids. **Mutates the index.**
+
+        `centroids` ((C, dim), e.g. another index's :attr:`centroids`) skips k-means: only the
+        residual buckets are fitted. Shards of one collection built this way share centroids.
+        """
         if len(self):
             raise InvalidValueError("train: the index already holds documents; training would invalidate them")
         x = as_float_array(tokens, "tokens", 2, check_finite=True)
@@ -273,12 +287,18 @@ class ColBERTIndex:
             x32 = np.ascontiguousarray(x, dtype=np.float32)
         if not np.isfinite(x32).all():
             raise NonFiniteError("tokens: values overflow float32")
-        self._train(x32, resolve_threads(n_threads), show_progress)
+        given = None
+        if centroids is not None:
+            given = as_float_array(centroids, "centroids", 2, check_finite=True)
+            if given.shape[1] != self._dim:
+                raise ShapeError(f"centroids: expected shape (n_centroids, {self._dim}), got {given.shape}")
+            given = np.ascontiguousarray(given, dtype=np.float32)
+        self._train(x32, resolve_threads(n_threads), show_progress, given)
 
-    def _train(self, x: np.ndarray, n_threads: int, show_progress: bool) -> None:
+    def _train(self, x: np.ndarray, n_threads: int, show_progress: bool, given: np.ndarray | None = None) -> None:
         faiss = import_faiss()
         t = x.shape[0]
-        c = self._n_centroids
+        c = self._n_centroids if given is None else given.shape[0]
         if c is None:
             c = 2 ** int(math.floor(math.log2(4 * math.sqrt(t))))
             c = max(1, min(c, t // 32))
@@ -293,11 +313,14 @@ class ColBERTIndex:
             from rank.retrieve.ann import _Threads
 
             with _Threads(faiss, n_threads):
-                km = faiss.Kmeans(self._dim, c, niter=20, seed=self._seed, verbose=False,
-                                  max_points_per_centroid=max(256, -(-sample.shape[0] // c)))
-                km.train(sample)
+                if given is None:
+                    km = faiss.Kmeans(self._dim, c, niter=20, seed=self._seed, verbose=False,
+                                      max_points_per_centroid=max(256, -(-sample.shape[0] // c)))
+                    km.train(sample)
+                    centroids = np.ascontiguousarray(km.centroids, dtype=np.float32)
+                else:
+                    centroids = given
                 bar.update(1)
-                centroids = np.ascontiguousarray(km.centroids, dtype=np.float32)
                 quantizer = faiss.IndexFlatL2(self._dim)
                 quantizer.add(centroids)
                 _, assign = quantizer.search(sample, 1)
@@ -497,6 +520,7 @@ class ColBERTIndex:
         if single:
             i, sc = self._search_one(s, _query(query_tokens, self._dim, "query_tokens"), k, nprobe, n_cand, threads)
             return i, sc
+        queries: list[Any]
         if is_packed(query_tokens):
             flat, offsets = unpack(query_tokens, "query_tokens")
             queries = [flat[offsets[j]:offsets[j + 1]] for j in range(offsets.shape[0] - 1)]
