@@ -396,8 +396,11 @@ class DenseIndex:
         else:
             with np.errstate(over="ignore", invalid="ignore"):
                 out = np.ascontiguousarray(v, dtype=np.float32)
-        if not np.isfinite(out).all():
-            _find_nonfinite_row(out, "vectors")
+        bad = ~np.isfinite(out).all(axis=1)
+        if bad.any():
+            row = int(np.flatnonzero(bad)[0])
+            raise NonFiniteError(f"vectors[{row}]: contains NaN or infinity, or a value beyond the float32 range "
+                                 f"(an approximate {self._kind!r} index cannot store it)")
         return out
 
     def add(self, vectors: npt.ArrayLike, *, check_finite: bool = True,

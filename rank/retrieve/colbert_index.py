@@ -453,7 +453,8 @@ class ColBERTIndex:
         assert codec is not None
         c = codec.centroids.shape[0]
         scores = np.empty((q.shape[0], c), np.float32)  # (Lq, C) centroid scores
-        _dense.dense_scores(q, codec.centroids.ctypes.data, c, 4, False, False, n_threads, scores)
+        _dense.dense_scores(q, codec.centroids.ctypes.data, c, 4, False, False,
+                            _threads_for(q.shape[0] * c * self._dim, n_threads), scores)
         probe = min(nprobe, c)
         if probe < c:
             cells = np.argpartition(-scores, probe - 1, axis=1)[:, :probe]
@@ -469,11 +470,15 @@ class ColBERTIndex:
         n_cand = max(n_cand, 4 * k)
         if cand.shape[0] > n_cand:
             approx = np.empty(cand.shape[0], np.float32)
-            _kernel.centroid_maxsim(np.ascontiguousarray(scores.T), s.codes, s.doc_offsets, cand, approx, n_threads)
+            work = int((s.doc_offsets[cand + 1] - s.doc_offsets[cand]).sum()) * q.shape[0]
+            _kernel.centroid_maxsim(np.ascontiguousarray(scores.T), s.codes, s.doc_offsets, cand, approx,
+                                    _threads_for(work, n_threads))
             keep, _ = top_k(approx, n_cand)
             cand = np.sort(cand[keep])
-        flat, offs = self._decompress(s, cand, n_threads)
-        exact = maxsim_batch(q, (flat, offs), n_threads=n_threads, check_finite=False)
+        lengths = s.doc_offsets[cand + 1] - s.doc_offsets[cand]
+        flat, offs = self._decompress(s, cand, _threads_for(int(lengths.sum()) * self._dim, n_threads))
+        exact = maxsim_batch(q, (flat, offs), n_threads=_threads_for(flat.shape[0] * q.shape[0] * self._dim, n_threads),
+                             check_finite=False)
         pos, top = top_k(exact, k)
         out_i[:pos.shape[0]] = cand[pos]
         out_s[:pos.shape[0]] = top
@@ -536,9 +541,18 @@ class ColBERTIndex:
                              f"got {type(query_tokens).__name__}")
         ids = np.empty((len(queries), k), np.int64)
         scores = np.empty((len(queries), k), np.float32)
-        for j, q in enumerate(queries):
-            name = "query_tokens" if single else f"query_tokens[{j}]"
-            ids[j], scores[j] = self._search_one(s, _query(q, self._dim, name), k, nprobe, n_cand, threads)
+        qs = [_query(q, self._dim, "query_tokens" if single else f"query_tokens[{j}]") for j, q in enumerate(queries)]
+        if threads > 1 and len(qs) > 1:
+            # One query per thread (the kernels release the GIL): a query's kernels are too short
+            # to split across threads without paying more in synchronisation than they gain.
+            from concurrent.futures import ThreadPoolExecutor
+
+            with ThreadPoolExecutor(max_workers=min(threads, len(qs))) as pool:
+                results = list(pool.map(lambda q: self._search_one(s, q, k, nprobe, n_cand, 1), qs))
+        else:
+            results = [self._search_one(s, q, k, nprobe, n_cand, threads) for q in qs]
+        for j, (i, sc) in enumerate(results):
+            ids[j], scores[j] = i, sc
         if single:
             return ids[0], scores[0]
         return ids, scores
@@ -705,6 +719,15 @@ class ColBERTIndex:
         index._quantizer.add(centroids)
         index._state = _State(codes, arrays["residuals"], do, io, iv, ids, bool(meta.get("unit", False)))
         return index
+
+
+#: Element operations below which a kernel call of one query runs on one thread (splitting
+#: costs more in OpenMP synchronisation, and much more on a busy machine, than it gains).
+_PARALLEL_WORK = 1 << 23
+
+
+def _threads_for(work: int, n_threads: int) -> int:
+    return n_threads if work >= _PARALLEL_WORK else 1
 
 
 def _umask() -> int:
