@@ -226,7 +226,7 @@ class DenseIndex:
     nprobe : int, default 32
         IVF cells scanned per query (a search may override it); more is slower and more exact.
     pq_m, pq_nbits : int, optional
-        ``"ivfpq"`` sub-quantizers (must divide dim; default the largest divisor <= dim / 4)
+        ``"ivfpq"`` sub-quantizers (must divide dim; default the largest divisor <= dim / 8)
         and bits per code (default 8).
     hnsw_m, ef_construction, ef_search : int, default 32, 100, 64
         ``"hnsw"`` graph degree, build-time and search-time candidate list sizes (a search may
