@@ -169,7 +169,11 @@ def _progress(total: int, desc: str, enabled: bool) -> Any:
 def default_pq_m(dim: int) -> int:
     """The largest divisor of `dim` that is at most ``dim // 8`` (1 for dim < 16): sub-vectors
     of at least 8 coordinates, one byte each at 8 bits, i.e. at most 1/32 of float32. Each
-    sub-quantizer is its own k-means, so training time grows with the number of them."""
+    sub-quantizer is its own k-means, so training time grows with the number of them.
+
+    >>> default_pq_m(384), default_pq_m(100), default_pq_m(8)
+    (48, 10, 1)
+    """
     for m in range(max(1, dim // 8), 0, -1):
         if dim % m == 0:
             return m
