@@ -28,7 +28,7 @@ from rank.rerank import (
     export_colbert_encoder,
 )
 from rank.soft import soft_rank, soft_sort, spearman_loss
-from rank.retrieve import BM25, SparseIndex, Tokenizer
+from rank.retrieve import BM25, ColBERTIndex, SparseIndex, Tokenizer
 from rank.pipeline import Hit, Pipeline
 from rank.evaluate import compare, evaluate, read_qrels, read_run, write_run
 from rank.fusion import fuse, fuse_scores
@@ -51,6 +51,7 @@ __all__ = [
     "Tokenizer",
     "BM25",
     "SparseIndex",
+    "ColBERTIndex",
     "CrossEncoder",
     "export_cross_encoder",
     "Pipeline",

@@ -1,6 +1,11 @@
 """The ``rank`` command (also ``python -m rank``): a thin layer over :mod:`rank.pipeline`.
 
     rank index CORPUS -o INDEX        build a BM25 index (BEIR jsonl, .txt, .tsv, .csv)
+    rank index CORPUS --colbert MODEL_DIR -o INDEX
+                                      build a ColBERTIndex (PLAID-style) with a ColBERT encoder
+    rank index CORPUS --dense VECTORS.npy -o INDEX [--index-kind hnsw]
+                                      a DenseIndex of precomputed document vectors (one row per
+                                      document of CORPUS, which gives the ids)
     rank search INDEX QUERIES -o RUN  top-k documents per query, as a TREC run
     rank rerank RUN --corpus C --queries Q --model DIR -o RUN
                                       rerank a run with a cross-encoder or a ColBERT encoder
@@ -113,6 +118,8 @@ def _cmd_index(args: argparse.Namespace) -> int:
     if getattr(args, "shards", None) is not None:
         return _cmd_index_sharded(args)
     _check_index_target(args.output)
+    if args.colbert is not None or args.dense is not None:
+        return _cmd_index_vectors(args)
     tokenizer = Tokenizer(stopwords=_none_or(args.stopwords), stemmer=_none_or(args.stemmer))
     bm25 = BM25(method=args.method, k1=args.k1, b=args.b, delta=args.delta, tokenizer=tokenizer)
     t0 = time.perf_counter()
@@ -123,6 +130,127 @@ def _cmd_index(args: argparse.Namespace) -> int:
     t2 = time.perf_counter()
     bm25.save(args.output)
     _log(args, f"indexed in {t2 - t1:.2f} s ({len(ids) / max(t2 - t1, 1e-9):,.0f} docs/s), saved to {args.output}")
+    return 0
+
+
+_DENSE_KIND = "rank-kernels dense index directory"
+
+
+def _cmd_index_vectors(args: argparse.Namespace) -> int:
+    """`rank index --colbert MODEL_DIR` / `rank index --dense VECTORS.npy`."""
+    from rank._io_corpus import read_corpus
+
+    if args.colbert is not None and args.dense is not None:
+        raise InvalidValueError("--colbert and --dense: choose one")
+    t0 = time.perf_counter()
+    ids, texts = read_corpus(args.corpus, args.format, show_progress=not args.quiet)
+    _log(args, f"read {len(ids):,} documents from {args.corpus} in {time.perf_counter() - t0:.2f} s")
+    t1 = time.perf_counter()
+    if args.colbert is not None:
+        from rank.rerank import ColBERTEncoder
+        from rank.retrieve import ColBERTIndex
+
+        encoder = ColBERTEncoder(args.colbert, intra_op_threads=args.threads)
+        docs = []
+        step = 256
+        for s in range(0, len(texts), step):
+            docs.extend(encoder.encode_documents(texts[s:s + step]))
+            if not args.quiet:
+                print(f"\rencoded {min(s + step, len(texts)):,}/{len(texts):,}", end="", file=sys.stderr, flush=True)
+        if not args.quiet:
+            print(file=sys.stderr)
+        index = ColBERTIndex(encoder.dim, nbits=args.nbits)
+        index.add(docs, ids=ids, n_threads=args.threads, show_progress=not args.quiet)
+        index.save(args.output)
+        what = f"ColBERTIndex ({index.n_tokens:,} tokens, {index.nbytes / index.n_tokens:.1f} bytes per token)"
+    else:
+        from rank.rerank.dense import DenseIndex
+
+        if not Path(args.dense).is_file():
+            raise FileNotFoundError(2, "No such vectors file", args.dense)
+        try:
+            vectors = np.load(args.dense, mmap_mode="r", allow_pickle=False)
+        except (ValueError, EOFError) as e:
+            raise _UserError(f"{args.dense}: not a .npy array file ({e})") from None
+        if vectors.ndim != 2 or vectors.shape[0] != len(ids):
+            raise InvalidValueError(f"--dense: expected an (n_documents={len(ids)}, dim) array, got shape {vectors.shape}")
+        dense = DenseIndex(vectors.shape[1], metric=args.metric, index=args.index_kind)
+        dense.add(np.asarray(vectors), show_progress=not args.quiet)
+        from rank._atomic import atomic_dir
+
+        with atomic_dir(args.output) as tmp:  # the target was checked above (_check_index_target)
+            dense.save(os.path.join(tmp, "index.rkd"))
+            with open(os.path.join(tmp, "ids.json"), "w", encoding="utf-8") as f:
+                json.dump(ids, f)
+            with open(os.path.join(tmp, "meta.json"), "w", encoding="utf-8") as f:
+                json.dump({"kind": _DENSE_KIND, "format_version": 1, "n_docs": len(ids)}, f)
+        what = f"DenseIndex ({args.index_kind}, {len(dense):,} vectors of dimension {dense.dim})"
+    t2 = time.perf_counter()
+    _log(args, f"built a {what} in {t2 - t1:.2f} s, saved to {args.output}")
+    return 0
+
+
+def _index_kind(path: str) -> str:
+    """'dense', 'colbert' or 'bm25', from the index directory's meta.json."""
+    try:
+        meta = json.loads((Path(path) / "meta.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return "bm25"
+    kind = meta.get("kind") if isinstance(meta, dict) else None
+    if kind == _DENSE_KIND:
+        return "dense"
+    if kind == "rank-kernels ColBERTIndex":
+        return "colbert"
+    return "bm25"
+
+
+def _search_vectors(args: argparse.Namespace, kind: str) -> int:
+    """`rank search` over a dense or ColBERT index directory."""
+    from rank._io_corpus import read_queries
+
+    t0 = time.perf_counter()
+    qids, texts = read_queries(args.queries, args.format)
+    if kind == "colbert":
+        from rank.pipeline import Pipeline
+        from rank.rerank import ColBERTEncoder
+        from rank.retrieve import ColBERTIndex
+
+        if args.colbert is None:
+            raise InvalidValueError(f"{args.index}: a ColBERTIndex; pass the encoder with --colbert MODEL_DIR")
+        index = ColBERTIndex.load(args.index)
+        encoder = ColBERTEncoder(args.colbert, intra_op_threads=args.threads)
+        _log(args, f"loaded the index and {len(qids):,} queries in {time.perf_counter() - t0:.2f} s")
+        t1 = time.perf_counter()
+        run = Pipeline(index, encoder=encoder).run(dict(zip(qids, texts)), k=args.k, n_threads=args.threads,
+                                                   show_progress=not args.quiet)
+    else:
+        from rank.rerank.dense import DenseIndex
+
+        if args.vectors is None:
+            raise InvalidValueError(f"{args.index}: a dense index; pass the query vectors with --vectors Q.npy "
+                                    "(one row per query of QUERIES)")
+        dense = DenseIndex.load(Path(args.index) / "index.rkd")
+        try:
+            doc_ids = json.loads((Path(args.index) / "ids.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError) as e:
+            raise _UserError(f"{args.index}/ids.json: unreadable ({type(e).__name__})") from None
+        if not isinstance(doc_ids, list) or len(doc_ids) != len(dense):
+            raise _UserError(f"{args.index}/ids.json: expected {len(dense)} document ids")
+        try:
+            q = np.load(args.vectors, allow_pickle=False)
+        except (ValueError, EOFError) as e:
+            raise _UserError(f"{args.vectors}: not a .npy array file ({e})") from None
+        if q.ndim != 2 or q.shape[0] != len(qids):
+            raise InvalidValueError(f"--vectors: expected an (n_queries={len(qids)}, dim) array, got shape {q.shape}")
+        _log(args, f"loaded the index and {len(qids):,} queries in {time.perf_counter() - t0:.2f} s")
+        t1 = time.perf_counter()
+        idx, scores = dense.search(q, k=args.k, n_threads=args.threads)
+        run = {qid: {str(doc_ids[i]): float(s) for i, s in zip(row_i, row_s) if i >= 0}
+               for qid, row_i, row_s in zip(qids, idx.tolist(), scores.tolist())}
+    t2 = time.perf_counter()
+    lines = _write_trec(run, args.output, args.run_name)
+    _log(args, f"searched in {t2 - t1:.2f} s ({len(qids) / max(t2 - t1, 1e-9):,.0f} queries/s), "
+               f"{lines:,} results written to {args.output or 'stdout'}")
     return 0
 
 
@@ -190,6 +318,9 @@ def _cmd_search(args: argparse.Namespace) -> int:
 
     if (Path(args.index) / "manifest.json").is_file():
         return _cmd_search_sharded(args)
+    kind = _index_kind(args.index)
+    if kind != "bm25":
+        return _search_vectors(args, kind)
     t0 = time.perf_counter()
     bm25 = _load_index(args.index)
     qids, texts = read_queries(args.queries, args.format)
@@ -587,7 +718,17 @@ def _build_parser() -> argparse.ArgumentParser:
                    help="build N shards in parallel on Ray (needs rank-kernels[ray]); same scores as one index")
     p.add_argument("--address", default=None, metavar="ADDR",
                    help="Ray cluster to use with --shards (default: a local cluster)")
+    p.add_argument("--colbert", default=None, metavar="MODEL_DIR",
+                   help="build a ColBERTIndex with this ColBERT encoder (needs the onnx and ann extras)")
+    p.add_argument("--nbits", type=int, choices=(1, 2, 4, 8), default=2, help="ColBERTIndex bits per residual value")
+    p.add_argument("--dense", default=None, metavar="VECTORS.npy",
+                   help="build a DenseIndex of these document vectors (one row per document of CORPUS)")
+    p.add_argument("--index-kind", choices=("flat", "hnsw", "ivf", "ivfpq"), default="flat",
+                   help="DenseIndex kind (approximate kinds need the ann extra)")
+    p.add_argument("--metric", choices=("dot", "cosine"), default="cosine", help="DenseIndex metric")
     _common(p, threads=False)
+    p.add_argument("--threads", type=_positive, default=None, metavar="N",
+                   help="threads for --colbert / --dense (default: all cores)")
     p.set_defaults(func=_cmd_index)
 
     p = add("search", "retrieve the top k documents of each query as a TREC run",
@@ -600,6 +741,9 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--run-name", default="rank", help="tag written in the last column")
     p.add_argument("--address", default=None, metavar="ADDR",
                    help="Ray cluster serving a sharded index (default: a local cluster)")
+    p.add_argument("--colbert", default=None, metavar="MODEL_DIR", help="query encoder of a ColBERTIndex")
+    p.add_argument("--vectors", default=None, metavar="Q.npy",
+                   help="query vectors for a dense index (one row per query of QUERIES)")
     _common(p)
     p.set_defaults(func=_cmd_search)
 

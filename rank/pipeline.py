@@ -4,7 +4,9 @@ reranking, in one object that the ``rank`` command is a thin layer over.
 A *retriever* is anything with ``retrieve(queries, k, n_threads=...)`` returning
 ``(indices, scores)`` arrays of shape ``(n_queries, k)``, padded with ``-1`` / ``-inf`` when a
 query has fewer than k hits (:class:`rank.BM25` is one). Its document ids are taken from its
-``ids`` attribute when it has one, otherwise a document's id is its index.
+``ids`` attribute when it has one, otherwise a document's id is its index. A
+:class:`rank.ColBERTIndex` is a retriever too when the pipeline is given the query encoder
+(``Pipeline(colbert_index, encoder=colbert_encoder)``): queries are encoded, then searched.
 
 A *reranker* is one of:
 
@@ -176,6 +178,9 @@ class Pipeline:
     depth : candidates per query taken from each retriever before fusion and reranking
         (default 100; at least the k of each search).
     fusion_k : the k constant of reciprocal rank fusion (default 60).
+    encoder : the query encoder of token-level retrievers (:class:`rank.ColBERTIndex`): an
+        object with ``encode_queries(texts)`` returning (Lq, dim) matrices, such as
+        :class:`rank.rerank.ColBERTEncoder`. Required when a retriever is a ColBERTIndex.
 
     A Pipeline holds no mutable state: one may serve many threads at once if its parts may.
 
@@ -184,11 +189,20 @@ class Pipeline:
     """
 
     def __init__(self, retriever: Any, reranker: Any = None, fusion: str | Callable[[list[Run]], Run] | None = None,
-                 *, documents: Documents | None = None, depth: int = 100, fusion_k: int = 60) -> None:
+                 *, documents: Documents | None = None, depth: int = 100, fusion_k: int = 60,
+                 encoder: Any = None) -> None:
         retrievers = list(retriever) if isinstance(retriever, (list, tuple)) else [retriever]
         if not retrievers:
             raise InvalidValueError("retriever: expected a retriever or a non-empty sequence of retrievers")
         for i, r in enumerate(retrievers):
+            if getattr(r, "_late_interaction_index", False):
+                from rank.retrieve.colbert_index import ColBERTRetriever
+
+                if encoder is None:
+                    raise InvalidValueError(
+                        "encoder: a ColBERTIndex retriever needs the query encoder: "
+                        "Pipeline(index, encoder=ColBERTEncoder(...))")
+                retrievers[i] = r = ColBERTRetriever(r, encoder)
             if not callable(getattr(r, "retrieve", None)):
                 where = f"retriever[{i}]" if len(retrievers) > 1 else "retriever"
                 raise InvalidValueError(f"{where}: expected an object with a retrieve(queries, k) method, "

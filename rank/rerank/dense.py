@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from rank._validate import as_float_array, check_positive_int, resolve_threads
-from rank.errors import CorruptFileError, NonFiniteError, ShapeError, UnknownMethodError
+from rank.errors import CorruptFileError, DTypeError, InvalidValueError, NonFiniteError, ShapeError, UnknownMethodError
 from rank_kernels import dense as _kernel
 
 if TYPE_CHECKING:
@@ -36,6 +36,7 @@ __all__ = ["dot_scores", "cosine_scores", "DenseIndex"]
 
 _KINDS: dict[np.dtype[Any], int] = {np.dtype(np.float16): 2, np.dtype(np.float32): 4, np.dtype(np.float64): 8}
 METRICS = ("dot", "cosine")
+INDEX_KINDS = ("flat", "hnsw", "ivf", "ivfpq")
 STORAGE_DTYPES = ("float32", "float16")
 
 # Rows normalised per chunk when adding to a cosine index (bounds the float64 temporary).
@@ -162,6 +163,20 @@ def cosine_scores(query: npt.ArrayLike, matrix: npt.ArrayLike, *, n_threads: int
     return _scores(query, matrix, n_threads, check_finite, True)
 
 
+def _as_mask(mask: Any, nq: int, n: int) -> np.ndarray[Any, np.dtype[np.uint8]] | None:
+    """A uint8 (1, n) or (nq, n) view of a boolean mask (True = allowed), or None."""
+    if mask is None:
+        return None
+    m = np.asarray(mask)
+    if m.dtype != np.bool_:
+        raise DTypeError(f"mask: expected a boolean array, got dtype {m.dtype}")
+    if m.ndim == 1:
+        m = m.reshape(1, -1)
+    if m.ndim != 2 or m.shape[1] != n or m.shape[0] not in (1, nq):
+        raise ShapeError(f"mask: expected shape ({n},) or ({nq}, {n}), got {np.shape(mask)}")
+    return np.ascontiguousarray(m).view(np.uint8)
+
+
 # ---------------------------------------------------------------------------------------------
 # DenseIndex file format (little-endian):
 #   offset 0   8 bytes  magic b"RKDENSE\0"
@@ -177,6 +192,7 @@ def cosine_scores(query: npt.ArrayLike, matrix: npt.ArrayLike, *, n_threads: int
 # The header is 64 bytes so that memory-mapped vectors stay 64-byte aligned.
 
 _MAGIC = b"RKDENSE\0"
+_ANN_MAGIC = b"RKDANN\0\0"  # approximate kinds (rank.retrieve.ann)
 _VERSION = 1
 _HEADER = struct.Struct("<8sIIQQBB30x")
 _METRIC_CODES = {"dot": 0, "cosine": 1}
@@ -184,7 +200,7 @@ _DTYPE_CODES = {"float32": 0, "float16": 1}
 
 
 class DenseIndex:
-    """Exact (brute-force) top-k search over dense vectors, by dot product or cosine.
+    """Top-k search over dense vectors by dot product or cosine: exact, or approximate (FAISS).
 
     Parameters
     ----------
@@ -195,24 +211,53 @@ class DenseIndex:
         normalises queries, so search scores are cosine similarities; ``vectors`` then returns
         the normalised vectors.
     dtype : {"float32", "float16"}, default "float32"
-        Storage type. float16 halves memory and memory traffic; scores are still computed in
-        float32 from the stored (rounded) values.
+        Storage type of the exact index. float16 halves memory and memory traffic; scores are
+        still computed in float32 from the stored (rounded) values. Approximate kinds store
+        float32 (``"ivfpq"``: PQ codes).
+    index : {"flat", "hnsw", "ivf", "ivfpq"}, default "flat"
+        ``"flat"``: exact search with the fused kernel of this module (no dependency).
+        The others are approximate and backed by FAISS (extra ``ann``: ``faiss-cpu>=1.8,<2``,
+        imported when such an index is created; MissingDependencyError without it):
+        ``"hnsw"`` a graph (no training), ``"ivf"`` k-means cells scanned exactly,
+        ``"ivfpq"`` the cells with product-quantized vectors (``pq_m`` bytes each). See
+        :mod:`rank.retrieve.ann` for the details and the file format.
+    nlist : int, optional
+        IVF cells (default ``round(4 * sqrt(n))`` for the n vectors trained on).
+    nprobe : int, default 32
+        IVF cells scanned per query (a search may override it); more is slower and more exact.
+    pq_m, pq_nbits : int, optional
+        ``"ivfpq"`` sub-quantizers (must divide dim; default the largest divisor <= dim / 8)
+        and bits per code (default 8).
+    hnsw_m, ef_construction, ef_search : int, default 32, 100, 64
+        ``"hnsw"`` graph degree, build-time and search-time candidate list sizes (a search may
+        override ef_search).
+    train_size : int, optional
+        Vectors sampled to train an IVF kind (default ``max(65536, 64 * nlist)``).
+    seed : int, default 0
+        Seed of the training sample and of k-means.
 
     Raises
     ------
     UnknownMethodError
-        For an unknown `metric` or `dtype` (the message lists the valid names).
+        For an unknown `metric`, `dtype` or `index` (the message lists the valid names).
     InvalidValueError
-        For a bad `dim`.
+        For a bad `dim` or knob, or ``dtype="float16"`` with an approximate kind.
+    MissingDependencyError
+        For an approximate kind without FAISS (or with a FAISS outside ``>=1.8,<2``).
 
     Notes
     -----
     Searching is safe from several threads at once (each call releases the GIL and also runs
-    `n_threads` threads inside). :meth:`add` mutates the index and must not run concurrently
-    with searches or other adds.
+    `n_threads` threads inside). :meth:`add` and :meth:`train` mutate the index and must not
+    run concurrently with searches or other adds.
 
-    Complexity: :meth:`search` takes O(n_queries * len(index) * dim) time and
-    O(n_threads * n_queries * k) extra memory; :meth:`add` is amortised O(rows * dim).
+    IVF kinds train on the first :meth:`add` (a random sample of its vectors) unless
+    :meth:`train` was called; searching an untrained IVF index raises InvalidValueError.
+
+    Complexity: the exact :meth:`search` takes O(n_queries * len(index) * dim) time and
+    O(n_threads * n_queries * k) extra memory; ``"hnsw"`` about O(ef_search * hnsw_m * dim *
+    log n) per query, ``"ivf"`` O((nlist + nprobe * n / nlist) * dim) per query. :meth:`add` is
+    amortised O(rows * dim) (``"hnsw"``: O(rows * ef_construction * hnsw_m * dim * log n)).
 
     Examples
     --------
@@ -225,7 +270,10 @@ class DenseIndex:
     array([0, 2])
     """
 
-    def __init__(self, dim: int, *, metric: str = "dot", dtype: npt.DTypeLike = "float32") -> None:
+    def __init__(self, dim: int, *, metric: str = "dot", dtype: npt.DTypeLike = "float32", index: str = "flat",
+                 nlist: int | None = None, nprobe: int = 32, pq_m: int | None = None, pq_nbits: int = 8,
+                 hnsw_m: int = 32, ef_construction: int = 100, ef_search: int = 64,
+                 train_size: int | None = None, seed: int = 0) -> None:
         self._dim = check_positive_int(dim, "dim")
         if metric not in METRICS:
             raise UnknownMethodError(f"metric: expected one of {_names(METRICS)}, got {metric!r}")
@@ -235,10 +283,22 @@ class DenseIndex:
             name = None
         if name not in STORAGE_DTYPES:
             raise UnknownMethodError(f"dtype: expected one of {_names(STORAGE_DTYPES)}, got {dtype!r}")
+        if index not in INDEX_KINDS:
+            raise UnknownMethodError(f"index: expected one of {_names(INDEX_KINDS)}, got {index!r}")
+        if index != "flat" and name != "float32":
+            raise InvalidValueError(f"dtype: the approximate index {index!r} stores float32 vectors, got {name!r}")
         self._metric = metric
         self._dtype = np.dtype(name)
+        self._kind = index
         self._buf = np.empty((0, self._dim), self._dtype)  # capacity >= count rows
         self._n = 0
+        self._ann: Any = None
+        if index != "flat":
+            from rank.retrieve.ann import ApproxIndex
+
+            self._ann = ApproxIndex(self._dim, metric, index, nlist=nlist, nprobe=nprobe, pq_m=pq_m,
+                                    pq_nbits=pq_nbits, hnsw_m=hnsw_m, ef_construction=ef_construction,
+                                    ef_search=ef_search, train_size=train_size, seed=seed)
 
     # -- properties -------------------------------------------------------------------------
 
@@ -258,21 +318,93 @@ class DenseIndex:
         return self._dtype
 
     @property
+    def index(self) -> str:
+        """The index kind: ``"flat"`` (exact), ``"hnsw"``, ``"ivf"`` or ``"ivfpq"``."""
+        return self._kind
+
+    @property
+    def is_trained(self) -> bool:
+        """False only for an IVF kind that has not been trained yet."""
+        return self._ann is None or self._ann.trained
+
+    @property
+    def nprobe(self) -> int | None:
+        """IVF cells scanned per query (None for other kinds); settable."""
+        return self._ann.nprobe if self._ann is not None and self._kind != "hnsw" else None
+
+    @nprobe.setter
+    def nprobe(self, value: int) -> None:
+        if self._ann is None or self._kind == "hnsw":
+            raise InvalidValueError(f"nprobe: only for the 'ivf' and 'ivfpq' kinds, this index is {self._kind!r}")
+        self._ann.nprobe = check_positive_int(value, "nprobe")
+
+    @property
+    def ef_search(self) -> int | None:
+        """HNSW search candidate list size (None for other kinds); settable."""
+        return self._ann.ef_search if self._kind == "hnsw" else None
+
+    @ef_search.setter
+    def ef_search(self, value: int) -> None:
+        if self._kind != "hnsw":
+            raise InvalidValueError(f"ef_search: only for the 'hnsw' kind, this index is {self._kind!r}")
+        self._ann.ef_search = check_positive_int(value, "ef_search")
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes the stored vectors take (approximate kinds: their serialized FAISS size)."""
+        if self._ann is None:
+            return self._n * self._dim * self._dtype.itemsize
+        if len(self._ann) == 0:
+            return 0
+        return int(self._ann.faiss.serialize_index(self._ann.index).nbytes)
+
+    @property
     def vectors(self) -> np.ndarray[Any, np.dtype[Any]]:
-        """The stored vectors, a read-only (len(index), dim) view (normalised for cosine)."""
-        v = self._buf[:self._n].view()
+        """The stored vectors, a read-only (len(index), dim) view (normalised for cosine).
+
+        ``"hnsw"`` returns a copy reconstructed from FAISS; the IVF kinds raise InvalidValueError.
+        """
+        if self._ann is not None:
+            v = self._ann.vectors()
+        else:
+            v = self._buf[:self._n].view()
         v.flags.writeable = False
         return v
 
     def __len__(self) -> int:
-        return self._n
+        return self._n if self._ann is None else len(self._ann)
 
     def __repr__(self) -> str:
-        return f"DenseIndex(dim={self._dim}, metric={self._metric!r}, dtype={self._dtype.name!r}, n={self._n})"
+        kind = "" if self._kind == "flat" else f", index={self._kind!r}"
+        return (f"DenseIndex(dim={self._dim}, metric={self._metric!r}, dtype={self._dtype.name!r}{kind}, "
+                f"n={len(self)})")
 
     # -- adding -----------------------------------------------------------------------------
 
-    def add(self, vectors: npt.ArrayLike, *, check_finite: bool = True) -> npt.NDArray[np.int64]:
+    def _rows(self, vectors: npt.ArrayLike, check_finite: bool) -> np.ndarray[Any, np.dtype[Any]]:
+        v = as_float_array(vectors, "vectors", (1, 2), check_finite=check_finite)
+        if v.shape[-1] != self._dim:
+            raise ShapeError(
+                f"vectors: expected shape (n, {self._dim}) or ({self._dim},) to match the index "
+                f"dimension {self._dim}, got shape {v.shape}")
+        return v.reshape(1, self._dim) if v.ndim == 1 else v
+
+    def _float32_rows(self, v: np.ndarray[Any, np.dtype[Any]]) -> npt.NDArray[np.float32]:
+        """`v` as float32 (unit rows for cosine); NonFiniteError for values beyond float32 or NaN."""
+        if self._metric == "cosine":
+            out = _unit_rows(v, np.float32)
+        else:
+            with np.errstate(over="ignore", invalid="ignore"):
+                out = np.ascontiguousarray(v, dtype=np.float32)
+        bad = ~np.isfinite(out).all(axis=1)
+        if bad.any():
+            row = int(np.flatnonzero(bad)[0])
+            raise NonFiniteError(f"vectors[{row}]: contains NaN or infinity, or a value beyond the float32 range "
+                                 f"(an approximate {self._kind!r} index cannot store it)")
+        return out
+
+    def add(self, vectors: npt.ArrayLike, *, check_finite: bool = True,
+            show_progress: bool = True) -> npt.NDArray[np.int64]:
         """Append vectors to the index and return their ids.
 
         **Mutates the index**: not safe to call while another thread searches or adds.
@@ -283,15 +415,25 @@ class DenseIndex:
             float16/float32/float64 (integers are converted). For ``metric="cosine"`` they
             are normalised (in float64) before being stored in the index dtype.
         check_finite : bool, default True
-            Raise NonFiniteError for NaN or infinity (also for values that overflow float16
-            storage, which is always checked).
+            Raise NonFiniteError for NaN or infinity. Values that overflow the storage type
+            (float64 beyond the float32 range, or beyond float16 for ``dtype="float16"``) always
+            raise NonFiniteError: they would be stored as infinity. Approximate kinds always
+            refuse NaN/inf (FAISS cannot index them).
+        show_progress : bool, default True
+            A progress bar (tqdm, when installed and stderr is a terminal) for IVF training and
+            large approximate adds.
 
         Returns
         -------
         numpy.ndarray int64, shape (n,)
             The ids of the new rows: ``len(index) - n ... len(index) - 1``.
 
-        Complexity: amortised O(n * dim) (storage grows geometrically).
+        An untrained IVF index is first trained on a random sample of `vectors` (see
+        :meth:`train`); InvalidValueError if there are fewer vectors than cells.
+
+        Complexity: amortised O(n * dim) (storage grows geometrically); ``"hnsw"`` inserts in
+        O(n * ef_construction * hnsw_m * dim * log n), IVF training O(train_size * nlist * dim)
+        per k-means iteration.
 
         >>> index = DenseIndex(3)
         >>> index.add([[1, 2, 3], [4, 5, 6]])
@@ -299,14 +441,13 @@ class DenseIndex:
         >>> len(index)
         2
         """
-        v = as_float_array(vectors, "vectors", (1, 2), check_finite=check_finite)
-        if v.shape[-1] != self._dim:
-            raise ShapeError(
-                f"vectors: expected shape (n, {self._dim}) or ({self._dim},) to match the index "
-                f"dimension {self._dim}, got shape {v.shape}")
-        if v.ndim == 1:
-            v = v.reshape(1, self._dim)
-        n0, n = self._n, v.shape[0]
+        v = self._rows(vectors, check_finite)
+        n = v.shape[0]
+        if self._ann is not None:
+            n0 = len(self._ann)
+            self._ann.add(self._float32_rows(v), show_progress=show_progress)
+            return np.arange(n0, n0 + n, dtype=np.int64)
+        n0 = self._n
         if self._buf.shape[0] < n0 + n or not self._buf.flags.writeable:
             cap = max(n0 + n, self._buf.shape[0] + self._buf.shape[0] // 2)
             buf = np.empty((cap, self._dim), self._dtype)
@@ -320,18 +461,45 @@ class DenseIndex:
                 part = _unit_rows(part, self._dtype)
             with np.errstate(over="ignore", invalid="ignore"):  # overflow is reported below
                 dst[i:i + _CHUNK] = part
-            if self._dtype == np.float16 and not np.isfinite(dst[i:i + _CHUNK]).all():
-                raise NonFiniteError(
-                    f"vectors: values overflow float16 storage (magnitude above 65504); "
-                    "use dtype='float32' or metric='cosine'")
+            if part.dtype.itemsize > self._dtype.itemsize:
+                stored = dst[i:i + _CHUNK]
+                # A value that was finite in the input but is not in storage overflowed.
+                bad = ~np.isfinite(stored).all(axis=1)
+                if bad.any():
+                    bad &= np.isfinite(part).all(axis=1)
+                if bad.any():
+                    row = i + int(np.flatnonzero(bad)[0])
+                    if self._dtype == np.float16:
+                        raise NonFiniteError(
+                            f"vectors[{row}]: values overflow float16 storage (magnitude above 65504); "
+                            "use dtype='float32' or metric='cosine'")
+                    raise NonFiniteError(
+                        f"vectors[{row}]: values overflow float32 storage (magnitude above "
+                        f"{np.finfo(np.float32).max:.4g}); scale the vectors or use metric='cosine'")
         self._buf = buf
         self._n = n0 + n
         return np.arange(n0, n0 + n, dtype=np.int64)
 
+    def train(self, vectors: npt.ArrayLike, *, check_finite: bool = True, show_progress: bool = True) -> None:
+        """Train an IVF kind's cells (and PQ codebooks) on `vectors`, before any :meth:`add`.
+
+        `vectors` (n, dim) is a representative sample (n >= nlist, and >= 2**pq_nbits for
+        ``"ivfpq"``); at most `train_size` of them, drawn at random, are used. A no-op for
+        ``"flat"`` and ``"hnsw"``. InvalidValueError when the index already holds vectors or
+        the sample is too small. Complexity O(train_size * nlist * dim) per k-means iteration
+        (25 iterations).
+
+        **Mutates the index.**
+        """
+        v = self._rows(vectors, check_finite)
+        if self._ann is not None:
+            self._ann.train(self._float32_rows(v), show_progress=show_progress)
+
     # -- searching --------------------------------------------------------------------------
 
     def search(self, queries: npt.ArrayLike, k: int = 10, *, n_threads: int | None = None,
-               check_finite: bool = True) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
+               check_finite: bool = True, mask: npt.ArrayLike | None = None, nprobe: int | None = None,
+               ef_search: int | None = None) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
         """The `k` best rows for each query (largest dot product or cosine similarity).
 
         Parameters
@@ -339,21 +507,32 @@ class DenseIndex:
         queries : array-like, shape (dim,) or (n_queries, dim)
             Query vectors (converted to float32; normalised for the cosine metric).
         k : int, default 10
-            Results per query (> 0). If k > len(index), every row is returned.
+            Results per query (> 0). If k > len(index), every row is returned (k is clamped).
         n_threads : int, optional
             Threads to use (default: every core available to the process; 1 = serial).
         check_finite : bool, default True
             Raise NonFiniteError if `queries` holds NaN or infinity.
+        mask : bool array, shape (len(index),) or (n_queries, len(index)), optional
+            Rows allowed in the results (True = allowed), shared by every query or one row per
+            query. Fewer than k allowed rows are padded with id -1 and score -inf. On the flat
+            index a mask scores every row (an (n_queries, len(index)) float32 temporary).
+        nprobe, ef_search : int, optional
+            Override the index's knob for this call (``"ivf"``/``"ivfpq"``, ``"hnsw"``).
 
         Returns
         -------
         (indices, scores) : int64 and float32 arrays of shape (n_queries, min(k, len(index))),
             or (min(k, len(index)),) for a 1-D query; sorted by score descending, equal scores
-            by smaller row id first (deterministic for any `n_threads`).
+            by smaller row id first (deterministic for any `n_threads`). Approximate kinds may
+            find fewer than k rows (e.g. a small ``nprobe``): the rest is padded with -1 / -inf.
 
-        Complexity: O(n_queries * len(index) * dim) time; O(n_threads * n_queries * k) extra
-        memory, no (n_queries, len(index)) intermediate (except when k is a large fraction of
-        the index, where a full sort is cheaper). Runs without the GIL; thread-safe.
+        Complexity: exact, O(n_queries * len(index) * dim) time; O(n_threads * n_queries * k)
+        extra memory, no (n_queries, len(index)) intermediate (except with a mask, or when k is
+        a large fraction of the index, where a full sort is cheaper). Approximate: see the
+        class notes. Runs without the GIL; thread-safe.
+
+        Raises InvalidValueError for an untrained IVF index, ShapeError for an empty index or
+        a dimension mismatch, NonFiniteError, and DTypeError/ShapeError for a bad `mask`.
 
         >>> import numpy as np
         >>> index = DenseIndex(2)
@@ -362,35 +541,67 @@ class DenseIndex:
         (array([[2, 0],
                [1, 0]]), array([[2., 1.],
                [1., 0.]], dtype=float32))
+        >>> index.search([1.0, 0.0], k=2, mask=np.array([True, True, False]))
+        (array([0, 1]), array([1., 0.], dtype=float32))
         """
-        n, buf = self._n, self._buf
+        ann = self._ann
+        if ann is not None and not ann.trained:
+            raise InvalidValueError(
+                f"search: the {self._kind!r} index is not trained; call train(sample) or add(vectors) first")
+        n, buf = len(self), self._buf
         if n == 0:
             raise ShapeError("search: the index is empty; add vectors first")
         k = check_positive_int(k, "k")
+        nprobe = check_positive_int(nprobe, "nprobe", allow_none=True)
+        ef_search = check_positive_int(ef_search, "ef_search", allow_none=True)
         q, single = _queries(queries, self._dim, "queries", check_finite,
                              normalize=self._metric == "cosine")
+        if ann is not None and not check_finite and not np.isfinite(q).all():
+            raise NonFiniteError("queries: contains NaN or infinity (an approximate index cannot search them)")
         n_threads = resolve_threads(n_threads)
-        data = buf[:n]
-        kind = _KINDS[data.dtype]
+        m = _as_mask(mask, q.shape[0], n)
         k = min(k, n)
-        if 4 * k >= n:
-            # A large share of the index is returned anyway: score everything and sort.
-            scores = np.empty((q.shape[0], n), np.float32)
-            _kernel.dense_scores(q, data.ctypes.data, n, kind, False, False, n_threads, scores)
-            idx = np.argsort(-scores, axis=1, kind="stable")[:, :k]
-            top = np.take_along_axis(scores, idx, axis=1)
+        if ann is not None:
+            idx, top = ann.search(q, k, n_threads, nprobe=nprobe, ef_search=ef_search, mask=m)
+        elif m is not None:
+            idx, top = self._masked_search(q, k, n_threads, m)
         else:
-            idx = np.empty((q.shape[0], k), np.int64)
-            top = np.empty((q.shape[0], k), np.float32)
-            _kernel.dense_topk(q, data.ctypes.data, n, kind, False, False, k, n_threads, idx, top)
+            data = buf[:n]
+            kind = _KINDS[data.dtype]
+            if 4 * k >= n:
+                # A large share of the index is returned anyway: score everything and sort.
+                scores = np.empty((q.shape[0], n), np.float32)
+                _kernel.dense_scores(q, data.ctypes.data, n, kind, False, False, n_threads, scores)
+                idx = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+                top = np.take_along_axis(scores, idx, axis=1)
+            else:
+                idx = np.empty((q.shape[0], k), np.int64)
+                top = np.empty((q.shape[0], k), np.float32)
+                _kernel.dense_topk(q, data.ctypes.data, n, kind, False, False, k, n_threads, idx, top)
         if single:
             return idx[0], top[0]
+        return idx, top
+
+    def _masked_search(self, q: npt.NDArray[np.float32], k: int, n_threads: int,
+                       m: np.ndarray[Any, np.dtype[np.uint8]]) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
+        n = self._n
+        data = self._buf[:n]
+        scores = np.empty((q.shape[0], n), np.float32)
+        _kernel.dense_scores(q, data.ctypes.data, n, _KINDS[data.dtype], False, False, n_threads, scores)
+        allowed = np.broadcast_to(m.view(bool), scores.shape)
+        scores[~allowed] = -np.inf
+        idx = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+        top = np.take_along_axis(scores, idx, axis=1)
+        ok = np.take_along_axis(allowed, idx, axis=1)
+        idx[~ok] = -1
+        top[~ok] = -np.inf
         return idx, top
 
     # -- persistence ------------------------------------------------------------------------
 
     def save(self, path: str | os.PathLike[str]) -> None:
-        """Write the index to `path` (see the module source for the format).
+        """Write the index to `path` (see the module source for the format; approximate kinds:
+        :mod:`rank.retrieve.ann`, FAISS's own serialization inside a checksummed header).
 
         The file is written to a temporary name in the same directory, flushed to disk and
         renamed into place, so a failed save leaves an existing file at `path` untouched.
@@ -406,6 +617,9 @@ class DenseIndex:
         import tempfile
 
         path = os.fspath(path)
+        if self._ann is not None:
+            self._ann.save(path)
+            return
         header = _HEADER.pack(_MAGIC, _VERSION, _HEADER.size, self._dim, self._n,
                               _METRIC_CODES[self._metric], _DTYPE_CODES[self._dtype.name])
         data = self._buf[:self._n]
@@ -444,7 +658,8 @@ class DenseIndex:
         mmap : bool, default False
             Map the vectors read-only from the file instead of reading them into memory
             (pages load on demand; a later :meth:`add` copies them into memory first).
-            Without mmap the vectors are also checked to be finite.
+            Without mmap the vectors are also checked to be finite. Approximate kinds are
+            always read into memory (their checksum is verified first; nothing is unpickled).
 
         Returns
         -------
@@ -461,6 +676,16 @@ class DenseIndex:
         with open(path, "rb") as f:
             size = os.fstat(f.fileno()).st_size
             head = f.read(_HEADER.size)
+            if len(head) >= 8 and head[:8] == _ANN_MAGIC:
+                from rank.retrieve.ann import ApproxIndex
+
+                f.seek(0)
+                ann = ApproxIndex.load(path, f, size)
+                index = cls(ann.dim, metric=ann.metric, index=ann.kind, nlist=ann.nlist, nprobe=ann.nprobe,
+                            pq_m=ann.pq_m, pq_nbits=ann.pq_nbits, hnsw_m=ann.hnsw_m,
+                            ef_construction=ann.ef_construction, ef_search=ann.ef_search)
+                index._ann = ann
+                return index
             if len(head) < 8 or head[:8] != _MAGIC:
                 raise CorruptFileError(f"{path}: not a rank-kernels DenseIndex file (bad magic number)")
             if len(head) < _HEADER.size:

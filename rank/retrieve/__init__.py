@@ -1,4 +1,5 @@
-"""Lexical and learned-sparse retrieval: :class:`Tokenizer`, :class:`BM25`, :class:`SparseIndex`.
+"""Lexical, learned-sparse and late-interaction retrieval: :class:`Tokenizer`, :class:`BM25`,
+:class:`SparseIndex`, :class:`ColBERTIndex` (PLAID-style, needs the ``ann`` extra).
 
 >>> from rank.retrieve import BM25
 >>> bm25 = BM25().index(["the quick brown fox", "the lazy dog", "a quick dog"])
@@ -6,7 +7,8 @@
 [[2]]
 """
 from rank.retrieve.bm25 import BM25
+from rank.retrieve.colbert_index import ColBERTIndex
 from rank.retrieve.sparse import SparseIndex
 from rank.retrieve.tokenizer import Tokenizer
 
-__all__ = ["Tokenizer", "BM25", "SparseIndex"]
+__all__ = ["Tokenizer", "BM25", "SparseIndex", "ColBERTIndex"]

@@ -1,0 +1,778 @@
+"""A first-stage index for late interaction (ColBERT): PLAID-style compressed token storage,
+centroid candidate generation, exact MaxSim over the candidates.
+
+How it works (after PLAID, Santhanam et al. 2022):
+
+1. **Training.** FAISS k-means over (a sample of) the document tokens gives ``n_centroids``
+   centroids. The residuals ``x - centroid`` of the sample give, per coordinate, the bucket
+   cutoffs (quantiles) and bucket values (the median residual of each bucket) of an
+   ``nbits``-bit scalar quantizer (1, 2, 4 or 8 bits).
+2. **Storage.** Each token is its nearest centroid's id (int32) plus ``dim * nbits / 8`` bytes
+   of bucket ids; an inverted list maps each centroid to the documents that have a token there.
+   Adding documents later encodes them with the same centroids (no retraining).
+3. **Search.** The query tokens are scored against every centroid; each query token's
+   ``nprobe`` best centroids select candidate documents; the candidates are ranked by the
+   approximate MaxSim in which every token is replaced by its centroid (a compiled kernel),
+   the best ``n_candidates`` are decompressed and scored with the exact MaxSim kernel of
+   :func:`rank.maxsim_batch`, and the top k are returned.
+
+Scores are MaxSim against the *decompressed* tokens: close to, not equal to, MaxSim against
+the original float vectors (the error shrinks with ``nbits``).
+
+>>> import numpy as np
+>>> rng = np.random.default_rng(0)
+>>> docs = [rng.standard_normal((int(rng.integers(5, 20)), 16)).astype(np.float32) for _ in range(200)]
+>>> index = ColBERTIndex(16, nbits=4, n_centroids=32)
+>>> index.add(docs, show_progress=False)[:3]
+array([0, 1, 2])
+>>> ids, scores = index.search(docs[7][:4], k=3)
+>>> int(ids[0])
+7
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import tempfile
+import zlib
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+import numpy as np
+
+from rank._ragged import is_packed, unpack
+from rank._validate import as_float_array, check_positive_int, resolve_threads
+from rank.errors import CorruptFileError, InvalidValueError, NonFiniteError, ShapeError
+from rank.retrieve.ann import _progress, import_faiss
+from rank_kernels import colbert_index as _kernel
+from rank_kernels import dense as _dense
+
+if TYPE_CHECKING:
+    import numpy.typing as npt
+
+__all__ = ["ColBERTIndex", "ColBERTRetriever"]
+
+NBITS = (1, 2, 4, 8)
+FORMAT_VERSION = 1
+_KIND = "rank-kernels ColBERTIndex"
+_CHUNK = 1 << 16  # tokens encoded per step
+_ARRAYS = {  # file name -> (dtype, ndim)
+    "centroids": (np.float32, 2),
+    "cutoffs": (np.float32, 2),
+    "weights": (np.float32, 2),
+    "codes": (np.int32, 1),
+    "residuals": (np.uint8, 2),
+    "doc_offsets": (np.int64, 1),
+    "ivf_offsets": (np.int64, 1),
+    "ivf_docs": (np.int32, 1),
+}
+
+
+class _State(NamedTuple):
+    """Everything a search reads; replaced whole by :meth:`ColBERTIndex.add` (readers see the
+    old or the new index, never a mix)."""
+
+    codes: np.ndarray           # (T,) int32 centroid of each token
+    residuals: np.ndarray       # (T, dim * nbits / 8) uint8 packed bucket ids
+    doc_offsets: np.ndarray     # (n_docs + 1,) int64 token ranges
+    ivf_offsets: np.ndarray     # (n_centroids + 1,) int64
+    ivf_docs: np.ndarray        # documents of each centroid, ascending, int32
+    ids: tuple[Any, ...] | None  # external document ids, or None
+    unit: bool                  # every stored token had norm 1: decompressed tokens are renormalised
+
+
+class _Codec(NamedTuple):
+    centroids: np.ndarray  # (C, dim) float32
+    cutoffs: np.ndarray    # (dim, 2**nbits - 1) float32
+    weights: np.ndarray    # (dim, 2**nbits) float32
+
+
+def _tokens(docs: Any, dim: int, name: str, check_finite: bool) -> tuple[np.ndarray, np.ndarray]:
+    """(flat float32 (T, dim), offsets int64 (n + 1,)) from a list of (L_i, dim) arrays or a packed pair."""
+    if is_packed(docs):
+        flat, offsets = unpack(docs, name)
+        if flat.shape[1] != dim:
+            raise ShapeError(f"{name}: token dimension {flat.shape[1]} does not match the index dimension {dim}")
+        flat = flat[offsets[0]:offsets[-1]]
+        offsets = offsets - offsets[0]
+    else:
+        if isinstance(docs, np.ndarray) or not isinstance(docs, Sequence):
+            raise ShapeError(f"{name}: expected a list of (n_tokens, {dim}) arrays or a packed (flat, offsets) "
+                             f"pair, got {type(docs).__name__}" + (f" of shape {docs.shape}"
+                                                                  if isinstance(docs, np.ndarray) else ""))
+        mats = []
+        for i, d in enumerate(docs):
+            a = as_float_array(d, f"{name}[{i}]", 2, check_finite=False)
+            if a.shape[1] != dim:
+                raise ShapeError(f"{name}[{i}]: expected shape (n_tokens, {dim}) to match the index dimension, "
+                                 f"got {a.shape}")
+            mats.append(a)
+        if not mats:
+            raise ShapeError(f"{name}: expected at least one document, got none")
+        lengths = np.array([m.shape[0] for m in mats], np.int64)
+        offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+        flat = np.concatenate(mats) if len(mats) > 1 else mats[0]
+    if offsets.shape[0] < 2:
+        raise ShapeError(f"{name}: expected at least one document, got none")
+    with np.errstate(over="ignore", invalid="ignore"):
+        flat32 = np.ascontiguousarray(flat, dtype=np.float32)
+    if not np.isfinite(flat32).all():
+        bad = int(np.flatnonzero(~np.isfinite(flat32).all(axis=1))[0])
+        doc = int(np.searchsorted(offsets, bad, side="right") - 1)
+        if check_finite or np.isfinite(flat[bad]).all():
+            raise NonFiniteError(f"{name}[{doc}]: contains NaN or infinity (or a value beyond the float32 range)")
+        raise NonFiniteError(f"{name}[{doc}]: contains NaN or infinity, which the index cannot store")
+    return flat32, offsets
+
+
+def _query(q: Any, dim: int, name: str) -> np.ndarray:
+    a = as_float_array(q, name, 2, check_finite=True)
+    if a.shape[1] != dim:
+        raise ShapeError(f"{name}: expected shape (n_query_tokens, {dim}) to match the index dimension, got {a.shape}")
+    with np.errstate(over="ignore"):
+        a32 = np.ascontiguousarray(a, dtype=np.float32)
+    if not np.isfinite(a32).all():
+        raise NonFiniteError(f"{name}: values overflow float32")
+    return a32
+
+
+class ColBERTIndex:
+    """PLAID-style compressed index of document token matrices, searched by MaxSim.
+
+    Parameters
+    ----------
+    dim : int
+        Token vector dimension (> 0; ``dim * nbits`` must be a multiple of 8).
+    nbits : {1, 2, 4, 8}, default 2
+        Bits per residual coordinate. Bytes per token: ``4 + dim * nbits / 8`` (dim 128:
+        36 bytes at 2 bits, 68 at 4, 132 at 8, against 256 in float16), plus the inverted
+        lists (4 bytes per distinct (centroid, document) pair).
+    n_centroids : int, optional
+        k-means centroids (default ``2 ** floor(log2(4 * sqrt(T)))`` for the T tokens of the
+        first :meth:`add`, at most T / 32; PLAID uses 16 * sqrt(T), 4x more and 4x the k-means
+        cost).
+    nprobe : int, default 4
+        Centroids per query token that select candidates (a search may override it).
+    n_candidates : int, default 256
+        Candidates (at least 4 * k) decompressed and scored exactly after the centroid ranking.
+    train_size : int, optional
+        Tokens sampled for k-means (default ``max(262144, 64 * n_centroids)``).
+    seed : int, default 0
+        Seed of the training sample and of k-means.
+
+    Notes
+    -----
+    Needs FAISS (extra ``ann``) for k-means and nearest-centroid assignment. Searches are
+    thread-safe and lock-free: each reads one immutable snapshot of the index, which
+    :meth:`add` replaces whole (a search running during an add sees the old or the new index).
+    :meth:`add` itself must not run concurrently with another :meth:`add`.
+
+    Complexity: search, per query of Lq tokens, O(Lq * n_centroids * dim) for the centroid
+    scores, O(candidate tokens * Lq) for the centroid ranking, O(n_candidates * avg tokens *
+    Lq * dim) exact. Add: O(T * n_centroids * dim) assignment (BLAS), training O(train_size *
+    n_centroids * dim) per k-means iteration.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(1)
+    >>> index = ColBERTIndex(8, nbits=8, n_centroids=4)
+    >>> _ = index.add([rng.standard_normal((6, 8)) for _ in range(50)], show_progress=False)
+    >>> ids, scores = index.search([rng.standard_normal((3, 8)), rng.standard_normal((2, 8))], k=5)
+    >>> ids.shape, scores.shape
+    ((2, 5), (2, 5))
+    """
+
+    _late_interaction_index = True  # what Pipeline looks for
+
+    def __init__(self, dim: int, *, nbits: int = 2, n_centroids: int | None = None, nprobe: int = 4,
+                 n_candidates: int = 256, train_size: int | None = None, seed: int = 0) -> None:
+        self._dim = check_positive_int(dim, "dim")
+        if isinstance(nbits, bool) or nbits not in NBITS:
+            raise InvalidValueError(f"nbits: expected one of {', '.join(map(str, NBITS))}, got {nbits!r}")
+        if (self._dim * nbits) % 8:
+            raise InvalidValueError(f"nbits: dim * nbits must be a multiple of 8, got dim {dim} and nbits {nbits}")
+        self._nbits = int(nbits)
+        self._n_centroids = check_positive_int(n_centroids, "n_centroids", allow_none=True)
+        self.nprobe = check_positive_int(nprobe, "nprobe")
+        self.n_candidates = check_positive_int(n_candidates, "n_candidates")
+        self._train_size = check_positive_int(train_size, "train_size", allow_none=True)
+        if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool):
+            raise InvalidValueError(f"seed: expected an integer, got {seed!r}")
+        self._seed = int(seed)
+        self._codec: _Codec | None = None
+        self._quantizer: Any = None
+        width = self._dim * self._nbits // 8
+        self._state = _State(np.empty(0, np.int32), np.empty((0, width), np.uint8), np.zeros(1, np.int64),
+                             np.zeros(1, np.int64), np.empty(0, np.int32), None, True)
+        import_faiss()
+
+    # -- properties -------------------------------------------------------------------------
+
+    @property
+    def dim(self) -> int:
+        """Token vector dimension."""
+        return self._dim
+
+    @property
+    def nbits(self) -> int:
+        """Bits per residual coordinate."""
+        return self._nbits
+
+    @property
+    def n_centroids(self) -> int | None:
+        """Number of centroids (None before training)."""
+        return None if self._codec is None else int(self._codec.centroids.shape[0])
+
+    @property
+    def centroids(self) -> npt.NDArray[np.float32] | None:
+        """The (n_centroids, dim) float32 centroids, read-only (None before training)."""
+        if self._codec is None:
+            return None
+        v = self._codec.centroids.view()
+        v.flags.writeable = False
+        return v
+
+    @property
+    def is_trained(self) -> bool:
+        return self._codec is not None
+
+    @property
+    def n_tokens(self) -> int:
+        """Stored token vectors."""
+        return int(self._state.codes.shape[0])
+
+    @property
+    def ids(self) -> tuple[Any, ...] | None:
+        """External document ids given to :meth:`add` (None when none were given)."""
+        return self._state.ids
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the stored index: codes, residuals, offsets, inverted lists, codec."""
+        s = self._state
+        total = sum(a.nbytes for a in (s.codes, s.residuals, s.doc_offsets, s.ivf_offsets, s.ivf_docs))
+        if self._codec is not None:
+            total += sum(a.nbytes for a in self._codec)
+        return int(total)
+
+    def __len__(self) -> int:
+        return int(self._state.doc_offsets.shape[0] - 1)
+
+    def __repr__(self) -> str:
+        return (f"ColBERTIndex(dim={self._dim}, nbits={self._nbits}, n_centroids={self.n_centroids}, "
+                f"n_docs={len(self)}, n_tokens={self.n_tokens})")
+
+    # -- training ---------------------------------------------------------------------------
+
+    def train(self, tokens: npt.ArrayLike, *, centroids: npt.ArrayLike | None = None, n_threads: int | None = None,
+              show_progress: bool = True) -> None:
+        """Learn the centroids and residual buckets from `tokens` ((T, dim), a sample of
+        document tokens), before the first :meth:`add`. At most `train_size` tokens, drawn at
+        random, are used. InvalidValueError if the index already holds documents or T is
+        smaller than the number of centroids. **Mutates the index.**
+
+        `centroids` ((C, dim), e.g. another index's :attr:`centroids`) skips k-means: only the
+        residual buckets are fitted. Shards of one collection built this way share centroids.
+        """
+        if len(self):
+            raise InvalidValueError("train: the index already holds documents; training would invalidate them")
+        x = as_float_array(tokens, "tokens", 2, check_finite=True)
+        if x.shape[1] != self._dim:
+            raise ShapeError(f"tokens: expected shape (T, {self._dim}), got {x.shape}")
+        with np.errstate(over="ignore"):
+            x32 = np.ascontiguousarray(x, dtype=np.float32)
+        if not np.isfinite(x32).all():
+            raise NonFiniteError("tokens: values overflow float32")
+        given = None
+        if centroids is not None:
+            given = as_float_array(centroids, "centroids", 2, check_finite=True)
+            if given.shape[1] != self._dim:
+                raise ShapeError(f"centroids: expected shape (n_centroids, {self._dim}), got {given.shape}")
+            given = np.ascontiguousarray(given, dtype=np.float32)
+        self._train(x32, resolve_threads(n_threads), show_progress, given)
+
+    def _train(self, x: np.ndarray, n_threads: int, show_progress: bool, given: np.ndarray | None = None) -> None:
+        faiss = import_faiss()
+        t = x.shape[0]
+        c = self._n_centroids if given is None else given.shape[0]
+        if c is None:
+            c = 2 ** int(math.floor(math.log2(4 * math.sqrt(t))))
+            c = max(1, min(c, t // 32))
+        if t < c:
+            raise InvalidValueError(f"train: {c} centroids need at least {c} training tokens, got {t}; "
+                                    "pass a smaller n_centroids or train on more tokens")
+        size = self._train_size if self._train_size is not None else max(1 << 18, 64 * c)
+        rng = np.random.default_rng(self._seed)
+        sample = x if t <= size else x[np.sort(rng.choice(t, size, replace=False))]
+        bar = _progress(3, f"train ColBERTIndex ({c} centroids, {sample.shape[0]:,} tokens)", show_progress)
+        try:
+            from rank.retrieve.ann import _Threads
+
+            with _Threads(faiss, n_threads):
+                if given is None:
+                    km = faiss.Kmeans(self._dim, c, niter=20, seed=self._seed, verbose=False,
+                                      max_points_per_centroid=max(256, -(-sample.shape[0] // c)))
+                    km.train(sample)
+                    centroids = np.ascontiguousarray(km.centroids, dtype=np.float32)
+                else:
+                    centroids = given
+                bar.update(1)
+                quantizer = faiss.IndexFlatL2(self._dim)
+                quantizer.add(centroids)
+                _, assign = quantizer.search(sample, 1)
+            bar.update(1)
+            resid = sample - centroids[assign[:, 0]]
+            nb = 1 << self._nbits
+            cut_q = np.arange(1, nb) / nb
+            mid_q = (np.arange(nb) + 0.5) / nb
+            cutoffs = np.ascontiguousarray(np.quantile(resid, cut_q, axis=0).T, dtype=np.float32)
+            weights = np.ascontiguousarray(np.quantile(resid, mid_q, axis=0).T, dtype=np.float32)
+            bar.update(1)
+        finally:
+            bar.close()
+        self._codec = _Codec(centroids, cutoffs, weights)
+        self._quantizer = quantizer
+
+    # -- adding -----------------------------------------------------------------------------
+
+    def _encode(self, flat: np.ndarray, n_threads: int, show_progress: bool) -> tuple[np.ndarray, np.ndarray]:
+        codec = self._codec
+        assert codec is not None
+        faiss = import_faiss()
+        from rank.retrieve.ann import _Threads
+
+        t = flat.shape[0]
+        codes = np.empty(t, np.int32)
+        packed = np.empty((t, self._dim * self._nbits // 8), np.uint8)
+        bar = _progress(t, "encode tokens", show_progress and t > _CHUNK)
+        try:
+            for s in range(0, t, _CHUNK):
+                part = flat[s:s + _CHUNK]
+                with _Threads(faiss, n_threads):
+                    _, a = self._quantizer.search(part, 1)
+                c = a[:, 0].astype(np.int32)
+                codes[s:s + part.shape[0]] = c
+                resid = np.ascontiguousarray(part - codec.centroids[c])
+                _kernel.compress(resid, codec.cutoffs, self._nbits, packed[s:s + part.shape[0]], n_threads)
+                bar.update(part.shape[0])
+        finally:
+            bar.close()
+        return codes, packed
+
+    def add(self, docs: Any, *, ids: Sequence[Any] | None = None, check_finite: bool = True,
+            n_threads: int | None = None, show_progress: bool = True) -> npt.NDArray[np.int64]:
+        """Append documents and return their positions (``len(index) - n ... len(index) - 1``).
+
+        Parameters
+        ----------
+        docs : list of (n_tokens_i, dim) arrays, or a packed ``(flat (T, dim), offsets (n + 1,))``
+            pair as returned by ``ColBERTEncoder.encode_documents(texts, packed=True)``.
+            float16/float32/float64; each document needs at least one token.
+        ids : sequence, optional
+            External ids of the new documents (reported by :attr:`ids`, used by
+            :class:`rank.Pipeline`). Either every :meth:`add` gives ids or none does.
+        check_finite : bool, default True
+            NaN/inf raise NonFiniteError (always: the index cannot store them).
+        n_threads : int, optional
+            Threads for encoding (default every core).
+        show_progress : bool, default True
+            Progress bars (tqdm) for training and encoding.
+
+        The first call trains the index on (a sample of) these tokens unless :meth:`train` was
+        called; later calls reuse the centroids. **Mutates the index**; searches running
+        meanwhile see the old or the new state. Complexity O(T * n_centroids * dim) plus
+        O(stored tokens) to rebuild the arrays.
+        """
+        flat, offsets = _tokens(docs, self._dim, "docs", check_finite)
+        n_new = offsets.shape[0] - 1
+        old = self._state
+        if ids is not None:
+            ids = tuple(ids)
+            if len(ids) != n_new:
+                raise ShapeError(f"ids: expected {n_new} ids, one per document, got {len(ids)}")
+        if (ids is None) != (old.ids is None) and len(self):
+            raise InvalidValueError("ids: give ids on every add or on none (the index "
+                                    + ("has" if old.ids is not None else "has no") + " ids)")
+        threads = resolve_threads(n_threads)
+        if self._codec is None:
+            self._train(flat, threads, show_progress)
+        codes, packed = self._encode(flat, threads, show_progress)
+        n0 = len(self)
+        c = self._codec.centroids.shape[0]  # type: ignore[union-attr]
+        # Inverted lists of the new documents: distinct (centroid, doc) pairs, doc ascending.
+        doc_of = np.repeat(np.arange(n0, n0 + n_new, dtype=np.int64), np.diff(offsets))
+        pairs = np.unique(codes.astype(np.int64) * (n0 + n_new) + doc_of)
+        new_cells, new_docs = pairs // (n0 + n_new), pairs % (n0 + n_new)
+        old_cells = np.repeat(np.arange(c, dtype=np.int64), np.diff(old.ivf_offsets)) if n0 else np.empty(0, np.int64)
+        cells = np.concatenate([old_cells, new_cells])
+        docs_all = np.concatenate([old.ivf_docs.astype(np.int64), new_docs])
+        order = np.argsort(cells, kind="stable")  # old documents (smaller ids) stay first in each list
+        ivf_docs = docs_all[order].astype(np.int32)
+        ivf_offsets = np.zeros(c + 1, np.int64)
+        np.cumsum(np.bincount(cells, minlength=c), out=ivf_offsets[1:])
+        doc_offsets = np.concatenate([old.doc_offsets, old.doc_offsets[-1] + offsets[1:]])
+        new_ids = None if ids is None else (old.ids or ()) + ids
+        norms = np.sqrt(np.einsum("ij,ij->i", flat, flat))
+        unit = old.unit and bool(np.all(np.abs(norms - 1) < 1e-3))
+        self._state = _State(np.concatenate([old.codes, codes]), np.concatenate([old.residuals, packed]),
+                             doc_offsets, ivf_offsets, ivf_docs, new_ids, unit)
+        return np.arange(n0, n0 + n_new, dtype=np.int64)
+
+    # -- searching --------------------------------------------------------------------------
+
+    def decompress(self, doc: int) -> npt.NDArray[np.float32]:
+        """The decompressed (n_tokens, dim) float32 token matrix of document position `doc`."""
+        s = self._state
+        if isinstance(doc, bool) or not isinstance(doc, (int, np.integer)) or not 0 <= doc < len(self):
+            raise InvalidValueError(f"doc: expected a position in [0, {len(self)}), got {doc!r}")
+        flat, _ = self._decompress(s, np.array([doc], np.int64), 1)
+        return flat
+
+    def _decompress(self, s: _State, docs: np.ndarray, n_threads: int) -> tuple[np.ndarray, np.ndarray]:
+        codec = self._codec
+        assert codec is not None
+        starts = s.doc_offsets[docs]
+        lengths = s.doc_offsets[docs + 1] - starts
+        out_offsets = np.zeros(docs.shape[0] + 1, np.int64)
+        np.cumsum(lengths, out=out_offsets[1:])
+        out = np.empty((int(out_offsets[-1]), self._dim), np.float32)
+        _kernel.decompress(s.codes, s.residuals, codec.centroids, codec.weights, self._nbits, starts, lengths,
+                           out_offsets, s.unit, out, n_threads)
+        return out, out_offsets
+
+    def _search_one(self, s: _State, q: np.ndarray, k: int, nprobe: int, n_cand: int,
+                    n_threads: int) -> tuple[np.ndarray, np.ndarray]:
+        from rank._topk import top_k
+        from rank.rerank.maxsim import maxsim_batch
+
+        codec = self._codec
+        assert codec is not None
+        c = codec.centroids.shape[0]
+        scores = np.empty((q.shape[0], c), np.float32)  # (Lq, C) centroid scores
+        _dense.dense_scores(q, codec.centroids.ctypes.data, c, 4, False, False,
+                            _threads_for(q.shape[0] * c * self._dim, n_threads), scores)
+        probe = min(nprobe, c)
+        if probe < c:
+            cells = np.argpartition(-scores, probe - 1, axis=1)[:, :probe]
+        else:
+            cells = np.broadcast_to(np.arange(c), scores.shape)
+        cells = np.unique(cells)
+        lists = [s.ivf_docs[a:b] for a, b in zip(s.ivf_offsets[cells].tolist(), s.ivf_offsets[cells + 1].tolist())]
+        cand = np.unique(np.concatenate(lists)).astype(np.int64) if lists else np.empty(0, np.int64)
+        out_i = np.full(k, -1, np.int64)
+        out_s = np.full(k, -np.inf, np.float32)
+        if cand.shape[0] == 0:
+            return out_i, out_s
+        n_cand = max(n_cand, 4 * k)
+        if cand.shape[0] > n_cand:
+            approx = np.empty(cand.shape[0], np.float32)
+            work = int((s.doc_offsets[cand + 1] - s.doc_offsets[cand]).sum()) * q.shape[0]
+            _kernel.centroid_maxsim(np.ascontiguousarray(scores.T), s.codes, s.doc_offsets, cand, approx,
+                                    _threads_for(work, n_threads))
+            keep, _ = top_k(approx, n_cand)
+            cand = np.sort(cand[keep])
+        lengths = s.doc_offsets[cand + 1] - s.doc_offsets[cand]
+        flat, offs = self._decompress(s, cand, _threads_for(int(lengths.sum()) * self._dim, n_threads))
+        exact = maxsim_batch(q, (flat, offs), n_threads=_threads_for(flat.shape[0] * q.shape[0] * self._dim, n_threads),
+                             check_finite=False)
+        pos, top = top_k(exact, k)
+        out_i[:pos.shape[0]] = cand[pos]
+        out_s[:pos.shape[0]] = top
+        return out_i, out_s
+
+    def search(self, query_tokens: Any, k: int = 10, *, nprobe: int | None = None,
+               n_candidates: int | None = None, n_threads: int | None = None) -> tuple[npt.NDArray[np.int64],
+                                                                                     npt.NDArray[np.float32]]:
+        """The `k` best documents by MaxSim for one query or a batch of queries.
+
+        Parameters
+        ----------
+        query_tokens : (Lq, dim) array (one query), or a list of such arrays / a packed
+            ``(flat, offsets)`` pair (a batch; ``ColBERTEncoder.encode_queries`` output works).
+        k : int, default 10
+            Results per query; clamped to ``len(index)``.
+        nprobe, n_candidates : int, optional
+            Override the index's knobs for this call.
+        n_threads : int, optional
+            Threads of the kernels (default every core).
+
+        Returns
+        -------
+        (ids, scores) : int64 and float32, shape (min(k, len(index)),) for one query or
+            (n_queries, min(k, len(index))) for a batch: document positions (0-based, in add
+            order) and MaxSim against the decompressed tokens, sorted by score descending,
+            ties by smaller position; padded with -1 / -inf when the probed centroids hold
+            fewer than k documents.
+
+        Raises InvalidValueError for an empty index (or bad knobs), ShapeError for a
+        dimension mismatch, NonFiniteError for NaN/inf in the query. Thread-safe.
+
+        Complexity: see the class notes.
+        """
+        s = self._state  # one snapshot for the whole call
+        if self._codec is None or len(s.doc_offsets) < 2:
+            raise InvalidValueError("search: the index is empty; add documents first")
+        k = check_positive_int(k, "k")
+        nprobe = self.nprobe if nprobe is None else check_positive_int(nprobe, "nprobe")
+        n_cand = self.n_candidates if n_candidates is None else check_positive_int(n_candidates, "n_candidates")
+        threads = resolve_threads(n_threads)
+        k = min(k, len(s.doc_offsets) - 1)
+        single = isinstance(query_tokens, np.ndarray) and query_tokens.ndim == 2
+        if single:
+            i, sc = self._search_one(s, _query(query_tokens, self._dim, "query_tokens"), k, nprobe, n_cand, threads)
+            return i, sc
+        queries: list[Any]
+        if is_packed(query_tokens):
+            flat, offsets = unpack(query_tokens, "query_tokens")
+            queries = [flat[offsets[j]:offsets[j + 1]] for j in range(offsets.shape[0] - 1)]
+        elif isinstance(query_tokens, np.ndarray) and query_tokens.ndim == 3:
+            queries = list(query_tokens)
+        elif isinstance(query_tokens, Sequence) and not isinstance(query_tokens, (str, bytes)):
+            queries = list(query_tokens)
+            if queries and np.ndim(queries[0]) == 1:  # a nested list holding one query
+                queries = [query_tokens]
+                single = True
+        else:
+            raise ShapeError(f"query_tokens: expected an (Lq, {self._dim}) array or a list of them, "
+                             f"got {type(query_tokens).__name__}")
+        ids = np.empty((len(queries), k), np.int64)
+        scores = np.empty((len(queries), k), np.float32)
+        qs = [_query(q, self._dim, "query_tokens" if single else f"query_tokens[{j}]") for j, q in enumerate(queries)]
+        if threads > 1 and len(qs) > 1:
+            # One query per thread (the kernels release the GIL): a query's kernels are too short
+            # to split across threads without paying more in synchronisation than they gain.
+            from concurrent.futures import ThreadPoolExecutor
+
+            with ThreadPoolExecutor(max_workers=min(threads, len(qs))) as pool:
+                results = list(pool.map(lambda q: self._search_one(s, q, k, nprobe, n_cand, 1), qs))
+        else:
+            results = [self._search_one(s, q, k, nprobe, n_cand, threads) for q in qs]
+        for j, (i, sc) in enumerate(results):
+            ids[j], scores[j] = i, sc
+        if single:
+            return ids[0], scores[0]
+        return ids, scores
+
+    # -- persistence ------------------------------------------------------------------------
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Write the index to the directory `path` (``meta.json`` + one ``.npy`` per array,
+        each with a CRC-32 in ``meta.json``).
+
+        The directory is written under a sibling temporary name and renamed into place; an
+        existing index at `path` is replaced (moved aside, then removed), anything else there
+        raises InvalidValueError. O(index bytes).
+        """
+        if self._codec is None:
+            raise InvalidValueError("save: the index is not trained; add documents first")
+        target = Path(os.fspath(path))
+        if target.exists() or target.is_symlink():
+            if not _is_index_dir(target):
+                raise InvalidValueError(f"{target}: exists and is not a saved ColBERTIndex; not replacing it")
+        s, codec = self._state, self._codec
+        arrays = {"centroids": codec.centroids, "cutoffs": codec.cutoffs, "weights": codec.weights,
+                  "codes": s.codes, "residuals": s.residuals, "doc_offsets": s.doc_offsets,
+                  "ivf_offsets": s.ivf_offsets, "ivf_docs": s.ivf_docs}
+        parent = target.parent if str(target.parent) else Path(".")
+        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=parent))
+        try:
+            meta: dict[str, Any] = {
+                "kind": _KIND, "format_version": FORMAT_VERSION, "dim": self._dim, "nbits": self._nbits,
+                "n_centroids": int(codec.centroids.shape[0]), "n_docs": len(self),
+                "n_tokens": int(s.codes.shape[0]), "nprobe": self.nprobe, "n_candidates": self.n_candidates,
+                "seed": self._seed, "arrays": {}, "has_ids": s.ids is not None, "unit": s.unit,
+            }
+            for name, arr in arrays.items():
+                a = np.ascontiguousarray(arr, dtype=np.dtype(_ARRAYS[name][0]).newbyteorder("<"))
+                with open(tmp / f"{name}.npy", "wb") as f:
+                    np.lib.format.write_array(f, a, allow_pickle=False)
+                    f.flush()
+                    os.fsync(f.fileno())
+                meta["arrays"][name] = {"shape": list(a.shape), "crc32": zlib.crc32(a.data.cast("B")) & 0xFFFFFFFF}
+            if s.ids is not None:
+                text = json.dumps([str(i) for i in s.ids])
+                (tmp / "ids.json").write_text(text, encoding="utf-8")
+                meta["ids_crc32"] = zlib.crc32(text.encode("utf-8")) & 0xFFFFFFFF
+            with open(tmp / "meta.json", "w", encoding="utf-8") as f:
+                json.dump(meta, f, indent=1)
+                f.flush()
+                os.fsync(f.fileno())
+            os.chmod(tmp, 0o777 & ~_umask())
+            aside = None
+            if target.exists():
+                aside = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".old", dir=parent))
+                os.rmdir(aside)
+                os.replace(target, aside)
+            try:
+                os.replace(tmp, target)
+            except BaseException:
+                if aside is not None:
+                    os.replace(aside, target)  # put the old index back
+                raise
+            if aside is not None:
+                shutil.rmtree(aside, ignore_errors=True)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str], *, mmap: bool = True, verify: bool | None = None) -> ColBERTIndex:
+        """Read an index written by :meth:`save`.
+
+        Parameters
+        ----------
+        mmap : bool, default True
+            Map the arrays read-only (pages load on demand; a later :meth:`add` copies them).
+        verify : bool, optional
+            Check every array's CRC-32 (default: when not mmap). Without it, a flipped byte
+            inside the residuals goes unnoticed; ids, offsets and codes are always checked
+            (bounds and monotonicity), so no kernel reads out of bounds.
+
+        Raises CorruptFileError for a missing, truncated, foreign or inconsistent file;
+        nothing is unpickled.
+        """
+        root = Path(os.fspath(path))
+        if not root.is_dir():
+            if root.exists():
+                raise CorruptFileError(f"{root}: not a ColBERTIndex directory")
+            raise FileNotFoundError(2, "No such ColBERTIndex directory", str(root))
+        verify = (not mmap) if verify is None else bool(verify)
+        try:
+            meta = json.loads((root / "meta.json").read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise CorruptFileError(f"{root}: no meta.json (not a ColBERTIndex directory)") from None
+        except (OSError, ValueError, RecursionError) as e:
+            raise CorruptFileError(f"{root}/meta.json: unreadable ({type(e).__name__})") from None
+        if not isinstance(meta, dict) or meta.get("kind") != _KIND:
+            raise CorruptFileError(f"{root}: not a ColBERTIndex (meta.json kind is not {_KIND!r})")
+        if meta.get("format_version") != FORMAT_VERSION:
+            raise CorruptFileError(f"{root}: unsupported ColBERTIndex format version {meta.get('format_version')!r} "
+                                   f"(this version reads {FORMAT_VERSION})")
+        try:
+            index = cls(meta["dim"], nbits=meta["nbits"], n_centroids=meta["n_centroids"], nprobe=meta["nprobe"],
+                        n_candidates=meta["n_candidates"], seed=meta["seed"])
+            n_docs, n_tokens, c = int(meta["n_docs"]), int(meta["n_tokens"]), int(meta["n_centroids"])
+            entries = meta["arrays"]
+            if not isinstance(entries, dict) or n_docs < 1 or n_tokens < n_docs:
+                raise ValueError("counts")
+        except (KeyError, TypeError, ValueError, InvalidValueError) as e:
+            raise CorruptFileError(f"{root}/meta.json: malformed ({type(e).__name__}: {e})") from None
+        dim, width, nb = index._dim, index._dim * index._nbits // 8, 1 << index._nbits
+        shapes = {"centroids": (c, dim), "cutoffs": (dim, nb - 1), "weights": (dim, nb), "codes": (n_tokens,),
+                  "residuals": (n_tokens, width), "doc_offsets": (n_docs + 1,), "ivf_offsets": (c + 1,),
+                  "ivf_docs": None}
+        arrays: dict[str, np.ndarray] = {}
+        for name, (dtype, ndim) in _ARRAYS.items():
+            file = root / f"{name}.npy"
+            try:
+                a = np.load(file, mmap_mode="r" if mmap else None, allow_pickle=False)
+            except FileNotFoundError:
+                raise CorruptFileError(f"{file}: missing") from None
+            except (OSError, ValueError, EOFError) as e:
+                raise CorruptFileError(f"{file}: not a valid array file ({e})") from None
+            if not isinstance(a, np.ndarray) or a.dtype != np.dtype(dtype).newbyteorder("<") or a.ndim != ndim:
+                raise CorruptFileError(f"{file}: expected a {ndim}-D {np.dtype(dtype).name} array")
+            want = shapes[name]
+            if want is not None and a.shape != want:
+                raise CorruptFileError(f"{file}: expected shape {want}, got {a.shape}")
+            entry = entries.get(name)
+            if not isinstance(entry, dict) or list(a.shape) != entry.get("shape"):
+                raise CorruptFileError(f"{file}: does not match meta.json")
+            if verify and zlib.crc32(np.ascontiguousarray(a).data.cast("B")) & 0xFFFFFFFF != entry.get("crc32"):
+                raise CorruptFileError(f"{file}: checksum mismatch (the file is corrupt)")
+            arrays[name] = a.astype(dtype, copy=False) if a.dtype != np.dtype(dtype) else a
+        # Everything a kernel trusts: offsets, codes and document ids in bounds.
+        do, io, iv, codes = arrays["doc_offsets"], arrays["ivf_offsets"], arrays["ivf_docs"], arrays["codes"]
+        if do[0] != 0 or do[-1] != n_tokens or (np.diff(do) < 1).any():
+            raise CorruptFileError(f"{root}/doc_offsets.npy: not strictly increasing from 0 to {n_tokens}")
+        if io[0] != 0 or io[-1] != iv.shape[0] or (np.diff(io) < 0).any():
+            raise CorruptFileError(f"{root}/ivf_offsets.npy: not non-decreasing from 0 to {iv.shape[0]}")
+        for name, a, hi in (("codes", codes, c), ("ivf_docs", iv, n_docs)):
+            for s0 in range(0, a.shape[0], 1 << 22):
+                part = a[s0:s0 + (1 << 22)]
+                if part.size and (part.min() < 0 or part.max() >= hi):
+                    raise CorruptFileError(f"{root}/{name}.npy: values outside [0, {hi})")
+        for name in ("centroids", "cutoffs", "weights"):
+            if not np.isfinite(arrays[name]).all():
+                raise CorruptFileError(f"{root}/{name}.npy: contains NaN or infinity")
+        ids = None
+        if meta.get("has_ids"):
+            try:
+                text = (root / "ids.json").read_text(encoding="utf-8")
+                ids_list = json.loads(text)
+            except (OSError, ValueError, RecursionError) as e:
+                raise CorruptFileError(f"{root}/ids.json: unreadable ({type(e).__name__})") from None
+            if not isinstance(ids_list, list) or len(ids_list) != n_docs or not all(isinstance(i, str) for i in ids_list):
+                raise CorruptFileError(f"{root}/ids.json: expected a list of {n_docs} strings")
+            if verify and zlib.crc32(text.encode("utf-8")) & 0xFFFFFFFF != meta.get("ids_crc32"):
+                raise CorruptFileError(f"{root}/ids.json: checksum mismatch (the file is corrupt)")
+            ids = tuple(ids_list)
+        faiss = import_faiss()
+        centroids = np.ascontiguousarray(arrays["centroids"], dtype=np.float32)
+        index._codec = _Codec(centroids, np.ascontiguousarray(arrays["cutoffs"]),
+                              np.ascontiguousarray(arrays["weights"]))
+        index._quantizer = faiss.IndexFlatL2(dim)
+        index._quantizer.add(centroids)
+        index._state = _State(codes, arrays["residuals"], do, io, iv, ids, bool(meta.get("unit", False)))
+        return index
+
+
+#: Element operations below which a kernel call of one query runs on one thread (splitting
+#: costs more in OpenMP synchronisation, and much more on a busy machine, than it gains).
+_PARALLEL_WORK = 1 << 23
+
+
+def _threads_for(work: int, n_threads: int) -> int:
+    return n_threads if work >= _PARALLEL_WORK else 1
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _is_index_dir(p: Path) -> bool:
+    try:
+        meta = json.loads((p / "meta.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError):
+        return False
+    return p.is_dir() and not p.is_symlink() and isinstance(meta, dict) and meta.get("kind") == _KIND
+
+
+class ColBERTRetriever:
+    """A :class:`ColBERTIndex` with the query encoder that feeds it: a retriever for
+    :class:`rank.Pipeline` (``retrieve(texts, k, n_threads=...) -> (ids, scores)``).
+
+    ``Pipeline(index, encoder=encoder)`` builds one; ``ids`` are the index's external ids.
+    Thread-safe when the encoder is.
+    """
+
+    def __init__(self, index: ColBERTIndex, encoder: Any) -> None:
+        if not isinstance(index, ColBERTIndex):
+            raise InvalidValueError(f"index: expected a ColBERTIndex, got {type(index).__name__}")
+        if not callable(getattr(encoder, "encode_queries", None)):
+            raise InvalidValueError(f"encoder: expected an object with encode_queries(texts) "
+                                    f"(a ColBERTEncoder), got {type(encoder).__name__}")
+        enc_dim = getattr(encoder, "dim", index.dim)
+        if enc_dim != index.dim:
+            raise ShapeError(f"encoder: produces {enc_dim}-dimensional tokens, the index holds {index.dim}")
+        self.index, self.encoder = index, encoder
+
+    @property
+    def ids(self) -> tuple[Any, ...] | None:
+        return self.index.ids
+
+    def retrieve(self, queries: Sequence[str], k: int = 10, *,
+                 n_threads: int | None = None) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
+        if isinstance(queries, str):
+            queries = [queries]
+        if not len(queries):
+            kk = min(check_positive_int(k, "k"), len(self.index))
+            return np.empty((0, kk), np.int64), np.empty((0, kk), np.float32)
+        encoded = self.encoder.encode_queries(list(queries))
+        return self.index.search(list(encoded) if not is_packed(encoded) else encoded, k, n_threads=n_threads)

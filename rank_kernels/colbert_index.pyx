@@ -1,0 +1,118 @@
+"""Kernels of the PLAID-style ColBERT index: residual compression, decompression and
+centroid-score candidate ranking.
+
+A token vector x is stored as the id c of a centroid and its residual r = x - centroid[c],
+each coordinate j of r replaced by a bucket index b (nbits bits: 1, 2, 4 or 8) with
+``cutoffs[j, b - 1] <= r_j < cutoffs[j, b]``; decompression gives
+``centroid[c, j] + weights[j, b]``. Bucket indices are packed little-endian inside each byte
+(coordinate j of a token sits at bit j * nbits of the token's row of bytes).
+
+No validation happens here: `rank.retrieve.colbert_index` checks shapes, dtypes and ranges.
+Every function releases the GIL.
+"""
+from cython.parallel cimport prange
+from libc.math cimport INFINITY, sqrt
+from libc.stdint cimport int32_t, int64_t, uint8_t
+from libc.stdlib cimport free, malloc
+
+
+def compress(const float[:, ::1] residuals, const float[:, ::1] cutoffs, int nbits, uint8_t[:, ::1] out,
+             int n_threads):
+    """Bucket every residual coordinate and pack the bucket ids into `out`.
+
+    residuals: (T, dim) float32; cutoffs: (dim, 2**nbits - 1) float32, ascending per row;
+    out: (T, dim * nbits / 8) uint8, overwritten. Binary search per coordinate:
+    O(T * dim * nbits).
+    """
+    cdef Py_ssize_t T = residuals.shape[0], dim = residuals.shape[1], nb = cutoffs.shape[1]
+    cdef Py_ssize_t width = out.shape[1]
+    cdef Py_ssize_t t, j, lo, hi, mid, pos
+    cdef float v
+    with nogil:
+        for t in prange(T, num_threads=n_threads, schedule="static"):
+            for j in range(width):
+                out[t, j] = 0
+            for j in range(dim):
+                v = residuals[t, j]
+                lo = 0
+                hi = nb
+                while lo < hi:  # the number of cutoffs <= v
+                    mid = (lo + hi) >> 1
+                    if cutoffs[j, mid] <= v:
+                        lo = mid + 1
+                    else:
+                        hi = mid
+                pos = j * nbits
+                out[t, pos >> 3] = out[t, pos >> 3] | <uint8_t>(lo << (pos & 7))
+
+
+def decompress(const int32_t[::1] codes, const uint8_t[:, ::1] packed, const float[:, ::1] centroids,
+               const float[:, ::1] weights, int nbits, const int64_t[::1] starts, const int64_t[::1] lengths,
+               const int64_t[::1] out_offsets, bint normalize, float[:, ::1] out, int n_threads):
+    """Rebuild the tokens of several documents into `out`.
+
+    Document i's tokens ``starts[i] .. starts[i] + lengths[i] - 1`` (rows of `codes` and
+    `packed`) go to rows ``out_offsets[i] ..`` of `out` (float32, (sum lengths, dim)):
+    ``out[r, j] = centroids[codes[t], j] + weights[j, bucket(t, j)]``, each row then divided
+    by its norm when `normalize` (rows of norm 0 stay 0). O(sum lengths * dim).
+    """
+    cdef Py_ssize_t m = starts.shape[0], dim = centroids.shape[1]
+    cdef Py_ssize_t i, s, t, r, j, pos, c
+    cdef int mask = (1 << nbits) - 1
+    cdef int b
+    cdef float v, norm
+    with nogil:
+        for i in prange(m, num_threads=n_threads, schedule="dynamic"):
+            for s in range(lengths[i]):
+                t = starts[i] + s
+                r = out_offsets[i] + s
+                c = codes[t]
+                norm = 0
+                for j in range(dim):
+                    pos = j * nbits
+                    b = (packed[t, pos >> 3] >> (pos & 7)) & mask
+                    v = centroids[c, j] + weights[j, b]
+                    out[r, j] = v
+                    norm = norm + v * v
+                if normalize and norm > 0:
+                    norm = 1 / sqrt(norm)
+                    for j in range(dim):
+                        out[r, j] = out[r, j] * norm
+
+
+def centroid_maxsim(const float[:, ::1] scores_t, const int32_t[::1] codes, const int64_t[::1] doc_offsets,
+                    const int64_t[::1] docs, float[::1] out, int n_threads):
+    """Approximate MaxSim of one query against candidate documents from centroid scores.
+
+    scores_t: (n_centroids, Lq) float32, ``scores_t[c, i] = <query token i, centroid c>``;
+    document d's tokens are ``codes[doc_offsets[d]:doc_offsets[d + 1]]``;
+    ``out[k] = sum_i max_{t in docs[k]} scores_t[codes[t], i]``. O(sum of candidate lengths * Lq).
+    Raises MemoryError if the per-thread buffers cannot be allocated.
+    """
+    cdef Py_ssize_t m = docs.shape[0], lq = scores_t.shape[1]
+    cdef Py_ssize_t k, t, i, d
+    cdef float *best
+    cdef float acc, v
+    cdef int failed = 0
+    with nogil:
+        for k in prange(m, num_threads=n_threads, schedule="dynamic"):
+            best = <float *>malloc(sizeof(float) * lq)
+            if best == NULL:
+                failed += 1
+                out[k] = 0
+                continue
+            for i in range(lq):
+                best[i] = -INFINITY
+            d = docs[k]
+            for t in range(doc_offsets[d], doc_offsets[d + 1]):
+                for i in range(lq):
+                    v = scores_t[codes[t], i]
+                    if v > best[i]:
+                        best[i] = v
+            acc = 0
+            for i in range(lq):
+                acc = acc + best[i]
+            out[k] = acc
+            free(best)
+    if failed:
+        raise MemoryError("centroid_maxsim: could not allocate a per-document buffer")
