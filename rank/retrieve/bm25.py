@@ -674,6 +674,11 @@ class BM25:
         >>> bool((shard.get_scores([0, 1]) == full.get_scores([0, 1])[:2]).all())
         True
         """
+        with self._write_lock:
+            return self._use_collection_stats_locked(n_docs, avgdl, df, max_impact, recompute)
+
+    def _use_collection_stats_locked(self, n_docs: int, avgdl: float, df: Any, max_impact: Any,
+                                     recompute: bool) -> "BM25":
         st = self._require()
         p = st.postings
         if isinstance(n_docs, bool) or not isinstance(n_docs, (int, np.integer)) or not p.n_docs <= n_docs < _index.MAX_ID:
@@ -714,5 +719,6 @@ class BM25:
             if top.shape != (n_terms,):
                 raise ShapeError(f"max_impact: expected shape ({n_terms},) (one per term of df), got {top.shape}")
         postings = _index.Postings(indptr, docs, values, p.n_docs, top, nonneg)
-        self._state = _State(postings, st.doc_len, avg, idf, shift, exc_pos, exc_tf)
+        # the one publishing step; the tokenizer, kind of documents and ids stay those of `st`
+        self._state = st.replace(postings=postings, avgdl=avg, idf=idf, shift=shift, exc_pos=exc_pos, exc_tf=exc_tf)
         return self
