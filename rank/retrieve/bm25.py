@@ -81,14 +81,18 @@ class _State:
     cache, which never changes an answer).
     """
 
-    __slots__ = ("postings", "doc_len", "avgdl", "idf", "shift", "exc_pos", "exc_tf", "tokenizer", "kind", "ids")
+    __slots__ = ("postings", "doc_len", "avgdl", "idf", "shift", "exc_pos", "exc_tf", "tokenizer", "kind", "ids",
+                 "collection")
 
     def __init__(self, postings: _index.Postings, doc_len: np.ndarray, avgdl: float, idf: np.ndarray,
                  shift: np.ndarray, exc_pos: np.ndarray, exc_tf: np.ndarray, tokenizer: Optional[Tokenizer] = None,
-                 kind: Optional[str] = None, ids: Optional[list] = None) -> None:
+                 kind: Optional[str] = None, ids: Optional[list] = None,
+                 collection: bool = False) -> None:
         self.postings, self.doc_len, self.avgdl = postings, doc_len, avgdl
         self.idf, self.shift, self.exc_pos, self.exc_tf = idf, shift, exc_pos, exc_tf
         self.tokenizer, self.kind, self.ids = tokenizer, kind, ids
+        # True when avgdl and the impacts come from a larger collection (use_collection_stats)
+        self.collection = collection
 
     def replace(self, **changes: Any) -> "_State":
         """A copy with some fields replaced (the snapshot itself never changes)."""
@@ -542,6 +546,7 @@ class BM25:
         assert st.tokenizer is not None
         meta = {"method": self.method, "k1": self.k1, "b": self.b, "delta": self.delta, "n_docs": p.n_docs,
                 "n_terms": p.n_terms, "avgdl": st.avgdl, "kind": st.kind, "nonneg": p.nonneg,
+                **({"collection_stats": True} if st.collection else {}),
                 "tokenizer": st.tokenizer.config()}
         arrays = {"indptr": p.indptr, "docs": p.docs, "impacts": p.values, "max_impact": p.max_value,
                   "doc_len": st.doc_len, "exc_pos": st.exc_pos, "exc_tf": st.exc_tf}
@@ -621,8 +626,12 @@ class BM25:
             raise CorruptFileError(f"{path}: exc_pos/exc_tf out of range (corrupt index)")
         if int(doc_len.min()) < 0:
             raise CorruptFileError(f"{path}: negative document length (corrupt index)")
+        collection = meta.get("collection_stats", False)
+        if not isinstance(collection, bool):
+            raise CorruptFileError(f"{path}: collection_stats in meta.json must be true or false (corrupt index)")
         mean = float(np.asarray(doc_len, np.float64).mean())
-        if not (avgdl > 0.0 or mean == 0.0) or abs(mean - avgdl) > 1e-6 * max(1.0, mean):
+        # a shard of a larger collection (use_collection_stats) keeps the collection's avgdl
+        if not (avgdl > 0.0 or mean == 0.0) or (not collection and abs(mean - avgdl) > 1e-6 * max(1.0, mean)):
             raise CorruptFileError(f"{path}: avgdl {avgdl!r} disagrees with the document lengths "
                                    f"(mean {mean!r}; corrupt index)")
         if kind in ("text", "tokens") and len(tok) > n_terms:
@@ -635,7 +644,7 @@ class BM25:
             raise CorruptFileError(f"{path}: ids.json does not list one str or int id per document")
         postings = _index.Postings(a["indptr"], a["docs"], a["impacts"], n_docs, a["max_impact"], nonneg)
         idf, shift = bm._term_stats(np.asarray(a["indptr"]), n_docs)  # O(n_terms): not stored
-        bm._state = _State(postings, doc_len, avgdl, idf, shift, exc_pos, exc_tf, tok, kind, ids)
+        bm._state = _State(postings, doc_len, avgdl, idf, shift, exc_pos, exc_tf, tok, kind, ids, collection)
         return bm
 
     # --- shards of a larger collection (used by rank.distributed) --------------------------------
@@ -720,5 +729,6 @@ class BM25:
                 raise ShapeError(f"max_impact: expected shape ({n_terms},) (one per term of df), got {top.shape}")
         postings = _index.Postings(indptr, docs, values, p.n_docs, top, nonneg)
         # the one publishing step; the tokenizer, kind of documents and ids stay those of `st`
-        self._state = st.replace(postings=postings, avgdl=avg, idf=idf, shift=shift, exc_pos=exc_pos, exc_tf=exc_tf)
+        self._state = st.replace(postings=postings, avgdl=avg, idf=idf, shift=shift, exc_pos=exc_pos, exc_tf=exc_tf,
+                                 collection=True)
         return self
