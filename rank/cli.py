@@ -194,7 +194,7 @@ def _index_kind(path: str) -> str:
     """'dense', 'colbert' or 'bm25', from the index directory's meta.json."""
     try:
         meta = json.loads((Path(path) / "meta.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):  # the BM25 loader then names the damage
         return "bm25"
     kind = meta.get("kind") if isinstance(meta, dict) else None
     if kind == _DENSE_KIND:
