@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
@@ -127,54 +125,32 @@ def is_sharded(path: Any) -> bool:
     return os.path.isfile(os.path.join(os.fspath(path), MANIFEST))
 
 
-def prepare_target(path: str) -> str:
-    """A fresh temporary directory beside `path` to build into. `path` may be missing, an empty
-    directory or a sharded index (replaced only once the new one is complete); anything else
-    is refused and left untouched."""
+def check_target(path: str) -> None:
+    """`path` may be missing, an empty directory or a sharded index (replaced only once the new
+    one is complete); anything else is refused and left untouched."""
     if os.path.lexists(path):
         if not os.path.isdir(path) or os.path.islink(path):
             raise InvalidValueError(f"path: {path} exists and is not a directory; refusing to replace it")
         if os.listdir(path) and not is_sharded(path):
             raise InvalidValueError(f"path: {path} is a non-empty directory that is not a sharded index; "
                                     "refusing to replace it (choose another path or remove it)")
-    parent = os.path.dirname(os.path.abspath(path))
-    os.makedirs(parent, exist_ok=True)
-    return tempfile.mkdtemp(prefix=".tmp-" + os.path.basename(os.path.abspath(path)) + "-", dir=parent)
 
 
 def write_json(path: str, obj: Any) -> None:
     with open(path, "w", encoding="utf-8") as f:
         json.dump(obj, f, ensure_ascii=False)
-        f.flush()
-        os.fsync(f.fileno())
-
-
-def commit(tmp: str, path: str, manifest: dict[str, Any]) -> None:
-    """Write the manifest last into `tmp`, then swap `tmp` into `path` (the old index, if any,
-    stays complete until the rename and is removed after it)."""
-    write_json(os.path.join(tmp, MANIFEST), manifest)
-    parent = os.path.dirname(os.path.abspath(path))
-    if os.path.exists(path):
-        old = tempfile.mkdtemp(prefix=".old-" + os.path.basename(os.path.abspath(path)) + "-", dir=parent)
-        os.rmdir(old)
-        os.rename(path, old)
-        os.rename(tmp, path)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.rename(tmp, path)
 
 
 def atomic_build(path: Any, build: Callable[[str], dict[str, Any]]) -> None:
-    """Run ``build(tmp_dir) -> manifest`` and swap the result into `path`; on any error the
-    temporary directory is removed and `path` is left as it was."""
+    """Run ``build(tmp_dir) -> manifest`` in a temporary sibling of `path`, write the manifest
+    last and swap the directory into place with :func:`rank._atomic.atomic_dir` (everything
+    fsync'ed; on any error the temporary is removed and `path` is left as it was)."""
+    from rank._atomic import atomic_dir
+
     path = os.fspath(path)
-    tmp = prepare_target(path)
-    try:
+    with atomic_dir(path, check=check_target) as tmp:
         manifest = build(tmp)
-        commit(tmp, path, manifest)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        write_json(os.path.join(tmp, MANIFEST), manifest)
 
 
 def read_manifest(path: Any, fmt: str, version: int) -> dict[str, Any]:
@@ -205,10 +181,14 @@ def read_manifest(path: Any, fmt: str, version: int) -> dict[str, Any]:
 
 
 def get(ray: Any, refs: Any) -> Any:
-    """ray.get, raising a failed task's own exception (e.g. a rank.errors one) rather than Ray's wrapper."""
+    """ray.get, raising a failed task's own exception (e.g. a rank.errors one) rather than Ray's
+    wrapper. When one of several tasks fails, the others are waited for first, so none is still
+    writing (e.g. into a build's temporary directory) once the error reaches the caller."""
     try:
         return ray.get(refs)
     except ray.exceptions.RayTaskError as e:
+        if isinstance(refs, list) and len(refs) > 1:
+            ray.wait(refs, num_returns=len(refs))
         cause = e.as_instanceof_cause()
         if isinstance(cause, ray.exceptions.RayTaskError):
             raise
