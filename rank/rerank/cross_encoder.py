@@ -137,6 +137,9 @@ class CrossEncoder:
             max_length = min(max_length, limit)
         tokenizer = _onnx.load_tokenizer(root / "tokenizer.json")
         engine = _onnx.make_engine(model_path, providers=providers, intra_op_threads=intra_op_threads)
+        if quantized:
+            _onnx.check_int8_model(engine, model_path, f"rank.rerank.export_cross_encoder(<checkpoint>, "
+                                                       f"{os.fspath(root)!r}, quantize='int8')")
         return cls(engine, tokenizer, config, model_path, max_length=max_length, batch_size=batch_size,
                    activation=activation)
 
@@ -293,7 +296,7 @@ def export_cross_encoder(checkpoint_or_id: str | os.PathLike, out_dir: str | os.
     --------
     >>> export_cross_encoder("cross-encoder/ms-marco-MiniLM-L-6-v2", "ce-onnx", quantize="int8")  # doctest: +SKIP
     """
-    check_precision(quantize, fp16)
+    quantize = check_precision(quantize, fp16)
     opset = check_positive_int(opset, "opset")
     torch = _onnx.require("torch", "export_cross_encoder")
     transformers = _onnx.require("transformers", "export_cross_encoder")
