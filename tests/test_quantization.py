@@ -257,6 +257,17 @@ def test_emulated_avx2_products_rank_like_fp32(tiny):
     assert np.abs(stale_native - same).max() < np.abs(stale_native - other).max() / 10
 
 
+def test_int8_scores_do_not_depend_on_batch_mates(tiny):
+    root, _, pairs = tiny
+    ce = CrossEncoder.from_pretrained(root / "onnx", activation=None, quantized=True)
+    alone = ce.predict(pairs, batch_size=1)
+    for batch_size in (5, 40):
+        together = ce.predict(pairs, batch_size=batch_size)
+        # per-token scales: only float rounding differs (a per-run scale moved scores by percents)
+        assert np.median(np.abs(together - alone)) < 1e-5 * np.abs(alone).max()
+        assert np.abs(together - alone).max() < 1e-2 * np.abs(alone).max()
+
+
 def test_emulation_rejects_products_it_does_not_model():
     model = _product_model(np.ones((4, 2), np.int8), op="ConvInteger")
     with pytest.raises(errors.InvalidValueError, match="ConvInteger"):

@@ -298,7 +298,7 @@ def first_token_only(model: Any) -> list[str]:
 
 
 def smooth_activations(model: Any, feeds: Iterable[Mapping[str, np.ndarray]], *,
-                       alpha: float = 0.7, skip: Iterable[str] = ()) -> int:
+                       alpha: float = 0.7, skip: Iterable[str] = (), gelu_outputs: bool = False) -> int:
     """Move activation outliers into the weights before int8 quantization (in place).
 
     Transformer activations have a few channels far larger than the rest, and a per-tensor int8
@@ -325,6 +325,8 @@ def smooth_activations(model: Any, feeds: Iterable[Mapping[str, np.ndarray]], *,
         for x in n.input:
             uses[x] = uses.get(x, 0) + 1
     normalized = {o for n in graph.node if n.op_type.endswith("LayerNormalization") for o in n.output[:1]}
+    gelu = {o for n in graph.node if n.op_type in _GELUS for o in n.output[:1]} if gelu_outputs else set()
+    normalized |= gelu
     groups: dict[str, list[Any]] = {}
     for n in graph.node:
         if (n.op_type in ("MatMul", "Attention") and n.name not in skip and len(n.input) > 1
@@ -355,7 +357,8 @@ def smooth_activations(model: Any, feeds: Iterable[Mapping[str, np.ndarray]], *,
         weights = [numpy_helper.to_array(inits[n.input[1]]) for n in nodes]
         w_peak = np.max([np.abs(w).max(axis=1) for w in weights], axis=0)
         scale = np.maximum(peak[x], 1e-5) ** alpha / np.maximum(w_peak, 1e-5) ** (1 - alpha)
-        scale = np.clip(scale, 1e-2, 1e2).astype(np.float32)
+        # GELU outputs only shrink (s >= 1), so they stay above GELU_FLOOR (their quantization relies on it)
+        scale = np.clip(scale, 1.0 if x in gelu else 1e-2, 1e2).astype(np.float32)
         for n, w in zip(nodes, weights):
             inits[n.input[1]].CopyFrom(numpy_helper.from_array(w * scale[:, None], n.input[1]))
         inverse, smoothed = f"{x}_smooth_scale", f"{x}_smoothed"
@@ -370,6 +373,10 @@ def smooth_activations(model: Any, feeds: Iterable[Mapping[str, np.ndarray]], *,
 _GELUS = {"Gelu", "BiasGelu", "FastGelu"}
 #: GELU's lowest value (-0.16997 in the erf form, -0.17004 in the tanh form), rounded up in magnitude.
 GELU_FLOOR = 0.1701
+#: Zero point of the uint8 GELU outputs read by int8 products: per token, the step is
+#: max(max x / (255 - 32), 0.1701 / 32), so that [-0.1701, max x] fits with 1.75x finer steps
+#: than a symmetric max |x| / 127 (on MiniLM-L6 ColBERT, a quarter less embedding error).
+GELU_ZERO = 32
 
 #: Largest |w_2i| + |w_2i+1| of two stored int8 weights that onnxruntime's AVX2 kernel pairs:
 #: 255 * 128 = 32640 fits the kernel's saturating int16 sum.
@@ -513,11 +520,25 @@ def quantize_products(model: Any, *, skip: Iterable[str] = ()) -> int:
     p = "int8_"
     graph.initializer.extend([
         numpy_helper.from_array(np.array([-1], np.int64), p + "last_axis"),
-        numpy_helper.from_array(np.array([GELU_FLOOR], np.float32), p + "gelu_floor"),
+        numpy_helper.from_array(np.array([1 / (255 - GELU_ZERO)], np.float32), p + "gelu_inv_top"),
+        numpy_helper.from_array(np.array([GELU_FLOOR / GELU_ZERO], np.float32), p + "gelu_step"),
+        numpy_helper.from_array(np.array(GELU_ZERO, np.uint8), p + "gelu_zero_point"),
         numpy_helper.from_array(np.array([1e-12], np.float32), p + "tiny"),
         numpy_helper.from_array(np.array([1 / 127], np.float32), p + "inv127"),
         numpy_helper.from_array(np.array(128, np.uint8), p + "zero_point")])
-    rows: dict[str, tuple[str, str]] = {}
+    def gelu_like(name: str) -> bool:
+        """A GELU output, or one multiplied by constants in (0, 1] (smoothing): never below -GELU_FLOOR."""
+        source = producer.get(name)
+        if source is not None and source.op_type == "Mul" and len(source.input) == 2:
+            const = [i for i in source.input if i in inits]
+            if len(const) == 1:
+                c = numpy_helper.to_array(inits[const[0]])
+                other = producer.get(next(i for i in source.input if i not in inits))
+                return bool(c.size and np.all(c > 0) and np.all(c <= 1) and other is not None
+                            and other.op_type in _GELUS)
+        return source is not None and source.op_type in _GELUS
+
+    rows: dict[str, tuple[str, str, str]] = {}
     replaced = {id(n) for n in plans}
     nodes = [n for n in graph.node if id(n) not in replaced]
     weights_done: dict[str, tuple[str, str]] = {}
@@ -526,32 +547,33 @@ def quantize_products(model: Any, *, skip: Iterable[str] = ()) -> int:
         width = int(inits[w].dims[0])
         if x not in rows:
             r = f"{x}_{p}"
-            source = producer.get(x)
-            if source is not None and source.op_type in _GELUS:
+            if gelu_like(x):  # in [-0.1701, max]: zero point GELU_ZERO
+                zero = p + "gelu_zero_point"
                 nodes += [helper.make_node("ReduceMax", [x, p + "last_axis"], [r + "max"], keepdims=1, name=r + "max"),
-                          helper.make_node("Max", [r + "max", p + "gelu_floor"], [r + "range"], name=r + "range")]
-            else:
+                          helper.make_node("Mul", [r + "max", p + "gelu_inv_top"], [r + "top_step"], name=r + "top_step"),
+                          helper.make_node("Max", [r + "top_step", p + "gelu_step"], [r + "scale"], name=r + "scale")]
+            else:  # symmetric: max |x| / 127, zero point 128
+                zero = p + "zero_point"
                 nodes += [helper.make_node("Abs", [x], [r + "abs"], name=r + "abs"),
                           helper.make_node("ReduceMax", [r + "abs", p + "last_axis"], [r + "max"], keepdims=1,
                                            name=r + "max"),
-                          helper.make_node("Max", [r + "max", p + "tiny"], [r + "range"], name=r + "range")]
-            nodes += [helper.make_node("Mul", [r + "range", p + "inv127"], [r + "scale"], name=r + "scale"),
-                      helper.make_node("Shape", [r + "scale"], [r + "shape"], name=r + "shape"),
-                      helper.make_node("Expand", [p + "zero_point", r + "shape"], [r + "zero_points"],
-                                       name=r + "zero_points"),
+                          helper.make_node("Max", [r + "max", p + "tiny"], [r + "range"], name=r + "range"),
+                          helper.make_node("Mul", [r + "range", p + "inv127"], [r + "scale"], name=r + "scale")]
+            nodes += [helper.make_node("Shape", [r + "scale"], [r + "shape"], name=r + "shape"),
+                      helper.make_node("Expand", [zero, r + "shape"], [r + "zero_points"], name=r + "zero_points"),
                       helper.make_node("QuantizeLinear", [x, r + "scale", r + "zero_points"], [r + "quantized"],
                                        axis=-1, block_size=width, name=r + "quantize")]
-            rows[x] = (r + "quantized", r + "scale")
+            rows[x] = (r + "quantized", r + "scale", zero)
         if w not in weights_done:
             q, scale = quantize_weight(numpy_helper.to_array(inits[w]))
             graph.initializer.extend([numpy_helper.from_array(q, w + "_quantized"),
                                       numpy_helper.from_array(scale, w + "_scale")])
             weights_done[w] = (w + "_quantized", w + "_scale")
-        xq, xs = rows[x]
+        xq, xs, zero = rows[x]
         wq, ws = weights_done[w]
         out = n.output[0]
         base = n.name or out
-        nodes += [helper.make_node("MatMulInteger", [xq, wq, p + "zero_point"], [f"{out}_int32"], name=f"{base}_int8"),
+        nodes += [helper.make_node("MatMulInteger", [xq, wq, zero], [f"{out}_int32"], name=f"{base}_int8"),
                   helper.make_node("Cast", [f"{out}_int32"], [f"{out}_float"], to=TensorProto.FLOAT, name=f"{base}_cast"),
                   helper.make_node("Mul", [xs, ws], [f"{out}_scale"], name=f"{base}_scale"),
                   helper.make_node("Mul", [f"{out}_float", f"{out}_scale"], [out], name=f"{base}_rescale")]
@@ -827,7 +849,7 @@ def emulate_avx2_products(model: Any, *, saturate: bool = True) -> Any:
 
 def finish_model(out: Path, *, quantize: str | None, fp16: bool,
                  calibration: Sequence[Mapping[str, np.ndarray]] | None = None,
-                 keep_fp32: Iterable[str] = ()) -> list[str]:
+                 keep_fp32: Iterable[str] = (), smooth_alpha: float = 0.7) -> list[str]:
     """Apply the precision options to the fp32 ``out/model.onnx``; returns the files written.
 
     fp16: model.onnx is rewritten with float16 weights and compute, float32 inputs and
@@ -851,11 +873,9 @@ def finish_model(out: Path, *, quantize: str | None, fp16: bool,
     if quantize == "int8":
         onnx = require("onnx", "quantizing a model to int8")
         model = onnx.load(os.fspath(path))
-        knobs = os.environ.get("RANK_I8_EXP", "")
-        if calibration and "nosmooth" not in knobs:
-            smooth_activations(model, calibration, skip=keep_fp32)
-        if "noattn" not in knobs:
-            unfuse_attention(model)
+        if calibration:
+            smooth_activations(model, calibration, skip=keep_fp32, alpha=smooth_alpha)
+        unfuse_attention(model)
         quantize_products(model, skip=keep_fp32)
         _set_metadata(model, SCHEME_KEY, INT8_SCHEME)
         onnx.save(model, os.fspath(out / QUANTIZED_NAME))

@@ -51,13 +51,15 @@ class ColBERTEncoder:
     batch_size : int, default 8
         Texts per onnxruntime run, after sorting by length (length bucketing). Small batches
         are fastest on CPU (little padding; the attention scores stay in cache): on MiniLM-L6
-        with 2 threads, 8 encodes 100 passages about 1.3x faster than 32. With the int8
-        model a text's embeddings depend slightly on the other texts of its batch (the
-        activations are quantized per run); ``batch_size=1`` removes that.
+        with 2 threads, 8 encodes 100 passages about 1.3x faster than 32. The int8 model
+        quantizes each token's activations with its own scale, so a text's embeddings do not
+        depend on the other texts of its batch (beyond float rounding).
     intra_op_threads : int, optional
         Threads per run (default: onnxruntime's, every core).
     quantized : bool, default False
-        Load the int8 model (model_quantized.onnx).
+        Load the int8 model (model_quantized.onnx). A file from an older export, whose
+        integer products can saturate on AVX2 CPUs without VNNI, loads with an
+        ``rank.errors.Int8SaturationWarning`` naming the command that re-exports it.
 
     Thread-safe: one encoder may serve many Python threads (onnxruntime releases the GIL).
     """
@@ -308,7 +310,7 @@ def _calibration_feeds(tokenizer: Any, names: Sequence[str], q_id: int | None, d
 
 
 def export_colbert_encoder(checkpoint_or_id: str | os.PathLike, out_dir: str | os.PathLike, *,
-                           quantize: str | None = None, fp16: bool = False, opset: int = 17) -> Path:
+                           quantize: bool | str | None = None, fp16: bool = False, opset: int = 17) -> Path:
     """Export a ColBERT checkpoint to a token-level ONNX encoder that :class:`ColBERTEncoder` loads.
 
     Layouts recognised in the checkpoint directory (or hub id):
@@ -324,8 +326,20 @@ def export_colbert_encoder(checkpoint_or_id: str | os.PathLike, out_dir: str | o
     Writes model.onnx (output ``embeddings``: batch x tokens x dim, not normalised),
     tokenizer.json and config.json (the model config plus a "rank_kernels" section: dim,
     marker tokens and ids, query/document max lengths, skiplist ids, normalisation);
-    ``quantize="int8"`` adds model_quantized.onnx, ``fp16=True`` stores model.onnx in float16.
-    Files are renamed into `out_dir` only when the whole export succeeded.
+    ``quantize=True`` (or "int8") adds model_quantized.onnx, ``fp16=True`` stores model.onnx
+    in float16; ``quantize`` None / False writes no int8 model, any other value raises
+    UnknownMethodError. Files are renamed into `out_dir` only when the whole export succeeded.
+
+    The int8 model (``ColBERTEncoder(..., quantized=True)``) quantizes activations per token
+    (uint8) and weights per output column (int8, every two adjacent weights bounded to
+    |w_2i| + |w_2i+1| <= 128), after moving activation outliers into the weights
+    (SmoothQuant-style, migration strength 0.5, measured on built-in English texts): no
+    integer product can saturate on any onnxruntime CPU kernel, so the file ranks the same on
+    AVX2, AVX-512 VNNI and ARM CPUs (see :func:`rank.rerank._export.quantize_weight`). On a
+    MiniLM-L6 PyLate checkpoint, MaxSim over ten SciFact claims' BM25 top 100 follows fp32 at
+    a mean Spearman of 0.99.
+
+    >>> export_colbert_encoder("lightonai/colbertv2.0", "colbert-onnx", quantize=True)  # doctest: +SKIP
     """
     quantize = check_precision(quantize, fp16)
     opset = check_positive_int(opset, "opset")
@@ -401,8 +415,8 @@ def export_colbert_encoder(checkpoint_or_id: str | os.PathLike, out_dir: str | o
         feeds = None
         if quantize == "int8":
             feeds = _calibration_feeds(tokenizer, names, q_id, d_id, int(q_len), int(d_len), attend)
-        files = finish_model(tmp, quantize=quantize, fp16=fp16, calibration=feeds,
-                             keep_fp32=os.environ.get("RANK_I8_KEEP", "").split(",") if os.environ.get("RANK_I8_KEEP") else ())
+        # migration strength 0.5: on MiniLM-L6 ColBERT a tenth less embedding error than 0.7 (best of 0.3-0.9)
+        files = finish_model(tmp, quantize=quantize, fp16=fp16, calibration=feeds, smooth_alpha=0.5)
         save_tokenizer(tokenizer, tmp, "ColBERT")
         write_config(base.config, tmp, {
             "kind": "colbert", "format": 1, "layout": layout, "dim": dim, "projection": weight is not None,
