@@ -596,17 +596,6 @@ def _set_metadata(model: Any, key: str, value: str) -> None:
     entry.key, entry.value = key, value
 
 
-def _drop_unused(graph: Any) -> None:
-    """Remove nodes none of whose outputs is read by another node or is a graph output."""
-    while True:
-        read = _read(graph)
-        keep = [n for n in graph.node if any(o in read for o in n.output if o)]
-        if len(keep) == len(graph.node):
-            return
-        del graph.node[:]
-        graph.node.extend(keep)
-
-
 
 
 #: Integer product operators: op type -> (activation input, weight input, weight layout), the
@@ -744,8 +733,8 @@ def emulate_avx2_products(model: Any, *, saturate: bool = True) -> Any:
     every (pair, column) whose weights can saturate, the clipped pair sum minus the pair sum.
     Any other integer product raises InvalidValueError. ``saturate=False`` gives the exact
     integer products instead (what VNNI and ARM kernels compute), for comparison. Partial sums
-    are float32 where that is exact (max|a - zero point| * sum|w| of each column < 2**24, which
-    the exported MiniLM products meet), else float64. For testing: it runs slower than the original.
+    are float32 where that is exact (max|a - zero point| * sum|w| of each column < 2**24),
+    else float64. For testing: it runs slower than the original.
     """
     onnx = require("onnx", "emulating int8 products")
     from onnx import TensorProto, helper, numpy_helper
@@ -855,10 +844,12 @@ def finish_model(out: Path, *, quantize: str | None, fp16: bool,
     fp16: model.onnx is rewritten with float16 weights and compute, float32 inputs and
     outputs. int8: model.onnx stays fp32 and model_quantized.onnx holds the int8 model: with
     `calibration` (model input batches) the activations are first smoothed
-    (:func:`smooth_activations`), fused attention is split so that its input projection is an
-    ordinary product (:func:`unfuse_attention`), and every product by a constant weight except
-    the nodes named in `keep_fp32` is quantized per token and per column with 7-bit weights
-    (:func:`quantize_products`), which no onnxruntime CPU kernel can saturate.
+    (:func:`smooth_activations`, migration strength `smooth_alpha`), fused attention is split
+    so that its input projection is an ordinary product (:func:`unfuse_attention`), and every
+    product by a constant weight except the nodes named in `keep_fp32` is quantized per token
+    and per column, adjacent weight pairs bounded to 128 (:func:`quantize_products`), which no
+    onnxruntime CPU kernel can saturate. The scheme is recorded in the file's metadata
+    (``SCHEME_KEY`` = ``INT8_SCHEME``), which loaders check (:func:`rank.rerank._onnx.check_int8_model`).
     """
     path = out / "model.onnx"
     written = ["model.onnx"]
