@@ -337,7 +337,7 @@ def export_colbert_encoder(checkpoint_or_id: str | os.PathLike, out_dir: str | o
     integer product can saturate on any onnxruntime CPU kernel, so the file ranks the same on
     AVX2, AVX-512 VNNI and ARM CPUs (see :func:`rank.rerank._export.quantize_weight`). On a
     MiniLM-L6 PyLate checkpoint, MaxSim over ten SciFact claims' BM25 top 100 follows fp32 at
-    a mean Spearman of 0.99.
+    a mean Spearman of 0.994.
 
     >>> export_colbert_encoder("lightonai/colbertv2.0", "colbert-onnx", quantize=True)  # doctest: +SKIP
     """
