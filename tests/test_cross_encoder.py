@@ -399,7 +399,7 @@ def test_gelu_inputs_are_quantized_per_token(tmp_path):
     from onnx import numpy_helper
     from scipy.special import erf
 
-    from rank.rerank._export import PAIR_LIMIT, QUANTIZED_NAME, finish_model
+    from rank.rerank._export import GELU_ZERO, PAIR_LIMIT, QUANTIZED_NAME, finish_model
 
     _gelu_product_model(tmp_path / "m")
     assert finish_model(tmp_path / "m", quantize="int8", fp16=False) == ["model.onnx", QUANTIZED_NAME]
@@ -418,8 +418,10 @@ def test_gelu_inputs_are_quantized_per_token(tmp_path):
     got = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
 
     g = (0.5 * x * (1 + erf(x / np.sqrt(2)))).astype(np.float32)       # GELU, erf form
-    step = (np.maximum(g.max(-1, keepdims=True), 0.1701) / np.float32(127)).astype(np.float32)
-    q = np.clip(np.round(g / step), -128, 127)                         # zero point 128 in uint8
+    # uint8 with zero point 32: steps of max(max x / 223, 0.1701 / 32), so [-0.1701, max x] fits
+    step = np.maximum(g.max(-1, keepdims=True) * np.float32(1 / (255 - GELU_ZERO)),
+                      np.float32(0.1701 / GELU_ZERO)).astype(np.float32)
+    q = np.clip(np.round(g / step), -GELU_ZERO, 255 - GELU_ZERO)
     want = (q @ w_q) * step * w_scale
     tol = 1e-3 * np.abs(want).max(-1, keepdims=True)                   # an element may round the other way
     assert np.all(np.abs(got - want) <= tol)
@@ -431,7 +433,9 @@ def test_gelu_inputs_are_quantized_per_token(tmp_path):
     batch_step = (hi - min(lo, 0)) / 255
     batch = (np.round((g - min(lo, 0)) / batch_step) * batch_step + min(lo, 0)) @ (w_q * w_scale)
     assert row_error(batch).max() > 1.0      # a batch-wide step loses the small rows (measured 2.6)
-    assert row_error(got).max() < 0.1        # each row keeps its own
+    # each row keeps its own step; the smallest rows (max ~0.02) sit at the floor 0.1701 / 32
+    # that keeps GELU's negative range (measured 0.37, against 2.6 with a batch-wide step)
+    assert row_error(got).max() < 0.5 and np.median(row_error(got)) < 0.03
 
     # Any other input: per token too, symmetric (max |x| / 127, zero point 128).
     _gelu_product_model(tmp_path / "plain", gelu=False)
