@@ -79,7 +79,7 @@ def pylate_checkpoint(path, smoke):
 def setup(tmp_path_factory, smoke, threads):
     root = tmp_path_factory.mktemp("bench-colbert")
     bert, linear = pylate_checkpoint(root / "ckpt", smoke)
-    export_colbert_encoder(root / "ckpt", root / "onnx", quantize="int8")
+    export_colbert_encoder(root / "ckpt", root / "onnx", quantize=True)
     ce_ckpt = tiny_checkpoint(root / "ce") if smoke else minilm_checkpoint(root / "ce")
     export_cross_encoder(ce_ckpt, root / "ce_onnx", quantize="int8")
     query, docs = passages(root / "onnx" / "tokenizer.json", 4 if smoke else 100)

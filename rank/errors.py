@@ -22,6 +22,7 @@ __all__ = [
     "CorruptFileError",
     "ModelNotFoundError",
     "MissingDependencyError",
+    "Int8SaturationWarning",
 ]
 
 
@@ -59,3 +60,9 @@ class ModelNotFoundError(RankError, FileNotFoundError):
 
 class MissingDependencyError(RankError, ImportError):
     """An optional dependency is not installed; the message names the extra to install."""
+
+
+class Int8SaturationWarning(UserWarning):
+    """A warning, not an error: an int8 model file whose integer products can overflow the
+    16-bit sums of some CPUs (AVX2 without VNNI), so that its scores depend on the CPU; the
+    message names the export command that writes a safe file."""

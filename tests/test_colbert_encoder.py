@@ -126,7 +126,7 @@ def random_text(rng, lo, hi, punct=True):
 def pylate(tmp_path_factory):
     root = tmp_path_factory.mktemp("colbert")
     bert, linear, fast = build_checkpoint(root / "ckpt", "pylate")
-    export_colbert_encoder(root / "ckpt", root / "onnx", quantize="int8")
+    export_colbert_encoder(root / "ckpt", root / "onnx", quantize=True)  # True means int8
     return root, bert, linear, fast
 
 
@@ -159,6 +159,22 @@ def test_pylate_embeddings_match_pytorch(pylate):
     np.testing.assert_allclose(flat, np.concatenate(got_d), atol=1e-6)
     np.testing.assert_allclose(rank.maxsim_batch(got_q[0], (flat, offsets)),
                                [float((ref_q[0] @ r.T).max(axis=1).sum()) for r in ref_d], rtol=1e-4, atol=1e-4)
+
+
+def test_encode_with_pylate_convention(pylate):
+    root, bert, linear, fast = pylate
+    enc = ColBERTEncoder(root / "onnx")
+    queries, docs = ["the cat", "river bank"], ["the dog sat on the mat.", "money in the bank"]
+    for got, want in ((enc.encode(queries, is_query=True), enc.encode_queries(queries)),
+                      (enc.encode(queries), enc.encode_queries(queries)),           # PyLate's default: queries
+                      (enc.encode(docs, is_query=False), enc.encode_documents(docs))):
+        assert len(got) == len(want) and all(np.array_equal(g, w) for g, w in zip(got, want))
+    np.testing.assert_allclose(enc.encode(docs, is_query=False)[0],
+                               reference(bert, linear, fast, docs[:1], "[D] ", 40, False, skip_ids(fast))[0], atol=1e-4)
+    flat, offsets = enc.encode(docs, is_query=False, packed=True)
+    assert offsets.tolist() == [0, *np.cumsum([d.shape[0] for d in enc.encode_documents(docs)]).tolist()]
+    with pytest.raises(errors.InvalidValueError, match="is_query"):
+        enc.encode(docs, is_query="no")
 
 
 def test_user_lengths_and_truncation(pylate):
@@ -257,8 +273,9 @@ def test_bad_input(pylate, tmp_path):
         ColBERTReranker(enc).rerank(3, ["a"])
     with pytest.raises(errors.InvalidValueError, match="top_k"):
         ColBERTReranker(enc).rerank("a", ["a"], top_k=0)
-    with pytest.raises(errors.UnknownMethodError, match="quantize"):
-        export_colbert_encoder(root / "ckpt", tmp_path / "x", quantize="int2")
+    for bad in ("int2", "fp16", 1, "yes"):
+        with pytest.raises(errors.UnknownMethodError, match=r"quantize: expected one of None, False, True, 'int8'"):
+            export_colbert_encoder(root / "ckpt", tmp_path / "x", quantize=bad)
     with pytest.raises(ModelNotFoundError, match="model.onnx"):
         (tmp_path / "empty").mkdir() or ColBERTEncoder(tmp_path / "empty")
     with pytest.raises(ModelNotFoundError):

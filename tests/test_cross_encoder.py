@@ -399,7 +399,7 @@ def test_gelu_inputs_are_quantized_per_token(tmp_path):
     from onnx import numpy_helper
     from scipy.special import erf
 
-    from rank.rerank._export import QUANTIZED_NAME, finish_model
+    from rank.rerank._export import GELU_ZERO, PAIR_LIMIT, QUANTIZED_NAME, finish_model
 
     _gelu_product_model(tmp_path / "m")
     assert finish_model(tmp_path / "m", quantize="int8", fp16=False) == ["model.onnx", QUANTIZED_NAME]
@@ -409,6 +409,8 @@ def test_gelu_inputs_are_quantized_per_token(tmp_path):
     consts = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
     w_q = consts["w_quantized"].astype(np.float64)
     w_scale = consts["w_scale"].astype(np.float64)
+    # no AVX2 int16 pair sum can overflow: |w_2i| + |w_2i+1| <= 128 for adjacent rows
+    assert (np.abs(w_q[0::2]) + np.abs(w_q[1::2])).max() == PAIR_LIMIT
 
     rng = np.random.default_rng(5)
     # token rows 1000x apart in size: one scale per batch would flatten the small ones to zero
@@ -416,8 +418,10 @@ def test_gelu_inputs_are_quantized_per_token(tmp_path):
     got = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
 
     g = (0.5 * x * (1 + erf(x / np.sqrt(2)))).astype(np.float32)       # GELU, erf form
-    step = (np.maximum(g.max(-1, keepdims=True), 0.1701) / np.float32(127)).astype(np.float32)
-    q = np.clip(np.round(g / step), -128, 127)                         # zero point 128 in uint8
+    # uint8 with zero point 32: steps of max(max x / 223, 0.1701 / 32), so [-0.1701, max x] fits
+    step = np.maximum(g.max(-1, keepdims=True) * np.float32(1 / (255 - GELU_ZERO)),
+                      np.float32(0.1701 / GELU_ZERO)).astype(np.float32)
+    q = np.clip(np.round(g / step), -GELU_ZERO, 255 - GELU_ZERO)
     want = (q @ w_q) * step * w_scale
     tol = 1e-3 * np.abs(want).max(-1, keepdims=True)                   # an element may round the other way
     assert np.all(np.abs(got - want) <= tol)
@@ -429,17 +433,25 @@ def test_gelu_inputs_are_quantized_per_token(tmp_path):
     batch_step = (hi - min(lo, 0)) / 255
     batch = (np.round((g - min(lo, 0)) / batch_step) * batch_step + min(lo, 0)) @ (w_q * w_scale)
     assert row_error(batch).max() > 1.0      # a batch-wide step loses the small rows (measured 2.6)
-    assert row_error(got).max() < 0.1        # each row keeps its own (measured 0.08, on the smallest row)
+    # each row keeps its own step; the smallest rows (max ~0.02) sit at the floor 0.1701 / 32
+    # that keeps GELU's negative range (measured 0.37, against 2.6 with a batch-wide step)
+    assert row_error(got).max() < 0.5 and np.median(row_error(got)) < 0.03
 
-    # No GELU: per-batch scales, opset kept. A bias added right after the product: onnxruntime
-    # (1.32) folds it into the product and then applies per-row scales wrongly (4% off), so
-    # such products keep per-batch scales too.
-    for name, kwargs in (("plain", {"gelu": False}), ("bias", {"bias": True})):
-        _gelu_product_model(tmp_path / name, **kwargs)
-        finish_model(tmp_path / name, quantize="int8", fp16=False)
-        plain = onnx.load(str(tmp_path / name / QUANTIZED_NAME))
-        assert next(o.version for o in plain.opset_import if o.domain == "") == 17
-        assert "QuantizeLinear" not in {n.op_type for n in plain.graph.node}
+    # Any other input: per token too, symmetric (max |x| / 127, zero point 128).
+    _gelu_product_model(tmp_path / "plain", gelu=False)
+    finish_model(tmp_path / "plain", quantize="int8", fp16=False)
+    plain = onnx.load(str(tmp_path / "plain" / QUANTIZED_NAME))
+    got = ort.InferenceSession(plain.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    step = (np.abs(x).max(-1, keepdims=True) / np.float32(127)).astype(np.float32)
+    want = (np.clip(np.round(x / step), -127, 127) @ w_q) * step * w_scale
+    assert np.all(np.abs(got - want) <= 1e-3 * np.abs(want).max(-1, keepdims=True))
+    # A bias added right after the product: onnxruntime (1.32) folds it into the fused product
+    # and then applies per-row scales wrongly (4% off), so such products stay float32.
+    _gelu_product_model(tmp_path / "bias", bias=True)
+    finish_model(tmp_path / "bias", quantize="int8", fp16=False)
+    biased = onnx.load(str(tmp_path / "bias" / QUANTIZED_NAME))
+    assert next(o.version for o in biased.opset_import if o.domain == "") == 17
+    assert "MatMulInteger" not in {n.op_type for n in biased.graph.node}
 
 
 def test_calibration_pairs_are_checked(tiny, tmp_path):
@@ -521,31 +533,7 @@ def test_minilm_int8_ranks_like_fp32(tmp_path):
     assert spearmanr(fp32, int8)[0] >= 0.99
 
 
-@pytest.mark.slow
-def test_minilm_int8_ranks_scifact_passages_like_fp32(shared_data, tmp_path):
-    """The same model on real text: ten SciFact claims, each against 100 abstracts.
-
-    Measured: mean 0.995, lowest 0.993 (0.991 / 0.988 without per-token GELU scales, 0.988 / 0.982
-    without smoothing either)."""
-    import json
-
-    from scipy.stats import spearmanr
-
-    data = shared_data("scifact")
-    ckpt = minilm_checkpoint(tmp_path / "ckpt")
-    export_cross_encoder(ckpt, tmp_path / "onnx", quantize="int8")
-    fp32 = CrossEncoder.from_pretrained(tmp_path / "onnx", activation=None)
-    int8 = CrossEncoder.from_pretrained(tmp_path / "onnx", activation=None, quantized=True)
-    with open(data / "corpus.jsonl", encoding="utf-8") as f:
-        docs = [(d["title"] + " " + d["text"]) for d in map(json.loads, f)]
-    with open(data / "queries.jsonl", encoding="utf-8") as f:
-        queries = [q["text"] for q in map(json.loads, f)][:10]
-    rng = np.random.default_rng(0)
-    rhos = []
-    for q in queries:
-        pairs = [(q, docs[i]) for i in rng.choice(len(docs), 100, replace=False)]
-        rhos.append(spearmanr(fp32.predict(pairs), int8.predict(pairs))[0])
-    assert np.mean(rhos) >= 0.99 and min(rhos) >= 0.99
+# SciFact fidelity (claims against their BM25 top 100, native and emulated AVX2): test_quantization.py
 
 
 def test_auto_activation_follows_saved_sentence_transformers_setting(tiny, tmp_path):

@@ -20,16 +20,18 @@ import importlib
 import json
 import os
 import re
+import warnings
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 import numpy as np
 
 from rank._validate import check_positive_int
-from rank.errors import CorruptFileError, DTypeError, InvalidValueError, MissingDependencyError, ModelNotFoundError
+from rank.errors import (CorruptFileError, DTypeError, Int8SaturationWarning, InvalidValueError, MissingDependencyError,
+                         ModelNotFoundError)
 
 __all__ = ["ModelNotFoundError", "require", "resolve_model_dir", "make_engine", "load_tokenizer",
-           "length_batches", "OnnxRunner", "read_json", "check_texts", "pad_token_id"]
+           "length_batches", "OnnxRunner", "read_json", "check_texts", "pad_token_id", "check_int8_model"]
 
 #: The optional dependency behind each module this package imports lazily.
 _EXTRAS = {"onnxruntime": "onnx", "tokenizers": "onnx", "huggingface_hub": "onnx",
@@ -147,6 +149,44 @@ def make_engine(model_path: Path, *, providers: Sequence[Any] | None = None,
         return ort.InferenceSession(os.fspath(model_path), opts, providers=chosen)
     except Exception as e:  # onnxruntime raises its own Fail/InvalidProtobuf/... types
         raise CorruptFileError(f"{model_path}: not a loadable ONNX model ({type(e).__name__}: {e})") from None
+
+
+def check_int8_model(engine: Any, model_path: Path, command: str) -> bool:
+    """Warn (Int8SaturationWarning) when an int8 model may saturate on some CPUs; True if safe.
+
+    A file written by this version's export carries the int8 scheme in its metadata and is
+    accepted at once. Any other file (an older export, another tool's) is checked from its
+    weights (:func:`rank.rerank._export.product_bounds`, needs the ``onnx`` package): if an
+    integer product can exceed the int16 pair sums of AVX2 CPUs without VNNI, or when the
+    weights cannot be read, a warning names `command`, the export call that writes a safe
+    file. Never silent, never an error: the model still loads and runs. O(weights) for a
+    file without the metadata, O(1) otherwise.
+    """
+    from rank.rerank._export import INT8_SCHEME, SCHEME_KEY, product_bounds
+
+    try:
+        meta = dict(engine.get_modelmeta().custom_metadata_map)
+    except Exception:
+        meta = {}
+    if meta.get(SCHEME_KEY) == INT8_SCHEME:
+        return True
+    try:
+        onnx = importlib.import_module("onnx")
+        bounds = product_bounds(onnx.load(os.fspath(model_path)))
+    except Exception as e:
+        detail = (f"it was not written by this version's export, and its weights could not be checked "
+                  f"({type(e).__name__}: {e})")
+    else:
+        bad = [b for b in bounds if not b["fits"]]
+        if not bad:
+            return True
+        worst = max((b["bound"] for b in bad if b["bound"] is not None), default=None)
+        detail = (f"{len(bad)} of its {len(bounds)} integer products can overflow the 16-bit pair sums of "
+                  f"x86-64 CPUs without AVX-512 VNNI" + (f" (largest pair sum {worst} > 32767)" if worst else "")
+                  + ", where its scores then drift far from fp32")
+    warnings.warn(f"{model_path}: int8 model from an older export or another tool: {detail}. Re-export it "
+                  f"with this version: {command}", Int8SaturationWarning, stacklevel=3)
+    return False
 
 
 def load_tokenizer(path: Path) -> Any:
