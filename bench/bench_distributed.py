@@ -25,7 +25,21 @@ import pytest
 ray = pytest.importorskip("ray")
 pytest.importorskip("ray.data")
 
-from bench_bm25 import zipf_ids  # noqa: E402  (the same Zipf generator)
+
+def _sibling(name):
+    """A module of this directory, loaded by path: works under any pytest import mode
+    (the installed-wheel run uses --import-mode=importlib, which puts no test directory on sys.path)."""
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location(f"_rank_{Path(__file__).parent.name}_{name}",
+                                                  Path(__file__).with_name(f"{name}.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+zipf_ids = _sibling("bench_bm25").zipf_ids  # the same Zipf generator
 
 from rank.retrieve import BM25  # noqa: E402
 

@@ -374,7 +374,14 @@ def test_scifact_cli_with_a_tiny_colbert_encoder(shared_data, tmp_path):
     random ColBERT checkpoint exported here, against exhaustive MaxSim with the same encoder."""
     pytest.importorskip("torch")
     pytest.importorskip("onnxruntime")
-    from test_colbert_encoder import build_checkpoint
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location("_rank_tests_test_colbert_encoder",
+                                                  Path(__file__).with_name("test_colbert_encoder.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)  # by path: the installed-wheel run puts no test directory on sys.path
+    build_checkpoint = module.build_checkpoint
 
     from rank.cli import main
     from rank.rerank import ColBERTEncoder, export_colbert_encoder

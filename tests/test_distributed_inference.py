@@ -16,8 +16,22 @@ pytest.importorskip("onnxruntime")
 pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
-from test_colbert_encoder import build_checkpoint  # noqa: E402
-from test_cross_encoder import build_classifier  # noqa: E402
+
+def _sibling(name):
+    """A module of this directory, loaded by path: works under any pytest import mode
+    (the installed-wheel run uses --import-mode=importlib, which puts no test directory on sys.path)."""
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location(f"_rank_{Path(__file__).parent.name}_{name}",
+                                                  Path(__file__).with_name(f"{name}.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+build_checkpoint = _sibling("test_colbert_encoder").build_checkpoint
+build_classifier = _sibling("test_cross_encoder").build_classifier
 
 from rank import errors  # noqa: E402
 from rank.rerank import ColBERTEncoder, CrossEncoder, export_colbert_encoder, export_cross_encoder, maxsim  # noqa: E402
