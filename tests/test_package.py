@@ -40,8 +40,10 @@ def test_error_hierarchy():
     assert issubclass(errors.CorruptFileError, ValueError)
     assert issubclass(errors.MissingDependencyError, ImportError)
     assert issubclass(errors.ModelNotFoundError, FileNotFoundError)
-    for name in errors.__all__:
-        assert issubclass(getattr(errors, name), errors.RankError)
+    assert issubclass(errors.Int8SaturationWarning, UserWarning)
+    for name in errors.__all__:  # exceptions derive from RankError; warning categories from Warning
+        cls = getattr(errors, name)
+        assert issubclass(cls, Warning if name.endswith("Warning") else errors.RankError), name
 
 
 def test_kernels_never_import_rank():
