@@ -25,7 +25,8 @@ the original float vectors (the error shrinks with ``nbits``).
 >>> index = ColBERTIndex(16, nbits=4, n_centroids=32)
 >>> index.add(docs, show_progress=False)[:3]
 array([0, 1, 2])
->>> ids, scores = index.search(docs[7][:4], k=3)
+>>> query = docs[7]
+>>> ids, scores = index.search(query[:4], k=3)
 >>> int(ids[0])
 7
 """
