@@ -21,6 +21,23 @@ from rank_kernels import sparse as _kernel
 MAX_ID = np.iinfo(np.int32).max
 
 
+class WriteLocked:
+    """Base of the indexes whose writers (`add`, `index`) are serialised by ``self._write_lock``;
+    the lock is left out when pickling and made anew when unpickling."""
+
+    def __init__(self) -> None:
+        self._write_lock = threading.Lock()
+
+    def __getstate__(self) -> dict[str, Any]:
+        d = self.__dict__.copy()
+        d.pop("_write_lock", None)
+        return d
+
+    def __setstate__(self, d: dict[str, Any]) -> None:
+        self.__dict__.update(d)
+        self._write_lock = threading.Lock()
+
+
 class Postings:
     """Term-major postings: indptr (n_terms + 1) int64, docs int32, values float32, per-term max.
 

@@ -27,7 +27,6 @@ from __future__ import annotations
 import itertools
 import math
 import os
-import threading
 from typing import Any, Iterable, Optional, Sequence, Union
 
 import numpy as np
@@ -101,7 +100,7 @@ class _State:
         return _State(**fields)
 
 
-class BM25:
+class BM25(_index.WriteLocked):
     """A BM25 index: build it with :meth:`index`, query it with :meth:`retrieve`.
 
     Parameters
@@ -153,16 +152,7 @@ class BM25:
             raise DTypeError(f"tokenizer: expected a rank.retrieve.Tokenizer, got {type(tokenizer).__name__}")
         self._tokenizer = tokenizer if tokenizer is not None else Tokenizer()
         self._state: Optional[_State] = None
-        self._write_lock = threading.Lock()
-
-    def __getstate__(self) -> dict[str, Any]:
-        d = self.__dict__.copy()
-        d.pop("_write_lock", None)
-        return d
-
-    def __setstate__(self, d: dict[str, Any]) -> None:
-        self.__dict__.update(d)
-        self._write_lock = threading.Lock()
+        _index.WriteLocked.__init__(self)
 
     @property
     def tokenizer(self) -> Tokenizer:

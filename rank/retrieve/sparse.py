@@ -9,7 +9,6 @@ terms, and the top k are exact (pruning applies when all weights are non-negativ
 from __future__ import annotations
 
 import os
-import threading
 from typing import Any, Optional, Union
 
 import numpy as np
@@ -76,7 +75,7 @@ def _check_terms(terms: np.ndarray, name: str) -> None:
         raise InvalidValueError(f"{name}: term ids must lie in [0, {_index.MAX_ID}), got [{terms.min()}, {terms.max()}]")
 
 
-class SparseIndex:
+class SparseIndex(_index.WriteLocked):
     """An inverted index of sparse vectors with exact top-k search by dot product.
 
     Add documents with :meth:`add` (``{term_id: weight}`` dicts or CSR rows), search with
@@ -96,16 +95,7 @@ class SparseIndex:
 
     def __init__(self) -> None:
         self._postings: Optional[_index.Postings] = None
-        self._write_lock = threading.Lock()
-
-    def __getstate__(self) -> dict[str, Any]:
-        d = self.__dict__.copy()
-        d.pop("_write_lock", None)
-        return d
-
-    def __setstate__(self, d: dict[str, Any]) -> None:
-        self.__dict__.update(d)
-        self._write_lock = threading.Lock()
+        _index.WriteLocked.__init__(self)
 
     @property
     def n_docs(self) -> int:
