@@ -614,7 +614,7 @@ class DenseIndex:
         >>> len(DenseIndex.load(path))
         1
         """
-        import tempfile
+        from rank._atomic import atomic_open
 
         path = os.fspath(path)
         if self._ann is not None:
@@ -624,29 +624,12 @@ class DenseIndex:
                               _METRIC_CODES[self._metric], _DTYPE_CODES[self._dtype.name])
         data = self._buf[:self._n]
         data = np.ascontiguousarray(data, dtype=data.dtype.newbyteorder("<"))
-        directory = os.path.dirname(os.path.abspath(path))
-        try:
-            mode = os.stat(path).st_mode & 0o777
-        except OSError:
-            mode = 0o644
-        fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=directory)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(header)
-                flat = data.reshape(-1)
-                step = max(1, (64 << 20) // data.dtype.itemsize)
-                for i in range(0, flat.shape[0], step):
-                    f.write(flat[i:i + step].data.cast("B"))
-                f.flush()
-                os.fsync(f.fileno())
-            os.chmod(tmp, mode)
-            os.replace(tmp, path)
-        except BaseException:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
-            raise
+        with atomic_open(path, "wb") as f:
+            f.write(header)
+            flat = data.reshape(-1)
+            step = max(1, (64 << 20) // data.dtype.itemsize)
+            for i in range(0, flat.shape[0], step):
+                f.write(flat[i:i + step].data.cast("B"))
 
     @classmethod
     def load(cls, path: str | os.PathLike[str], *, mmap: bool = False) -> DenseIndex:

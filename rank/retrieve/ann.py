@@ -374,32 +374,16 @@ class ApproxIndex:
         return head + struct.pack("<I", zlib.crc32(head) & 0xFFFFFFFF)
 
     def save(self, path: str) -> None:
-        """Write the index to `path` atomically (sibling temporary, fsync, rename)."""
-        import tempfile
+        """Write the index to `path` atomically (:func:`rank._atomic.atomic_open`: sibling
+        temporary, fsync, rename; mode of the replaced file or from the umask)."""
+        from rank._atomic import atomic_open
 
         payload = (self.faiss.serialize_index(self.index) if self.index is not None
                    else np.empty(0, np.uint8))
         head = self.to_bytes_header(payload)
-        directory = os.path.dirname(os.path.abspath(path))
-        try:
-            mode = os.stat(path).st_mode & 0o777
-        except OSError:
-            mode = 0o644
-        fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=directory)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(head)
-                f.write(payload.data)
-                f.flush()
-                os.fsync(f.fileno())
-            os.chmod(tmp, mode)
-            os.replace(tmp, path)
-        except BaseException:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
-            raise
+        with atomic_open(path, "wb") as f:
+            f.write(head)
+            f.write(payload.data)
 
     @classmethod
     def load(cls, path: str, f: Any, size: int) -> ApproxIndex:
