@@ -35,8 +35,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import shutil
-import tempfile
 import zlib
 from collections.abc import Sequence
 from pathlib import Path
@@ -570,17 +568,19 @@ class ColBERTIndex:
         """
         if self._codec is None:
             raise InvalidValueError("save: the index is not trained; add documents first")
-        target = Path(os.fspath(path))
-        if target.exists() or target.is_symlink():
-            if not _is_index_dir(target):
+        from rank._atomic import atomic_dir
+
+        def check(where: str) -> None:
+            target = Path(where)
+            if (target.exists() or target.is_symlink()) and not _is_index_dir(target):
                 raise InvalidValueError(f"{target}: exists and is not a saved ColBERTIndex; not replacing it")
+
         s, codec = self._state, self._codec
         arrays = {"centroids": codec.centroids, "cutoffs": codec.cutoffs, "weights": codec.weights,
                   "codes": s.codes, "residuals": s.residuals, "doc_offsets": s.doc_offsets,
                   "ivf_offsets": s.ivf_offsets, "ivf_docs": s.ivf_docs}
-        parent = target.parent if str(target.parent) else Path(".")
-        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=parent))
-        try:
+        with atomic_dir(path, check=check) as where:  # files and directory fsync'ed, old index restored on failure
+            tmp = Path(where)
             meta: dict[str, Any] = {
                 "kind": _KIND, "format_version": FORMAT_VERSION, "dim": self._dim, "nbits": self._nbits,
                 "n_centroids": int(codec.centroids.shape[0]), "n_docs": len(self),
@@ -591,34 +591,12 @@ class ColBERTIndex:
                 a = np.ascontiguousarray(arr, dtype=np.dtype(_ARRAYS[name][0]).newbyteorder("<"))
                 with open(tmp / f"{name}.npy", "wb") as f:
                     np.lib.format.write_array(f, a, allow_pickle=False)
-                    f.flush()
-                    os.fsync(f.fileno())
                 meta["arrays"][name] = {"shape": list(a.shape), "crc32": zlib.crc32(a.data.cast("B")) & 0xFFFFFFFF}
             if s.ids is not None:
                 text = json.dumps([str(i) for i in s.ids])
                 (tmp / "ids.json").write_text(text, encoding="utf-8")
                 meta["ids_crc32"] = zlib.crc32(text.encode("utf-8")) & 0xFFFFFFFF
-            with open(tmp / "meta.json", "w", encoding="utf-8") as f:
-                json.dump(meta, f, indent=1)
-                f.flush()
-                os.fsync(f.fileno())
-            os.chmod(tmp, 0o777 & ~_umask())
-            aside = None
-            if target.exists():
-                aside = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".old", dir=parent))
-                os.rmdir(aside)
-                os.replace(target, aside)
-            try:
-                os.replace(tmp, target)
-            except BaseException:
-                if aside is not None:
-                    os.replace(aside, target)  # put the old index back
-                raise
-            if aside is not None:
-                shutil.rmtree(aside, ignore_errors=True)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
+            (tmp / "meta.json").write_text(json.dumps(meta, indent=1), encoding="utf-8")
 
     @classmethod
     def load(cls, path: str | os.PathLike[str], *, mmap: bool = True, verify: bool | None = None) -> ColBERTIndex:
@@ -729,12 +707,6 @@ _PARALLEL_WORK = 1 << 23
 
 def _threads_for(work: int, n_threads: int) -> int:
     return n_threads if work >= _PARALLEL_WORK else 1
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def _is_index_dir(p: Path) -> bool:
