@@ -10,8 +10,11 @@ Modes: a new file gets ``0o666 & ~umask`` (0644 under the usual umask 022) and a
 directory ``0o777 & ~umask`` (0755), as ``open`` and ``mkdir`` would give; a file or
 directory that replaces an existing one keeps that one's permission bits.
 
-Directories (:func:`atomic_dir`) take two renames (old -> aside, new -> target). If the
-second fails, the old directory is renamed back. A save killed between steps leaves
+Directories (:func:`atomic_dir`) replace the target in one atomic exchange where the OS has
+one (Linux ``renameat2(RENAME_EXCHANGE)``): a concurrent reader always finds the old or the
+new directory at the target, never nothing. Elsewhere (or on a file system without the
+exchange) it takes two renames (old -> aside, new -> target); if the second fails, the old
+directory is renamed back, and readers retry the brief moment the target is missing. A save killed between steps leaves
 temporaries named ``.tmp-<name>-<pid>-<random>`` / ``.old-<name>-<pid>-<random>``; the next
 save of the same target removes those of processes that are gone, and first puts a lone
 ``.old-`` directory back at the target if the target itself is missing (a save killed
@@ -31,6 +34,7 @@ import os
 import secrets
 import shutil
 import stat
+import sys
 import threading
 from contextlib import contextmanager
 from typing import IO, Any, Callable, Iterator, Optional, Union
@@ -105,6 +109,41 @@ def _stale(parent: str, base: str) -> list[tuple[str, str]]:
             if pid_text.isdigit() and not active and not _pid_alive(int(pid_text)):
                 out.append((kind, full))
     return out
+
+
+_RENAME_EXCHANGE = 2  # linux/fs.h
+_AT_FDCWD = -100
+
+
+def _load_renameat2() -> Any:
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        import ctypes
+        libc = ctypes.CDLL(None, use_errno=True)
+        fn = libc.renameat2  # glibc >= 2.28
+    except (OSError, AttributeError):
+        return None
+    fn.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    fn.restype = ctypes.c_int
+    return fn
+
+
+_renameat2 = _load_renameat2()
+
+
+def _exchange(a: str, b: str) -> bool:
+    """Atomically swap the names `a` and `b` (both must exist); False where the OS or the file
+    system has no such operation (the caller falls back to two renames)."""
+    if _renameat2 is None:
+        return False
+    import ctypes
+    if _renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.EINVAL, errno.ENOSYS, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EPERM):
+        return False
+    raise OSError(err, os.strerror(err), a, None, b)
 
 
 def _remove(path: str) -> None:
@@ -221,8 +260,9 @@ def atomic_dir(path: PathLike, *, check: Optional[Callable[[str], None]] = None)
 
     `check(path)` runs first (e.g. to refuse replacing something that is not a saved index).
     The directory gets ``0o777 & ~umask``, or the permission bits of the directory it
-    replaces. Replacing is two renames (old aside, new in place); if the second fails the old
-    directory is put back, then the error propagates. Leftovers of killed saves are cleaned
+    replaces. Replacing is one atomic exchange where available, else two renames (old aside,
+    new in place); if the second fails the old directory is put back, then the error
+    propagates. Leftovers of killed saves are cleaned
     first (:func:`clean_stale`). Yields the temporary directory's path.
     """
     target = os.path.abspath(os.fspath(path))
@@ -240,7 +280,12 @@ def atomic_dir(path: PathLike, *, check: Optional[Callable[[str], None]] = None)
         if keep is not None:
             os.chmod(tmp, keep)
         _fsync_tree(tmp)
-        if os.path.lexists(target):
+        if os.path.lexists(target) and _exchange(tmp, target):
+            try:
+                fsync_dir(parent)
+            finally:
+                _remove(tmp)  # now the old index: the new one is in place, whatever happens
+        elif os.path.lexists(target):
             os.rename(target, old)
             try:
                 os.rename(tmp, target)

@@ -295,6 +295,18 @@ def save_dir(path: Any, fmt: str, meta: dict[str, Any], arrays: dict[str, np.nda
             json.dump(full, f)
 
 
+_SWAP_WAIT = 2.0  # seconds a load waits for a save between its two renames
+
+
+def _save_in_progress(path: str) -> bool:
+    """True if a save of `path` has its old version set aside (``.old-<name>-...`` sibling)."""
+    parent, base = os.path.split(os.path.abspath(path))
+    try:
+        return any(n.startswith(f".old-{base}-") for n in os.listdir(parent or "."))
+    except OSError:
+        return False
+
+
 class _Dir:
     """An index directory pinned by a file descriptor: every file is opened relative to it, so
     one load reads one directory even if a concurrent save renames another into its place."""
@@ -302,10 +314,20 @@ class _Dir:
     def __init__(self, path: str) -> None:
         self.path = path
         flags = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_CLOEXEC", 0)
-        try:
-            self.fd = os.open(path, flags)
-        except OSError as e:
-            raise CorruptFileError(f"{path}: not a directory holding a saved index ({e.strerror or e})") from None
+        deadline = time.monotonic() + _SWAP_WAIT
+        while True:
+            try:
+                self.fd = os.open(path, flags)
+                return
+            except FileNotFoundError as e:
+                # where a save replaces a directory by two renames (no atomic exchange), the
+                # target is briefly missing with the old version aside: wait for the new one
+                if time.monotonic() > deadline or not _save_in_progress(path):
+                    raise CorruptFileError(f"{path}: not a directory holding a saved index "
+                                           f"({e.strerror or e})") from None
+                time.sleep(0.001)
+            except OSError as e:
+                raise CorruptFileError(f"{path}: not a directory holding a saved index ({e.strerror or e})") from None
 
     def close(self) -> None:
         os.close(self.fd)
@@ -424,9 +446,6 @@ def load_dir(path: Any, fmt: str, mmap: bool, arrays_expected: Any = None, json_
     index meanwhile makes the load start again on the new one, never mix the two."""
     path = os.fspath(path)
     for _ in range(100):
-        _wait_for_swap(path)
-        if not os.path.isdir(path):
-            raise CorruptFileError(f"{path}: not a directory holding a saved index")
         d = _Dir(path)
         try:
             return _load_pinned(d, fmt, mmap, arrays_expected, json_expected, verify)
@@ -435,23 +454,6 @@ def load_dir(path: Any, fmt: str, mmap: bool, arrays_expected: Any = None, json_
         finally:
             d.close()
     raise CorruptFileError(f"{path}: replaced by other saves 100 times while loading it")
-
-
-def _wait_for_swap(path: str, timeout: float = 2.0) -> None:
-    """A save replaces a directory by two renames (old aside, new in place); a load arriving
-    between them finds nothing at `path` but the old one aside: wait (briefly) for the new one."""
-    if os.path.lexists(path):
-        return
-    parent, base = os.path.split(os.path.abspath(path))
-    deadline = time.monotonic() + timeout
-    while not os.path.lexists(path) and time.monotonic() < deadline:
-        try:
-            aside = any(n.startswith(f".old-{base}-") for n in os.listdir(parent or "."))
-        except OSError:
-            return
-        if not aside:
-            return
-        time.sleep(0.001)
 
 
 def _load_pinned(d: _Dir, fmt: str, mmap: bool, arrays_expected: Any, json_expected: Any,
