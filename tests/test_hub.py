@@ -149,6 +149,14 @@ def test_sparse_and_dense_round_trip(offline_cache, monkeypatch):
             back = rank.DenseIndex.load_from_hub(f"owner/dense-{metric}", mmap=mmap)
             np.testing.assert_array_equal(back.vectors, dense.vectors)
             assert back.metric == metric and back.dtype == np.dtype(dtype)
+    pytest.importorskip("faiss")  # an approximate kind: FAISS's own format inside the checksummed file
+    hnsw = rank.DenseIndex(8, index="hnsw")
+    hnsw.add(rng.standard_normal((50, 8)))
+    hnsw.save_to_hub("owner/dense-hnsw")
+    assert json.loads(fake.uploads[-1][1][hub.CONFIG_NAME])["settings"]["index"] == "hnsw"
+    q = rng.standard_normal((3, 8))
+    for a, b in zip(rank.DenseIndex.load_from_hub("owner/dense-hnsw").search(q, k=5), hnsw.search(q, k=5)):
+        np.testing.assert_array_equal(a, b)
     # a repository of another class is refused with the class to use
     with pytest.raises(errors.CorruptFileError, match=r"holds a 'SparseIndex' index, not a BM25 \(load it with "
                                                       r"SparseIndex.load_from_hub\)"):
