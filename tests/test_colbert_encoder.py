@@ -228,6 +228,8 @@ def test_truncation_is_counted_warned_or_an_error(pylate):
         strict.encode_queries(queries)
     with pytest.raises(errors.TruncationError):  # the reranker encodes with the encoder's setting
         ColBERTReranker(strict).rerank("the cat", docs)
+    idx, _ = ColBERTReranker(strict).rerank("the cat", docs, truncation="ignore")
+    assert sorted(idx.tolist()) == [0, 1, 2, 3]
     got = strict.encode_queries(queries, truncation="ignore")
     assert all(np.array_equal(a, b) for a, b in zip(got, qs))
     with pytest.raises(errors.UnknownMethodError, match="truncation"):

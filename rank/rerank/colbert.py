@@ -251,18 +251,21 @@ class ColBERTReranker:
         self.encoder = encoder
         self.n_threads = n_threads
 
-    def rerank(self, query: str, documents: Sequence[str], top_k: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def rerank(self, query: str, documents: Sequence[str], top_k: int | None = None, *,
+               truncation: str | None = None) -> tuple[np.ndarray, np.ndarray]:
         """``(indices int64, scores float32)`` of `documents` by MaxSim against `query`, sorted
         descending, ties by the smaller index; ``top_k=None`` ranks all. An empty `documents`
-        gives empty arrays. Cost: encoding (dominant) plus 2 * Lq * dim * sum(L_i) flops."""
+        gives empty arrays. `truncation` ("warn", "error", "ignore") overrides the encoder's
+        setting for the query and the documents (see :class:`ColBERTEncoder`). Cost: encoding
+        (dominant) plus 2 * Lq * dim * sum(L_i) flops."""
         if not isinstance(query, str):
             raise DTypeError(f"query: expected a string, got {type(query).__name__}")
         k = check_positive_int(top_k, "top_k", allow_none=True)
         docs = _onnx.check_texts(documents, "documents")
         if not docs:
             return np.empty(0, np.int64), np.empty(0, np.float32)
-        q = self.encoder.encode_queries([query])[0]
-        flat, offsets = self.encoder.encode_documents(docs, packed=True)
+        q = self.encoder.encode_queries([query], truncation=truncation)[0]
+        flat, offsets = self.encoder.encode_documents(docs, packed=True, truncation=truncation)
         return rerank_maxsim(q, (flat, offsets), top_k=k, n_threads=self.n_threads)
 
 
