@@ -22,7 +22,9 @@ __all__ = [
     "CorruptFileError",
     "ModelNotFoundError",
     "MissingDependencyError",
+    "TruncationError",
     "Int8SaturationWarning",
+    "TruncationWarning",
 ]
 
 
@@ -62,7 +64,20 @@ class MissingDependencyError(RankError, ImportError):
     """An optional dependency is not installed; the message names the extra to install."""
 
 
+class TruncationError(RankError, ValueError):
+    """An input is longer than the model's length limit while ``truncation="error"`` (the
+    message names the input, its length in tokens and the limit)."""
+
+
 class Int8SaturationWarning(UserWarning):
     """A warning, not an error: an int8 model file whose integer products can overflow the
     16-bit sums of some CPUs (AVX2 without VNNI), so that its scores depend on the CPU; the
     message names the export command that writes a safe file."""
+
+
+class TruncationWarning(UserWarning):
+    """A warning, not an error: some texts were cut at an encoder's length limit
+    (``max_length`` of a cross-encoder, ``doc_maxlen`` / ``query_maxlen`` of a ColBERT encoder),
+    so the model did not read their end. Raised once per call with the count; filter it with
+    ``warnings.filterwarnings("ignore", category=rank.errors.TruncationWarning)`` or pass
+    ``truncation="ignore"``."""

@@ -177,6 +177,7 @@ def test_encode_with_pylate_convention(pylate):
         enc.encode(docs, is_query="no")
 
 
+@pytest.mark.filterwarnings("ignore::rank.errors.TruncationWarning")
 def test_user_lengths_and_truncation(pylate):
     root, bert, linear, fast = pylate
     enc = ColBERTEncoder(root / "onnx", query_maxlen=8, doc_maxlen=12)
@@ -187,6 +188,54 @@ def test_user_lengths_and_truncation(pylate):
     assert q.shape == (8, DIM) and d.shape == (12, DIM)
     np.testing.assert_allclose(q, reference(bert, linear, fast, [long_q], "[Q] ", 8, True, [])[0], atol=1e-4)
     np.testing.assert_allclose(d, reference(bert, linear, fast, [long_d], "[D] ", 12, False, [])[0], atol=1e-4)
+
+
+def test_truncation_is_counted_warned_or_an_error(pylate):
+    import warnings
+
+    root, _, _, fast = pylate
+    enc = ColBERTEncoder(root / "onnx", query_maxlen=8, doc_maxlen=12)
+    rng = np.random.default_rng(7)
+    docs = [random_text(rng, 1, 4, punct=False), random_text(rng, 20, 30), "the cat", random_text(rng, 15, 15)]
+    # independent count: the transformers tokenizer's length + [CLS], [D] and [SEP]
+    full = [len(fast(d, add_special_tokens=False)["input_ids"]) + 3 for d in docs]
+    want = [i for i, n in enumerate(full) if n > 12]
+    assert want == [1, 3]
+    with pytest.warns(errors.TruncationWarning, match=r"2 of 4 documents longer than doc_maxlen=12") as rec:
+        mats, info = enc.encode_documents(docs, return_info=True)
+    assert len(rec) == 1 and rec[0].filename == __file__
+    assert info.truncated.tolist() == want and info.lengths.tolist() == [full[i] for i in want]
+    assert info.what == "documents" and info.limit_name == "doc_maxlen" and info.n_inputs == 4
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", errors.TruncationWarning)
+        quiet = enc.encode_documents(docs, truncation="ignore")
+        assert all(np.array_equal(a, b) for a, b in zip(quiet, mats))
+        (flat, offsets), none = enc.encode_documents([docs[0], docs[2]], packed=True, return_info=True)
+        assert not none and offsets.shape == (3,)
+        empty, nothing = enc.encode_documents([], return_info=True)
+        assert empty == [] and nothing.n_inputs == 0
+    with pytest.raises(errors.TruncationError, match=rf"texts\[1\]: {full[1]} tokens, more than doc_maxlen=12"):
+        enc.encode(docs, is_query=False, truncation="error")
+    # queries: cut at query_maxlen (short ones are [MASK]-padded, never counted)
+    queries = ["the cat", random_text(rng, 10, 10, punct=False)]
+    q_full = [len(fast(q, add_special_tokens=False)["input_ids"]) + 3 for q in queries]
+    with pytest.warns(errors.TruncationWarning, match=r"1 of 2 queries longer than query_maxlen=8"):
+        qs, qinfo = enc.encode(queries, return_info=True)
+    assert qinfo.truncated.tolist() == [1] and qinfo.lengths.tolist() == [q_full[1]]
+    assert all(q.shape == (8, DIM) for q in qs)
+    strict = ColBERTEncoder(root / "onnx", query_maxlen=8, doc_maxlen=12, truncation="error")
+    with pytest.raises(errors.TruncationError, match=r"texts\[1\].*query_maxlen=8"):
+        strict.encode_queries(queries)
+    with pytest.raises(errors.TruncationError):  # the reranker encodes with the encoder's setting
+        ColBERTReranker(strict).rerank("the cat", docs)
+    idx, _ = ColBERTReranker(strict).rerank("the cat", docs, truncation="ignore")
+    assert sorted(idx.tolist()) == [0, 1, 2, 3]
+    got = strict.encode_queries(queries, truncation="ignore")
+    assert all(np.array_equal(a, b) for a, b in zip(got, qs))
+    with pytest.raises(errors.UnknownMethodError, match="truncation"):
+        ColBERTEncoder(root / "onnx", truncation="cut")
+    with pytest.raises(errors.UnknownMethodError, match="truncation"):
+        enc.encode_documents(docs, truncation=False)
 
 
 @pytest.mark.parametrize("layout", ["stanford", "plain"])

@@ -106,6 +106,7 @@ def test_scores_match_sentence_transformers(tiny):
     np.testing.assert_allclose(ours, ref, atol=1e-4, rtol=0)
 
 
+@pytest.mark.filterwarnings("ignore::rank.errors.TruncationWarning")
 def test_long_pairs_truncate_document_first(tiny):
     root, model, fast = tiny
     rng = np.random.default_rng(3)
@@ -120,6 +121,78 @@ def test_long_pairs_truncate_document_first(tiny):
     ce = CrossEncoder.from_pretrained(root / "onnx", max_length=16)
     out = ce.predict([(random_text(rng, 40, 40), "the cat"), ("", "")])
     assert out.shape == (2,) and np.isfinite(out).all()
+
+
+def test_truncation_is_counted_warned_or_an_error(tiny):
+    import warnings
+
+    root, _, fast = tiny
+    rng = np.random.default_rng(11)
+    pairs = [(random_text(rng, 1, 3), random_text(rng, 1, 8)) for _ in range(4)]
+    pairs[1] = (pairs[1][0], random_text(rng, 30, 40))
+    pairs[3] = (random_text(rng, 25, 25), "the cat")  # a query too long with any document
+    limit = 20
+    # independent count: the transformers tokenizer's full pair lengths, special tokens included
+    full = [len(fast(q, d)["input_ids"]) for q, d in pairs]
+    want = [i for i, n in enumerate(full) if n > limit]
+    assert want == [1, 3]
+    ce = CrossEncoder.from_pretrained(root / "onnx", max_length=limit)
+    assert ce.truncation == "warn" and "truncation='warn'" in repr(ce)
+    with pytest.warns(errors.TruncationWarning, match=r"2 of 4 pairs longer than max_length=20") as rec:
+        scores, info = ce.predict(pairs, return_info=True)
+    assert len(rec) == 1 and rec[0].filename == __file__  # once per call, pointing at the caller
+    assert info.n_truncated == 2 and bool(info) and info.n_inputs == 4 and info.limit == limit
+    assert info.truncated.tolist() == want and info.lengths.tolist() == [full[i] for i in want]
+    assert info.truncated.dtype == np.int64 and "2 of 4" in repr(info)
+    # the setting never changes a score; "ignore" is silent, a call overrides the instance
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", errors.TruncationWarning)
+        np.testing.assert_array_equal(ce.predict(pairs, truncation="ignore"), scores)
+        quiet = CrossEncoder.from_pretrained(root / "onnx", max_length=limit, truncation="ignore")
+        np.testing.assert_array_equal(quiet.predict(pairs), scores)
+        short = [pairs[0], pairs[2]]
+        got, none = ce.predict(short, return_info=True)  # nothing cut: no warning
+        assert not none and none.n_truncated == 0 and none.n_inputs == 2
+        np.testing.assert_allclose(got, scores[[0, 2]], atol=1e-6)
+        empty, nothing = ce.predict([], return_info=True)
+        assert empty.shape == (0,) and nothing.n_inputs == 0
+    # "error": raised before the model runs, naming the first pair cut
+    strict = CrossEncoder.from_pretrained(root / "onnx", max_length=limit, truncation="error")
+    with pytest.raises(errors.TruncationError, match=rf"pairs\[1\]: {full[1]} tokens, more than max_length=20"):
+        strict.predict(pairs)
+    with pytest.raises(ValueError):
+        ce.predict(pairs, truncation="error")
+    np.testing.assert_array_equal(strict.predict(pairs, truncation="ignore"), scores)
+    # rerank: positions index the documents; the record comes last
+    query = pairs[0][0]
+    docs = [d for _, d in pairs[:3]] + [random_text(rng, 40, 40)]
+    n_doc = [len(fast(query, d)["input_ids"]) for d in docs]
+    with pytest.warns(errors.TruncationWarning, match="of 4 pairs"):
+        idx, top, texts, rinfo = ce.rerank(query, docs, return_documents=True, return_info=True)
+    assert rinfo.truncated.tolist() == [i for i, n in enumerate(n_doc) if n > limit]
+    assert texts == [docs[i] for i in idx.tolist()] and top.shape == (4,)
+    with pytest.raises(errors.TruncationError, match=r"documents\[1\]: \d+ tokens"):
+        ce.rerank(query, docs, truncation="error")
+    for bad in ("truncate", None, True):
+        with pytest.raises(errors.UnknownMethodError, match="truncation: expected one of 'warn', 'error', 'ignore'"):
+            CrossEncoder.from_pretrained(root / "onnx", truncation=bad)
+    with pytest.raises(errors.UnknownMethodError, match="truncation"):
+        ce.predict(pairs, truncation="silent")
+
+
+def test_truncation_record_is_per_call_across_threads(tiny, run_threads):
+    import warnings
+
+    root, _, _ = tiny
+    ce = CrossEncoder.from_pretrained(root / "onnx", max_length=20, intra_op_threads=1)
+    rng = np.random.default_rng(12)
+    # call i has i long documents among 6: each thread must get its own count back
+    calls = [[("the cat", random_text(rng, 40, 40) if j < i else "a dog") for j in range(6)] for i in range(4)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", errors.TruncationWarning)
+        infos = run_threads(lambda i: [ce.predict(calls[i], return_info=True)[1] for _ in range(3)], n=4)
+    for i, got in enumerate(infos):
+        assert [g.truncated.tolist() for g in got] == [list(range(i))] * 3
 
 
 def test_softmax_of_two_labels(tmp_path):

@@ -41,6 +41,8 @@ def test_error_hierarchy():
     assert issubclass(errors.MissingDependencyError, ImportError)
     assert issubclass(errors.ModelNotFoundError, FileNotFoundError)
     assert issubclass(errors.Int8SaturationWarning, UserWarning)
+    assert issubclass(errors.TruncationWarning, UserWarning)
+    assert issubclass(errors.TruncationError, (errors.RankError, ValueError))
     for name in errors.__all__:  # exceptions derive from RankError; warning categories from Warning
         cls = getattr(errors, name)
         assert issubclass(cls, Warning if name.endswith("Warning") else errors.RankError), name

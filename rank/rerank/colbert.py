@@ -24,6 +24,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from rank import _truncation
 from rank._validate import check_positive_int
 from rank.errors import CorruptFileError, DTypeError, InvalidValueError
 from rank.rerank import _onnx
@@ -45,7 +46,8 @@ class ColBERTEncoder:
         (fetched through the huggingface-hub cache; HF_HUB_OFFLINE=1 reads only the cache).
     query_maxlen, doc_maxlen : int, optional
         Query length after [MASK] padding and longest document, in tokens with the special
-        tokens (default: the checkpoint's, else 32 and 180). Longer texts are truncated.
+        tokens (default: the checkpoint's, else 32 and 180). Longer texts are truncated (see
+        `truncation`).
     providers : list, optional
         onnxruntime execution providers (default CPU; unavailable ones are skipped).
     batch_size : int, default 8
@@ -60,14 +62,22 @@ class ColBERTEncoder:
         Load the int8 model (model_quantized.onnx). A file from an older export, whose
         integer products can saturate on AVX2 CPUs without VNNI, loads with an
         ``rank.errors.Int8SaturationWarning`` naming the command that re-exports it.
+    truncation : {"warn", "error", "ignore"}, default "warn"
+        What an encoding call does with texts longer than ``doc_maxlen`` / ``query_maxlen``:
+        "warn" issues one ``rank.errors.TruncationWarning`` per call with the count, "error"
+        raises ``rank.errors.TruncationError`` naming the first such text (before running the
+        model), "ignore" cuts silently. A call may override it; ``return_info=True`` returns
+        the count either way. (Queries shorter than ``query_maxlen`` are padded, never counted.)
 
-    Thread-safe: one encoder may serve many Python threads (onnxruntime releases the GIL).
+    Thread-safe: one encoder may serve many Python threads (onnxruntime releases the GIL);
+    what a call truncated comes back from that call, never as state on the encoder.
     """
 
     def __init__(self, path_or_id: str | os.PathLike, *, query_maxlen: int | None = None,
                  doc_maxlen: int | None = None, providers: Sequence[Any] | None = None, batch_size: int = 8,
-                 intra_op_threads: int | None = None, quantized: bool = False) -> None:
+                 intra_op_threads: int | None = None, quantized: bool = False, truncation: str = "warn") -> None:
         self.batch_size = check_positive_int(batch_size, "batch_size")
+        self.truncation = _truncation.check_mode(truncation)
         files = [QUANTIZED_NAME] if quantized else ["model.onnx"]
         root, self.model_path = _onnx.resolve_model_dir(path_or_id, files, what="ColBERT encoder")
         cfg_path = root / "config.json"
@@ -112,13 +122,21 @@ class ColBERTEncoder:
         return (f"ColBERTEncoder({str(self.model_path)!r}, dim={self.dim}, query_maxlen={self.query_maxlen}, "
                 f"doc_maxlen={self.doc_maxlen})")
 
-    def _ids(self, texts: list[str], marker: int | None, maxlen: int) -> list[np.ndarray]:
+    def _ids(self, texts: list[str], marker: int | None, maxlen: int, truncation: str | None,
+             is_query: bool) -> tuple[list[np.ndarray], _truncation.TruncationInfo]:
+        """Token ids of each text with its special tokens, cut at `maxlen`, and the record of
+        the cuts (after the warning or error `truncation` asks for)."""
+        mode = self.truncation if truncation is None else _truncation.check_mode(truncation)
         head = [self.cls_id] + ([] if marker is None else [marker])
         room = maxlen - self._fixed
-        out = []
-        for enc in self.tokenizer.encode_batch(texts, add_special_tokens=False):
+        out, cut = [], []
+        for i, enc in enumerate(self.tokenizer.encode_batch(texts, add_special_tokens=False)):
+            if len(enc.ids) > room:
+                cut.append((i, len(enc.ids) + self._fixed))
             out.append(np.asarray(head + enc.ids[:room] + [self.sep_id], np.int64))
-        return out
+        what, limit = ("queries", "query_maxlen") if is_query else ("documents", "doc_maxlen")
+        info = _truncation.report(mode, what, limit, maxlen, len(texts), cut, item="texts[{i}]", stacklevel=3)
+        return out, info
 
     def _finish(self, x: np.ndarray) -> np.ndarray:
         x = np.ascontiguousarray(x, dtype=np.float32)
@@ -136,17 +154,23 @@ class ColBERTEncoder:
         flat = np.concatenate(mats) if mats else np.empty((0, dim), np.float32)
         return flat, offsets
 
-    def encode_queries(self, texts: Sequence[str], *, packed: bool = False) -> Any:
+    def encode_queries(self, texts: Sequence[str], *, packed: bool = False, truncation: str | None = None,
+                       return_info: bool = False) -> Any:
         """Query token matrices: ``[CLS] [Q] tokens [SEP] [MASK]...`` padded to query_maxlen.
 
         Returns a list of float32 arrays (query_maxlen, dim), one per text, L2-normalised, or
         with ``packed=True`` a ``(flat (n * query_maxlen, dim), offsets (n + 1,))`` pair.
-        Empty strings are allowed. Cost: one transformer pass of query_maxlen tokens per text.
+        Empty strings are allowed. Queries longer than query_maxlen are cut; `truncation`
+        ("warn", "error", "ignore"; default the encoder's) says what else happens, and
+        ``return_info=True`` returns ``(result, info)`` with the call's
+        :class:`rank._truncation.TruncationInfo`. Cost: one transformer pass of query_maxlen
+        tokens per text.
         """
         items = _onnx.check_texts(texts, "texts")
+        ids, info = self._ids(items, self.query_marker, self.query_maxlen, truncation, True)
         if not items:
-            return self._pack([], packed, self.dim)
-        ids = self._ids(items, self.query_marker, self.query_maxlen)
+            empty = self._pack([], packed, self.dim)
+            return (empty, info) if return_info else empty
         rows, masks = [], []
         for r in ids:
             full = np.full(self.query_maxlen, self.mask_id, np.int64)
@@ -161,21 +185,27 @@ class ColBERTEncoder:
             emb = self._runner.run(rows[start:start + self.batch_size], masks=masks[start:start + self.batch_size])
             for j in range(emb.shape[0]):
                 out[start + j] = self._finish(emb[j])
-        return self._pack(out, packed, self.dim)
+        result = self._pack(out, packed, self.dim)
+        return (result, info) if return_info else result
 
-    def encode_documents(self, texts: Sequence[str], *, packed: bool = False) -> Any:
+    def encode_documents(self, texts: Sequence[str], *, packed: bool = False, truncation: str | None = None,
+                         return_info: bool = False) -> Any:
         """Document token matrices: ``[CLS] [D] tokens [SEP]`` truncated to doc_maxlen, with
         padding and punctuation-skiplist tokens dropped.
 
         Returns a list of float32 arrays (L_i, dim), L2-normalised, in input order, or with
         ``packed=True`` a ``(flat (sum L_i, dim), offsets (n + 1,))`` pair; both go straight
         into :func:`rank.maxsim_batch`. Texts are sorted by token length and batched, so each
-        batch is padded only to its own longest text. Cost: one transformer pass per text.
+        batch is padded only to its own longest text. Documents longer than doc_maxlen are
+        cut; `truncation` ("warn", "error", "ignore"; default the encoder's) says what else
+        happens, and ``return_info=True`` returns ``(result, info)`` with the call's
+        :class:`rank._truncation.TruncationInfo`. Cost: one transformer pass per text.
         """
         items = _onnx.check_texts(texts, "texts")
+        ids, info = self._ids(items, self.doc_marker, self.doc_maxlen, truncation, False)
         if not items:
-            return self._pack([], packed, self.dim)
-        ids = self._ids(items, self.doc_marker, self.doc_maxlen)
+            empty = self._pack([], packed, self.dim)
+            return (empty, info) if return_info else empty
         lengths = np.fromiter((r.shape[0] for r in ids), np.int64, len(ids))
         out: list[np.ndarray] = [None] * len(items)  # type: ignore[list-item]
         for batch in _onnx.length_batches(lengths, self.batch_size):
@@ -183,23 +213,26 @@ class ColBERTEncoder:
             for j, i in enumerate(batch.tolist()):
                 keep = ~np.isin(ids[i], self.skiplist) if self.skiplist.size else slice(None)
                 out[i] = self._finish(emb[j, :ids[i].shape[0]][keep])
-        return self._pack(out, packed, self.dim)
+        result = self._pack(out, packed, self.dim)
+        return (result, info) if return_info else result
 
 
-    def encode(self, texts: Sequence[str], is_query: bool = True, *, packed: bool = False) -> Any:
+    def encode(self, texts: Sequence[str], is_query: bool = True, *, packed: bool = False,
+               truncation: str | None = None, return_info: bool = False) -> Any:
         """Token embeddings of queries (``is_query=True``) or documents, PyLate's calling convention.
 
         Same as :meth:`encode_queries` / :meth:`encode_documents` (see them for the shapes):
         a list of float32 (L_i, dim) arrays, L2-normalised, or with ``packed=True`` a
-        ``(flat, offsets)`` pair. `is_query` must be a bool.
+        ``(flat, offsets)`` pair; `truncation` and `return_info` as there. `is_query` must be
+        a bool.
 
         >>> encoder.encode(["a document"], is_query=False)  # doctest: +SKIP
         """
         if not isinstance(is_query, (bool, np.bool_)):
             raise InvalidValueError(f"is_query: expected a bool, got {type(is_query).__name__}")
         if is_query:
-            return self.encode_queries(texts, packed=packed)
-        return self.encode_documents(texts, packed=packed)
+            return self.encode_queries(texts, packed=packed, truncation=truncation, return_info=return_info)
+        return self.encode_documents(texts, packed=packed, truncation=truncation, return_info=return_info)
 
 
 class ColBERTReranker:
@@ -218,18 +251,21 @@ class ColBERTReranker:
         self.encoder = encoder
         self.n_threads = n_threads
 
-    def rerank(self, query: str, documents: Sequence[str], top_k: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def rerank(self, query: str, documents: Sequence[str], top_k: int | None = None, *,
+               truncation: str | None = None) -> tuple[np.ndarray, np.ndarray]:
         """``(indices int64, scores float32)`` of `documents` by MaxSim against `query`, sorted
         descending, ties by the smaller index; ``top_k=None`` ranks all. An empty `documents`
-        gives empty arrays. Cost: encoding (dominant) plus 2 * Lq * dim * sum(L_i) flops."""
+        gives empty arrays. `truncation` ("warn", "error", "ignore") overrides the encoder's
+        setting for the query and the documents (see :class:`ColBERTEncoder`). Cost: encoding
+        (dominant) plus 2 * Lq * dim * sum(L_i) flops."""
         if not isinstance(query, str):
             raise DTypeError(f"query: expected a string, got {type(query).__name__}")
         k = check_positive_int(top_k, "top_k", allow_none=True)
         docs = _onnx.check_texts(documents, "documents")
         if not docs:
             return np.empty(0, np.int64), np.empty(0, np.float32)
-        q = self.encoder.encode_queries([query])[0]
-        flat, offsets = self.encoder.encode_documents(docs, packed=True)
+        q = self.encoder.encode_queries([query], truncation=truncation)[0]
+        flat, offsets = self.encoder.encode_documents(docs, packed=True, truncation=truncation)
         return rerank_maxsim(q, (flat, offsets), top_k=k, n_threads=self.n_threads)
 
 

@@ -17,6 +17,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from rank import _truncation
 from rank._topk import top_k as _top_k
 from rank._validate import check_positive_int
 from rank.errors import DTypeError, InvalidValueError, UnknownMethodError
@@ -58,11 +59,12 @@ class CrossEncoder:
 
     One instance may be shared by many Python threads: it holds no per-call state, and
     onnxruntime releases the GIL while it runs, so concurrent ``predict`` / ``rerank`` calls
-    overlap (each uses up to ``intra_op_threads`` cores).
+    overlap (each uses up to ``intra_op_threads`` cores). What a call truncated comes back
+    from that call (``return_info=True``), never as state on the instance.
     """
 
     def __init__(self, engine: Any, tokenizer: Any, config: dict, model_path: Path, *,
-                 max_length: int, batch_size: int, activation: str | None) -> None:
+                 max_length: int, batch_size: int, activation: str | None, truncation: str = "warn") -> None:
         self.model_path = model_path
         self.config = config
         self.tokenizer = tokenizer
@@ -78,6 +80,7 @@ class CrossEncoder:
             raise InvalidValueError("activation='softmax' needs a model with 2 or more logits; this one has 1 "
                                     "(use 'sigmoid' or None)")
         self.activation = activation
+        self.truncation = _truncation.check_mode(truncation)
         self._special = tokenizer.num_special_tokens_to_add(is_pair=True)
         if self.max_length < self._special + 2:
             raise InvalidValueError(f"max_length: expected at least {self._special + 2} (room for the special "
@@ -86,7 +89,8 @@ class CrossEncoder:
     @classmethod
     def from_pretrained(cls, name_or_path: str | os.PathLike, *, max_length: int = 512, batch_size: int = 4,
                         providers: Sequence[Any] | None = None, intra_op_threads: int | None = None,
-                        activation: str | None = "auto", quantized: bool = False) -> "CrossEncoder":
+                        activation: str | None = "auto", quantized: bool = False,
+                        truncation: str = "warn") -> "CrossEncoder":
         """Load an exported cross-encoder from a local directory or a hub id.
 
         Parameters
@@ -99,7 +103,7 @@ class CrossEncoder:
             the files looked for and where; a corrupt file raises CorruptFileError.
         max_length : int, default 512
             Longest pair in tokens, special tokens included (capped by the model's own limit).
-            Longer pairs are truncated, the document first, never an error.
+            Longer pairs are truncated, the document first (see `truncation`).
         batch_size : int, default 4
             Pairs per onnxruntime run (pairs are sorted by length first). Small batches are
             fastest on CPU (little padding; the attention scores stay in cache): on MiniLM-L6
@@ -122,12 +126,19 @@ class CrossEncoder:
             from an older export, whose integer products can saturate on AVX2 CPUs without
             VNNI, loads with an ``rank.errors.Int8SaturationWarning`` naming the command that
             re-exports it.
+        truncation : {"warn", "error", "ignore"}, default "warn"
+            What a call does when some pairs are longer than `max_length`: "warn" issues one
+            ``rank.errors.TruncationWarning`` per call with the count, "error" raises
+            ``rank.errors.TruncationError`` naming the first such pair (before running the
+            model), "ignore" cuts silently. A call may override it; ``return_info=True`` gives
+            the count either way.
 
         >>> CrossEncoder.from_pretrained("/no/such/dir")  # doctest: +ELLIPSIS
         Traceback (most recent call last):
         ...
         rank.errors.ModelNotFoundError: cross-encoder directory /no/such/dir does not exist ...
         """
+        truncation = _truncation.check_mode(truncation)
         if activation not in _ACTIVATIONS:
             raise UnknownMethodError(f"activation: expected one of 'auto', 'sigmoid', 'softmax', None; got {activation!r}")
         max_length = check_positive_int(max_length, "max_length")
@@ -144,24 +155,26 @@ class CrossEncoder:
             _onnx.check_int8_model(engine, model_path, f"rank.rerank.export_cross_encoder(<checkpoint>, "
                                                        f"{os.fspath(root)!r}, quantize='int8')")
         return cls(engine, tokenizer, config, model_path, max_length=max_length, batch_size=batch_size,
-                   activation=activation)
+                   activation=activation, truncation=truncation)
 
     def __repr__(self) -> str:
         return (f"CrossEncoder({str(self.model_path)!r}, max_length={self.max_length}, "
-                f"batch_size={self.batch_size}, activation={self.activation!r})")
+                f"batch_size={self.batch_size}, activation={self.activation!r}, truncation={self.truncation!r})")
 
     # -- tokenization -------------------------------------------------------------------------
-    def _encode_pairs(self, queries: list[str], q_index: np.ndarray, docs: list[str]) -> tuple[list, list]:
-        """Token ids and type ids of each (queries[q_index[i]], docs[i]) pair, truncated."""
+    def _encode_pairs(self, queries: list[str], q_index: np.ndarray, docs: list[str]) -> tuple[list, list, list]:
+        """Token ids and type ids of each (queries[q_index[i]], docs[i]) pair, truncated, and
+        the ``(i, full length)`` of each pair that was cut."""
         tok = self.tokenizer
         q_enc = tok.encode_batch(queries, add_special_tokens=False)
         d_enc = tok.encode_batch(docs, add_special_tokens=False)
         budget = self.max_length - self._special
-        ids, type_ids = [], []
-        for qi, d in zip(q_index.tolist(), d_enc):
+        ids, type_ids, cut = [], [], []
+        for i, (qi, d) in enumerate(zip(q_index.tolist(), d_enc)):
             q = q_enc[qi]
             nq, nd = len(q), len(d)
             if nq + nd > budget:
+                cut.append((i, nq + nd + self._special))
                 keep_d = min(nd, max(budget - nq, budget // 2))  # the document gives way first
                 d.truncate(keep_d)
                 if nq > budget - keep_d:  # a query too long even alone: a truncated copy
@@ -170,7 +183,7 @@ class CrossEncoder:
             pair = tok.post_process(q, d, add_special_tokens=True)
             ids.append(np.asarray(pair.ids, np.int64))
             type_ids.append(np.asarray(pair.type_ids, np.int64))
-        return ids, type_ids
+        return ids, type_ids, cut
 
     def _activate(self, logits: np.ndarray) -> np.ndarray:
         logits = logits.astype(np.float32, copy=False).reshape(logits.shape[0], -1)
@@ -186,17 +199,24 @@ class CrossEncoder:
             x = (1.0 / (1.0 + np.exp(-x))).astype(np.float32)
         return np.ascontiguousarray(x, dtype=np.float32)
 
-    def _score(self, queries: list[str], q_index: np.ndarray, docs: list[str], batch_size: int) -> np.ndarray:
-        ids, type_ids = self._encode_pairs(queries, q_index, docs)
+    def _score(self, queries: list[str], q_index: np.ndarray, docs: list[str], batch_size: int, truncation: str,
+               item: str) -> tuple[np.ndarray, _truncation.TruncationInfo]:
+        ids, type_ids, cut = self._encode_pairs(queries, q_index, docs)
+        info = _truncation.report(truncation, "pairs", "max_length", self.max_length, len(ids), cut, item=item,
+                                  stacklevel=3)
         out = np.empty(len(ids), np.float32)
         lengths = np.fromiter((len(r) for r in ids), np.int64, len(ids))
         for batch in _onnx.length_batches(lengths, batch_size):
             logits = self._runner.run([ids[i] for i in batch], [type_ids[i] for i in batch])
             out[batch] = self._activate(logits)
-        return out
+        return out, info
+
+    def _mode(self, truncation: str | None) -> str:
+        return self.truncation if truncation is None else _truncation.check_mode(truncation)
 
     # -- public -------------------------------------------------------------------------------
-    def predict(self, pairs: Sequence[tuple[str, str]], batch_size: int | None = None) -> np.ndarray:
+    def predict(self, pairs: Sequence[tuple[str, str]], batch_size: int | None = None, *,
+                truncation: str | None = None, return_info: bool = False) -> Any:
         """Relevance score of each (query, document) pair.
 
         Parameters
@@ -205,21 +225,32 @@ class CrossEncoder:
             Query and document texts; empty strings are allowed.
         batch_size : int, optional
             Pairs per run (default: the instance's ``batch_size``).
+        truncation : {"warn", "error", "ignore"}, optional
+            Overrides the instance's setting for this call: pairs longer than ``max_length``
+            warn once (``rank.errors.TruncationWarning``), raise ``rank.errors.TruncationError``
+            or are cut silently.
+        return_info : bool, default False
+            Also return the :class:`rank._truncation.TruncationInfo` of this call (positions
+            and full lengths of the pairs cut), for callers who log it.
 
         Returns
         -------
         float32 array (n,)
-            Scores in input order, after the configured activation.
+            Scores in input order, after the configured activation; with ``return_info=True``
+            a ``(scores, info)`` pair.
 
         Cost: one transformer pass per pair, O(sum of pair lengths squared) attention; pairs
         are bucketed by length so padding adds little.
         """
         bs = self.batch_size if batch_size is None else check_positive_int(batch_size, "batch_size")
+        mode = self._mode(truncation)
         if isinstance(pairs, (str, bytes)):
             raise InvalidValueError("pairs: expected a sequence of (query, document) pairs, got a string")
         items = list(pairs)
         if not items:
-            return np.empty(0, np.float32)
+            empty = np.empty(0, np.float32)
+            return (empty, _truncation.report(mode, "pairs", "max_length", self.max_length, 0, [], item="")) \
+                if return_info else empty
         uniq: dict[str, int] = {}
         q_index = np.empty(len(items), np.int64)
         docs = []
@@ -232,27 +263,35 @@ class CrossEncoder:
                 raise DTypeError(f"pairs[{i}]: expected two strings, got a {bad}")
             q_index[i] = uniq.setdefault(q, len(uniq))
             docs.append(d)
-        return self._score(list(uniq), q_index, docs, bs)
+        scores, info = self._score(list(uniq), q_index, docs, bs, mode, "pairs[{i}]")
+        return (scores, info) if return_info else scores
 
     def rerank(self, query: str, documents: Sequence[str], top_k: int | None = None,
-               return_documents: bool = False, batch_size: int | None = None) -> tuple:
+               return_documents: bool = False, batch_size: int | None = None, *, truncation: str | None = None,
+               return_info: bool = False) -> tuple:
         """Rank `documents` by relevance to `query`.
 
         Returns ``(indices int64, scores float32)`` sorted by score descending, ties by the
-        smaller index, or ``(indices, scores, texts)`` with ``return_documents=True``.
-        ``top_k=None`` ranks every document. An empty `documents` gives empty arrays.
-        Cost: :meth:`predict` on every pair plus O(n + k log k).
+        smaller index, or ``(indices, scores, texts)`` with ``return_documents=True``; with
+        ``return_info=True`` the :class:`rank._truncation.TruncationInfo` of the call comes
+        last (its positions index `documents`). `truncation` overrides the instance's
+        setting as in :meth:`predict`. ``top_k=None`` ranks every document. An empty
+        `documents` gives empty arrays. Cost: :meth:`predict` on every pair plus O(n + k log k).
         """
         if not isinstance(query, str):
             raise DTypeError(f"query: expected a string, got {type(query).__name__}")
         k = check_positive_int(top_k, "top_k", allow_none=True)
         bs = self.batch_size if batch_size is None else check_positive_int(batch_size, "batch_size")
+        mode = self._mode(truncation)
         docs = _onnx.check_texts(documents, "documents")
-        scores = self._score([query], np.zeros(len(docs), np.int64), docs, bs) if docs else np.empty(0, np.float32)
+        if docs:
+            scores, info = self._score([query], np.zeros(len(docs), np.int64), docs, bs, mode, "documents[{i}]")
+        else:
+            scores = np.empty(0, np.float32)
+            info = _truncation.report(mode, "pairs", "max_length", self.max_length, 0, [], item="")
         idx, top = _top_k(scores, scores.shape[0] if k is None else k)
-        if return_documents:
-            return idx, top, [docs[i] for i in idx.tolist()]
-        return idx, top
+        out: tuple = (idx, top, [docs[i] for i in idx.tolist()]) if return_documents else (idx, top)
+        return (*out, info) if return_info else out
 
 
 def export_cross_encoder(checkpoint_or_id: str | os.PathLike, out_dir: str | os.PathLike, *, opset: int = 17,
