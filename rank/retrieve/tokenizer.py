@@ -91,7 +91,10 @@ def _stopword_package() -> tuple[dict[str, str], frozenset[str]]:
 def _package_stopwords(language: str) -> frozenset[str]:
     import stop_words  # type: ignore[import-untyped,import-not-found,unused-ignore]
 
-    return frozenset(w.strip().lower() for w in stop_words.get_stop_words(language) if w.strip())
+    # entries are trimmed of blanks, a byte-order mark and stray quotes or commas (the package's
+    # Hebrew list is written as JSON fragments, '"אבל",'); multi-word entries never match a token
+    words = (w.strip().lstrip("\ufeff").strip('",\'').strip().lower() for w in stop_words.get_stop_words(language))
+    return frozenset(w for w in words if w)
 
 
 @functools.lru_cache(maxsize=None)
