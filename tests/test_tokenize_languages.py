@@ -343,3 +343,13 @@ def test_cli_on_scifact_with_no_flags_reaches_the_published_ndcg(shared_data, tm
     assert main(["eval", str(d / "qrels.tsv"), str(tmp_path / "run.trec"), "-m", "ndcg@10", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["ndcg@10"] >= 0.679
+
+
+def test_the_languages_page_lists_every_language():
+    page = os.path.join(os.path.dirname(__file__), os.pardir, "docs", "languages.md")
+    if not os.path.exists(page):
+        pytest.skip("docs not present (installed package)")
+    rows = re.findall(r"^\| (\w+) \| (\S+) \|", open(page, encoding="utf-8").read(), re.M)
+    listed = {name: stem for name, stem in rows if name != "language"}
+    want = {name: info["stemmer"] or "—" for name, info in languages().items() if name != "auto"}
+    assert listed == want
