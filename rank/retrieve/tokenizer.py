@@ -217,6 +217,10 @@ class Tokenizer:
         English, Cyrillic: Russian, Greek, Arabic, Hebrew, Devanagari: Hindi, Armenian, Tamil,
         Gujarati), word by word, so a document or query mixing scripts is handled token by
         token. A language with a stemmer but no stopword list warns (:class:`LanguageWarning`).
+    scripts : bool, default True
+        The scanner described below (combining marks kept in words, CJK and Thai bigrams).
+        False gives the scanner of indexes saved before it (runs of ``str.isalnum``
+        characters only); loading such an index sets it.
     pattern : str, optional
         A regular expression whose matches are the words (``re.findall``), instead of the
         built-in scanner (maximal runs of Unicode letters and digits, as ``str.isalnum``); or
@@ -259,11 +263,13 @@ class Tokenizer:
 
     def __init__(self, lowercase: bool = True, stopwords: Union[str, Iterable[str], None] = _DEFAULT,
                  stemmer: Union[str, Callable[[str], str], None] = _DEFAULT, pattern: Optional[str] = None,
-                 min_length: int = 2, *, language: str = "english") -> None:
+                 min_length: int = 2, *, language: str = "english", scripts: bool = True) -> None:
         self.lowercase = bool(lowercase)
         self.language = _resolve_language(language)
         info = languages()[self.language]
-        self._segment = True  # the scanner with marks and bigrams (False: indexes saved before it)
+        if not isinstance(scripts, bool):
+            raise DTypeError(f"scripts: expected a bool, got {type(scripts).__name__}")
+        self._segment = scripts  # the scanner with marks and bigrams (False: indexes saved before it)
         if stemmer is _DEFAULT:
             stemmer = info["stemmer"]
         if stopwords is _DEFAULT:
@@ -511,9 +517,8 @@ class Tokenizer:
             raise InvalidValueError("a tokenizer with a callable stemmer cannot be saved; use a Snowball language name")
         config: dict[str, Any] = {"lowercase": self.lowercase, "stopwords": self._stopwords_spec,
                                   "stemmer": self.stemmer, "pattern": self.pattern, "min_length": self.min_length}
-        if self._segment:  # an index saved before languages has neither key, and loads as it was built
-            config["language"] = self.language
-            config["scripts"] = True
+        config["language"] = self.language
+        config["scripts"] = self._segment  # settings saved before languages lack it: read as False
         return config
 
     @staticmethod
@@ -563,13 +568,12 @@ class Tokenizer:
                 f"{sorted(PATTERNS)}; a regular expression read from a file is never compiled. If you trust "
                 "this index, load it with BM25.load(path, tokenizer=Tokenizer(pattern=...)) and the same settings")
         args = dict(config)
-        scripts = args.pop("scripts", False)
+        args.setdefault("scripts", False)
         args.setdefault("stopwords", "en")
         args.setdefault("stemmer", None)
         try:
             tok = cls(**args)
         except UnknownMethodError as e:
             raise CorruptFileError(f"tokenizer settings: {e}") from None
-        tok._segment = scripts
         tok._set_terms(terms)
         return tok
