@@ -97,7 +97,6 @@ def _package_stopwords(language: str) -> frozenset[str]:
     return frozenset(w for w in words if w)
 
 
-@functools.lru_cache(maxsize=None)
 def languages() -> dict[str, dict[str, Any]]:
     """The languages `Tokenizer(language=...)` accepts, with what each brings.
 
@@ -110,6 +109,11 @@ def languages() -> dict[str, dict[str, Any]]:
     >>> languages()["japanese"]
     {'stemmer': None, 'stopwords': None}
     """
+    return {name: dict(info) for name, info in _languages().items()}  # a copy: the table is shared
+
+
+@functools.lru_cache(maxsize=None)
+def _languages() -> dict[str, dict[str, Any]]:
     _, with_list = _stopword_package()
     out: dict[str, dict[str, Any]] = {}
     for name in sorted(set(_snowball()) | with_list | set(_BIGRAM_LANGUAGES)):
@@ -130,7 +134,7 @@ def _resolve_language(language: Any) -> str:
     if not isinstance(language, str):
         raise DTypeError(f"language: expected a str, got {type(language).__name__}")
     name = language.strip().lower()
-    known = languages()
+    known = _languages()
     if name not in known:
         name = _stopword_package()[0].get(name, {"th": "thai"}.get(name, name))
     if name not in known:
@@ -153,7 +157,7 @@ def _language_stopwords(name: str) -> frozenset[str]:
         for script, lang in _SCRIPT_LANGUAGE.items():  # each list restricted to its own script
             words.update(w for w in _language_stopwords(lang) if _script(w) == script)
         return frozenset(words)
-    source = languages()[name]["stopwords"]
+    source = _languages()[name]["stopwords"]
     if source == "lucene":
         return STOPWORDS_EN
     if source == "stop-words":
@@ -165,7 +169,7 @@ def _language_stopwords(name: str) -> frozenset[str]:
 def _snowball_stemmer(name: str) -> Callable[[str], str]:
     import Stemmer  # type: ignore[import-untyped,import-not-found,unused-ignore]
 
-    return Stemmer.Stemmer(name).stemWord  # type: ignore[no-any-return]
+    return Stemmer.Stemmer(name).stemWord
 
 
 def _auto_stemmer(word: str) -> str:
@@ -266,7 +270,7 @@ class Tokenizer:
                  min_length: int = 2, *, language: str = "english", scripts: bool = True) -> None:
         self.lowercase = bool(lowercase)
         self.language = _resolve_language(language)
-        info = languages()[self.language]
+        info = _languages()[self.language]
         if not isinstance(scripts, bool):
             raise DTypeError(f"scripts: expected a bool, got {type(scripts).__name__}")
         self._segment = scripts  # the scanner with marks and bigrams (False: indexes saved before it)
