@@ -82,9 +82,9 @@ def _build_class_table():
             t[code] = C_CJK if _is_cjk(ch) else (C_THAI if 0x0E00 <= ch <= 0x0E7F else C_WORD)
         elif unicodedata.category(chr(code))[0] == "M":
             t[code] = C_MARK
-    table = bytes(t)
-    _CLASS = <const unsigned char *>table
-    _class_table = table  # keeps the buffer alive
+    if _class_table is None:  # the first table built stays (threads building at once agree on it)
+        _class_table = bytes(t)
+    _CLASS = <const unsigned char *>_class_table  # _class_table keeps the buffer alive
 
 
 cdef inline int _cls(Py_UCS4 ch) noexcept nogil:

@@ -355,3 +355,28 @@ def test_the_languages_page_lists_every_language():
     listed = {name: stem for name, stem in rows if name != "language"}
     want = {name: info["stemmer"] or "—" for name, info in languages().items() if name != "auto"}
     assert listed == want
+
+
+def test_threads_tokenizing_at_once_agree_from_the_first_call():
+    """The scanner's character table is built on first use: threads racing to it, in a fresh
+    interpreter, all get the same tokens (queries: update_vocabulary=False is thread-safe)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import threading\n"
+        "from rank.retrieve import Tokenizer\n"
+        "tok = Tokenizer(language='auto')\n"
+        "docs = ['東京タワー ภาษาไทย हिन्दी Москва running'] * 200\n"
+        "tok.lookup_packed([['東京', 'タワ', 'ภา', 'ไท', 'москв', 'run']])  # a vocabulary, no scan yet\n"
+        "out = [None] * 8\n"
+        "def work(i):\n"
+        "    out[i] = tok.tokenize(docs, update_vocabulary=False)\n"
+        "ts = [threading.Thread(target=work, args=(i,)) for i in range(8)]\n"
+        "[t.start() for t in ts]; [t.join() for t in ts]\n"
+        "assert all(o == [[0, 1, 2, 3, 4, 5]] * 200 for o in out), out[0][:2]\n"
+        "print(len(out))\n")
+    root = os.path.join(os.path.dirname(__file__), os.pardir)
+    res = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.strip() == "8"
