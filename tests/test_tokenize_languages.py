@@ -227,6 +227,8 @@ def test_an_index_saved_before_languages_searches_as_it_was_built(tmp_path):
     # a tokenizer given at load must tokenize alike: today's scanner is refused for it
     with pytest.raises(InvalidValueError, match="differ"):
         BM25.load(os.path.join(FIXTURE, "index"), tokenizer=Tokenizer(stemmer=None))
+    same = BM25.load(os.path.join(FIXTURE, "index"), tokenizer=Tokenizer(stemmer=None, scripts=False))
+    assert same.get_scores("running").tolist() == expected["queries"][0]["scores"]
 
 
 def test_an_index_without_tokenizer_settings_loads_with_the_first_defaults(tmp_path):

@@ -233,6 +233,7 @@ class Tokenizer:
         loading compiles only the vetted ones: an index saved with any other pattern must be
         loaded with ``BM25.load(path, tokenizer=Tokenizer(pattern=...))`` (a regular
         expression read from a file could backtrack for hours).
+        The matches are the words as they are: no CJK or Thai bigrams.
     min_length : int, default 2
         Words shorter than this are dropped (2 matches bm25s and scikit-learn, whose default
         pattern is ``\\w\\w+``); only for the built-in scanner, and not for CJK or Thai bigrams.
