@@ -15,8 +15,8 @@ by ``fmt``:
   quoting; CSV follows RFC 4180 quoting.
 
 Errors name the file and, for a malformed record, its line number: a missing file raises
-``FileNotFoundError``; an empty file, a malformed line, a missing field or a duplicate id
-raises :class:`rank.errors.InvalidValueError`.
+``FileNotFoundError``; an empty file, a malformed line, bytes that are not UTF-8, a missing
+field or a duplicate id raises :class:`rank.errors.InvalidValueError`.
 
 >>> import os, tempfile
 >>> path = os.path.join(tempfile.mkdtemp(), "corpus.jsonl")
@@ -32,6 +32,7 @@ import gzip
 import io
 import json
 import os
+import re
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -76,12 +77,31 @@ def detect_format(path: PathLike, fmt: str | None = None) -> str:
 
 
 def _open(path: PathLike) -> IO[str]:
+    """The file as text. Bytes that are not UTF-8 become lone surrogates (surrogateescape), so
+    that :func:`_checked` reports them with the line they are on: a strict decoder fails on the
+    chunk it reads ahead, lines before the bad one."""
     p = Path(path)
     if p.is_dir():
         raise IsADirectoryError(21, "Is a directory (expected a file)", str(p))
     if p.suffix.lower() == ".gz":
-        return io.TextIOWrapper(gzip.open(p, "rb"), encoding="utf-8-sig", newline="")
-    return open(p, encoding="utf-8-sig", newline="")
+        return io.TextIOWrapper(gzip.open(p, "rb"), encoding="utf-8-sig", errors="surrogateescape", newline="")
+    return open(p, encoding="utf-8-sig", errors="surrogateescape", newline="")
+
+
+_NOT_UTF8 = re.compile("[\udc80-\udcff]")
+
+
+def _checked(path: PathLike, lines: IO[str]) -> Iterator[str]:
+    """The lines of `lines`; InvalidValueError naming the file and line at the first byte that
+    is not UTF-8. O(1) per ASCII line, one scan of the others."""
+    for n, line in enumerate(lines, 1):
+        if not line.isascii():
+            bad = _NOT_UTF8.search(line)
+            if bad is not None:
+                raise InvalidValueError(
+                    f"{path}, line {n}: not valid UTF-8 (byte 0x{ord(bad.group()) - 0xDC00:02x} at character "
+                    f"{bad.start() + 1}); re-encode the file as UTF-8")
+        yield line
 
 
 def _lines(path: PathLike) -> Iterator[tuple[int, str]]:
@@ -89,10 +109,8 @@ def _lines(path: PathLike) -> Iterator[tuple[int, str]]:
     with _open(path) as f:
         n = 0
         try:
-            for n, line in enumerate(f, 1):
+            for n, line in enumerate(_checked(path, f), 1):
                 yield n, line.rstrip("\r\n")
-        except UnicodeDecodeError as e:
-            raise InvalidValueError(f"{path}, line {n + 1}: not valid UTF-8 ({e.reason})") from None
         except (OSError, EOFError) as e:  # truncated or corrupt gzip stream
             if isinstance(e, FileNotFoundError):
                 raise
@@ -209,15 +227,13 @@ def _csv_field_limit() -> Iterator[None]:
 
 def _csv_rows(path: PathLike) -> Iterator[tuple[int, list[str]]]:
     with _open(path) as f, _csv_field_limit():
-        reader = csv.reader(f)
+        reader = csv.reader(_checked(path, f))
         try:
             for row in reader:
                 if row and any(cell.strip() for cell in row):
                     yield reader.line_num, row
         except csv.Error as e:
             raise InvalidValueError(f"{path}, line {reader.line_num}: malformed CSV ({e})") from None
-        except UnicodeDecodeError as e:
-            raise InvalidValueError(f"{path}, line {reader.line_num + 1}: not valid UTF-8 ({e.reason})") from None
 
 
 def _read(path: PathLike, fmt: str | None, what: str, with_title: bool,

@@ -88,6 +88,19 @@ def _none_or(value: str) -> str | None:
     return None if value.lower() in ("none", "") else value
 
 
+def _cli_tokenizer(args: argparse.Namespace) -> Any:
+    """The Tokenizer of `rank index`: --language gives the defaults, --stemmer / --stopwords
+    override them ('none' turns one off)."""
+    from rank.retrieve import Tokenizer
+
+    kw: dict[str, Any] = {"language": args.language}
+    if args.stemmer is not None:
+        kw["stemmer"] = _none_or(args.stemmer)
+    if args.stopwords is not None:
+        kw["stopwords"] = _none_or(args.stopwords)
+    return Tokenizer(**kw)
+
+
 def _check_index_target(path: str) -> None:
     """Refuse to replace anything but a previously saved index (saving replaces the target)."""
     from rank.retrieve._index import check_replaceable
@@ -98,9 +111,8 @@ def _check_index_target(path: str) -> None:
 def _cmd_index_sharded(args: argparse.Namespace) -> int:
     """`rank index --shards N`: shards built by Ray tasks (rank.distributed, extra `ray`)."""
     from rank.distributed import ShardedBM25, init
-    from rank.retrieve import Tokenizer
 
-    tokenizer = Tokenizer(stopwords=_none_or(args.stopwords), stemmer=_none_or(args.stemmer))
+    tokenizer = _cli_tokenizer(args)
     init(args.address, log_to_driver=False)
     t0 = time.perf_counter()
     index = ShardedBM25.build(args.corpus, args.output, args.shards, fmt=args.format, method=args.method,
@@ -113,14 +125,14 @@ def _cmd_index_sharded(args: argparse.Namespace) -> int:
 
 def _cmd_index(args: argparse.Namespace) -> int:
     from rank._io_corpus import read_corpus
-    from rank.retrieve import BM25, Tokenizer
+    from rank.retrieve import BM25
 
     if getattr(args, "shards", None) is not None:
         return _cmd_index_sharded(args)
     _check_index_target(args.output)
     if args.colbert is not None or args.dense is not None:
         return _cmd_index_vectors(args)
-    tokenizer = Tokenizer(stopwords=_none_or(args.stopwords), stemmer=_none_or(args.stemmer))
+    tokenizer = _cli_tokenizer(args)
     bm25 = BM25(method=args.method, k1=args.k1, b=args.b, delta=args.delta, tokenizer=tokenizer)
     t0 = time.perf_counter()
     ids, texts = read_corpus(args.corpus, args.format, show_progress=not args.quiet)
@@ -702,7 +714,7 @@ def _build_parser() -> argparse.ArgumentParser:
                               epilog=f"example:\n  {example}", formatter_class=_Formatter)
 
     p = add("index", "build a BM25 index of a document collection and save it",
-            "rank index corpus.jsonl -o scifact.idx --stemmer english")
+            "rank index corpus.jsonl -o scifact.idx   (English stemming and stopwords by default)")
     p.add_argument("corpus", help="BEIR corpus.jsonl (_id, title, text), .txt (one document per line; "
                                   "ids are line numbers), or .tsv/.csv with id and text columns; .gz allowed")
     p.add_argument("-o", "--output", required=True, metavar="INDEX", help="index directory to write")
@@ -711,9 +723,13 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--k1", type=_nonneg_float, default=1.2, help="term frequency saturation")
     p.add_argument("--b", type=_nonneg_float, default=0.75, help="length normalisation, in [0, 1]")
     p.add_argument("--delta", type=_nonneg_float, default=0.5, help="shift of bm25l and bm25+")
-    p.add_argument("--stopwords", default="en", metavar="LANG", help="stopword list, or 'none'")
-    p.add_argument("--stemmer", default="none", metavar="LANG",
-                   help="Snowball stemmer language, e.g. english (needs PyStemmer), or 'none'")
+    p.add_argument("--language", default="english", metavar="LANG",
+                   help="language of the stemmer and stopwords: a Snowball language, chinese, japanese, korean, "
+                        "thai, ..., or 'auto' (each word by its script); default english")
+    p.add_argument("--stopwords", default=None, metavar="LANG",
+                   help="stopword list of this language instead of --language's, or 'none'")
+    p.add_argument("--stemmer", default=None, metavar="LANG",
+                   help="Snowball stemmer language instead of --language's, 'auto', or 'none'")
     p.add_argument("--shards", type=_positive, default=None, metavar="N",
                    help="build N shards in parallel on Ray (needs rank-kernels[ray]); same scores as one index")
     p.add_argument("--address", default=None, metavar="ADDR",

@@ -7,6 +7,14 @@ path). Each token of at least `min_len` characters is looked up in a dict `cache
 term id, or -1 for a dropped word); on a miss a Python callable `resolve(word)` decides (and
 fills the cache when it wants to). Ids are appended to a growing C buffer, so the result is the
 packed form directly: ``ids`` (int32) and ``offsets`` (int64, n_docs + 1).
+
+With ``segment=True`` (the scanner of tokenizers made since scripts were handled), a word
+also keeps the combining marks (Unicode categories Mn, Mc, Me) that follow its letters, so
+Devanagari, Thai, Arabic or Hebrew words with vowel signs stay whole; and runs of CJK
+characters (Han, Hiragana, Katakana, Hangul) or of Thai become overlapping bigrams of
+characters (a character with its following marks), as Lucene's CJK analyzer does: a run of
+one character is a unigram. Bigrams are kept whatever `min_len`. A run of CJK characters
+after Latin letters starts a new token ("iphone手机" is "iphone", "手机").
 """
 from cpython.unicode cimport PyUnicode_Check
 from libc.stdint cimport int32_t, int64_t
@@ -33,6 +41,72 @@ cdef inline bint _alnum(Py_UCS4 ch) noexcept nogil:
     if ch < 128:
         return ASCII_ALNUM[ch]
     return Py_UNICODE_ISALNUM(ch)
+
+
+# Character classes of the segmenting scanner.
+DEF C_OTHER = 0   # separator: ends a token
+DEF C_WORD = 1    # letter or digit of a word
+DEF C_MARK = 2    # combining mark: continues the token it follows, else ignored
+DEF C_CJK = 3     # Han, Hiragana, Katakana, Hangul: bigrams
+DEF C_THAI = 4    # Thai: bigrams
+
+cdef const unsigned char *_CLASS = NULL  # classes of the Basic Multilingual Plane, built on first use
+_class_table = None
+
+
+cdef inline bint _is_cjk(Py_UCS4 ch) noexcept nogil:
+    return ((0x3040 <= ch <= 0x30FF)       # Hiragana, Katakana
+            or (0x3400 <= ch <= 0x4DBF)    # CJK Extension A
+            or (0x4E00 <= ch <= 0x9FFF)    # CJK Unified Ideographs
+            or (0xAC00 <= ch <= 0xD7AF)    # Hangul syllables
+            or (0x1100 <= ch <= 0x11FF)    # Hangul Jamo
+            or (0x3130 <= ch <= 0x318F)    # Hangul compatibility Jamo
+            or (0x31F0 <= ch <= 0x31FF)    # Katakana phonetic extensions
+            or (0xF900 <= ch <= 0xFAFF)    # CJK compatibility ideographs
+            or (0xFF66 <= ch <= 0xFF9F)    # halfwidth Katakana
+            or (0xFFA0 <= ch <= 0xFFDC)    # halfwidth Hangul
+            or (0x1B000 <= ch <= 0x1B16F)  # Kana supplement and extended
+            or (0x20000 <= ch <= 0x3FFFF)) # CJK Extensions B and later
+
+
+def _build_class_table():
+    """The class of every BMP code point (65,536 bytes), from the interpreter's Unicode data."""
+    global _CLASS, _class_table
+    import unicodedata
+    cdef bytearray t = bytearray(65536)
+    cdef Py_UCS4 ch
+    cdef Py_ssize_t code
+    for code in range(65536):
+        ch = <Py_UCS4>code
+        if Py_UNICODE_ISALNUM(ch):
+            t[code] = C_CJK if _is_cjk(ch) else (C_THAI if 0x0E00 <= ch <= 0x0E7F else C_WORD)
+        elif unicodedata.category(chr(code))[0] == "M":
+            t[code] = C_MARK
+    if _class_table is None:  # the first table built stays (threads building at once agree on it)
+        _class_table = bytes(t)
+    _CLASS = <const unsigned char *>_class_table  # _class_table keeps the buffer alive
+
+
+cdef inline int _cls(Py_UCS4 ch) noexcept nogil:
+    if ch < 128:
+        return ASCII_ALNUM[ch]
+    if ch < 65536:
+        return _CLASS[ch]
+    if Py_UNICODE_ISALNUM(ch):
+        return C_CJK if _is_cjk(ch) else C_WORD
+    return C_OTHER
+
+
+cdef inline int _emit(_Buffer buf, str text, Py_ssize_t start, Py_ssize_t end, dict cache, resolve) except -1:
+    cdef str word = PyUnicode_Substring(text, start, end)
+    cdef object hit = cache.get(word)
+    cdef long v
+    if hit is None:
+        hit = resolve(word)
+    v = hit
+    if v >= 0:
+        buf.push_id(<int32_t>v)
+    return 0
 
 
 cdef class _Buffer:
@@ -92,7 +166,7 @@ cdef class _Buffer:
 
 
 def scan(texts, bint lower, Py_ssize_t min_len, dict cache, resolve, progress=None,
-         Py_ssize_t every=1024):
+         Py_ssize_t every=1024, bint segment=False):
     """Token ids of every text of the iterable `texts` (see the module docstring).
 
     Returns (ids int32, offsets int64, bad) where bad is -1, or the position of the first
@@ -106,6 +180,10 @@ def scan(texts, bint lower, Py_ssize_t min_len, dict cache, resolve, progress=No
     cdef str text, word
     cdef object hit
     cdef long v
+    if segment:
+        if _CLASS == NULL:
+            _build_class_table()
+        return _scan_segment(texts, lower, min_len, cache, resolve, progress, every)
     for obj in texts:
         if not PyUnicode_Check(obj):
             ids, offsets = buf.arrays()
@@ -132,6 +210,64 @@ def scan(texts, bint lower, Py_ssize_t min_len, dict cache, resolve, progress=No
             v = hit
             if v >= 0:
                 buf.push_id(<int32_t>v)
+        buf.end_doc()
+        n += 1
+        if progress is not None:
+            since += 1
+            if since == every:
+                progress(since)
+                since = 0
+    if progress is not None and since:
+        progress(since)
+    ids, offsets = buf.arrays()
+    return ids, offsets, -1
+
+
+cdef _scan_segment(texts, bint lower, Py_ssize_t min_len, dict cache, resolve, progress, Py_ssize_t every):
+    cdef _Buffer buf = _Buffer()
+    cdef Py_ssize_t n = 0, i, start, prev, unit, length, since = 0
+    cdef int kind, c, run
+    cdef void *data
+    cdef str text
+    for obj in texts:
+        if not PyUnicode_Check(obj):
+            ids, offsets = buf.arrays()
+            return ids, offsets, n
+        text = obj.lower() if lower else obj
+        kind = PyUnicode_KIND(text)
+        data = PyUnicode_DATA(text)
+        length = PyUnicode_GET_LENGTH(text)
+        i = 0
+        while i < length:
+            c = _cls(PyUnicode_READ(kind, data, i))
+            if c == C_OTHER or c == C_MARK:
+                i += 1
+                continue
+            start = i
+            i += 1
+            if c == C_WORD:
+                while i < length:
+                    c = _cls(PyUnicode_READ(kind, data, i))
+                    if c != C_WORD and c != C_MARK:
+                        break
+                    i += 1
+                if i - start >= min_len:
+                    _emit(buf, text, start, i, cache, resolve)
+                continue
+            # a bigram script: units are one character and its following marks
+            run = c
+            while i < length and _cls(PyUnicode_READ(kind, data, i)) == C_MARK:
+                i += 1
+            prev = start
+            while i < length and _cls(PyUnicode_READ(kind, data, i)) == run:
+                unit = i
+                i += 1
+                while i < length and _cls(PyUnicode_READ(kind, data, i)) == C_MARK:
+                    i += 1
+                _emit(buf, text, prev, i, cache, resolve)
+                prev = unit
+            if prev == start:  # a lone character: a unigram
+                _emit(buf, text, start, i, cache, resolve)
         buf.end_doc()
         n += 1
         if progress is not None:

@@ -210,7 +210,9 @@ def test_ranknet_and_listnet_equal_the_pair_loops(case, sigma):
 @FUZZ
 @given(st.lists(st.text(alphabet=st.characters(codec="utf-8"), max_size=30), min_size=1, max_size=6))
 def test_tokenizer_equals_the_character_loop(texts):
-    tok = Tokenizer()
+    # the scanner of indexes saved before scripts were handled (no stemming, runs of isalnum);
+    # today's scanner (marks, CJK/Thai bigrams) has its own reference in tests/test_tokenizer.py
+    tok = Tokenizer.from_config({"stopwords": "en", "stemmer": None}, [])
     ids = tok.tokenize(texts)
     terms = tok.terms
     assert [[terms[i] for i in doc] for doc in ids] == [ref_tokens(t) for t in texts]

@@ -1,6 +1,8 @@
-"""Tokenizer: the compiled scanner against a regular-expression reference, stopwords, stemming
-(PyStemmer and callables, cached per word), vocabulary handling, input forms and errors."""
+"""Tokenizer: the compiled scanner against a slow pure-Python reference (and, for indexes saved
+before scripts were handled, against the regular expression of that scanner), stopwords,
+stemming (PyStemmer and callables, cached per word), vocabulary handling, input forms and errors."""
 import re
+import unicodedata
 
 import numpy as np
 import pytest
@@ -14,12 +16,65 @@ from rank.retrieve.tokenizer import STOPWORDS_EN
 WORD = re.compile(r"[^\W_]+")  # runs of characters with str.isalnum(), as the scanner reads them
 
 
-def ref_words(text, lowercase=True, stop=STOPWORDS_EN, min_length=2, stem=None):
+def ref_words_legacy(text, lowercase=True, stop=STOPWORDS_EN, min_length=2, stem=None):
+    """The scanner of indexes saved before scripts: maximal runs of isalnum characters."""
     if lowercase:
         text = text.lower()
     out = []
     for w in WORD.findall(text):
         if len(w) < min_length or w in stop:
+            continue
+        out.append(stem(w) if stem else w)
+    return out
+
+
+def _kind(ch):
+    """'w' word character, 'm' combining mark, 'cjk' / 'thai' bigram scripts, None separator."""
+    if ch.isalnum():
+        name = unicodedata.name(ch, "")
+        if name.startswith(("CJK ", "HIRAGANA", "KATAKANA", "HANGUL", "HALFWIDTH KATAKANA", "HALFWIDTH HANGUL")):
+            return "cjk"
+        if name.startswith("THAI"):
+            return "thai"
+        return "w"
+    if unicodedata.category(ch).startswith("M"):
+        return "m"
+    return None
+
+
+def ref_split(text):
+    """Slow reference of the scanner: words (with their marks) and bigrams of CJK/Thai units."""
+    out, i, n = [], 0, len(text)
+    while i < n:
+        k = _kind(text[i])
+        if k in (None, "m"):
+            i += 1
+            continue
+        if k == "w":
+            j = i + 1
+            while j < n and _kind(text[j]) in ("w", "m"):
+                j += 1
+            out.append(("w", text[i:j]))
+            i = j
+            continue
+        units = []
+        while i < n and _kind(text[i]) == k:
+            j = i + 1
+            while j < n and _kind(text[j]) == "m":
+                j += 1
+            units.append(text[i:j])
+            i = j
+        grams = [a + b for a, b in zip(units, units[1:])] or units
+        out.extend(("b", g) for g in grams)
+    return out
+
+
+def ref_words(text, lowercase=True, stop=STOPWORDS_EN, min_length=2, stem=None):
+    if lowercase:
+        text = text.lower()
+    out = []
+    for kind, w in ref_split(text):
+        if (kind == "w" and len(w) < min_length) or w in stop:
             continue
         out.append(stem(w) if stem else w)
     return out
@@ -41,23 +96,47 @@ TEXTS = [
 ]
 
 
+def legacy_tokenizer(**config):
+    """A tokenizer as loaded from an index saved before scripts were handled."""
+    return Tokenizer.from_config({"lowercase": True, "stopwords": "en", "stemmer": None, "pattern": None,
+                                  "min_length": 2, **config}, [])
+
+
 @pytest.mark.parametrize("lowercase", [True, False])
-def test_matches_regex_reference(lowercase):
-    tok = Tokenizer(lowercase=lowercase)
+def test_matches_reference(lowercase):
+    tok = Tokenizer(lowercase=lowercase, stemmer=None)
     ids = tok.tokenize(TEXTS)
     assert decode(tok, ids) == [ref_words(t, lowercase) for t in TEXTS]
+    legacy = legacy_tokenizer(lowercase=lowercase)
+    assert decode(legacy, legacy.tokenize(TEXTS)) == [ref_words_legacy(t, lowercase) for t in TEXTS]
+
+
+def test_known_tokens_of_the_mixed_text():
+    tok = Tokenizer(stemmer=None)
+    assert decode(tok, tok.tokenize([TEXTS[1]])) == [
+        ["ünïcödé", "wörds", "ça", "va", "naïve", "café", "東京", "タワ", "ワー", "2024", "年"]]
 
 
 @settings(max_examples=60, deadline=None)
 @given(st.lists(st.text(max_size=60), max_size=6), st.integers(1, 3))
-def test_matches_regex_reference_random_unicode(texts, min_length):
-    tok = Tokenizer(stopwords=None, min_length=min_length)
+def test_matches_reference_random_unicode(texts, min_length):
+    tok = Tokenizer(stopwords=None, stemmer=None, min_length=min_length)
     ids = tok.tokenize(texts)
     assert decode(tok, ids) == [ref_words(t, True, frozenset(), min_length) for t in texts]
+    legacy = legacy_tokenizer(stopwords=None, min_length=min_length)
+    assert decode(legacy, legacy.tokenize(texts)) == [ref_words_legacy(t, True, frozenset(), min_length)
+                                                      for t in texts]
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.text(st.sampled_from("ab 東京タワー한국ภาษาไทยि\u0e34\u0301 .x"), max_size=30), max_size=4))
+def test_matches_reference_on_script_boundaries(texts):
+    tok = Tokenizer(stopwords=None, stemmer=None, min_length=1)
+    assert decode(tok, tok.tokenize(texts)) == [ref_words(t, True, frozenset(), 1) for t in texts]
 
 
 def test_vocabulary_in_first_appearance_order_and_query_mode():
-    tok = Tokenizer(stopwords=None, min_length=1)
+    tok = Tokenizer(stopwords=None, stemmer=None, min_length=1)
     assert tok.tokenize(["b a b", "c a"]) == [[0, 1, 0], [2, 1]]
     assert tok.vocabulary == {"b": 0, "a": 1, "c": 2} and tok.terms == ["b", "a", "c"] and len(tok) == 3
     assert tok.tokenize(["zz c b zz"], update_vocabulary=False) == [[2, 0]]
@@ -78,7 +157,7 @@ def test_packed_form_and_generator_input():
 
 def test_many_texts_grow_buffers():
     texts = [" ".join(f"w{(i * 7 + j) % 5000}" for j in range(30)) for i in range(3000)]
-    tok = Tokenizer(stopwords=None)
+    tok = Tokenizer(stopwords=None, stemmer=None)
     ids, offsets = tok.tokenize_packed(texts)
     assert offsets[-1] == 90000 and len(tok) == 5000
     assert decode(tok, [ids[offsets[5]:offsets[6]]])[0] == texts[5].split()
@@ -87,7 +166,7 @@ def test_many_texts_grow_buffers():
 def test_stopwords_options():
     text = "the cat and the hat"
     for stop, want in [("en", ["cat", "hat"]), (None, text.split()), (["cat", "hat"], ["the", "and", "the"])]:
-        tok = Tokenizer(stopwords=stop)
+        tok = Tokenizer(stopwords=stop, stemmer=None)
         assert decode(tok, tok.tokenize([text])) == [want]
     with pytest.raises(UnknownMethodError):
         Tokenizer(stopwords="klingon")
@@ -126,7 +205,7 @@ def test_callable_stemmer_called_once_per_distinct_word():
 
 
 def test_pattern_option():
-    tok = Tokenizer(pattern=r"[a-z_]+", stopwords=None)
+    tok = Tokenizer(pattern=r"[a-z_]+", stopwords=None, stemmer=None)
     assert decode(tok, tok.tokenize(["snake_case x 42"])) == [["snake_case", "x"]]
 
 
@@ -150,5 +229,9 @@ def test_same_tokens_as_bm25s_on_words_without_underscores():
     vocab = ["Alpha", "beta", "the", "a", "GAMMA", "x", "42", "é", "naïve", "ok", "and", "of"]
     texts = [" ".join(rng.choice(vocab, size=rng.integers(0, 12))) + rng.choice([".", ", ", "!"]) for _ in range(50)]
     ref = bm25s.tokenize(texts, stopwords="en", return_ids=False, show_progress=False)
-    tok = Tokenizer()
+    tok = Tokenizer(stemmer=None)
     assert decode(tok, tok.tokenize(texts)) == ref
+    stemmed = bm25s.tokenize(texts, stopwords="en", stemmer=pytest.importorskip("Stemmer").Stemmer("english"),
+                             return_ids=False, show_progress=False)
+    tok = Tokenizer()  # the default: English stopwords and stemming, as bm25s with its English stemmer
+    assert decode(tok, tok.tokenize(texts)) == stemmed

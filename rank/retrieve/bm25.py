@@ -115,7 +115,9 @@ class BM25(_index.WriteLocked):
         The lower bound of the term-frequency component for "bm25l" and "bm25+".
     tokenizer : Tokenizer, optional
         Used when documents and queries are strings (default: ``Tokenizer()``, lowercase,
-        English stopwords, no stemming).
+        English stopwords, English Snowball stemming; ``Tokenizer(stemmer=None)`` for none,
+        ``Tokenizer(language=...)`` for another language). A saved index keeps its tokenizer's
+        settings: an index saved before stemming was the default loads without stemming.
 
     Documents may be strings (tokenized), lists of token strings (each string a term), lists
     of int token ids, or a packed ``(ids, offsets)`` pair of int arrays. Queries take the same
@@ -134,10 +136,10 @@ class BM25(_index.WriteLocked):
 
     >>> bm25 = BM25().index(["a cat sat on the mat", "a dog sat", "cats and dogs"])
     >>> idx, scores = bm25.retrieve(["cat on a mat"], k=2)
-    >>> idx.tolist()
-    [[0, 1]]
+    >>> idx.tolist()  # "cats" is stemmed to "cat" (English by default)
+    [[0, 2]]
     >>> [round(float(s), 4) for s in scores[0]]
-    [0.7983, 0.0]
+    [0.5905, 0.2269]
     """
 
     def __init__(self, method: str = "lucene", k1: float = 1.2, b: float = 0.75, delta: float = 0.5, *,
@@ -577,14 +579,15 @@ class BM25(_index.WriteLocked):
             vocab = objs.get("vocabulary")
             if not isinstance(vocab, list) or not all(isinstance(t, str) for t in vocab):
                 raise InvalidValueError("vocabulary.json must be a list of str terms")
-            config = meta["tokenizer"]
+            config = meta.get("tokenizer", {})  # no settings recorded: those of the first format
             if tokenizer is not None:
                 if not isinstance(tokenizer, Tokenizer):
                     raise DTypeError(f"tokenizer: expected a rank.retrieve.Tokenizer, got {type(tokenizer).__name__}")
-                if tokenizer.config() != config:
+                if not isinstance(config, dict) or not Tokenizer.same_settings(tokenizer.config(), config):
                     raise InvalidValueError(f"tokenizer: its settings {tokenizer.config()} differ from the "
                                             f"saved ones {config}")
                 tok = tokenizer.empty_copy()
+                tok._segment = bool(config.get("scripts", False))
                 tok._set_terms(vocab)
             else:
                 tok = Tokenizer.from_config(config, vocab)
