@@ -454,15 +454,6 @@ def test_progress_bar_optional(capsys):
     assert capsys.readouterr().err == ""
 
 
-def test_docstring_examples_of_the_retrieve_package():
-    import doctest
-    import importlib
-
-    for name in ["rank.retrieve", "rank.retrieve.tokenizer", "rank.retrieve.bm25", "rank.retrieve.sparse"]:
-        result = doctest.testmod(importlib.import_module(name), optionflags=doctest.NORMALIZE_WHITESPACE)
-        assert result.attempted > 0 and result.failed == 0, name
-
-
 def test_save_never_replaces_foreign_data(tmp_path):
     bm = BM25().index([["a", "b"], ["b", "c"]], show_progress=False)
     target = tmp_path / "data"

@@ -390,7 +390,6 @@ def test_fuse_rrf_matches_hand_computed(work):
     assert fused["q1"][0][3] == "fused"
 
 
-
 def test_fuse_errors(rank_here, work):
     write_trec(work / "a.trec", {"q1": [("d1", 9.0)]})
     write_trec(work / "b.trec", {"q1": [("d2", 9.0)]})
@@ -635,12 +634,3 @@ def test_scifact_command_line_reproduces_the_python_api(shared_data, tmp_path):
     assert cli["ndcg@10"] == pytest.approx(py["ndcg@10"], abs=1e-9)
     assert cli["recall@100"] == pytest.approx(py["recall@100"], abs=1e-9)
     assert 0.65 < py["ndcg@10"] < 0.71  # bm25s gives about 0.679 with these settings
-
-
-def test_docstring_examples():
-    import doctest
-    import importlib
-
-    for name in ["rank.pipeline", "rank._io_corpus", "rank._demo_corpus"]:
-        result = doctest.testmod(importlib.import_module(name), optionflags=doctest.NORMALIZE_WHITESPACE)
-        assert result.attempted > 0 and result.failed == 0, name

@@ -5,7 +5,6 @@ projection saved in the PyLate layout (sentence-transformers modules with a Dens
 "[Q] " / "[D] " marker tokens, [MASK] query augmentation), the same in the Stanford layout
 (BertModel + linear), and a bare BERT without projection.
 """
-import doctest
 import json
 import os
 import string
@@ -298,13 +297,6 @@ def test_bad_input(pylate, tmp_path):
     (bad / "config.json").unlink()
     with pytest.raises(ModelNotFoundError, match="config.json"):
         ColBERTEncoder(bad)
-
-
-def test_docstring_examples():
-    import rank.rerank.colbert as mod
-
-    result = doctest.testmod(mod, optionflags=doctest.NORMALIZE_WHITESPACE | doctest.ELLIPSIS)
-    assert result.attempted > 0 and result.failed == 0
 
 
 @pytest.mark.slow

@@ -412,12 +412,3 @@ def test_scifact_cli_with_a_tiny_colbert_encoder(shared_data, tmp_path):
     assert np.mean(got) >= 0.9
     index = ColBERTIndex.load(tmp_path / "idx")
     assert index.ids == tuple(ids) and len(index) == 500
-
-
-def test_docstring_examples():
-    import doctest
-    import importlib
-
-    for name in ("rank.retrieve.colbert_index", "rank.retrieve.ann", "rank.rerank.dense"):
-        result = doctest.testmod(importlib.import_module(name), optionflags=doctest.NORMALIZE_WHITESPACE)
-        assert result.failed == 0 and result.attempted > 0, name

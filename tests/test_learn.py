@@ -361,21 +361,6 @@ def test_releases_gil(run_threads):
         np.testing.assert_array_equal(g, ref.grad)
 
 
-def test_docstring_examples():
-    import doctest
-    import importlib
-
-    names = ["rank.learn", "rank.learn.losses", "rank.learn.boosting", "rank.learn.linear"]
-    try:
-        import torch  # noqa: F401
-        names.append("rank.learn.torch")
-    except ImportError:
-        pass
-    for mod in map(importlib.import_module, names):
-        result = doctest.testmod(mod, optionflags=doctest.NORMALIZE_WHITESPACE)
-        assert result.attempted > 0 and result.failed == 0, mod.__name__
-
-
 def test_import_rank_does_not_import_optional_dependencies():
     import subprocess
     import sys

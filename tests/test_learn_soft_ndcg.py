@@ -1,5 +1,4 @@
 """rank.learn.soft_ndcg: slow reference, hard-NDCG limit, finite differences, grouping, bad input."""
-import importlib
 
 import numpy as np
 import pytest
@@ -195,20 +194,6 @@ def test_linear_ranker_and_boosting():
     for make in (lightgbm_objective, xgboost_objective):
         with pytest.raises(errors.UnknownMethodError, match="hessian"):
             make("soft_ndcg")
-
-
-def test_docstring_examples():
-    import doctest
-
-    names = ["rank.learn.soft_ndcg"]
-    try:
-        import torch  # noqa: F401
-        names.append("rank.learn.torch")
-    except ImportError:
-        pass
-    for name in names:
-        result = doctest.testmod(importlib.import_module(name), optionflags=doctest.NORMALIZE_WHITESPACE)
-        assert result.attempted > 0 and result.failed == 0, name
 
 
 def test_large_equal_groups_use_threads_and_match_groups_alone():
