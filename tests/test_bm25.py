@@ -7,6 +7,7 @@ import os
 import numpy as np
 import pytest
 
+from _helpers import exhaustive_topk
 from rank.errors import CorruptFileError, DTypeError, InvalidValueError, RankError, ShapeError, UnknownMethodError
 from rank.retrieve import BM25, Tokenizer
 from rank.retrieve.bm25 import METHODS
@@ -30,19 +31,6 @@ def random_queries(seed, n=40, vocab=80):
     rng = np.random.default_rng(seed + 1)
     # ids past the corpus vocabulary are absent terms; repeats are allowed
     return [[f"t{x}" for x in rng.integers(1, vocab, size=rng.integers(1, 7))] for _ in range(n)]
-
-
-def exhaustive_topk(scores, k, allowed=None):
-    """Sort all scores (descending, ties by index) over the allowed documents; pad with -1 / -inf."""
-    idx = np.arange(scores.shape[0])
-    if allowed is not None:
-        idx = idx[allowed]
-    order = idx[np.lexsort((idx, -scores[idx].astype(np.float64)))][:k]
-    out_i = np.full(k, -1, np.int64)
-    out_s = np.full(k, -np.inf, np.float32)
-    out_i[:order.shape[0]] = order
-    out_s[:order.shape[0]] = scores[order]
-    return out_i, out_s
 
 
 def assert_exact_topk(bm, queries, k, mask=None, n_threads=None):

@@ -2,21 +2,11 @@
 import numpy as np
 import pytest
 
+from _helpers import group_slices as groups
+from _helpers import ltr_data as data
 from rank import errors
 from rank.learn import (LinearRanker, approx_ndcg, group_offsets, lambdarank, listmle, listnet,
                         pairwise_hinge, ranknet)
-
-
-def data(n_groups=12, lo=1, hi=30, seed=0, max_label=4):
-    rng = np.random.default_rng(seed)
-    sizes = rng.integers(lo, hi, n_groups)
-    n = int(sizes.sum())
-    return rng.standard_normal(n), rng.integers(0, max_label + 1, n), sizes
-
-
-def groups(sizes):
-    off = np.concatenate(([0], np.cumsum(sizes)))
-    return [slice(off[i], off[i + 1]) for i in range(len(sizes))]
 
 
 def ref_lambdarank(s, y, sizes, t=30, sigma=1.0, gains=None, norm=True, rho_fn=None, with_loss=False):
