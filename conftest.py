@@ -34,6 +34,9 @@ def shared_data():
 
 # Files beside the packages that are not tests: importing setup.py would run setup().
 collect_ignore = ["setup.py", "build", "docs", "scripts"]
+# conftest.py files are plugins, not modules with examples: --doctest-modules would import
+# tests/conftest.py and bench/conftest.py under the one module name "conftest" and fail.
+collect_ignore_glob = ["*/conftest.py"]
 
 _OWN_PACKAGES = ("rank", "rank_kernels")
 
