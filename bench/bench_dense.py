@@ -14,6 +14,7 @@ Effective GFLOP/s = 2 * n_queries * n * d / time is stored in each benchmark's e
 import numpy as np
 import pytest
 
+from _bench import label
 from rank.rerank.dense import DenseIndex, dot_scores
 
 K = 10
@@ -63,57 +64,52 @@ def check_top(ids, scores, matrix, queries):
         assert scores[i][-1] >= kth - 1e-5
 
 
-def _label(benchmark, group, n_threads, flops):
-    benchmark.group = f"{group}-t{n_threads}"
-    benchmark.extra_info["flops"] = flops
-
-
 def test_rank_dense_search(benchmark, workload, n_threads):
     index, matrix, queries, flops = workload
-    _label(benchmark, f"dense-top{K}-64x1Mx384", n_threads, flops)
+    label(benchmark, f"dense-top{K}-64x1Mx384", n_threads, flops=flops)
     ids, scores = benchmark(index.search, queries, k=K, n_threads=n_threads)
     check_top(ids, scores, matrix, queries)
 
 
 def test_numpy_sgemm_for_search(benchmark, workload, n_threads):
     _, matrix, queries, flops = workload
-    _label(benchmark, f"dense-top{K}-64x1Mx384", n_threads, flops)
+    label(benchmark, f"dense-top{K}-64x1Mx384", n_threads, flops=flops)
     benchmark(sgemm, queries, matrix)
 
 
 def test_numpy_sgemm_argpartition(benchmark, workload, n_threads):
     _, matrix, queries, flops = workload
-    _label(benchmark, f"dense-top{K}-64x1Mx384", n_threads, flops)
+    label(benchmark, f"dense-top{K}-64x1Mx384", n_threads, flops=flops)
     benchmark(sgemm_topk, queries, matrix)
 
 
 def test_rank_dot_scores(benchmark, workload, n_threads):
     _, matrix, queries, flops = workload
-    _label(benchmark, "dense-scores-64x1Mx384", n_threads, flops)
+    label(benchmark, "dense-scores-64x1Mx384", n_threads, flops=flops)
     out = benchmark(dot_scores, queries, matrix, n_threads=n_threads)
     np.testing.assert_allclose(out[:, :1000], sgemm(queries, matrix[:1000]), rtol=1e-5, atol=1e-6)
 
 
 def test_numpy_sgemm_for_scores(benchmark, workload, n_threads):
     _, matrix, queries, flops = workload
-    _label(benchmark, "dense-scores-64x1Mx384", n_threads, flops)
+    label(benchmark, "dense-scores-64x1Mx384", n_threads, flops=flops)
     benchmark(sgemm, queries, matrix)
 
 
 def test_rank_dot_scores_one_query(benchmark, workload, n_threads):
     _, matrix, queries, flops = workload
-    _label(benchmark, "dense-scores-1x1Mx384", n_threads, flops / queries.shape[0])
+    label(benchmark, "dense-scores-1x1Mx384", n_threads, flops=flops / queries.shape[0])
     benchmark(dot_scores, queries[0], matrix, n_threads=n_threads)
 
 
 def test_rank_dense_search_one_query(benchmark, workload, n_threads):
     index, matrix, queries, flops = workload
-    _label(benchmark, "dense-scores-1x1Mx384", n_threads, flops / queries.shape[0])
+    label(benchmark, "dense-scores-1x1Mx384", n_threads, flops=flops / queries.shape[0])
     ids, scores = benchmark(index.search, queries[0], k=K, n_threads=n_threads)
     check_top(ids[None], scores[None], matrix, queries[:1])
 
 
 def test_numpy_sgemv_one_query(benchmark, workload, n_threads):
     _, matrix, queries, flops = workload
-    _label(benchmark, "dense-scores-1x1Mx384", n_threads, flops / queries.shape[0])
+    label(benchmark, "dense-scores-1x1Mx384", n_threads, flops=flops / queries.shape[0])
     benchmark(np.dot, matrix, queries[0])

@@ -26,21 +26,8 @@ ray = pytest.importorskip("ray")
 pytest.importorskip("ray.data")
 
 
-def _sibling(name):
-    """A module of this directory, loaded by path: works under any pytest import mode
-    (the installed-wheel run uses --import-mode=importlib, which puts no test directory on sys.path)."""
-    import importlib.util
-    from pathlib import Path
-
-    spec = importlib.util.spec_from_file_location(f"_rank_{Path(__file__).parent.name}_{name}",
-                                                  Path(__file__).with_name(f"{name}.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-zipf_ids = _sibling("bench_bm25").zipf_ids  # the same Zipf generator
-
+from _bench import label  # noqa: E402
+from _helpers import local_ray_cluster, zipf_corpus  # noqa: E402
 from rank.retrieve import BM25  # noqa: E402
 
 K = 100
@@ -52,11 +39,8 @@ def _dir_size(path):
 
 @pytest.fixture(scope="module")
 def cluster():
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    from rank import distributed
-
-    yield distributed
-    ray.shutdown()
+    with local_ray_cluster() as distributed:
+        yield distributed
 
 
 @pytest.fixture(scope="module")
@@ -64,14 +48,7 @@ def corpus(smoke):
     n_docs = 2_000 if smoke else int(os.environ.get("BENCH_DIST_DOCS", "200000"))
     vocab = 5_000 if smoke else 200_000
     nq = 50 if smoke else 1_000
-    rng = np.random.default_rng(42)
-    lens = rng.poisson(60, n_docs)
-    ids = zipf_ids(rng, int(lens.sum()), vocab)
-    offsets = np.concatenate([[0], np.cumsum(lens)]).astype(np.int64)
-    q_lens = rng.integers(2, 9, nq)
-    q_ids = zipf_ids(rng, int(q_lens.sum()), vocab)
-    q_off = np.concatenate([[0], np.cumsum(q_lens)]).astype(np.int64)
-    return (ids, offsets), (q_ids, q_off)
+    return zipf_corpus(n_docs, vocab, nq, seed=42)
 
 
 @pytest.fixture(scope="module")
@@ -95,21 +72,20 @@ def _sizes(benchmark, path, n_docs):
     total = _dir_size(path)
     shards = [_dir_size(os.path.join(path, f"shard-{i:05d}")) for i in range(len([p for p in os.listdir(path)
                                                                                    if p.startswith("shard-")]))]
-    benchmark.extra_info.update({"docs": n_docs, "bytes_total": total, "bytes_per_doc": total / n_docs,
+    benchmark.extra_info.update({"bytes_total": total, "bytes_per_doc": total / n_docs,
                                  "bytes_per_shard": shards, "bytes_root": total - sum(shards)})
 
 
 def test_single_build(benchmark, corpus):
     docs, _ = corpus
-    benchmark.group = "distributed-build"
-    benchmark.extra_info["docs"] = int(docs[1].shape[0] - 1)
+    label(benchmark, "distributed-build", items=int(docs[1].shape[0] - 1))
     benchmark.pedantic(lambda: BM25().index(docs, show_progress=False), rounds=3, iterations=1)
 
 
 @pytest.mark.parametrize("workers", [1, 2])
 def test_sharded_build(benchmark, cluster, corpus, workdir, workers):
     docs, _ = corpus
-    benchmark.group = "distributed-build"
+    label(benchmark, "distributed-build", items=int(docs[1].shape[0] - 1), workers=workers)
     path = os.path.join(workdir, f"b{workers}")
     benchmark.pedantic(lambda: cluster.ShardedBM25.build(docs, path, workers), rounds=3, iterations=1)
     _sizes(benchmark, path, int(docs[1].shape[0] - 1))
@@ -118,8 +94,7 @@ def test_sharded_build(benchmark, cluster, corpus, workdir, workers):
 def test_single_query(benchmark, corpus, indexes):
     _, queries = corpus
     single, _ = indexes
-    benchmark.group = "distributed-query"
-    benchmark.extra_info["queries"] = int(queries[1].shape[0] - 1)
+    label(benchmark, "distributed-query", items=int(queries[1].shape[0] - 1), unit="queries")
     benchmark.pedantic(lambda: single.retrieve(queries, k=K, n_threads=1), rounds=7, iterations=1, warmup_rounds=1)
 
 
@@ -128,8 +103,7 @@ def test_sharded_query(benchmark, corpus, indexes, workers):
     _, queries = corpus
     single, sharded = indexes
     index = sharded[workers]
-    benchmark.group = "distributed-query"
-    benchmark.extra_info["queries"] = int(queries[1].shape[0] - 1)
+    label(benchmark, "distributed-query", items=int(queries[1].shape[0] - 1), unit="queries", workers=workers)
     got = index.search(queries, k=K)  # starts the actors (and checks the answer) before timing
     want = single.retrieve(queries, k=K, n_threads=1)
     assert np.array_equal(got[0], want[0]) and np.array_equal(got[1], want[1])

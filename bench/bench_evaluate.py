@@ -35,6 +35,7 @@ import numpy as np
 import pytest
 
 import rank
+from _bench import label, ranx_with_threads
 
 METRICS = ["ndcg@10", "map", "recip_rank", "recall@100"]
 TREC_MEASURES = {"ndcg_cut.10", "map", "recip_rank", "recall.100"}
@@ -102,18 +103,13 @@ def _reference(request, kind):
     return _reference_cache[kind]
 
 
-def _label(benchmark, group, threads, n_queries):
-    benchmark.group = f"{group}-t{threads}"
-    benchmark.extra_info["queries"] = n_queries
-
-
 # --- evaluation ----------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("kind", ["untied", "tied"])
 def test_rank_evaluate(benchmark, request, threads, kind):
     qrels, run = _eval_case(request, kind)
     per_ref, means = _reference(request, kind)
-    _label(benchmark, f"evaluate-4metrics-{kind}", threads, len(run))
+    label(benchmark, f"evaluate-4metrics-{kind}", threads, items=len(run), unit="queries")
     out = benchmark(rank.evaluate, qrels, run, METRICS, n_threads=threads)
     for m in METRICS:
         assert abs(out[m] - means[m]) < 1e-12
@@ -129,7 +125,7 @@ def test_pytrec_eval_evaluate(benchmark, request, threads, kind):
     pytrec_eval = pytest.importorskip("pytrec_eval")
     qrels, run = _eval_case(request, kind)
     _, means = _reference(request, kind)
-    _label(benchmark, f"evaluate-4metrics-{kind}", threads, len(run))
+    label(benchmark, f"evaluate-4metrics-{kind}", threads, items=len(run), unit="queries")
     evaluator = pytrec_eval.RelevanceEvaluator(qrels, TREC_MEASURES)
 
     def go():
@@ -140,22 +136,12 @@ def test_pytrec_eval_evaluate(benchmark, request, threads, kind):
     assert abs(out["map"] - means["map"]) < 1e-12
 
 
-def _ranx(threads, smoke):
-    if smoke:  # its numba compilation alone takes minutes, far beyond a smoke run
-        pytest.skip("ranx compiles its kernels on first use; run with --benchmark-enable")
-    ranx = pytest.importorskip("ranx")
-    import numba
-
-    numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
-    return ranx
-
-
 @pytest.mark.parametrize("kind", ["untied", "tied"])
 def test_ranx_evaluate(benchmark, request, threads, smoke, kind):
-    ranx = _ranx(threads, smoke)
+    ranx = ranx_with_threads(threads, smoke)
     qrels, run = _eval_case(request, kind)
     _, means = _reference(request, kind)
-    _label(benchmark, f"evaluate-4metrics-{kind}", threads, len(run))
+    label(benchmark, f"evaluate-4metrics-{kind}", threads, items=len(run), unit="queries")
 
     def go():
         return ranx.evaluate(ranx.Qrels(qrels), ranx.Run(run), RANX_METRICS)
@@ -182,7 +168,7 @@ def ranx_runs(workload):
 @pytest.mark.parametrize("method,norm", [("rrf", None), ("combmnz", "min-max")])
 def test_rank_fuse(benchmark, workload, threads, method, norm):
     _, runs = workload
-    _label(benchmark, f"fuse-3runs-{method}", threads, len(runs[0]))
+    label(benchmark, f"fuse-3runs-{method}", threads, items=len(runs[0]), unit="queries")
     out = benchmark(rank.fuse, runs, method=method, norm=norm, n_threads=threads)
     q = next(iter(runs[0]))
     assert len(out[q]) == len(set(runs[0][q]) | set(runs[1][q]) | set(runs[2][q]))
@@ -190,9 +176,9 @@ def test_rank_fuse(benchmark, workload, threads, method, norm):
 
 @pytest.mark.parametrize("method,norm", [("rrf", None), ("combmnz", "min-max")])
 def test_ranx_fuse(benchmark, workload, threads, method, norm, smoke, request):
-    ranx = _ranx(threads, smoke)
+    ranx = ranx_with_threads(threads, smoke)
     ranx_runs = request.getfixturevalue("ranx_runs")
-    _label(benchmark, f"fuse-3runs-{method}", threads, len(workload[1][0]))
+    label(benchmark, f"fuse-3runs-{method}", threads, items=len(workload[1][0]), unit="queries")
     name = {"rrf": "rrf", "combmnz": "mnz"}[method]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -208,8 +194,8 @@ def test_ranx_fuse(benchmark, workload, threads, method, norm, smoke, request):
 @pytest.mark.parametrize("method,norm", [("rrf", None), ("combmnz", "min-max")])
 def test_ranx_fuse_from_dicts(benchmark, workload, threads, method, norm, smoke):
     """ranx end to end, as ours is timed: Runs built from the dicts, fused, returned as dicts."""
-    ranx = _ranx(threads, smoke)
-    _label(benchmark, f"fuse-3runs-{method}", threads, len(workload[1][0]))
+    ranx = ranx_with_threads(threads, smoke)
+    label(benchmark, f"fuse-3runs-{method}", threads, items=len(workload[1][0]), unit="queries")
     name = {"rrf": "rrf", "combmnz": "mnz"}[method]
 
     def run():

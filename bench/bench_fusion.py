@@ -21,6 +21,7 @@ import numpy as np
 import pytest
 
 import rank
+from _bench import label, ranx_with_threads
 from rank.fusion import optimize_fusion, train_fusion
 
 RANX_NAME = {"combmnz": "mnz", "borda": "bordafuse"}
@@ -50,21 +51,6 @@ def workload(smoke):
     return qrels, runs
 
 
-def _label(benchmark, group, threads, n_queries):
-    benchmark.group = f"{group}-t{threads}"
-    benchmark.extra_info["queries"] = n_queries
-
-
-def _ranx(threads, smoke):
-    if smoke:  # its numba compilation alone takes minutes, far beyond a smoke run
-        pytest.skip("ranx compiles its kernels on first use; run with --benchmark-enable")
-    ranx = pytest.importorskip("ranx")
-    import numba
-
-    numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
-    return ranx
-
-
 def _params(method, spec, qrels, runs):
     if spec == "trained":
         return train_fusion(qrels, runs, method)
@@ -74,7 +60,7 @@ def _params(method, spec, qrels, runs):
 @pytest.mark.parametrize("method,norm,spec", CASES, ids=[c[0] for c in CASES])
 def test_rank_fuse(benchmark, workload, threads, method, norm, spec):
     qrels, runs = workload
-    _label(benchmark, f"fuse-{method}", threads, len(runs[0]))
+    label(benchmark, f"fuse-{method}", threads, items=len(runs[0]), unit="queries")
     params = _params(method, spec, qrels, runs)
     out = benchmark(rank.fuse, runs, method=method, norm=norm, params=params, n_threads=threads)
     q = next(iter(runs[0]))
@@ -83,9 +69,9 @@ def test_rank_fuse(benchmark, workload, threads, method, norm, spec):
 
 @pytest.mark.parametrize("method,norm,spec", CASES, ids=[c[0] for c in CASES])
 def test_ranx_fuse(benchmark, workload, threads, method, norm, spec, smoke):
-    ranx = _ranx(threads, smoke)
+    ranx = ranx_with_threads(threads, smoke)
     qrels, runs = workload
-    _label(benchmark, f"fuse-{method}", threads, len(runs[0]))
+    label(benchmark, f"fuse-{method}", threads, items=len(runs[0]), unit="queries")
     name = RANX_NAME.get(method, method)
     if spec == "trained":
         from ranx import fusion as rf
@@ -121,16 +107,16 @@ def search_workload(workload, smoke):
 
 def test_rank_optimize_fusion(benchmark, search_workload, threads):
     qrels, runs = search_workload
-    _label(benchmark, "optimize-wsum-66", threads, len(runs[0]))
+    label(benchmark, "optimize-wsum-66", threads, items=len(runs[0]), unit="queries")
     best = benchmark.pedantic(optimize_fusion, (qrels, runs, "wsum", "min-max", "ndcg@10"),
                               {"n_threads": threads}, rounds=3, iterations=1)
     assert abs(sum(best["weights"]) - 1) < 1e-9
 
 
 def test_ranx_optimize_fusion(benchmark, search_workload, threads, smoke):
-    ranx = _ranx(threads, smoke)
+    ranx = ranx_with_threads(threads, smoke)
     qrels, runs = search_workload
-    _label(benchmark, "optimize-wsum-66", threads, len(runs[0]))
+    label(benchmark, "optimize-wsum-66", threads, items=len(runs[0]), unit="queries")
     q, r = ranx.Qrels(qrels), [ranx.Run(x) for x in runs]
 
     def run():

@@ -24,6 +24,7 @@ Workload (issue 8): 1,000,000 rows in 10,000 groups of 100, labels 0-4, truncati
 import numpy as np
 import pytest
 
+from _bench import label
 from rank.learn import lambdarank
 
 T = 30
@@ -97,21 +98,16 @@ def torch_lambdarank(scores, labels, sizes, threads, block=1000):
     return torch.cat(grads).numpy().ravel()
 
 
-def _label(benchmark, threads, n):
-    benchmark.group = f"lambdarank-1Mx100-t{T}-t{threads}"
-    benchmark.extra_info["docs"] = n
-
-
 def test_rank_lambdarank_grad_1thread(benchmark, workload, threads):
     s, y, sizes = workload
-    _label(benchmark, threads, len(s))
+    label(benchmark, f"lambdarank-1Mx100-t{T}", threads, items=len(s))
     res = benchmark(lambdarank, s, y, group=sizes, truncation_level=T, compute_loss=False, n_threads=1)
     assert np.isnan(res.loss) and np.isfinite(res.grad).all() and abs(res.grad.sum()) < 1e-6 * len(s)
 
 
 def test_rank_lambdarank_exact_1thread(benchmark, workload, threads):
     s, y, sizes = workload
-    _label(benchmark, threads, len(s))
+    label(benchmark, f"lambdarank-1Mx100-t{T}", threads, items=len(s))
     res = benchmark(lambdarank, s, y, group=sizes, truncation_level=T, exact_sigmoid=True, compute_loss=False,
                     n_threads=1)
     np.testing.assert_allclose(res.grad, numpy_lambdarank(s, y, sizes)[0], rtol=1e-9, atol=1e-12)
@@ -119,7 +115,7 @@ def test_rank_lambdarank_exact_1thread(benchmark, workload, threads):
 
 def test_rank_lambdarank_grad(benchmark, workload, threads):
     s, y, sizes = workload
-    _label(benchmark, threads, len(s))
+    label(benchmark, f"lambdarank-1Mx100-t{T}", threads, items=len(s))
     res = benchmark(lambdarank, s, y, group=sizes, truncation_level=T, compute_loss=False, n_threads=threads)
     one = lambdarank(s, y, group=sizes, truncation_level=T, compute_loss=False, n_threads=1)
     np.testing.assert_array_equal(res.grad, one.grad)  # the thread count does not change the result
@@ -128,7 +124,7 @@ def test_rank_lambdarank_grad(benchmark, workload, threads):
 
 def test_rank_lambdarank(benchmark, workload, threads):
     s, y, sizes = workload
-    _label(benchmark, threads, len(s))
+    label(benchmark, f"lambdarank-1Mx100-t{T}", threads, items=len(s))
     res = benchmark(lambdarank, s, y, group=sizes, truncation_level=T, n_threads=threads)
     assert np.isfinite(res.loss) and res.loss > 0
     np.testing.assert_array_equal(res.grad, lambdarank(s, y, group=sizes, compute_loss=False).grad)
@@ -136,7 +132,7 @@ def test_rank_lambdarank(benchmark, workload, threads):
 
 def test_numpy_lambdarank(benchmark, workload, threads):
     s, y, sizes = workload
-    _label(benchmark, threads, len(s))
+    label(benchmark, f"lambdarank-1Mx100-t{T}", threads, items=len(s))
     grad, hess = benchmark(numpy_lambdarank, s, y, sizes)
     ours = lambdarank(s, y, group=sizes, truncation_level=T, exact_sigmoid=True)
     np.testing.assert_allclose(grad, ours.grad, rtol=1e-9, atol=1e-12)
@@ -146,7 +142,7 @@ def test_numpy_lambdarank(benchmark, workload, threads):
 def test_torch_lambdarank(benchmark, workload, threads):
     pytest.importorskip("torch")
     s, y, sizes = workload
-    _label(benchmark, threads, len(s))
+    label(benchmark, f"lambdarank-1Mx100-t{T}", threads, items=len(s))
     grad = benchmark(torch_lambdarank, s, y, sizes, threads)
     ours = lambdarank(s, y, group=sizes, truncation_level=T, exact_sigmoid=True)
     np.testing.assert_allclose(grad, ours.grad, rtol=1e-8, atol=1e-12)

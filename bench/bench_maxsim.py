@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 import rank
+from _bench import label
 
 try:
     import maxsim_cpu
@@ -32,37 +33,29 @@ def workload(smoke):
     return q, docs, flops
 
 
-def _record(benchmark, flops, n_docs):
-    benchmark.extra_info["flops"] = flops
-    benchmark.extra_info["docs"] = n_docs
-
-
 def numpy_loop(q, docs):
     return np.array([(q @ d.T).max(axis=1).sum() for d in docs], dtype=np.float32)
 
 
-@pytest.mark.benchmark(group="maxsim-2000x128-512")
 def test_rank_maxsim_batch(benchmark, workload, threads):
     q, docs, flops = workload
-    _record(benchmark, flops, len(docs))
+    label(benchmark, "maxsim-2000x128-512", threads, items=len(docs), flops=flops)
     out = benchmark(rank.maxsim_batch, q, docs, n_threads=threads)
     np.testing.assert_allclose(out, numpy_loop(q, docs), rtol=1e-4)
 
 
-@pytest.mark.benchmark(group="maxsim-2000x128-512")
-def test_maxsim_cpu(benchmark, workload):
+def test_maxsim_cpu(benchmark, workload, threads):
     if maxsim_cpu is None:
         pytest.skip("maxsim-cpu is not installed (install rank-kernels[bench])")
     q, docs, flops = workload
-    _record(benchmark, flops, len(docs))
+    label(benchmark, "maxsim-2000x128-512", threads, items=len(docs), flops=flops)
     out = benchmark(maxsim_cpu.maxsim_scores_variable, q, docs)
     np.testing.assert_allclose(out, numpy_loop(q, docs), rtol=1e-4)
 
 
-@pytest.mark.benchmark(group="maxsim-2000x128-512")
-def test_numpy_matmul_loop(benchmark, workload):
+def test_numpy_matmul_loop(benchmark, workload, threads):
     q, docs, flops = workload
-    _record(benchmark, flops, len(docs))
+    label(benchmark, "maxsim-2000x128-512", threads, items=len(docs), flops=flops)
     benchmark(numpy_loop, q, docs)
 
 
@@ -76,10 +69,9 @@ def _concurrent(q, docs, callers):
         t.join()
 
 
-@pytest.mark.benchmark(group="maxsim-python-threads")
 @pytest.mark.parametrize("callers", [1, 2])
 def test_rank_python_thread_callers(benchmark, workload, callers):
     """Throughput of `callers` concurrent maxsim_batch(n_threads=1) calls (work scales with callers)."""
     q, docs, flops = workload
-    _record(benchmark, flops * callers, len(docs) * callers)
+    label(benchmark, "maxsim-python-threads", items=len(docs) * callers, flops=flops * callers, callers=callers)
     benchmark(_concurrent, q, docs, callers)

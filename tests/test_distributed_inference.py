@@ -17,21 +17,9 @@ pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
 
-def _sibling(name):
-    """A module of this directory, loaded by path: works under any pytest import mode
-    (the installed-wheel run uses --import-mode=importlib, which puts no test directory on sys.path)."""
-    import importlib.util
-    from pathlib import Path
-
-    spec = importlib.util.spec_from_file_location(f"_rank_{Path(__file__).parent.name}_{name}",
-                                                  Path(__file__).with_name(f"{name}.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-build_checkpoint = _sibling("test_colbert_encoder").build_checkpoint
-build_classifier = _sibling("test_cross_encoder").build_classifier
+from _helpers import local_ray_cluster  # noqa: E402
+from _helpers import tiny_colbert_checkpoint as build_checkpoint  # noqa: E402
+from _helpers import tiny_cross_encoder as build_classifier  # noqa: E402
 
 from rank import errors  # noqa: E402
 from rank.rerank import ColBERTEncoder, CrossEncoder, export_colbert_encoder, export_cross_encoder, maxsim  # noqa: E402
@@ -40,11 +28,8 @@ from rank.retrieve import BM25  # noqa: E402
 
 @pytest.fixture(scope="module")
 def cluster():
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    from rank import distributed
-
-    yield distributed
-    ray.shutdown()
+    with local_ray_cluster() as distributed:
+        yield distributed
 
 
 @pytest.fixture(scope="module")

@@ -359,16 +359,6 @@ def test_bad_parameters():
         fuse([A, B], n_threads=10**6)
 
 
-def test_docstring_examples():
-    import doctest
-    import importlib
-
-    for name in ("rank.fusion", "rank.fusion.optimize"):
-        mod = importlib.import_module(name)
-        result = doctest.testmod(mod, optionflags=doctest.NORMALIZE_WHITESPACE)
-        assert result.attempted > 0 and result.failed == 0, name
-
-
 def test_registering_one_function_is_all_a_method_needs():
     """The extension point: a registered contribution function is a method of fuse, fuse_scores
     and optimize_fusion, with its parameter checked, no other table to edit."""

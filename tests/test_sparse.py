@@ -4,6 +4,7 @@ persistence, the kernel shared with BM25, and bad input."""
 import numpy as np
 import pytest
 
+from _helpers import exhaustive_topk as exhaustive
 from rank.errors import CorruptFileError, DTypeError, InvalidValueError, NonFiniteError, ShapeError
 from rank.retrieve import BM25, SparseIndex
 
@@ -25,16 +26,6 @@ def dense(vectors, n_terms):
         for t, x in v.items():
             m[i, t] = np.float32(x)
     return m
-
-
-def exhaustive(scores, k, allowed=None):
-    idx = np.arange(scores.shape[0]) if allowed is None else np.flatnonzero(allowed)
-    order = idx[np.lexsort((idx, -scores[idx].astype(np.float64)))][:k]
-    out_i = np.full(k, -1, np.int64)
-    out_s = np.full(k, -np.inf, np.float32)
-    out_i[:order.shape[0]] = order
-    out_s[:order.shape[0]] = scores[order]
-    return out_i, out_s
 
 
 @pytest.mark.parametrize("negative", [False, True])
