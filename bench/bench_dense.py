@@ -14,7 +14,7 @@ Effective GFLOP/s = 2 * n_queries * n * d / time is stored in each benchmark's e
 import numpy as np
 import pytest
 
-from rank.rerank.dense import DenseIndex, dot_scores
+from rank.retrieve.dense import DenseIndex, dot_scores
 
 K = 10
 

@@ -164,7 +164,7 @@ def _cmd_index_vectors(args: argparse.Namespace) -> int:
         index.save(args.output)
         what = f"ColBERTIndex ({index.n_tokens:,} tokens, {index.nbytes / index.n_tokens:.1f} bytes per token)"
     else:
-        from rank.rerank.dense import DenseIndex
+        from rank.retrieve.dense import DenseIndex
 
         if not Path(args.dense).is_file():
             raise FileNotFoundError(2, "No such vectors file", args.dense)
@@ -224,7 +224,7 @@ def _search_vectors(args: argparse.Namespace, kind: str) -> int:
         run = Pipeline(index, encoder=encoder).run(dict(zip(qids, texts)), k=args.k, n_threads=args.threads,
                                                    show_progress=not args.quiet)
     else:
-        from rank.rerank.dense import DenseIndex
+        from rank.retrieve.dense import DenseIndex
 
         if args.vectors is None:
             raise InvalidValueError(f"{args.index}: a dense index; pass the query vectors with --vectors Q.npy "

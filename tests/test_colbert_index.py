@@ -418,6 +418,6 @@ def test_docstring_examples():
     import doctest
     import importlib
 
-    for name in ("rank.retrieve.colbert_index", "rank.retrieve.ann", "rank.rerank.dense"):
+    for name in ("rank.retrieve.colbert_index", "rank.retrieve.ann", "rank.retrieve.dense"):
         result = doctest.testmod(importlib.import_module(name), optionflags=doctest.NORMALIZE_WHITESPACE)
         assert result.failed == 0 and result.attempted > 0, name

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 import rank
 from rank.errors import (CorruptFileError, DTypeError, InvalidValueError, NonFiniteError, RankError,
                          ShapeError, UnknownMethodError)
-from rank.rerank.dense import DenseIndex, cosine_scores, dot_scores
+from rank.retrieve.dense import DenseIndex, cosine_scores, dot_scores
 
 DTYPES = [np.float16, np.float32, np.float64]
 

@@ -24,7 +24,7 @@ from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
 from rank import errors  # noqa: E402
 from rank.rerank import ColBERTEncoder, CrossEncoder, export_colbert_encoder, export_cross_encoder  # noqa: E402
-from rank.rerank._export import (INT8_SCHEME, PAIR_LIMIT, QUANTIZED_NAME, SCHEME_KEY,  # noqa: E402
+from rank.onnx._export import (INT8_SCHEME, PAIR_LIMIT, QUANTIZED_NAME, SCHEME_KEY,  # noqa: E402
                                  emulate_avx2_products, product_bounds, quantize_weight, u8s8_avx2)
 
 

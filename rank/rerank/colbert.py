@@ -26,9 +26,9 @@ import numpy as np
 
 from rank._validate import check_positive_int
 from rank.errors import CorruptFileError, DTypeError, InvalidValueError
-from rank.rerank import _onnx
-from rank.rerank._calibration import CALIBRATION_PAIRS
-from rank.rerank._export import (QUANTIZED_NAME, check_precision, export_module, finish_model, fuse_transformer,
+from rank.onnx import _runtime as _onnx
+from rank.onnx._calibration import CALIBRATION_PAIRS
+from rank.onnx._export import (QUANTIZED_NAME, check_precision, export_module, finish_model, fuse_transformer,
                                  load_checkpoint, save_tokenizer, staged_dir, write_config)
 from rank.rerank.maxsim import rerank_maxsim
 
@@ -335,7 +335,7 @@ def export_colbert_encoder(checkpoint_or_id: str | os.PathLike, out_dir: str | o
     |w_2i| + |w_2i+1| <= 128), after moving activation outliers into the weights
     (SmoothQuant-style, migration strength 0.5, measured on built-in English texts): no
     integer product can saturate on any onnxruntime CPU kernel, so the file ranks the same on
-    AVX2, AVX-512 VNNI and ARM CPUs (see :func:`rank.rerank._export.quantize_weight`). On a
+    AVX2, AVX-512 VNNI and ARM CPUs (see :func:`rank.onnx._export.quantize_weight`). On a
     MiniLM-L6 PyLate checkpoint, MaxSim over ten SciFact claims' BM25 top 100 follows fp32 at
     a mean Spearman of 0.994.
 

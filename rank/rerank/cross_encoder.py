@@ -20,9 +20,9 @@ import numpy as np
 from rank._topk import top_k as _top_k
 from rank._validate import check_positive_int
 from rank.errors import DTypeError, InvalidValueError, UnknownMethodError
-from rank.rerank import _onnx
-from rank.rerank._calibration import CALIBRATION_PAIRS
-from rank.rerank._export import (QUANTIZED_NAME, check_precision, export_module, finish_model, first_token_only,
+from rank.onnx import _runtime as _onnx
+from rank.onnx._calibration import CALIBRATION_PAIRS
+from rank.onnx._export import (QUANTIZED_NAME, check_precision, export_module, finish_model, first_token_only,
                                  fuse_transformer, load_checkpoint, save_tokenizer, staged_dir, write_config)
 
 __all__ = ["CrossEncoder", "export_cross_encoder"]

@@ -1,7 +1,7 @@
 """Approximate dense search backed by FAISS: the ``hnsw``, ``ivf`` and ``ivfpq`` kinds of
 :class:`rank.DenseIndex`.
 
-This module is the engine :class:`rank.rerank.dense.DenseIndex` dispatches to when it is built
+This module is the engine :class:`rank.retrieve.dense.DenseIndex` dispatches to when it is built
 with ``index="hnsw" | "ivf" | "ivfpq"``; use it through that class. FAISS (``faiss-cpu``, the
 ``ann`` extra, versions ``>=1.8,<2``) is imported on first use only.
 

@@ -20,7 +20,7 @@ import numpy as np
 
 from rank.errors import InvalidValueError, UnknownMethodError
 from rank.errors import ModelNotFoundError
-from rank.rerank._onnx import require
+from rank.onnx._runtime import require
 
 __all__ = ["check_precision", "load_checkpoint", "export_module", "finish_model", "staged_dir",
            "save_tokenizer", "write_config", "fuse_transformer", "first_token_only", "smooth_activations",
@@ -849,7 +849,7 @@ def finish_model(out: Path, *, quantize: str | None, fp16: bool,
     product by a constant weight except the nodes named in `keep_fp32` is quantized per token
     and per column, adjacent weight pairs bounded to 128 (:func:`quantize_products`), which no
     onnxruntime CPU kernel can saturate. The scheme is recorded in the file's metadata
-    (``SCHEME_KEY`` = ``INT8_SCHEME``), which loaders check (:func:`rank.rerank._onnx.check_int8_model`).
+    (``SCHEME_KEY`` = ``INT8_SCHEME``), which loaders check (:func:`rank.onnx._runtime.check_int8_model`).
     """
     path = out / "model.onnx"
     written = ["model.onnx"]
