@@ -259,13 +259,13 @@ def _search_vectors(args: argparse.Namespace, kind: str) -> int:
 def _cmd_check(args: argparse.Namespace) -> int:
     from rank.errors import CorruptFileError
     from rank.retrieve import BM25, SparseIndex
-    from rank.retrieve._index import _read_json
+    from rank.retrieve._index import read_json
 
     if not Path(args.index).is_dir():
         raise FileNotFoundError(2, "No such index directory", args.index)
     t0 = time.perf_counter()
     try:
-        meta = _read_json(args.index, "meta")
+        meta = read_json(args.index, "meta")
         fmt = meta.get("format") if isinstance(meta, dict) else None
         cls: Any = {"rank-kernels.bm25": BM25, "rank-kernels.sparse": SparseIndex}.get(str(fmt))
         if cls is None:

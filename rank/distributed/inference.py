@@ -13,9 +13,9 @@ from typing import Any, Mapping, Optional, Sequence
 
 import numpy as np
 
-from rank._validate import check_positive_int
+from rank._validate import check_positive_int, check_choice, check_real
 from rank.distributed import _ray
-from rank.errors import DTypeError, InvalidValueError, UnknownMethodError
+from rank.errors import DTypeError, InvalidValueError
 
 __all__ = ["rerank", "encode", "maxsim_rerank"]
 
@@ -135,12 +135,9 @@ def _map(ds: Any, actor: type, args: tuple, batch_size: int, concurrency: Option
 
 
 def _check_common(output: str, batch_size: Any, cpus_per_actor: Any) -> tuple[int, float]:
-    if output not in _OUTPUTS:
-        raise UnknownMethodError(f"output: expected one of {', '.join(map(repr, _OUTPUTS))}, got {output!r}")
+    check_choice("output", output, _OUTPUTS)
     bs = check_positive_int(batch_size, "batch_size")
-    if isinstance(cpus_per_actor, bool) or not isinstance(cpus_per_actor, (int, float)) or not cpus_per_actor > 0:
-        raise InvalidValueError(f"cpus_per_actor: expected a number > 0, got {cpus_per_actor!r}")
-    return bs, float(cpus_per_actor)
+    return bs, check_real("cpus_per_actor", cpus_per_actor, 0.0, inclusive="neither")
 
 
 def rerank(candidates: Any, queries: Optional[Mapping] = None, documents: Optional[Mapping] = None, *,
@@ -222,8 +219,7 @@ def encode(texts: Any, *, model: str, ids: Optional[Sequence[Any]] = None, is_qu
 
     Cost: one transformer pass per text, spread over the pool.
     """
-    if output not in ("list", "dataset"):
-        raise UnknownMethodError(f"output: expected 'list' or 'dataset', got {output!r}")
+    check_choice("output", output, ("list", "dataset"))
     _, cpus = _check_common("run", batch_size, cpus_per_actor)
     ray = _ray.init(address)
     if hasattr(texts, "map_batches"):

@@ -164,8 +164,8 @@ def _unknown(name: str) -> UnknownMethodError:
     base = re.split(r"[@.]", name.strip(), maxsplit=1)[0].lower()
     near = (difflib.get_close_matches(base, list(shown), n=1, cutoff=0.6)
             or difflib.get_close_matches(name.strip().lower(), list(shown), n=1, cutoff=0.6))
-    hint = f"; did you mean {shown[near[0]]!r}?" if near else ""
-    return UnknownMethodError(f"metrics: unknown metric {name!r}{hint} Valid: {_valid_list()}")
+    hint = f" (did you mean {shown[near[0]]!r}?)" if near else ""
+    return UnknownMethodError(f"metrics must be one of {_valid_list()}; got {name!r}{hint}")
 
 
 def _cutoff(text: str, name: str) -> int:
@@ -339,7 +339,7 @@ def _add(plan: _Plan, name: str, given: str, m: _Measure, arg: Optional[str], st
 
 def _parse(plan: _Plan, name: object, user_gains: Mapping[int, float]) -> None:
     if not isinstance(name, str):
-        raise UnknownMethodError(f"metrics: expected metric names (str), got {name!r}; valid: {_valid_list()}")
+        raise UnknownMethodError(f"metrics must be metric names (str) from {_valid_list()}; got {name!r}")
     given = name
     s = name.strip()
     low = s.lower()
@@ -348,7 +348,8 @@ def _parse(plan: _Plan, name: object, user_gains: Mapping[int, float]) -> None:
             _parse(plan, n, user_gains)
         return
     if low in ("runid", "relstring"):
-        raise UnknownMethodError(f"metrics: {name!r} is text, not a number, and is not computed; valid: {_valid_list()}")
+        raise UnknownMethodError(f"metrics must be one of {_valid_list()} ({name!r} is text, not a number, "
+                                 f"and is not computed); got {name!r}")
     # name@k (ours, ranx, ir_measures)
     m = _CUT_NAME.match(s)
     if m:
@@ -397,7 +398,7 @@ def _metric_list(metrics: Union[str, Sequence[str]]) -> list:
     try:
         names = list(metrics)
     except TypeError:
-        raise UnknownMethodError(f"metrics: expected a name or a list of names, got {metrics!r}") from None
+        raise UnknownMethodError(f"metrics must be a name or a list of names; got {metrics!r}") from None
     if not names:
         raise InvalidValueError(f"metrics: expected at least one metric; valid: {_valid_list()}")
     return names
@@ -503,7 +504,7 @@ def _check_options(relevance_level, max_docs, complete):
     return int(relevance_level), (0 if max_docs is None else min(int(max_docs), 2 ** 62)), bool(complete)
 
 
-def _evaluate_arrays(qrels: Qrels, run: Run, plan: _Plan, relevance_level: int, n_threads: int,
+def evaluate_arrays(qrels: Qrels, run: Run, plan: _Plan, relevance_level: int, n_threads: int,
                      max_docs: int = 0, complete: bool = False) -> Any:
     """(qids, values float64 (n_queries, n_columns)) for the queries in both run and qrels (and,
     with `complete`, every other query of the qrels as an empty ranking)."""
@@ -528,7 +529,7 @@ def _evaluate_arrays(qrels: Qrels, run: Run, plan: _Plan, relevance_level: int, 
     return qids, out
 
 
-def _columns(plan: _Plan, out: np.ndarray) -> np.ndarray:
+def metric_columns(plan: _Plan, out: np.ndarray) -> np.ndarray:
     """Per-query values of each output key (n_queries, n_outputs)."""
     cols = np.empty((out.shape[0], len(plan.outputs)), np.float64)
     for j, (_, idx, agg, _) in enumerate(plan.outputs):
@@ -635,10 +636,10 @@ def evaluate(qrels: Qrels, run: Run, metrics: Union[str, Sequence[str]], *, per_
     """
     plan = plan_metrics(metrics, gains)
     level, mdocs, comp = _check_options(relevance_level, max_docs, complete)
-    qids, out = _evaluate_arrays(qrels, run, plan, level, resolve_threads(n_threads), mdocs, comp)
+    qids, out = evaluate_arrays(qrels, run, plan, level, resolve_threads(n_threads), mdocs, comp)
     if not qids:
         raise ShapeError("run: no query of the run has judgements in qrels")
-    cols = _columns(plan, out)
+    cols = metric_columns(plan, out)
     keys = [o[0] for o in plan.outputs]
     if per_query:
         rows = cols.tolist()
@@ -668,10 +669,10 @@ def format_trec_eval(qrels: Qrels, run: Run, metrics: Union[str, Sequence[str]],
     """
     plan = plan_metrics(metrics, gains)
     level, mdocs, comp = _check_options(relevance_level, max_docs, complete)
-    qids, out = _evaluate_arrays(qrels, run, plan, level, resolve_threads(n_threads), mdocs, comp)
+    qids, out = evaluate_arrays(qrels, run, plan, level, resolve_threads(n_threads), mdocs, comp)
     if not qids:
         raise ShapeError("run: no query of the run has judgements in qrels")
-    cols = _columns(plan, out)
+    cols = metric_columns(plan, out)
     summary = _aggregate(plan, cols)
 
     def line(name, qid, value, agg):

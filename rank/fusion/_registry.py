@@ -11,27 +11,20 @@ merge, output, validation) is shared, so adding a method is one function in one 
 """
 from __future__ import annotations
 
-import difflib
 import math
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Mapping, Optional, Sequence, cast
 
 import numpy as np
 
+from rank._validate import choice_error, check_real
 from rank.errors import DTypeError, InvalidValueError, ShapeError, UnknownMethodError
 from rank_kernels import fusion as _kernel
 
 
 def unknown(kind: str, name: object, valid: Sequence[Any]) -> UnknownMethodError:
     """An UnknownMethodError listing the valid names and suggesting the nearest one."""
-    names = [v for v in valid if isinstance(v, str)]
-    hint = ""
-    if isinstance(name, str):
-        near = difflib.get_close_matches(name.lower(), names, n=1, cutoff=0.5)
-        if near:
-            hint = f" (did you mean {near[0]!r}?)"
-    listed = ", ".join(repr(v) for v in valid)
-    return UnknownMethodError(f"{kind}: unknown name {name!r}{hint}; valid: {listed}")
+    return choice_error(kind, name, valid)
 
 
 
@@ -40,13 +33,8 @@ def unknown(kind: str, name: object, valid: Sequence[Any]) -> UnknownMethodError
 def real(lo: float = -math.inf, hi: float = math.inf, lo_open: bool = False) -> Callable[[str, object], float]:
     """A check for a finite real number in [lo, hi] (or (lo, hi] when `lo_open`)."""
     def check(name: str, v: object) -> float:
-        if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, float, np.integer, np.floating)):
-            raise InvalidValueError(f"{name}: expected a real number, got {v!r}")
-        x = float(v)
-        if not math.isfinite(x) or x > hi or x < lo or (lo_open and x == lo):
-            left = "(" if lo_open else "["
-            raise InvalidValueError(f"{name}: expected a finite number in {left}{lo}, {hi}], got {v!r}")
-        return x
+        return check_real(name, v, None if lo == -math.inf else lo, None if hi == math.inf else hi,
+                          inclusive="right" if lo_open else "both")
     return check
 
 

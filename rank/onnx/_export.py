@@ -18,7 +18,8 @@ from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 
-from rank.errors import InvalidValueError, UnknownMethodError
+from rank._validate import check_choice
+from rank.errors import InvalidValueError
 from rank.errors import ModelNotFoundError
 from rank.onnx._runtime import require
 
@@ -41,9 +42,7 @@ def check_precision(quantize: Any, fp16: bool) -> str | None:
     ``quantize`` is one of None / False (no int8 model), True / "int8" (an int8 model beside
     the fp32 one); anything else raises UnknownMethodError listing these.
     """
-    if not any(quantize is c or (isinstance(c, str) and quantize == c) for c in QUANTIZE_CHOICES):
-        valid = ", ".join(repr(c) for c in QUANTIZE_CHOICES)
-        raise UnknownMethodError(f"quantize: expected one of {valid}; got {quantize!r}")
+    check_choice("quantize", quantize, QUANTIZE_CHOICES)
     if not isinstance(fp16, bool):
         raise InvalidValueError(f"fp16: expected a bool, got {fp16!r}")
     chosen = "int8" if quantize in (True, "int8") else None

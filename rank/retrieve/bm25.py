@@ -31,6 +31,7 @@ from typing import Any, Iterable, Optional, Sequence, Union
 
 import numpy as np
 
+from rank._validate import check_choice, check_real
 from rank.errors import CorruptFileError, DTypeError, InvalidValueError, ShapeError, UnknownMethodError
 from rank.retrieve import _index
 from rank.retrieve.tokenizer import Tokenizer, _progress_bar
@@ -142,9 +143,7 @@ class BM25(_index.WriteLocked):
 
     def __init__(self, method: str = "lucene", k1: float = 1.2, b: float = 0.75, delta: float = 0.5, *,
                  tokenizer: Optional[Tokenizer] = None) -> None:
-        if not isinstance(method, str) or method not in METHODS:
-            raise UnknownMethodError(f"method: expected one of {', '.join(map(repr, METHODS))}, got {method!r}")
-        self.method = method
+        self.method = check_choice("method", method, METHODS)
         self.k1 = self._param(k1, "k1", 0.0, math.inf)
         self.b = self._param(b, "b", 0.0, 1.0)
         self.delta = self._param(delta, "delta", 0.0, math.inf)
@@ -196,13 +195,7 @@ class BM25(_index.WriteLocked):
 
     @staticmethod
     def _param(value: Any, name: str, lo: float, hi: float) -> float:
-        if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
-            raise DTypeError(f"{name}: expected a number, got {type(value).__name__}")
-        v = float(value)
-        if not (lo <= v <= hi) or not math.isfinite(v):
-            rng = f"[{lo:g}, {hi:g}]" if hi != math.inf else f">= {lo:g}"
-            raise InvalidValueError(f"{name}: expected a finite value {rng}, got {value!r}")
-        return v
+        return check_real(name, value, lo, None if hi == math.inf else hi, type_error=DTypeError)
 
     # --- properties ----------------------------------------------------------------------------
 

@@ -45,7 +45,7 @@ import numpy as np
 from rank._ragged import is_packed, unpack
 from rank._validate import as_float_array, check_positive_int, resolve_threads
 from rank.errors import CorruptFileError, InvalidValueError, NonFiniteError, ShapeError
-from rank.retrieve.ann import _progress, import_faiss
+from rank.retrieve.ann import progress, import_faiss
 from rank_kernels import colbert_index as _kernel
 from rank_kernels import dense as _dense
 
@@ -307,7 +307,7 @@ class ColBERTIndex:
         size = self._train_size if self._train_size is not None else max(1 << 18, 64 * c)
         rng = np.random.default_rng(self._seed)
         sample = x if t <= size else x[np.sort(rng.choice(t, size, replace=False))]
-        bar = _progress(3, f"train ColBERTIndex ({c} centroids, {sample.shape[0]:,} tokens)", show_progress)
+        bar = progress(3, f"train ColBERTIndex ({c} centroids, {sample.shape[0]:,} tokens)", show_progress)
         try:
             from rank.retrieve.ann import _Threads
 
@@ -347,7 +347,7 @@ class ColBERTIndex:
         t = flat.shape[0]
         codes = np.empty(t, np.int32)
         packed = np.empty((t, self._dim * self._nbits // 8), np.uint8)
-        bar = _progress(t, "encode tokens", show_progress and t > _CHUNK)
+        bar = progress(t, "encode tokens", show_progress and t > _CHUNK)
         try:
             for s in range(0, t, _CHUNK):
                 part = flat[s:s + _CHUNK]

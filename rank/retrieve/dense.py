@@ -25,8 +25,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from rank._validate import as_float_array, check_positive_int, resolve_threads
-from rank.errors import CorruptFileError, DTypeError, InvalidValueError, NonFiniteError, ShapeError, UnknownMethodError
+from rank._validate import as_float_array, check_choice, check_positive_int, choice_error, resolve_threads
+from rank.errors import CorruptFileError, DTypeError, InvalidValueError, NonFiniteError, ShapeError
 from rank_kernels import dense as _kernel
 
 if TYPE_CHECKING:
@@ -41,10 +41,6 @@ STORAGE_DTYPES = ("float32", "float16")
 
 # Rows normalised per chunk when adding to a cosine index (bounds the float64 temporary).
 _CHUNK = 1 << 16
-
-
-def _names(valid: Iterable[object]) -> str:
-    return ", ".join(repr(v) for v in valid)
 
 
 def _queries(query: npt.ArrayLike, dim: int, name: str, check_finite: bool, *,
@@ -275,16 +271,14 @@ class DenseIndex:
                  hnsw_m: int = 32, ef_construction: int = 100, ef_search: int = 64,
                  train_size: int | None = None, seed: int = 0) -> None:
         self._dim = check_positive_int(dim, "dim")
-        if metric not in METRICS:
-            raise UnknownMethodError(f"metric: expected one of {_names(METRICS)}, got {metric!r}")
+        check_choice("metric", metric, METRICS)
         try:
             name = np.dtype(dtype).name
         except TypeError:
             name = None
         if name not in STORAGE_DTYPES:
-            raise UnknownMethodError(f"dtype: expected one of {_names(STORAGE_DTYPES)}, got {dtype!r}")
-        if index not in INDEX_KINDS:
-            raise UnknownMethodError(f"index: expected one of {_names(INDEX_KINDS)}, got {index!r}")
+            raise choice_error("dtype", dtype, STORAGE_DTYPES)
+        check_choice("index", index, INDEX_KINDS)
         if index != "flat" and name != "float32":
             raise InvalidValueError(f"dtype: the approximate index {index!r} stores float32 vectors, got {name!r}")
         self._metric = metric

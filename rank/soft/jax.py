@@ -17,6 +17,7 @@ from typing import Any, Callable, Optional
 
 import numpy as np
 
+from rank._validate import check_choice
 from rank.errors import MissingDependencyError
 from rank.soft import projection as _proj
 
@@ -135,7 +136,7 @@ def spearman_loss(pred: Any, target: Any, *, regularization_strength: float = 1.
     >>> abs(float(spearman_loss(p, jnp.array([[1.0, 2.0, 3.0]]), regularization_strength=0.01))) < 1e-6
     True
     """
-    _proj._choice(reduction, "reduction", _proj.REDUCTIONS)
+    check_choice("reduction", reduction, _proj.REDUCTIONS)
     pred = _floating(pred)
     t_np = np.asarray(target, np.float64)
     if t_np.shape != tuple(pred.shape):

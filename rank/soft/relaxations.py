@@ -30,14 +30,13 @@ array([3., 1., 2.])
 """
 from __future__ import annotations
 
-import math
 from typing import Any, Callable, Dict, Optional, Tuple, Union
 
 import numpy as np
 from numpy.typing import ArrayLike
 
-from rank._validate import as_float_array, check_positive_int, resolve_threads
-from rank.errors import InvalidValueError, ShapeError, UnknownMethodError
+from rank._validate import as_float_array, check_positive_int, resolve_threads, check_choice, check_real
+from rank.errors import InvalidValueError, ShapeError
 from rank_kernels import relax as _k
 
 __all__ = [
@@ -56,10 +55,6 @@ _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 
 # ---------------------------------------------------------------------------------------------
 # input validation
-
-def _names(valid: Any) -> str:
-    return ", ".join(repr(v) for v in valid)
-
 
 def _rows(values: ArrayLike, name: str = "values", check_finite: bool = True) -> tuple[np.ndarray, bool]:
     """`values` as a C-contiguous float32/float64 (m, n) array, and whether it was 1-D."""
@@ -80,15 +75,7 @@ def _like(cotangent: ArrayLike, x: np.ndarray, single: bool, name: str = "cotang
 
 
 def _temperature(value: Any, name: str = "temperature") -> float:
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise InvalidValueError(f"{name}: expected a positive finite number, got {value!r}")
-    try:
-        t = float(value)
-    except (TypeError, ValueError):
-        raise InvalidValueError(f"{name}: expected a positive finite number, got {value!r}") from None
-    if not (t > 0.0 and math.isfinite(t)):
-        raise InvalidValueError(f"{name}: expected a positive finite number, got {value!r}")
-    return t
+    return check_real(name, value, lo=0.0, inclusive="neither")
 
 
 #: Largest |value| / temperature (times the method's growth factor) the kernels evaluate:
@@ -120,8 +107,7 @@ def _check_smoothi(x: np.ndarray, temperature: float) -> None:
 
 
 def _sign(direction: str) -> float:
-    if not isinstance(direction, str) or direction not in DIRECTIONS:
-        raise UnknownMethodError(f"direction: expected one of {_names(DIRECTIONS)}, got {direction!r}")
+    check_choice("direction", direction, DIRECTIONS)
     return 1.0 if direction == "ascending" else -1.0
 
 
@@ -513,8 +499,7 @@ def smoothi_ndcg_vjp(scores: ArrayLike, labels: ArrayLike, cotangent: ArrayLike 
 
 def _topk_args(values, k, method, temperature):
     x, single = _rows(values)
-    if method not in TOPK_METHODS:
-        raise UnknownMethodError(f"method: expected one of {_names(TOPK_METHODS)}, got {method!r}")
+    check_choice("method", method, TOPK_METHODS)
     n = x.shape[1]
     if isinstance(k, (bool, np.bool_)) or not isinstance(k, (int, np.integer)) or not 1 <= k <= n:
         raise InvalidValueError(f"k: expected an integer with 1 <= k <= n = {n}, got {k!r}")

@@ -18,7 +18,8 @@ from typing import Any, Callable, Dict, Optional
 import numpy as np
 from numpy.typing import ArrayLike
 
-from rank.errors import MissingDependencyError, UnknownMethodError
+from rank._validate import check_choice
+from rank.errors import MissingDependencyError
 from rank.soft import _torch_io
 from rank.soft import relaxations as _r
 
@@ -67,8 +68,7 @@ def relaxed_rank(values: "torch.Tensor", *, method: str = "sigmoid", direction: 
     >>> relaxed_rank(torch.tensor([2.0, 1.0]), method="neuralsort", temperature=0.01)
     tensor([2., 1.])
     """
-    if method not in _r.RELAXATIONS:
-        raise UnknownMethodError(f"method: expected one of {_r._names(_r.RELAXATIONS)}, got {method!r}")
+    check_choice("method", method, _r.RELAXATIONS)
     fwd, vjp = _r.RELAXATIONS[method]
     kw: Dict[str, Any] = dict(direction=direction, temperature=temperature, n_threads=n_threads, **params)
     return _apply(values, lambda x: fwd(x, **kw), lambda x, c: vjp(x, c, **kw))

@@ -23,6 +23,7 @@ from typing import Any, Callable, Optional, Tuple
 
 import numpy as np
 
+from rank._validate import check_choice
 from rank.errors import DTypeError, MissingDependencyError, ShapeError
 from rank.soft import projection as _proj
 
@@ -118,7 +119,7 @@ def spearman_loss(pred: "torch.Tensor", target: "torch.Tensor", *, regularizatio
     >>> abs(float(spearman_loss(p, torch.tensor([[1.0, 2.0, 3.0]]), regularization_strength=0.01))) < 1e-6
     True
     """
-    _proj._choice(reduction, "reduction", _proj.REDUCTIONS)
+    check_choice("reduction", reduction, _proj.REDUCTIONS)
     if tuple(target.shape) != tuple(pred.shape):
         raise ShapeError(f"target: expected the shape of pred {tuple(pred.shape)}, got {tuple(target.shape)}")
     r = soft_rank(pred, regularization_strength=regularization_strength, regularization=regularization,
