@@ -9,7 +9,7 @@ Groups (one local Ray cluster of 2 CPUs for the module, started here):
 - build: one ``BM25.index`` in this process, against ``ShardedBM25.build`` with 1 shard
   (one worker) and 2 shards (two workers in parallel). The sharded build includes its
   extra steps (statistics merge, applying the collection statistics, saving).
-- query: a batch of 1,000 queries, ``BM25.retrieve(n_threads=1)`` in this process against
+- query: a batch of 1,000 queries, ``BM25.search(n_threads=1)`` in this process against
   ``ShardedBM25.search`` over 1 shard (one actor, one thread: the overhead of the Ray path)
   and 2 shards (two actors, one thread each, in parallel).
 
@@ -120,7 +120,7 @@ def test_single_query(benchmark, corpus, indexes):
     single, _ = indexes
     benchmark.group = "distributed-query"
     benchmark.extra_info["queries"] = int(queries[1].shape[0] - 1)
-    benchmark.pedantic(lambda: single.retrieve(queries, k=K, n_threads=1), rounds=7, iterations=1, warmup_rounds=1)
+    benchmark.pedantic(lambda: single.search(queries, k=K, n_threads=1), rounds=7, iterations=1, warmup_rounds=1)
 
 
 @pytest.mark.parametrize("workers", [1, 2])
@@ -131,6 +131,6 @@ def test_sharded_query(benchmark, corpus, indexes, workers):
     benchmark.group = "distributed-query"
     benchmark.extra_info["queries"] = int(queries[1].shape[0] - 1)
     got = index.search(queries, k=K)  # starts the actors (and checks the answer) before timing
-    want = single.retrieve(queries, k=K, n_threads=1)
+    want = single.search(queries, k=K, n_threads=1)
     assert np.array_equal(got[0], want[0]) and np.array_equal(got[1], want[1])
     benchmark.pedantic(lambda: index.search(queries, k=K), rounds=7, iterations=1, warmup_rounds=1)

@@ -327,7 +327,7 @@ def scifact_candidates(shared_data, n_claims=10, k=100):
         docs = [(d["title"] + " " + d["text"]) for d in map(json.loads, f)]
     with open(data / "queries.jsonl", encoding="utf-8") as f:
         claims = [q["text"] for q in map(json.loads, f)][:n_claims]
-    idx, _ = BM25().index(docs, show_progress=False).retrieve(claims, k=k)
+    idx, _ = BM25().index(docs, show_progress=False).search(claims, k=k)
     return claims, [[docs[i] for i in row] for row in idx.tolist()]
 
 

@@ -98,7 +98,7 @@ def scifact_bm25(shared_data):
     ids, texts = read_corpus(path / "corpus.jsonl")
     qids, qtexts = read_queries(path / "queries.jsonl")
     keep = [i for i, q in enumerate(qids) if q in qrels]
-    idx, scores = BM25().index(texts, ids, show_progress=False).retrieve([qtexts[i] for i in keep], k=100)
+    idx, scores = BM25().index(texts, ids, show_progress=False).search([qtexts[i] for i in keep], k=100)
     run = {qids[i]: {ids[d]: float(s) for d, s in zip(row_i, row_s) if d >= 0}
            for i, row_i, row_s in zip(keep, idx.tolist(), scores.tolist())}
     return qrels, run

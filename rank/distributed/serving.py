@@ -89,7 +89,7 @@ class ShardServer:
         if self.error is not None:
             raise CorruptFileError(f"shard {self.shard['name']}: {self.error}")
         if self.kind == "bm25":
-            idx, sc = self.index.retrieve(queries, k, n_threads=self.n_threads)
+            idx, sc = self.index.search(queries, k, n_threads=self.n_threads)
         elif self.kind == "dense":
             idx, sc = self.index.search(queries, k, n_threads=self.n_threads)
         else:

@@ -4,7 +4,7 @@
 
 >>> from rank.retrieve import BM25
 >>> bm25 = BM25().index(["the quick brown fox", "the lazy dog", "a quick dog"])
->>> bm25.retrieve(["quick dog"], k=1)[0].tolist()
+>>> bm25.search(["quick dog"], k=1)[0].tolist()
 [[2]]
 """
 from rank.retrieve.bm25 import BM25

@@ -31,6 +31,7 @@ from typing import Any, Iterable, Optional, Sequence, Union
 
 import numpy as np
 
+from rank import _deprecate
 from rank._validate import check_choice, check_real
 from rank.errors import CorruptFileError, DTypeError, InvalidValueError, ShapeError, UnknownMethodError
 from rank.retrieve import _index
@@ -134,7 +135,7 @@ class BM25(_index.WriteLocked):
     serialised by a lock. :meth:`save` writes one snapshot.
 
     >>> bm25 = BM25().index(["a cat sat on the mat", "a dog sat", "cats and dogs"])
-    >>> idx, scores = bm25.retrieve(["cat on a mat"], k=2)
+    >>> idx, scores = bm25.search(["cat on a mat"], k=2)
     >>> idx.tolist()
     [[0, 1]]
     >>> [round(float(s), 4) for s in scores[0]]
@@ -459,8 +460,8 @@ class BM25(_index.WriteLocked):
         shift = st.shift if self.method in _SHIFTED else None
         return _index.make_batch(offsets, terms, np.ones(terms.shape[0]), st.postings, shift)
 
-    def retrieve(self, queries: Any, k: int = 10, *, n_threads: Optional[int] = None,
-                 mask: Any = None) -> tuple[np.ndarray, np.ndarray]:
+    def search(self, queries: Any, k: int = 10, *, n_threads: Optional[int] = None,
+               mask: Any = None) -> tuple[np.ndarray, np.ndarray]:
         """The k best documents of every query, exactly (identical to sorting :meth:`get_scores`).
 
         Parameters
@@ -491,6 +492,8 @@ class BM25(_index.WriteLocked):
         st = self._require()  # one snapshot for the whole call
         batch = self._batch(queries, st)
         return _index.search(st.postings, batch, k, n_threads, mask)
+
+    retrieve = _deprecate.alias(search, "retrieve")
 
     def get_scores(self, query: Any) -> np.ndarray:
         """BM25 score of every document for one query: float32 (n_docs,).

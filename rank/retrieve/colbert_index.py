@@ -42,6 +42,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
+from rank import _deprecate
 from rank._ragged import is_packed, unpack
 from rank._validate import as_float_array, check_positive_int, resolve_threads
 from rank.errors import CorruptFileError, InvalidValueError, NonFiniteError, ShapeError
@@ -599,17 +600,19 @@ class ColBERTIndex:
             (tmp / "meta.json").write_text(json.dumps(meta, indent=1), encoding="utf-8")
 
     @classmethod
-    def load(cls, path: str | os.PathLike[str], *, mmap: bool = True, verify: bool | None = None) -> ColBERTIndex:
+    def load(cls, path: str | os.PathLike[str], mmap: bool = True, *, verify: bool | None = False) -> ColBERTIndex:
         """Read an index written by :meth:`save`.
 
         Parameters
         ----------
         mmap : bool, default True
             Map the arrays read-only (pages load on demand; a later :meth:`add` copies them).
-        verify : bool, optional
-            Check every array's CRC-32 (default: when not mmap). Without it, a flipped byte
-            inside the residuals goes unnoticed; ids, offsets and codes are always checked
-            (bounds and monotonicity), so no kernel reads out of bounds.
+        verify : bool, default False
+            Check every array's CRC-32 (reads every byte). Without it, a flipped byte inside
+            the residuals goes unnoticed; ids, offsets and codes are always checked (bounds and
+            monotonicity), so no kernel reads out of bounds. ``None`` keeps the behaviour of
+            earlier releases (verify when not mmap). The signature is the one every index
+            class shares: ``load(path, mmap=True, *, verify=False)``.
 
         Raises CorruptFileError for a missing, truncated, foreign or inconsistent file;
         nothing is unpickled.
@@ -719,7 +722,7 @@ def _is_index_dir(p: Path) -> bool:
 
 class ColBERTRetriever:
     """A :class:`ColBERTIndex` with the query encoder that feeds it: a retriever for
-    :class:`rank.Pipeline` (``retrieve(texts, k, n_threads=...) -> (ids, scores)``).
+    :class:`rank.Pipeline` (``search(texts, k, n_threads=...) -> (ids, scores)``).
 
     ``Pipeline(index, encoder=encoder)`` builds one; ``ids`` are the index's external ids.
     Thread-safe when the encoder is.
@@ -740,8 +743,8 @@ class ColBERTRetriever:
     def ids(self) -> tuple[Any, ...] | None:
         return self.index.ids
 
-    def retrieve(self, queries: Sequence[str], k: int = 10, *,
-                 n_threads: int | None = None) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
+    def search(self, queries: Sequence[str], k: int = 10, *,
+               n_threads: int | None = None) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
         if isinstance(queries, str):
             queries = [queries]
         if not len(queries):
@@ -749,3 +752,5 @@ class ColBERTRetriever:
             return np.empty((0, kk), np.int64), np.empty((0, kk), np.float32)
         encoded = self.encoder.encode_queries(list(queries))
         return self.index.search(list(encoded) if not is_packed(encoded) else encoded, k, n_threads=n_threads)
+
+    retrieve = _deprecate.alias(search, "retrieve")

@@ -195,6 +195,13 @@ _METRIC_CODES = {"dot": 0, "cosine": 1}
 _DTYPE_CODES = {"float32": 0, "float16": 1}
 
 
+def _check_finite_rows(path: str, data: np.ndarray[Any, np.dtype[Any]]) -> None:
+    """CorruptFileError if a loaded vector holds NaN or infinity (chunked: O(chunk) memory)."""
+    for i in range(0, data.shape[0], _CHUNK):
+        if not np.isfinite(data[i:i + _CHUNK]).all():
+            raise CorruptFileError(f"{path}: vectors contain NaN or infinity")
+
+
 class DenseIndex:
     """Top-k search over dense vectors by dot product or cosine: exact, or approximate (FAISS).
 
@@ -626,22 +633,30 @@ class DenseIndex:
                 f.write(flat[i:i + step].data.cast("B"))
 
     @classmethod
-    def load(cls, path: str | os.PathLike[str], *, mmap: bool = False) -> DenseIndex:
+    def load(cls, path: str | os.PathLike[str], mmap: bool = True, *, verify: bool = False) -> DenseIndex:
         """Read an index written by :meth:`save`.
+
+        Every index class loads the same way, ``load(path, mmap=True, *, verify=False)``:
+        memory-mapping is the default because loading is then O(1) in the collection size and
+        processes serving the same file share its pages, while everything a kernel trusts is
+        still checked.
 
         Parameters
         ----------
         path : str or os.PathLike
-        mmap : bool, default False
+        mmap : bool, default True
             Map the vectors read-only from the file instead of reading them into memory
             (pages load on demand; a later :meth:`add` copies them into memory first).
-            Without mmap the vectors are also checked to be finite. Approximate kinds are
-            always read into memory (their checksum is verified first; nothing is unpickled).
+            Approximate kinds are always read into memory (their checksum is verified first;
+            nothing is unpickled).
+        verify : bool, default False
+            Also check that every stored vector is finite (reads every byte). Without mmap the
+            vectors are read anyway, so they are always checked then.
 
         Returns
         -------
         DenseIndex
-            The index, O(len(index) * dim) time without mmap, O(1) with it.
+            The index, O(len(index) * dim) time without mmap or with `verify`, O(1) otherwise.
 
         Raises
         ------
@@ -688,6 +703,8 @@ class DenseIndex:
             data: np.ndarray[Any, np.dtype[Any]]
             if mmap:
                 data = np.memmap(path, dtype=dt, mode="r", offset=_HEADER.size, shape=(count, dim))
+                if verify:
+                    _check_finite_rows(path, data)
             else:
                 data = np.empty((count, dim), dt)
                 view = data.reshape(-1).data.cast("B")
@@ -697,9 +714,7 @@ class DenseIndex:
                     if not got:
                         raise CorruptFileError(f"{path}: file truncated while reading")
                     pos += got
-                for i in range(0, count, _CHUNK):
-                    if not np.isfinite(data[i:i + _CHUNK]).all():
-                        raise CorruptFileError(f"{path}: vectors contain NaN or infinity")
+                _check_finite_rows(path, data)
         if data.dtype != index._dtype:  # big-endian host
             data = data.astype(index._dtype)
         index._buf = data
