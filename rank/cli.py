@@ -368,20 +368,19 @@ def model_kind(path: str | os.PathLike[str]) -> str:
     if not any(p.glob("*.onnx")) and not any(p.glob("onnx/*.onnx")):
         raise InvalidValueError(f"{path}: no ONNX model (model.onnx) in this directory; export one with "
                                 f"rank.rerank.export_cross_encoder or export_colbert_encoder")
-    config: Any = {}
-    cfg = p / "config.json"
-    if cfg.is_file():
-        try:
-            config = json.loads(cfg.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as e:
-            raise InvalidValueError(f"{cfg}: unreadable model configuration ({e})") from None
-    section = config.get("rank_kernels") if isinstance(config, dict) else None
-    kind = str(section.get("kind", "")).lower() if isinstance(section, dict) else ""
+    from rank.errors import CorruptFileError
+    from rank.onnx._export import read_config
+
+    try:
+        config, section = read_config(p)
+    except CorruptFileError as e:
+        raise InvalidValueError(f"unreadable model configuration: {e}") from None
+    kind = str(section.get("kind", "")).lower() if section is not None else ""
     if "colbert" in kind or "late" in kind:
         return "colbert"
     if "cross" in kind:
         return "cross-encoder"
-    archs = " ".join(map(str, config.get("architectures") or [])) if isinstance(config, dict) else ""
+    archs = " ".join(map(str, config.get("architectures") or []))
     if "SequenceClassification" in archs:
         return "cross-encoder"
     if "colbert" in json.dumps(config).lower():
@@ -405,7 +404,7 @@ def load_reranker(path: str, *, threads: int | None = None, batch_size: int | No
             kw["batch_size"] = batch_size
         if max_length is not None:
             kw["doc_maxlen"] = max_length
-        return ColBERTEncoder(str(path), **kw), kind
+        return ColBERTEncoder.from_pretrained(str(path), **kw), kind
     from rank.rerank import CrossEncoder
 
     kw = {"intra_op_threads": threads}

@@ -189,6 +189,21 @@ def test_user_lengths_and_truncation(pylate):
     np.testing.assert_allclose(d, reference(bert, linear, fast, [long_d], "[D] ", 12, False, [])[0], atol=1e-4)
 
 
+def test_from_pretrained_is_the_constructor(pylate):
+    """Every model class loads with from_pretrained(path); ColBERTEncoder(path) keeps working."""
+    root, bert, linear, fast = pylate
+    texts = ["a short document", "another one, longer than the first"]
+    direct = ColBERTEncoder(root / "onnx", doc_maxlen=12, batch_size=1)
+    loaded = ColBERTEncoder.from_pretrained(root / "onnx", doc_maxlen=12, batch_size=1)
+    assert type(loaded) is ColBERTEncoder and loaded.doc_maxlen == 12 and loaded.batch_size == 1
+    for a, b in zip(direct.encode_documents(texts), loaded.encode_documents(texts)):
+        np.testing.assert_array_equal(a, b)
+    with pytest.raises(errors.InvalidValueError, match="doc_maxlen"):
+        ColBERTEncoder.from_pretrained(root / "onnx", doc_maxlen=10**6)
+    with pytest.raises(errors.ModelNotFoundError):
+        ColBERTEncoder.from_pretrained(root / "absent")
+
+
 @pytest.mark.parametrize("layout", ["stanford", "plain"])
 def test_other_layouts(tmp_path, layout):
     bert, linear, fast = build_checkpoint(tmp_path / "ckpt", layout, seed=3)

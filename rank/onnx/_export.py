@@ -21,10 +21,14 @@ import numpy as np
 from rank._validate import check_choice
 from rank.errors import InvalidValueError
 from rank.errors import ModelNotFoundError
-from rank.onnx._runtime import require
+from rank.onnx._runtime import read_json, require
+
+#: The file every exported model directory describes itself in, and our section inside it.
+CONFIG_NAME = "config.json"
+CONFIG_SECTION = "rank_kernels"
 
 __all__ = ["check_precision", "load_checkpoint", "export_module", "finish_model", "staged_dir",
-           "save_tokenizer", "write_config", "fuse_transformer", "first_token_only", "smooth_activations",
+           "save_tokenizer", "write_config", "read_config", "fuse_transformer", "first_token_only", "smooth_activations",
            "split_skip_layer_norm", "unfuse_attention", "quantize_weight", "quantize_products",
            "product_bounds", "u8s8_avx2", "emulate_avx2_products"]
 
@@ -883,8 +887,26 @@ def save_tokenizer(tokenizer: Any, out: Path, what: str) -> None:
 
 
 def write_config(model_config: Any, out: Path, section: dict) -> None:
-    """config.json: the transformers model config plus our settings under "rank_kernels"."""
+    """config.json: the transformers model config plus our settings under "rank_kernels".
+
+    :func:`read_config` reads it back; loaders and the command line go through that pair.
+    """
     data = model_config.to_dict() if model_config is not None else {}
-    data["rank_kernels"] = section
-    with open(out / "config.json", "w", encoding="utf-8") as f:
+    data[CONFIG_SECTION] = section
+    with open(out / CONFIG_NAME, "w", encoding="utf-8") as f:
         json.dump(data, f, indent=2, sort_keys=True, default=str)
+
+
+def read_config(model_dir: str | os.PathLike) -> tuple[dict, dict | None]:
+    """``(config, section)`` of the config.json that :func:`write_config` writes in `model_dir`.
+
+    `config` is the whole JSON object ({} when the directory has no config.json, e.g. a bare
+    ONNX export); `section` is our ``"rank_kernels"`` settings, or None when absent or not an
+    object. CorruptFileError when the file is not a readable JSON object.
+    """
+    path = Path(os.fspath(model_dir)) / CONFIG_NAME
+    if not path.is_file():
+        return {}, None
+    config = read_json(path)
+    section = config.get(CONFIG_SECTION)
+    return config, section if isinstance(section, dict) else None

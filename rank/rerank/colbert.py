@@ -108,6 +108,25 @@ class ColBERTEncoder:
         pad = section.get("pad_token_id")
         self._runner = _onnx.OnnxRunner(engine, pad if isinstance(pad, int) else 0, self.model_path)
 
+    @classmethod
+    def from_pretrained(cls, path_or_id: str | os.PathLike, *, query_maxlen: int | None = None,
+                        doc_maxlen: int | None = None, providers: Sequence[Any] | None = None, batch_size: int = 8,
+                        intra_op_threads: int | None = None, quantized: bool = False) -> ColBERTEncoder:
+        """Load an exported ColBERT encoder: the construction every model class shares.
+
+        ``ColBERTEncoder.from_pretrained(path)`` is ``ColBERTEncoder(path)`` (both work), as
+        :meth:`rank.rerank.CrossEncoder.from_pretrained` loads a cross-encoder; the arguments
+        are those of the class (a directory written by :func:`export_colbert_encoder` or a hub
+        id). Cost: reading the model and creating one ONNX Runtime session.
+
+        >>> ColBERTEncoder.from_pretrained("/no/such/dir")  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        rank.errors.ModelNotFoundError: ...
+        """
+        return cls(path_or_id, query_maxlen=query_maxlen, doc_maxlen=doc_maxlen, providers=providers,
+                   batch_size=batch_size, intra_op_threads=intra_op_threads, quantized=quantized)
+
     def __repr__(self) -> str:
         return (f"ColBERTEncoder({str(self.model_path)!r}, dim={self.dim}, query_maxlen={self.query_maxlen}, "
                 f"doc_maxlen={self.doc_maxlen})")
