@@ -509,6 +509,17 @@ def _aggregate(plan: _Plan, cols: np.ndarray) -> list:
     return vals
 
 
+def _evaluated(qrels: Qrels, run: Run, metrics: Union[str, Sequence[str]], gains: Optional[Mapping[int, float]],
+               relevance_level: int, max_docs: Optional[int], complete: bool, n_threads: int | None) -> Any:
+    """``(plan, qids, columns)``: the arguments of :func:`evaluate` checked, every query evaluated."""
+    plan = plan_metrics(metrics, gains)
+    level, mdocs, comp = _check_options(relevance_level, max_docs, complete)
+    qids, out = evaluate_arrays(qrels, run, plan, level, resolve_threads(n_threads), mdocs, comp)
+    if not qids:
+        raise ShapeError("run: no query of the run has judgements in qrels")
+    return plan, qids, metric_columns(plan, out)
+
+
 def evaluate(qrels: Qrels, run: Run, metrics: Union[str, Sequence[str]], *, per_query: bool = False,
              relevance_level: int = 1, gains: Optional[Mapping[int, float]] = None,
              max_docs: Optional[int] = None, complete: bool = False,
@@ -590,12 +601,7 @@ def evaluate(qrels: Qrels, run: Run, metrics: Union[str, Sequence[str]], *, per_
     >>> evaluate(qrels, run, "ndcg.1=3,2=9")["ndcg.1=3,2=9"] == evaluate(qrels, run, "ndcg", gains={1: 3, 2: 9})["ndcg"]
     True
     """
-    plan = plan_metrics(metrics, gains)
-    level, mdocs, comp = _check_options(relevance_level, max_docs, complete)
-    qids, out = evaluate_arrays(qrels, run, plan, level, resolve_threads(n_threads), mdocs, comp)
-    if not qids:
-        raise ShapeError("run: no query of the run has judgements in qrels")
-    cols = metric_columns(plan, out)
+    plan, qids, cols = _evaluated(qrels, run, metrics, gains, relevance_level, max_docs, complete, n_threads)
     keys = [o[0] for o in plan.outputs]
     if per_query:
         rows = cols.tolist()
@@ -623,12 +629,7 @@ def format_trec_eval(qrels: Qrels, run: Run, metrics: Union[str, Sequence[str]],
     num_ret               	all	2
     P_1                   	all	0.0000
     """
-    plan = plan_metrics(metrics, gains)
-    level, mdocs, comp = _check_options(relevance_level, max_docs, complete)
-    qids, out = evaluate_arrays(qrels, run, plan, level, resolve_threads(n_threads), mdocs, comp)
-    if not qids:
-        raise ShapeError("run: no query of the run has judgements in qrels")
-    cols = metric_columns(plan, out)
+    plan, qids, cols = _evaluated(qrels, run, metrics, gains, relevance_level, max_docs, complete, n_threads)
     summary = _aggregate(plan, cols)
 
     def line(name, qid, value, agg):

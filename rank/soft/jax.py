@@ -117,13 +117,7 @@ def spearman_loss(pred: Any, target: Any, *, regularization_strength: float = 1.
     t_np = np.asarray(target, np.float64)
     if t_np.shape != tuple(pred.shape):
         raise _proj.ShapeError(f"target: expected the shape of pred {tuple(pred.shape)}, got {t_np.shape}")
-    n = t_np.shape[-1]
-    t = _proj._hard_ranks(t_np.reshape(-1, n)).reshape(t_np.shape)
-    t = t - t.mean(axis=-1, keepdims=True)
-    tn = np.linalg.norm(t, axis=-1)
-    if (tn == 0).any():
-        raise _proj.InvalidValueError("target: some row has all values equal (or n = 1); the Spearman "
-                                      "correlation is undefined")
+    t, tn = _proj.centered_target_ranks(t_np)
     r = soft_rank(pred, regularization_strength=regularization_strength, regularization=regularization,
                   n_threads=n_threads)
     rc = r - r.mean(axis=-1, keepdims=True)
@@ -131,9 +125,4 @@ def spearman_loss(pred: Any, target: Any, *, regularization_strength: float = 1.
     ok = rn > 0
     tj = jnp.asarray(t, r.dtype)
     corr = jnp.where(ok, (rc * tj).sum(axis=-1) / (jnp.where(ok, rn, 1.0) * jnp.asarray(tn, r.dtype)), 0.0)
-    loss = 1.0 - corr
-    if reduction == "mean":
-        return loss.mean()
-    if reduction == "sum":
-        return loss.sum()
-    return loss
+    return _proj.reduce_loss(1.0 - corr, reduction)

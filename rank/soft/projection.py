@@ -164,13 +164,21 @@ class _Projection:
         return flagged & 0x7FFFFFFF, np.flatnonzero(flagged < 0) + 1
 
 
-def _rank_projection(values: npt.ArrayLike, direction: str, regularization_strength: Any,
-                     regularization: str, n_threads: Optional[int], check_finite: bool,
-                     save: bool = True) -> _Projection:
+def _settings(values: npt.ArrayLike, direction: str, regularization_strength: Any, regularization: str,
+              check_finite: bool) -> Tuple[str, bool, float, np.ndarray, bool, float]:
+    """The checked arguments of a rank or sort projection: direction, kl, strength, x, single, amax."""
     direction = check_choice("direction", direction, DIRECTIONS)
     kl = check_choice("regularization", regularization, REGULARIZATIONS) == "kl"
     strength = _strength(regularization_strength)
     x, single, amax = _values(values, "values", check_finite)
+    return direction, kl, strength, x, single, amax
+
+
+def _rank_projection(values: npt.ArrayLike, direction: str, regularization_strength: Any,
+                     regularization: str, n_threads: Optional[int], check_finite: bool,
+                     save: bool = True) -> _Projection:
+    direction, kl, strength, x, single, amax = _settings(values, direction, regularization_strength,
+                                                         regularization, check_finite)
     n = x.shape[1]
     a = (1.0 if direction == "ascending" else -1.0) / strength
     _check_scale(amax, a)
@@ -182,10 +190,8 @@ def _rank_projection(values: npt.ArrayLike, direction: str, regularization_stren
 def _sort_projection(values: npt.ArrayLike, direction: str, regularization_strength: Any,
                      regularization: str, n_threads: Optional[int], check_finite: bool,
                      save: bool = True) -> _Projection:
-    direction = check_choice("direction", direction, DIRECTIONS)
-    kl = check_choice("regularization", regularization, REGULARIZATIONS) == "kl"
-    strength = _strength(regularization_strength)
-    x, single, amax = _values(values, "values", check_finite)
+    direction, kl, strength, x, single, amax = _settings(values, direction, regularization_strength,
+                                                         regularization, check_finite)
     n = x.shape[1]
     if not (amax * (n + 1) <= 1e307):  # block sums of the pooled values must stay finite
         raise InvalidValueError(f"values: magnitudes up to {amax:.3g} overflow the float64 block sums of "
@@ -499,6 +505,33 @@ def _spearman(pred: npt.ArrayLike, target: npt.ArrayLike, regularization_strengt
     g[~ok] = 0.0
     g *= scale
     return value, p.vjp(g[0] if p.single else g)
+
+
+def centered_target_ranks(target: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    """Hard ranks of `target` (float64, shape (..., n), ties averaged) centred per row, and each
+    row's norm: the fixed side of every soft Spearman loss (NumPy, torch and JAX adapters).
+
+    InvalidValueError when a row has all values equal (or n = 1): the correlation is undefined.
+    O(n log n) per row.
+    """
+    t_np = np.asarray(target, np.float64)
+    n = t_np.shape[-1]
+    t = _hard_ranks(t_np.reshape(-1, n)).reshape(t_np.shape)
+    t = t - t.mean(axis=-1, keepdims=True)
+    tn = np.linalg.norm(t, axis=-1)
+    if (tn == 0).any():
+        raise InvalidValueError("target: some row has all values equal (or n = 1); the Spearman "
+                                "correlation is undefined")
+    return t, tn
+
+
+def reduce_loss(loss: Any, reduction: str) -> Any:
+    """Per-row losses reduced as ``reduction`` says ("mean", "sum" or "none"); any array type."""
+    if reduction == "mean":
+        return loss.mean()
+    if reduction == "sum":
+        return loss.sum()
+    return loss
 
 
 def spearman_loss(pred: npt.ArrayLike, target: npt.ArrayLike, *, regularization_strength: float = 1.0,

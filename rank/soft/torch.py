@@ -83,12 +83,6 @@ def soft_topk_mask(values: "torch.Tensor", k: int, *, regularization_strength: f
                                                       n_threads=n_threads))
 
 
-def _hard_ranks(target: "torch.Tensor") -> "torch.Tensor":
-    t = _torch_io.to_numpy(target, "target", integers=True)
-    t2 = t.reshape(1, -1) if t.ndim == 1 else t
-    return torch.from_numpy(_proj._hard_ranks(t2.astype(np.float64)).reshape(t.shape))
-
-
 def spearman_loss(pred: "torch.Tensor", target: "torch.Tensor", *, regularization_strength: float = 1.0,
                   regularization: str = "l2", reduction: str = "mean",
                   n_threads: Optional[int] = None) -> "torch.Tensor":
@@ -106,20 +100,12 @@ def spearman_loss(pred: "torch.Tensor", target: "torch.Tensor", *, regularizatio
         raise ShapeError(f"target: expected the shape of pred {tuple(pred.shape)}, got {tuple(target.shape)}")
     r = soft_rank(pred, regularization_strength=regularization_strength, regularization=regularization,
                   n_threads=n_threads)
-    t = _hard_ranks(target).to(device=r.device, dtype=r.dtype)
-    t = t - t.mean(dim=-1, keepdim=True)
-    tn = t.norm(dim=-1)
-    if bool((tn == 0).any()):
-        raise _proj.InvalidValueError("target: some row has all values equal (or n = 1); the Spearman "
-                                      "correlation is undefined")
+    t_np, tn_np = _proj.centered_target_ranks(_torch_io.to_numpy(target, "target", integers=True))
+    t = torch.from_numpy(t_np).to(device=r.device, dtype=r.dtype)
+    tn = torch.from_numpy(tn_np).to(device=r.device, dtype=r.dtype)
     rc = r - r.mean(dim=-1, keepdim=True)
     rn = rc.norm(dim=-1)
     ok = rn > 0
     corr = torch.where(ok, (rc * t).sum(dim=-1) / (torch.where(ok, rn, torch.ones_like(rn)) * tn),
                        torch.zeros_like(rn))
-    loss = 1.0 - corr
-    if reduction == "mean":
-        return loss.mean()
-    if reduction == "sum":
-        return loss.sum()
-    return loss
+    return _proj.reduce_loss(1.0 - corr, reduction)
