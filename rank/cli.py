@@ -204,6 +204,15 @@ def _index_kind(path: str) -> str:
     return "bm25"
 
 
+def _finish_search(args: argparse.Namespace, run: dict, n_queries: int, t1: float) -> int:
+    """Write the run of a search command (``-o`` or stdout) and log its speed; exit status 0."""
+    t2 = time.perf_counter()
+    lines = _write_trec(run, args.output, args.run_name)
+    _log(args, f"searched in {t2 - t1:.2f} s ({n_queries / max(t2 - t1, 1e-9):,.0f} queries/s), "
+               f"{lines:,} results written to {args.output or 'stdout'}")
+    return 0
+
+
 def _search_vectors(args: argparse.Namespace, kind: str) -> int:
     """`rank search` over a dense or ColBERT index directory."""
     from rank._io_corpus import read_queries
@@ -247,11 +256,7 @@ def _search_vectors(args: argparse.Namespace, kind: str) -> int:
         idx, scores = dense.search(q, k=args.k, n_threads=args.threads)
         run = {qid: {str(doc_ids[i]): float(s) for i, s in zip(row_i, row_s) if i >= 0}
                for qid, row_i, row_s in zip(qids, idx.tolist(), scores.tolist())}
-    t2 = time.perf_counter()
-    lines = _write_trec(run, args.output, args.run_name)
-    _log(args, f"searched in {t2 - t1:.2f} s ({len(qids) / max(t2 - t1, 1e-9):,.0f} queries/s), "
-               f"{lines:,} results written to {args.output or 'stdout'}")
-    return 0
+    return _finish_search(args, run, len(qids), t1)
 
 
 # --- search --------------------------------------------------------------------------------------
@@ -305,11 +310,7 @@ def _cmd_search_sharded(args: argparse.Namespace) -> int:
     with index:
         _, scores, ids = index.search(texts, k=args.k, return_ids=True)
     run = {q: dict(zip(row, map(float, sc))) for q, row, sc in zip(qids, ids, scores.tolist())}
-    t2 = time.perf_counter()
-    lines = _write_trec(run, args.output, args.run_name)
-    _log(args, f"searched in {t2 - t1:.2f} s ({len(qids) / max(t2 - t1, 1e-9):,.0f} queries/s), "
-               f"{lines:,} results written to {args.output or 'stdout'}")
-    return 0
+    return _finish_search(args, run, len(qids), t1)
 
 
 def _cmd_search(args: argparse.Namespace) -> int:
@@ -328,11 +329,7 @@ def _cmd_search(args: argparse.Namespace) -> int:
     _log(args, f"loaded the index and {len(qids):,} queries in {t1 - t0:.2f} s")
     run = Pipeline(bm25).run(dict(zip(qids, texts)), k=args.k, n_threads=args.threads,
                              show_progress=not args.quiet)
-    t2 = time.perf_counter()
-    lines = _write_trec(run, args.output, args.run_name)
-    _log(args, f"searched in {t2 - t1:.2f} s ({len(qids) / max(t2 - t1, 1e-9):,.0f} queries/s), "
-               f"{lines:,} results written to {args.output or 'stdout'}")
-    return 0
+    return _finish_search(args, run, len(qids), t1)
 
 
 # --- rerank --------------------------------------------------------------------------------------

@@ -173,12 +173,8 @@ def rerank(candidates: Any, queries: Optional[Mapping] = None, documents: Option
     the fp32 model up to float32 rounding of the padded batch it runs in: identical for
     ``model_options={"batch_size": 1}``). Cost: one transformer pass per pair, spread over the pool.
     """
-    bs, cpus = _check_common(output, batch_size, cpus_per_actor)
-    k = check_positive_int(top_k, "top_k", allow_none=True)
-    ray = _ray.init(address)
-    ds = _pairs_dataset(ray, candidates, queries, documents)
-    scored = _map(ds, CrossEncoderScorer, (str(model), _threads(cpus), dict(model_options or {})), bs, concurrency, cpus)
-    return scored if output == "dataset" else _run_of(scored, k)
+    return _score_pairs(CrossEncoderScorer, candidates, queries, documents, model, top_k, batch_size, concurrency,
+                        cpus_per_actor, output, address, model_options)
 
 
 def maxsim_rerank(candidates: Any, queries: Optional[Mapping] = None, documents: Optional[Mapping] = None, *,
@@ -190,11 +186,19 @@ def maxsim_rerank(candidates: Any, queries: Optional[Mapping] = None, documents:
     them with the MaxSim kernel. Arguments and output as for :func:`rerank` (`model` is a
     directory written by :func:`rank.rerank.export_colbert_encoder`; `model_options` go to
     ``ColBERTEncoder``)."""
+    return _score_pairs(ColBERTScorer, candidates, queries, documents, model, top_k, batch_size, concurrency,
+                        cpus_per_actor, output, address, model_options)
+
+
+def _score_pairs(scorer: type, candidates: Any, queries: Optional[Mapping], documents: Optional[Mapping], model: Any,
+                 top_k: Optional[int], batch_size: int, concurrency: Optional[int], cpus_per_actor: float,
+                 output: str, address: Optional[str], model_options: Optional[dict]) -> Any:
+    """The candidate pairs scored by a pool of `scorer` actors: a Dataset, or the reranked run."""
     bs, cpus = _check_common(output, batch_size, cpus_per_actor)
     k = check_positive_int(top_k, "top_k", allow_none=True)
     ray = _ray.init(address)
     ds = _pairs_dataset(ray, candidates, queries, documents)
-    scored = _map(ds, ColBERTScorer, (str(model), _threads(cpus), dict(model_options or {})), bs, concurrency, cpus)
+    scored = _map(ds, scorer, (str(model), _threads(cpus), dict(model_options or {})), bs, concurrency, cpus)
     return scored if output == "dataset" else _run_of(scored, k)
 
 

@@ -217,6 +217,15 @@ def _positive_float(v, name):
     return check_real(name, v, lo=0.0, inclusive="neither")
 
 
+def _pairwise(scores: ArrayLike, labels: ArrayLike, group: Optional[ArrayLike], qid: Optional[ArrayLike],
+              check_finite: bool, hinge: bool, param: float, n_threads: Optional[int]) -> LossResult:
+    """The pairwise kernel (logistic with scale `param`, or hinge with margin `param`) over the groups."""
+    s, lab, off = prepare_groups(scores, labels, group, qid, check_finite)
+    grad, hess, gl = _outputs(s.size, off.size - 1)
+    _kernel.pairwise(s, lab, off, hinge, param, resolve_threads(n_threads), grad, hess, gl)
+    return LossResult(float(gl.sum()), grad, hess)
+
+
 def ranknet(scores: ArrayLike, labels: ArrayLike, group: Optional[ArrayLike] = None, *,
             qid: Optional[ArrayLike] = None, sigma: float = 1.0, n_threads: Optional[int] = None,
             check_finite: bool = True) -> LossResult:
@@ -230,11 +239,7 @@ def ranknet(scores: ArrayLike, labels: ArrayLike, group: Optional[ArrayLike] = N
     >>> round(res.loss, 6), res.grad.tolist(), res.hess.tolist()
     (2.079442, [-1.0, 0.0, 1.0], [0.5, 0.5, 0.5])
     """
-    s, lab, off = prepare_groups(scores, labels, group, qid, check_finite)
-    sigma = _positive_float(sigma, "sigma")
-    grad, hess, gl = _outputs(s.size, off.size - 1)
-    _kernel.pairwise(s, lab, off, False, sigma, resolve_threads(n_threads), grad, hess, gl)
-    return LossResult(float(gl.sum()), grad, hess)
+    return _pairwise(scores, labels, group, qid, check_finite, False, _positive_float(sigma, "sigma"), n_threads)
 
 
 def pairwise_hinge(scores: ArrayLike, labels: ArrayLike, group: Optional[ArrayLike] = None, *,
@@ -251,11 +256,8 @@ def pairwise_hinge(scores: ArrayLike, labels: ArrayLike, group: Optional[ArrayLi
     >>> pairwise_hinge([0.0, 0.5], [0, 1], group=[2]).loss
     0.5
     """
-    s, lab, off = prepare_groups(scores, labels, group, qid, check_finite)
-    margin = _positive_float(margin, "margin")
-    grad, hess, gl = _outputs(s.size, off.size - 1)
-    _kernel.pairwise(s, lab, off, True, margin, resolve_threads(n_threads), grad, hess, gl)
-    return LossResult(float(gl.sum()), grad, None)
+    res = _pairwise(scores, labels, group, qid, check_finite, True, _positive_float(margin, "margin"), n_threads)
+    return res._replace(hess=None)
 
 
 def listnet(scores: ArrayLike, labels: ArrayLike, group: Optional[ArrayLike] = None, *,

@@ -201,6 +201,16 @@ def _read(graph: Any) -> set[str]:
     return {x for n in graph.node for x in n.input} | {o.name for o in graph.output}
 
 
+def _replace_nodes(graph: Any, nodes: list) -> None:
+    """Make `nodes` the graph's nodes and drop the initializers no node reads any more."""
+    del graph.node[:]
+    graph.node.extend(nodes)
+    used = _read(graph)
+    kept = [t for t in graph.initializer if t.name in used]
+    del graph.initializer[:]
+    graph.initializer.extend(kept)
+
+
 def _topological(graph: Any) -> None:
     """Reorder graph.node so every node follows the producers of its inputs (Kahn's algorithm)."""
     ready = {i.name for i in graph.input} | {t.name for t in graph.initializer} | {""}
@@ -580,12 +590,7 @@ def quantize_products(model: Any, *, skip: Iterable[str] = ()) -> int:
                   helper.make_node("Cast", [f"{out}_int32"], [f"{out}_float"], to=TensorProto.FLOAT, name=f"{base}_cast"),
                   helper.make_node("Mul", [xs, ws], [f"{out}_scale"], name=f"{base}_scale"),
                   helper.make_node("Mul", [f"{out}_float", f"{out}_scale"], [out], name=f"{base}_rescale")]
-    del graph.node[:]
-    graph.node.extend(nodes)
-    used = _read(graph)
-    kept = [t for t in graph.initializer if t.name in used]
-    del graph.initializer[:]
-    graph.initializer.extend(kept)
+    _replace_nodes(graph, nodes)
     _topological(graph)
     return len(plans)
 
@@ -830,12 +835,7 @@ def emulate_avx2_products(model: Any, *, saturate: bool = True) -> Any:
             nodes.append(node)
             continue
         count += 1
-    del graph.node[:]
-    graph.node.extend(nodes)
-    used = _read(graph)
-    kept = [t for t in graph.initializer if t.name in used]
-    del graph.initializer[:]
-    graph.initializer.extend(kept)
+    _replace_nodes(graph, nodes)
     return out
 
 

@@ -20,13 +20,13 @@ from __future__ import annotations
 
 import os
 import struct
-from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from rank._validate import as_float_array, check_choice, check_positive_int, choice_error, resolve_threads
 from rank.errors import CorruptFileError, DTypeError, InvalidValueError, NonFiniteError, ShapeError
+from rank.retrieve._index import as_mask
 from rank_kernels import dense as _kernel
 
 if TYPE_CHECKING:
@@ -161,16 +161,7 @@ def cosine_scores(query: npt.ArrayLike, matrix: npt.ArrayLike, *, n_threads: int
 
 def _as_mask(mask: Any, nq: int, n: int) -> np.ndarray[Any, np.dtype[np.uint8]] | None:
     """A uint8 (1, n) or (nq, n) view of a boolean mask (True = allowed), or None."""
-    if mask is None:
-        return None
-    m = np.asarray(mask)
-    if m.dtype != np.bool_:
-        raise DTypeError(f"mask: expected a boolean array, got dtype {m.dtype}")
-    if m.ndim == 1:
-        m = m.reshape(1, -1)
-    if m.ndim != 2 or m.shape[1] != n or m.shape[0] not in (1, nq):
-        raise ShapeError(f"mask: expected shape ({n},) or ({nq}, {n}), got {np.shape(mask)}")
-    return np.ascontiguousarray(m).view(np.uint8)
+    return None if mask is None else as_mask(mask, nq, n)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -164,44 +164,41 @@ class _Projection:
         return flagged & 0x7FFFFFFF, np.flatnonzero(flagged < 0) + 1
 
 
-def _settings(values: npt.ArrayLike, direction: str, regularization_strength: Any, regularization: str,
-              check_finite: bool) -> Tuple[str, bool, float, np.ndarray, bool, float]:
-    """The checked arguments of a rank or sort projection: direction, kl, strength, x, single, amax."""
+def _projection(mode: int, values: npt.ArrayLike, direction: str, regularization_strength: Any,
+                regularization: str, n_threads: Optional[int], check_finite: bool, save: bool = True) -> _Projection:
+    """The rank (`mode` _MODE_RANK) or sort projection of `values`, arguments checked."""
     direction = check_choice("direction", direction, DIRECTIONS)
     kl = check_choice("regularization", regularization, REGULARIZATIONS) == "kl"
     strength = _strength(regularization_strength)
     x, single, amax = _values(values, "values", check_finite)
-    return direction, kl, strength, x, single, amax
-
-
-def _rank_projection(values: npt.ArrayLike, direction: str, regularization_strength: Any,
-                     regularization: str, n_threads: Optional[int], check_finite: bool,
-                     save: bool = True) -> _Projection:
-    direction, kl, strength, x, single, amax = _settings(values, direction, regularization_strength,
-                                                         regularization, check_finite)
     n = x.shape[1]
-    a = (1.0 if direction == "ascending" else -1.0) / strength
-    _check_scale(amax, a)
-    etab = np.arange(n, 0, -1, dtype=np.float64)  # the ranks n..1 (exp of the kl table)
-    table = np.log(etab) if kl else etab
-    return _Projection(x, _MODE_RANK, kl, a, table, etab, resolve_threads(n_threads), single, save)
+    if mode == _MODE_RANK:
+        a = (1.0 if direction == "ascending" else -1.0) / strength
+        _check_scale(amax, a)
+        etab = np.arange(n, 0, -1, dtype=np.float64)  # the ranks n..1 (exp of the kl table)
+        table = np.log(etab) if kl else etab
+    else:
+        if not (amax * (n + 1) <= 1e307):  # block sums of the pooled values must stay finite
+            raise InvalidValueError(f"values: magnitudes up to {amax:.3g} overflow the float64 block sums of "
+                                    f"the sort projection over rows of {n}; rescale the values")
+        table = np.arange(n, 0, -1, dtype=np.float64) / strength
+        if not np.isfinite(table[0]):
+            raise InvalidValueError(f"regularization_strength: n / strength overflows float64 (strength {strength:.3g})")
+        a = 1.0 if direction == "descending" else -1.0
+        etab = np.exp(-np.arange(n, dtype=np.float64) / strength) if kl else table  # exp(s[i + d] - s[i])
+    return _Projection(x, mode, kl, a, table, etab, resolve_threads(n_threads), single, save)
 
 
-def _sort_projection(values: npt.ArrayLike, direction: str, regularization_strength: Any,
-                     regularization: str, n_threads: Optional[int], check_finite: bool,
-                     save: bool = True) -> _Projection:
-    direction, kl, strength, x, single, amax = _settings(values, direction, regularization_strength,
-                                                         regularization, check_finite)
-    n = x.shape[1]
-    if not (amax * (n + 1) <= 1e307):  # block sums of the pooled values must stay finite
-        raise InvalidValueError(f"values: magnitudes up to {amax:.3g} overflow the float64 block sums of "
-                                f"the sort projection over rows of {n}; rescale the values")
-    table = np.arange(n, 0, -1, dtype=np.float64) / strength
-    if not np.isfinite(table[0]):
-        raise InvalidValueError(f"regularization_strength: n / strength overflows float64 (strength {strength:.3g})")
-    a = 1.0 if direction == "descending" else -1.0
-    etab = np.exp(-np.arange(n, dtype=np.float64) / strength) if kl else table  # exp(s[i + d] - s[i])
-    return _Projection(x, _MODE_SORT, kl, a, table, etab, resolve_threads(n_threads), single, save)
+def _rank_projection(values: npt.ArrayLike, direction: str, regularization_strength: Any, regularization: str,
+                     n_threads: Optional[int], check_finite: bool, save: bool = True) -> _Projection:
+    return _projection(_MODE_RANK, values, direction, regularization_strength, regularization, n_threads,
+                       check_finite, save)
+
+
+def _sort_projection(values: npt.ArrayLike, direction: str, regularization_strength: Any, regularization: str,
+                     n_threads: Optional[int], check_finite: bool, save: bool = True) -> _Projection:
+    return _projection(_MODE_SORT, values, direction, regularization_strength, regularization, n_threads,
+                       check_finite, save)
 
 
 _PARAMS_DOC = """

@@ -353,6 +353,16 @@ def softrank_ndcg(scores: ArrayLike, labels: ArrayLike, sigma: float = 1.0, *, k
     return _scalar_out(out, single)
 
 
+def _ndcg_vjp_args(scores: ArrayLike, labels: ArrayLike, k: Optional[int], cotangent: ArrayLike) -> Any:
+    """``(x, single, gain, k, c)``: the checked arguments of an NDCG VJP (one cotangent per row)."""
+    x, single = _rows(scores, "scores")
+    gain, k = _gains(labels, x, single, k)
+    c = np.ascontiguousarray(np.broadcast_to(np.asarray(cotangent, np.float64), (x.shape[0],)))
+    if not np.isfinite(c).all():
+        raise InvalidValueError("cotangent: contains NaN or infinity")
+    return x, single, gain, k, c
+
+
 def softrank_ndcg_vjp(scores: ArrayLike, labels: ArrayLike, cotangent: ArrayLike = 1.0,
                       sigma: float = 1.0, *, k: Optional[int] = None,
                       n_threads: Optional[int] = None) -> np.ndarray:
@@ -364,11 +374,7 @@ def softrank_ndcg_vjp(scores: ArrayLike, labels: ArrayLike, cotangent: ArrayLike
     >>> softrank_ndcg_vjp([0.0, 1.0], [1, 0]).round(4)
     array([ 0.0811, -0.0811])
     """
-    x, single = _rows(scores, "scores")
-    gain, k = _gains(labels, x, single, k)
-    c = np.ascontiguousarray(np.broadcast_to(np.asarray(cotangent, np.float64), (x.shape[0],)))
-    if not np.isfinite(c).all():
-        raise InvalidValueError("cotangent: contains NaN or infinity")
+    x, single, gain, k, c = _ndcg_vjp_args(scores, labels, k, cotangent)
     out = np.empty_like(x)
     _k.softrank_ndcg_vjp(x, gain, k, _temperature(sigma, "sigma"), c, out, _threads(n_threads))
     return _out(out, single)
@@ -480,11 +486,7 @@ def smoothi_ndcg_vjp(scores: ArrayLike, labels: ArrayLike, cotangent: ArrayLike 
     >>> smoothi_ndcg_vjp([0.0, 1.0], [1, 0]).round(4)
     array([ 0.1316, -0.1316])
     """
-    x, single = _rows(scores, "scores")
-    gain, k = _gains(labels, x, single, k)
-    c = np.ascontiguousarray(np.broadcast_to(np.asarray(cotangent, np.float64), (x.shape[0],)))
-    if not np.isfinite(c).all():
-        raise InvalidValueError("cotangent: contains NaN or infinity")
+    x, single, gain, k, c = _ndcg_vjp_args(scores, labels, k, cotangent)
     _check_smoothi(x, _temperature(temperature))
     s, arg = _smoothi_scores(x, 1.0)
     gs = np.empty_like(s)
