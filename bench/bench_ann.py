@@ -18,7 +18,7 @@ import pytest
 pytest.importorskip("faiss")
 
 from _bench import label  # noqa: E402
-from rank.rerank.dense import DenseIndex  # noqa: E402
+from rank.retrieve.dense import DenseIndex  # noqa: E402
 
 K = 10
 N = int(os.environ.get("BENCH_ANN_N", "30000"))

@@ -114,7 +114,7 @@ def test_bm25s_scifact_query(benchmark, scifact_indexes, threads, backend, smoke
     label(benchmark, f"bm25-scifact-query-k{K}", threads, items=nq, unit="queries")
     res = benchmark(ref.retrieve, q_ref, k=k, show_progress=False, n_threads=threads)
     # Same ranking up to tokenization details (bm25s's words also join letters across "_").
-    mine = ours.retrieve(q_ours, k=k)[0]
+    mine = ours.search(q_ours, k=k)[0]
     overlap = np.mean([len(set(a[:10]) & set(b[:10])) / 10 for a, b in zip(res.documents, mine)])
     assert overlap > 0.95
 
@@ -256,7 +256,7 @@ def test_bm25s_synthetic_query(benchmark, synthetic_indexes, threads):
     label(benchmark, f"bm25-synthetic1M-query-k{K}", threads, items=len(q_lists), unit="queries")
     res = benchmark.pedantic(ref.retrieve, args=(q_lists,), kwargs=dict(k=K, show_progress=False, n_threads=threads),
                              rounds=3, iterations=1)
-    mine = ours.retrieve(queries, k=K)[1]
+    mine = ours.search(queries, k=K)[1]
     np.testing.assert_allclose(res.scores[:, :10], mine[:, :10], rtol=1e-4, atol=1e-5)
 
 

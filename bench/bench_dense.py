@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from _bench import label
-from rank.rerank.dense import DenseIndex, dot_scores
+from rank.retrieve.dense import DenseIndex, dot_scores
 
 K = 10
 

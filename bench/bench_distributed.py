@@ -9,7 +9,7 @@ Groups (one local Ray cluster of 2 CPUs for the module, started here):
 - build: one ``BM25.index`` in this process, against ``ShardedBM25.build`` with 1 shard
   (one worker) and 2 shards (two workers in parallel). The sharded build includes its
   extra steps (statistics merge, applying the collection statistics, saving).
-- query: a batch of 1,000 queries, ``BM25.retrieve(n_threads=1)`` in this process against
+- query: a batch of 1,000 queries, ``BM25.search(n_threads=1)`` in this process against
   ``ShardedBM25.search`` over 1 shard (one actor, one thread: the overhead of the Ray path)
   and 2 shards (two actors, one thread each, in parallel).
 
@@ -95,7 +95,7 @@ def test_single_query(benchmark, corpus, indexes):
     _, queries = corpus
     single, _ = indexes
     label(benchmark, "distributed-query", items=int(queries[1].shape[0] - 1), unit="queries")
-    benchmark.pedantic(lambda: single.retrieve(queries, k=K, n_threads=1), rounds=7, iterations=1, warmup_rounds=1)
+    benchmark.pedantic(lambda: single.search(queries, k=K, n_threads=1), rounds=7, iterations=1, warmup_rounds=1)
 
 
 @pytest.mark.parametrize("workers", [1, 2])
@@ -105,6 +105,6 @@ def test_sharded_query(benchmark, corpus, indexes, workers):
     index = sharded[workers]
     label(benchmark, "distributed-query", items=int(queries[1].shape[0] - 1), unit="queries", workers=workers)
     got = index.search(queries, k=K)  # starts the actors (and checks the answer) before timing
-    want = single.retrieve(queries, k=K, n_threads=1)
+    want = single.search(queries, k=K, n_threads=1)
     assert np.array_equal(got[0], want[0]) and np.array_equal(got[1], want[1])
     benchmark.pedantic(lambda: index.search(queries, k=K), rounds=7, iterations=1, warmup_rounds=1)

@@ -11,59 +11,14 @@ array([2., 2.], dtype=float32)
 """
 from rank._version import __version__
 from rank import errors
-from rank.rerank import (
-    DenseIndex,
-    cosine_scores,
-    dot_scores,
-    maxsim,
-    maxsim_batch,
-    maxsim_matrix,
-    mmr,
-    pool_tokens,
-    rerank_maxsim,
-    CrossEncoder,
-    export_cross_encoder,
-    ColBERTEncoder,
-    ColBERTReranker,
-    export_colbert_encoder,
-)
+from rank import rerank as _rerank
+from rank.rerank import *  # noqa: F403  (every name of rank.rerank.__all__)
 from rank.soft import soft_rank, soft_sort, spearman_loss
 from rank.retrieve import BM25, ColBERTIndex, SparseIndex, Tokenizer
 from rank.pipeline import Hit, Pipeline
 from rank.evaluate import compare, evaluate, read_qrels, read_run, write_run
 from rank.fusion import fuse, fuse_scores
 
-__all__ = [
-    "__version__",
-    "errors",
-    "maxsim",
-    "maxsim_batch",
-    "maxsim_matrix",
-    "rerank_maxsim",
-    "dot_scores",
-    "cosine_scores",
-    "DenseIndex",
-    "mmr",
-    "pool_tokens",
-    "soft_rank",
-    "soft_sort",
-    "spearman_loss",
-    "Tokenizer",
-    "BM25",
-    "SparseIndex",
-    "ColBERTIndex",
-    "CrossEncoder",
-    "export_cross_encoder",
-    "Pipeline",
-    "Hit",
-    "evaluate",
-    "compare",
-    "read_qrels",
-    "read_run",
-    "write_run",
-    "fuse",
-    "fuse_scores",
-    "ColBERTEncoder",
-    "ColBERTReranker",
-    "export_colbert_encoder",
-]
+__all__ = [*_rerank.__all__, "__version__", "errors", "soft_rank", "soft_sort", "spearman_loss",
+          "Tokenizer", "BM25", "SparseIndex", "ColBERTIndex", "Pipeline", "Hit", "evaluate", "compare",
+          "read_qrels", "read_run", "write_run", "fuse", "fuse_scores"]

@@ -39,6 +39,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Union
 
+from rank._validate import check_choice
 from rank.errors import InvalidValueError, UnknownMethodError
 
 __all__ = ["read_corpus", "read_queries", "detect_format", "FORMATS"]
@@ -62,9 +63,7 @@ def detect_format(path: PathLike, fmt: str | None = None) -> str:
     ('jsonl', 'tsv')
     """
     if fmt is not None:
-        if fmt not in FORMATS:
-            raise UnknownMethodError(f"format: expected one of {', '.join(FORMATS)}, got {fmt!r}")
-        return fmt
+        return check_choice("format", fmt, FORMATS)
     name = Path(path).name.lower()
     if name.endswith(".gz"):
         name = name[:-3]

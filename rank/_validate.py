@@ -1,13 +1,15 @@
 """Input conversion and validation shared by the public API (never imported by kernels)."""
 from __future__ import annotations
 
+import difflib
+import math
 import os
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any, Literal, overload
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
 
 import numpy as np
 
-from rank.errors import DTypeError, InvalidValueError, NonFiniteError, ShapeError
+from rank.errors import DTypeError, InvalidValueError, NonFiniteError, ShapeError, UnknownMethodError
 
 if TYPE_CHECKING:
     import numpy.typing as npt
@@ -51,14 +53,145 @@ def check_positive_int(value: object, name: str, *, allow_none: Literal[False] =
 @overload
 def check_positive_int(value: object, name: str, *, allow_none: bool) -> int | None: ...
 def check_positive_int(value: object, name: str, *, allow_none: bool = False) -> int | None:
-    """Return `value` as an int > 0 (or None when allowed); raise InvalidValueError otherwise."""
+    """Return `value` as an int > 0 (or None when allowed): ``check_int(name, value, lo=1)``."""
     if value is None and allow_none:
         return None
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
-        raise InvalidValueError(f"{name}: expected a positive integer, got {value!r}")
-    if value <= 0:
-        raise InvalidValueError(f"{name}: expected a positive integer, got {value}")
+    return check_int(name, value, lo=1)
+
+
+T = TypeVar("T")
+
+# --- scalar checks: one message format, "`name` must be ...; got ..." -----------------------------
+
+
+def names(valid: Iterable[object]) -> str:
+    """The valid values of a choice as the messages list them: ``'a', 'b', 'c'``."""
+    return ", ".join(map(repr, valid))
+
+
+def choice_error(name: str, value: object, choices: Iterable[object], *, hint: str = "",
+                 shown: Iterable[object] | None = None) -> UnknownMethodError:
+    """The UnknownMethodError of :func:`check_choice`, for callers that test membership themselves.
+
+    The message lists `shown` (default: `choices`), adds `hint`, shows the value given and, for
+    a string close to a valid name, suggests it: ``"method must be one of 'rrf', 'combsum';
+    got 'combsun' (did you mean 'combsum'?)"``.
+    """
+    choices = tuple(choices)
+    suggestion = ""
+    if isinstance(value, str):
+        words = [c for c in choices if isinstance(c, str)]
+        near = difflib.get_close_matches(value.strip().lower(), words, n=1, cutoff=0.6)
+        if near and near[0] != value:
+            suggestion = f" (did you mean {near[0]!r}?)"
+    listed = names(choices if shown is None else shown)
+    return UnknownMethodError(f"{name} must be one of {listed}{hint}; got {value!r}{suggestion}")
+
+
+def check_choice(name: str, value: T, choices: Iterable[object], *, hint: str = "") -> T:
+    """Return `value` if it is one of `choices`; raise UnknownMethodError otherwise.
+
+    The message names the argument, lists every valid value and shows what was given:
+    ``"metric must be one of 'dot', 'cosine'; got 'l2'"``; `hint` is added after the list and
+    a close misspelling gets a "did you mean" (:func:`choice_error`). A bool matches only a
+    bool (``1`` is not ``True``); arrays and other incomparable values are simply not valid.
+    Complexity O(len(choices)).
+
+    >>> check_choice("metric", "dot", ("dot", "cosine"))
+    'dot'
+    >>> check_choice("metric", "l2", ("dot", "cosine"))
+    Traceback (most recent call last):
+      ...
+    rank.errors.UnknownMethodError: metric must be one of 'dot', 'cosine'; got 'l2'
+    """
+    choices = tuple(choices)
+    try:
+        ok = any(value is c or (isinstance(value, (bool, np.bool_)) == isinstance(c, bool) and bool(value == c))
+                 for c in choices)  # True is not 1, and 0 is not False
+    except (TypeError, ValueError):  # arrays and other values without a truth value
+        ok = False
+    if not ok:
+        raise choice_error(name, value, choices, hint=hint)
+    return value
+
+
+def _bounds(lo: float | None, hi: float | None, left: bool = True, right: bool = True) -> str:
+    if lo is not None and hi is not None:
+        return f"in {'[' if left else '('}{lo:g}, {hi:g}{']' if right else ')'}"
+    if lo is not None:
+        return f"{'>=' if left else '>'} {lo:g}"
+    if hi is not None:
+        return f"{'<=' if right else '<'} {hi:g}"
+    return ""
+
+
+def check_int(name: str, value: object, lo: int | None = None, hi: int | None = None, *,
+              error: type[Exception] = InvalidValueError) -> int:
+    """Return `value` as an int with ``lo <= value <= hi`` (either bound may be None).
+
+    bool is not an integer here; NumPy integers are. Raises `error` (InvalidValueError unless
+    the caller keeps another class) as ``"k must be an integer >= 1; got 0"``. O(1).
+
+    >>> check_int("k", 3, lo=1)
+    3
+    >>> check_int("k", 0, lo=1)
+    Traceback (most recent call last):
+      ...
+    rank.errors.InvalidValueError: k must be an integer >= 1; got 0
+    """
+    if (isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer))
+            or (lo is not None and value < lo) or (hi is not None and value > hi)):
+        rng = _bounds(lo, hi)
+        raise error(f"{name} must be an integer{' ' + rng if rng else ''}; got {value!r}")
     return int(value)
+
+
+Inclusive = Literal["both", "left", "right", "neither"]
+
+
+def check_real(name: str, value: object, lo: float | None = None, hi: float | None = None, *,
+               finite: bool = True, inclusive: Inclusive = "both",
+               error: type[Exception] = InvalidValueError,
+               type_error: type[Exception] | None = None) -> float:
+    """Return `value` as a float in the range given by `lo`, `hi` and `inclusive`.
+
+    Parameters
+    ----------
+    name : str
+        The argument's name, as the message shows it.
+    value : object
+        A Python or NumPy int or float (bool is refused).
+    lo, hi : float or None, default None
+        Bounds; None leaves that side open to infinity.
+    finite : bool, default True
+        Refuse NaN and +-inf. With ``finite=False`` infinities in range pass (NaN never does).
+    inclusive : {'both', 'left', 'right', 'neither'}, default 'both'
+        Which bounds are allowed values.
+    error, type_error : exception classes
+        Raised for a value out of range, and for a value that is not a number at all (default:
+        `error`); callers keep the class their argument raised before.
+
+    Raises ``"temperature must be a finite number > 0; got 0.0"``. O(1).
+
+    >>> check_real("lambda_", 0.5, 0, 1)
+    0.5
+    >>> check_real("temperature", 0.0, lo=0, inclusive="neither")
+    Traceback (most recent call last):
+      ...
+    rank.errors.InvalidValueError: temperature must be a finite number > 0; got 0.0
+    """
+    left, right = inclusive in ("both", "left"), inclusive in ("both", "right")
+    what = "a finite number" if finite else "a number"
+    rng = _bounds(lo, hi, left, right)
+    message = f"{name} must be {what}{' ' + rng if rng else ''}; got {value!r}"
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise (type_error or error)(message)
+    v = float(value)
+    if (math.isnan(v) or (finite and math.isinf(v))
+            or (lo is not None and (v < lo or (v == lo and not left)))
+            or (hi is not None and (v > hi or (v == hi and not right)))):
+        raise error(message)
+    return v
 
 
 #: Thread counts above this are refused: no machine runs that many threads in one process,
@@ -87,12 +220,9 @@ def resolve_threads(n_threads: int | None) -> int:
     >>> resolve_threads(10**9)
     Traceback (most recent call last):
       ...
-    rank.errors.InvalidValueError: n_threads: expected a positive integer <= 4096, got 1000000000
+    rank.errors.InvalidValueError: n_threads must be an integer in [1, 4096]; got 1000000000
     """
     cores = available_cores()
     if n_threads is None:
         return cores
-    n = check_positive_int(n_threads, "n_threads")
-    if n > MAX_THREADS_HARD:
-        raise InvalidValueError(f"n_threads: expected a positive integer <= {MAX_THREADS_HARD}, got {n}")
-    return min(n, 4 * cores)
+    return min(check_int("n_threads", n_threads, lo=1, hi=MAX_THREADS_HARD), 4 * cores)

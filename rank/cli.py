@@ -176,7 +176,7 @@ def _cmd_index_vectors(args: argparse.Namespace) -> int:
         index.save(args.output)
         what = f"ColBERTIndex ({index.n_tokens:,} tokens, {index.nbytes / index.n_tokens:.1f} bytes per token)"
     else:
-        from rank.rerank.dense import DenseIndex
+        from rank.retrieve.dense import DenseIndex
 
         if not Path(args.dense).is_file():
             raise FileNotFoundError(2, "No such vectors file", args.dense)
@@ -216,6 +216,15 @@ def _index_kind(path: str) -> str:
     return "bm25"
 
 
+def _finish_search(args: argparse.Namespace, run: dict, n_queries: int, t1: float) -> int:
+    """Write the run of a search command (``-o`` or stdout) and log its speed; exit status 0."""
+    t2 = time.perf_counter()
+    lines = _write_trec(run, args.output, args.run_name)
+    _log(args, f"searched in {t2 - t1:.2f} s ({n_queries / max(t2 - t1, 1e-9):,.0f} queries/s), "
+               f"{lines:,} results written to {args.output or 'stdout'}")
+    return 0
+
+
 def _search_vectors(args: argparse.Namespace, kind: str) -> int:
     """`rank search` over a dense or ColBERT index directory."""
     from rank._io_corpus import read_queries
@@ -236,7 +245,7 @@ def _search_vectors(args: argparse.Namespace, kind: str) -> int:
         run = Pipeline(index, encoder=encoder).run(dict(zip(qids, texts)), k=args.k, n_threads=args.threads,
                                                    show_progress=not args.quiet)
     else:
-        from rank.rerank.dense import DenseIndex
+        from rank.retrieve.dense import DenseIndex
 
         if args.vectors is None:
             raise InvalidValueError(f"{args.index}: a dense index; pass the query vectors with --vectors Q.npy "
@@ -259,11 +268,7 @@ def _search_vectors(args: argparse.Namespace, kind: str) -> int:
         idx, scores = dense.search(q, k=args.k, n_threads=args.threads)
         run = {qid: {str(doc_ids[i]): float(s) for i, s in zip(row_i, row_s) if i >= 0}
                for qid, row_i, row_s in zip(qids, idx.tolist(), scores.tolist())}
-    t2 = time.perf_counter()
-    lines = _write_trec(run, args.output, args.run_name)
-    _log(args, f"searched in {t2 - t1:.2f} s ({len(qids) / max(t2 - t1, 1e-9):,.0f} queries/s), "
-               f"{lines:,} results written to {args.output or 'stdout'}")
-    return 0
+    return _finish_search(args, run, len(qids), t1)
 
 
 # --- search --------------------------------------------------------------------------------------
@@ -271,13 +276,13 @@ def _search_vectors(args: argparse.Namespace, kind: str) -> int:
 def _cmd_check(args: argparse.Namespace) -> int:
     from rank.errors import CorruptFileError
     from rank.retrieve import BM25, SparseIndex
-    from rank.retrieve._index import _read_json
+    from rank.retrieve._index import read_json
 
     if not Path(args.index).is_dir():
         raise FileNotFoundError(2, "No such index directory", args.index)
     t0 = time.perf_counter()
     try:
-        meta = _read_json(args.index, "meta")
+        meta = read_json(args.index, "meta")
         fmt = meta.get("format") if isinstance(meta, dict) else None
         cls: Any = {"rank-kernels.bm25": BM25, "rank-kernels.sparse": SparseIndex}.get(str(fmt))
         if cls is None:
@@ -317,11 +322,7 @@ def _cmd_search_sharded(args: argparse.Namespace) -> int:
     with index:
         _, scores, ids = index.search(texts, k=args.k, return_ids=True)
     run = {q: dict(zip(row, map(float, sc))) for q, row, sc in zip(qids, ids, scores.tolist())}
-    t2 = time.perf_counter()
-    lines = _write_trec(run, args.output, args.run_name)
-    _log(args, f"searched in {t2 - t1:.2f} s ({len(qids) / max(t2 - t1, 1e-9):,.0f} queries/s), "
-               f"{lines:,} results written to {args.output or 'stdout'}")
-    return 0
+    return _finish_search(args, run, len(qids), t1)
 
 
 def _cmd_search(args: argparse.Namespace) -> int:
@@ -340,11 +341,7 @@ def _cmd_search(args: argparse.Namespace) -> int:
     _log(args, f"loaded the index and {len(qids):,} queries in {t1 - t0:.2f} s")
     run = Pipeline(bm25).run(dict(zip(qids, texts)), k=args.k, n_threads=args.threads,
                              show_progress=not args.quiet)
-    t2 = time.perf_counter()
-    lines = _write_trec(run, args.output, args.run_name)
-    _log(args, f"searched in {t2 - t1:.2f} s ({len(qids) / max(t2 - t1, 1e-9):,.0f} queries/s), "
-               f"{lines:,} results written to {args.output or 'stdout'}")
-    return 0
+    return _finish_search(args, run, len(qids), t1)
 
 
 # --- rerank --------------------------------------------------------------------------------------
@@ -380,20 +377,19 @@ def model_kind(path: str | os.PathLike[str]) -> str:
     if not any(p.glob("*.onnx")) and not any(p.glob("onnx/*.onnx")):
         raise InvalidValueError(f"{path}: no ONNX model (model.onnx) in this directory; export one with "
                                 f"rank.rerank.export_cross_encoder or export_colbert_encoder")
-    config: Any = {}
-    cfg = p / "config.json"
-    if cfg.is_file():
-        try:
-            config = json.loads(cfg.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as e:
-            raise InvalidValueError(f"{cfg}: unreadable model configuration ({e})") from None
-    section = config.get("rank_kernels") if isinstance(config, dict) else None
-    kind = str(section.get("kind", "")).lower() if isinstance(section, dict) else ""
+    from rank.errors import CorruptFileError
+    from rank.onnx._export import read_config
+
+    try:
+        config, section = read_config(p)
+    except CorruptFileError as e:
+        raise InvalidValueError(f"unreadable model configuration: {e}") from None
+    kind = str(section.get("kind", "")).lower() if section is not None else ""
     if "colbert" in kind or "late" in kind:
         return "colbert"
     if "cross" in kind:
         return "cross-encoder"
-    archs = " ".join(map(str, config.get("architectures") or [])) if isinstance(config, dict) else ""
+    archs = " ".join(map(str, config.get("architectures") or []))
     if "SequenceClassification" in archs:
         return "cross-encoder"
     if "colbert" in json.dumps(config).lower():
@@ -417,7 +413,7 @@ def load_reranker(path: str, *, threads: int | None = None, batch_size: int | No
             kw["batch_size"] = batch_size
         if max_length is not None:
             kw["doc_maxlen"] = max_length
-        return ColBERTEncoder(str(path), **kw), kind
+        return ColBERTEncoder.from_pretrained(str(path), **kw), kind
     from rank.rerank import CrossEncoder
 
     kw = {"intra_op_threads": threads}

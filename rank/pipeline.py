@@ -1,9 +1,9 @@
 """End-to-end retrieval: first-stage retrieval, optional fusion of several retrievers, optional
 reranking, in one object that the ``rank`` command is a thin layer over.
 
-A *retriever* is anything with ``retrieve(queries, k, n_threads=...)`` returning
-``(indices, scores)`` arrays of shape ``(n_queries, k)``, padded with ``-1`` / ``-inf`` when a
-query has fewer than k hits (:class:`rank.BM25` is one). Its document ids are taken from its
+A *retriever* is anything with ``search(queries, k, n_threads=...)`` (or the older name
+``retrieve``) returning ``(indices, scores)`` arrays of shape ``(n_queries, k)``, padded with
+``-1`` / ``-inf`` when a query has fewer than k hits (:class:`rank.BM25` is one). Its document ids are taken from its
 ``ids`` attribute when it has one, otherwise a document's id is its index. A
 :class:`rank.ColBERTIndex` is a retriever too when the pipeline is given the query encoder
 (``Pipeline(colbert_index, encoder=colbert_encoder)``): queries are encoded, then searched.
@@ -203,9 +203,9 @@ class Pipeline:
                         "encoder: a ColBERTIndex retriever needs the query encoder: "
                         "Pipeline(index, encoder=ColBERTEncoder(...))")
                 retrievers[i] = r = ColBERTRetriever(r, encoder)
-            if not callable(getattr(r, "retrieve", None)):
+            if not callable(getattr(r, "search", None)) and not callable(getattr(r, "retrieve", None)):
                 where = f"retriever[{i}]" if len(retrievers) > 1 else "retriever"
-                raise InvalidValueError(f"{where}: expected an object with a retrieve(queries, k) method, "
+                raise InvalidValueError(f"{where}: expected an object with a search(queries, k) method, "
                                         f"got {type(r).__name__}")
         if fusion is not None and len(retrievers) < 2:
             raise InvalidValueError("fusion: needs a sequence of at least two retrievers")
@@ -226,11 +226,13 @@ class Pipeline:
     def _retrieve_one(self, retriever: Any, queries: list[str], k: int, n_threads: int,
                       show_progress: bool) -> list[list[tuple[Any, float]]]:
         ids = getattr(retriever, "ids", None)
+        search = getattr(retriever, "search", None)
+        answer = search if callable(search) else retriever.retrieve  # the protocol's older name
         out: list[list[tuple[Any, float]]] = []
         starts = range(0, len(queries), _CHUNK)
         for s in progress(starts, total=len(starts), desc="retrieve", enabled=show_progress and len(starts) > 1,
                           unit="batch"):
-            idx, scores = retriever.retrieve(queries[s:s + _CHUNK], k=k, n_threads=n_threads)
+            idx, scores = answer(queries[s:s + _CHUNK], k=k, n_threads=n_threads)
             idx, scores = np.asarray(idx), np.asarray(scores)
             if idx.ndim != 2 or idx.shape != scores.shape or idx.shape[0] != len(queries[s:s + _CHUNK]):
                 raise ShapeError(f"retriever returned arrays of shapes {idx.shape} and {scores.shape}, "

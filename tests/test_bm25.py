@@ -34,7 +34,7 @@ def random_queries(seed, n=40, vocab=80):
 
 
 def assert_exact_topk(bm, queries, k, mask=None, n_threads=None):
-    idx, sc = bm.retrieve(queries, k=k, mask=mask, n_threads=n_threads)
+    idx, sc = bm.search(queries, k=k, mask=mask, n_threads=n_threads)
     kk = min(k, bm.n_docs)
     assert idx.shape == sc.shape == (len(queries), kk) and idx.dtype == np.int64 and sc.dtype == np.float32
     for i, q in enumerate(queries):
@@ -99,16 +99,16 @@ def test_empty_query_scores_zero_and_returns_first_documents():
     bm = BM25().index(["alpha beta", "beta gamma", "delta"], show_progress=False)
     np.testing.assert_array_equal(bm.get_scores("zzz unknown"), np.zeros(3, np.float32))
     np.testing.assert_array_equal(bm.get_scores([]), np.zeros(3, np.float32))
-    idx, sc = bm.retrieve(["", "nothing known"], k=2)
+    idx, sc = bm.search(["", "nothing known"], k=2)
     assert idx.tolist() == [[0, 1], [0, 1]] and sc.tolist() == [[0, 0], [0, 0]]
     shifted = BM25("bm25+").index(["alpha beta", "beta gamma", "delta"], show_progress=False)
-    idx, sc = shifted.retrieve(["delta"], k=3)
+    idx, sc = shifted.search(["delta"], k=3)
     assert idx.tolist() == [[2, 0, 1]] and sc[0, 1] == sc[0, 2] > 0  # the constant non-occurrence score
 
 
 def test_k_clipped_and_zero_score_documents_in_order():
     bm = BM25().index(["a1 b1", "c1", "a1", "d1", "e1"], show_progress=False)
-    idx, sc = bm.retrieve(["a1"], k=50)
+    idx, sc = bm.search(["a1"], k=50)
     assert idx.shape == (1, 5)
     assert idx[0].tolist() == [2, 0, 1, 3, 4] and (sc[0, 2:] == 0).all()
 
@@ -153,7 +153,7 @@ def test_masks_shared_and_per_query(n_docs):
     per_query[0] = False  # nothing allowed: all padding
     per_query[1] = False
     per_query[1, [3, 7]] = True  # fewer than k allowed
-    idx, sc = bm.retrieve(queries, k=20, mask=per_query)
+    idx, sc = bm.search(queries, k=20, mask=per_query)
     assert (idx[0] == -1).all() and np.isneginf(sc[0]).all()
     assert set(idx[1, :2].tolist()) == {3, 7} and (idx[1, 2:] == -1).all()
     assert_exact_topk(bm, queries, 20, mask=per_query)
@@ -164,22 +164,22 @@ def test_masks_shared_and_per_query(n_docs):
 def test_mask_errors():
     bm = BM25().index(["a1 b1", "c1"], show_progress=False)
     with pytest.raises(ShapeError):
-        bm.retrieve(["a1"], mask=np.ones(3, bool))
+        bm.search(["a1"], mask=np.ones(3, bool))
     with pytest.raises(ShapeError):
-        bm.retrieve(["a1", "b1"], mask=np.ones((3, 2), bool))
+        bm.search(["a1", "b1"], mask=np.ones((3, 2), bool))
     with pytest.raises(DTypeError):
-        bm.retrieve(["a1"], mask=np.ones(2))
+        bm.search(["a1"], mask=np.ones(2))
 
 
 def test_threads_agree_and_concurrent_callers(run_threads):
     ids, offsets = zipf_id_corpus(6, 20_000, 10, 2000)
     bm = BM25().index((ids, offsets), show_progress=False)
     queries = zipf_queries(7, 200, 2000)
-    one = bm.retrieve(queries, k=10, n_threads=1)
-    two = bm.retrieve(queries, k=10, n_threads=2)
+    one = bm.search(queries, k=10, n_threads=1)
+    two = bm.search(queries, k=10, n_threads=2)
     np.testing.assert_array_equal(one[0], two[0])
     np.testing.assert_array_equal(one[1], two[1])
-    results = run_threads(lambda i: bm.retrieve(queries, k=10, n_threads=1 + i % 2), n=4)
+    results = run_threads(lambda i: bm.search(queries, k=10, n_threads=1 + i % 2), n=4)
     for idx, sc in results:
         np.testing.assert_array_equal(idx, one[0])
         np.testing.assert_array_equal(sc, one[1])
@@ -227,7 +227,7 @@ def test_scifact_ndcg_matches_bm25s(shared_data):
     ref_idx, _ = ref.retrieve(q_tok, k=10, show_progress=False, n_threads=1)
     ours = BM25("lucene", k1=1.2, b=0.75, tokenizer=Tokenizer(stopwords="en", stemmer="english"))
     ours.index(texts, ids=doc_ids, show_progress=False)
-    idx, _ = ours.retrieve(q_texts, k=10)
+    idx, _ = ours.search(q_texts, k=10)
     ids = ours.ids
     run = {q["_id"]: [ids[i] for i in row] for q, row in zip(queries, idx)}
     ref_run = {q["_id"]: [doc_ids[i] for i in row] for q, row in zip(queries, ref_idx)}
@@ -252,7 +252,7 @@ def test_save_load_round_trip(tmp_path, mmap, method):
     assert loaded.method == method and loaded.n_docs == 5 and loaded.ids == ["a", "b", "c", "d", 5]
     assert loaded.tokenizer.vocabulary == bm.tokenizer.vocabulary
     queries = ["quick dog", "fox", "nothing"]
-    for a, b in zip(bm.retrieve(queries, k=3), loaded.retrieve(queries, k=3)):
+    for a, b in zip(bm.search(queries, k=3), loaded.search(queries, k=3)):
         np.testing.assert_array_equal(a, b)
     # a loaded (even memory-mapped) index can grow
     loaded.add(["brown dog"], ids=["z"])
@@ -424,13 +424,13 @@ def test_bad_corpora_and_queries():
     bm = BM25().index(["alpha beta", "gamma"], show_progress=False)
     for k in (0, -1, 2.5, None):
         with pytest.raises(InvalidValueError):
-            bm.retrieve(["alpha"], k=k)
+            bm.search(["alpha"], k=k)
     with pytest.raises(DTypeError):
-        bm.retrieve([1.5, "x"])
+        bm.search([1.5, "x"])
     with pytest.raises(InvalidValueError):
-        BM25().retrieve(["alpha"])
+        BM25().search(["alpha"])
     with pytest.raises(InvalidValueError):
-        BM25().index([[0, 1]], show_progress=False).retrieve(["text query without vocabulary"])
+        BM25().index([[0, 1]], show_progress=False).search(["text query without vocabulary"])
     assert issubclass(CorruptFileError, RankError)
 
 
@@ -469,7 +469,7 @@ def test_pickle_copy_and_the_snapshot_attributes():
 
     bm = BM25().index(["red fox", "blue fox", "red sky"], ids=["a", "b", "c"], show_progress=False)
     for clone in (pickle.loads(pickle.dumps(bm)), copy.deepcopy(bm)):
-        assert [x.tolist() for x in clone.retrieve(["red fox"], k=3)] == [x.tolist() for x in bm.retrieve(["red fox"], k=3)]
+        assert [x.tolist() for x in clone.search(["red fox"], k=3)] == [x.tolist() for x in bm.search(["red fox"], k=3)]
         clone.add(["green fox"], ids=["d"], show_progress=False)  # its own lock and snapshot
         assert clone.ids == ["a", "b", "c", "d"] and bm.ids == ["a", "b", "c"]
         assert "green" in clone.tokenizer.vocabulary and "green" not in bm.tokenizer.vocabulary
@@ -482,7 +482,7 @@ def test_pickle_copy_and_the_snapshot_attributes():
 
 def test_failed_index_or_add_leaves_the_index_unchanged():
     bm = BM25().index(["red fox", "blue fox", "red sky"], ids=["a", "b", "c"], show_progress=False)
-    before = [x.tolist() for x in bm.retrieve(["red fox", "sky"], k=3)]
+    before = [x.tolist() for x in bm.search(["red fox", "sky"], k=3)]
     vocab = bm.tokenizer.vocabulary
     with pytest.raises(ShapeError):
         bm.index(["green frog", "yellow toad"], ids=["only one"], show_progress=False)
@@ -491,5 +491,26 @@ def test_failed_index_or_add_leaves_the_index_unchanged():
     with pytest.raises(DTypeError):
         bm.add(["grey owl", 7], ids=["d", "e"], show_progress=False)
     assert bm.tokenizer.vocabulary == vocab  # nothing tokenized by the failed calls was kept
-    assert [x.tolist() for x in bm.retrieve(["red fox", "sky"], k=3)] == before
+    assert [x.tolist() for x in bm.search(["red fox", "sky"], k=3)] == before
     assert bm.ids == ["a", "b", "c"]
+
+
+def test_retrieve_is_a_deprecated_alias_of_search_warning_once():
+    import warnings
+
+    from rank import _deprecate
+
+    bm = BM25().index(["red fox", "blue fox", "red red sky"], show_progress=False)
+    _deprecate._warned.discard("BM25.retrieve")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        first = bm.retrieve(["red fox"], k=2)
+        second = bm.retrieve(["red fox"], k=2, n_threads=1)
+    got = [w for w in caught if issubclass(w.category, DeprecationWarning)]
+    assert len(got) == 1 and "BM25.search()" in str(got[0].message)
+    assert got[0].filename == __file__  # points at the caller
+    want = bm.search(["red fox"], k=2)
+    for a in (first, second):
+        np.testing.assert_array_equal(a[0], want[0])
+        np.testing.assert_array_equal(a[1], want[1])
+    assert BM25.retrieve.__name__ == "retrieve" and "search" in BM25.retrieve.__doc__

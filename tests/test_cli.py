@@ -610,7 +610,7 @@ def test_scifact_command_line_reproduces_the_python_api(shared_data, tmp_path):
     queries = [json.loads(line) for line in (data / "queries.jsonl").read_text(encoding="utf-8").splitlines()]
     bm25 = BM25(method="lucene", k1=1.2, b=0.75, tokenizer=Tokenizer(stopwords="en", stemmer="english"))
     bm25.index(texts, ids=ids, show_progress=False)
-    idx, scores = bm25.retrieve([q["text"] for q in queries], k=100)
+    idx, scores = bm25.search([q["text"] for q in queries], k=100)
     run = {q["_id"]: {ids[i]: float(s) for i, s in zip(row_i, row_s) if i >= 0}
            for q, row_i, row_s in zip(queries, idx, scores)}
     qrels = {}

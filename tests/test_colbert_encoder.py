@@ -172,6 +172,19 @@ def test_truncation_is_counted_warned_or_an_error(pylate):
         ColBERTEncoder(root / "onnx", truncation="cut")
     with pytest.raises(errors.UnknownMethodError, match="truncation"):
         enc.encode_documents(docs, truncation=False)
+def test_from_pretrained_is_the_constructor(pylate):
+    """Every model class loads with from_pretrained(path); ColBERTEncoder(path) keeps working."""
+    root, bert, linear, fast = pylate
+    texts = ["a short document", "another one, longer than the first"]
+    direct = ColBERTEncoder(root / "onnx", doc_maxlen=12, batch_size=1)
+    loaded = ColBERTEncoder.from_pretrained(root / "onnx", doc_maxlen=12, batch_size=1)
+    assert type(loaded) is ColBERTEncoder and loaded.doc_maxlen == 12 and loaded.batch_size == 1
+    for a, b in zip(direct.encode_documents(texts), loaded.encode_documents(texts)):
+        np.testing.assert_array_equal(a, b)
+    with pytest.raises(errors.InvalidValueError, match="doc_maxlen"):
+        ColBERTEncoder.from_pretrained(root / "onnx", doc_maxlen=10**6)
+    with pytest.raises(errors.ModelNotFoundError):
+        ColBERTEncoder.from_pretrained(root / "absent")
 
 
 @pytest.mark.parametrize("layout", ["stanford", "plain"])
@@ -259,7 +272,7 @@ def test_bad_input(pylate, tmp_path):
     with pytest.raises(errors.InvalidValueError, match="top_k"):
         ColBERTReranker(enc).rerank("a", ["a"], top_k=0)
     for bad in ("int2", "fp16", 1, "yes"):
-        with pytest.raises(errors.UnknownMethodError, match=r"quantize: expected one of None, False, True, 'int8'"):
+        with pytest.raises(errors.UnknownMethodError, match=r"^quantize must be one of None, False, True, 'int8'; got "):
             export_colbert_encoder(root / "ckpt", tmp_path / "x", quantize=bad)
     with pytest.raises(ModelNotFoundError, match="model.onnx"):
         (tmp_path / "empty").mkdir() or ColBERTEncoder(tmp_path / "empty")

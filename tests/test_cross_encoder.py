@@ -23,7 +23,7 @@ import rank  # noqa: E402
 from rank import errors  # noqa: E402
 from rank.rerank import CrossEncoder, export_cross_encoder  # noqa: E402
 from rank.errors import ModelNotFoundError  # noqa: E402
-from rank.rerank._onnx import require  # noqa: E402
+from rank.onnx._runtime import require  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -330,7 +330,7 @@ def _run_graph(model, x):
 def test_first_token_rewrite_is_exact_and_stops_at_token_mixing():
     from onnx import checker, helper, numpy_helper
 
-    from rank.rerank._export import first_token_only
+    from rank.onnx._export import first_token_only
 
     x = np.random.default_rng(1).normal(size=(3, 5, 4)).astype(np.float32)
     pos = numpy_helper.from_array(np.random.default_rng(2).normal(size=(5, 4)).astype(np.float32), "pos")
@@ -363,7 +363,7 @@ def test_first_token_rewrite_is_exact_and_stops_at_token_mixing():
 def test_skip_layer_norm_split_into_standard_operators():
     from onnx import TensorProto, helper, numpy_helper
 
-    from rank.rerank._export import split_skip_layer_norm
+    from rank.onnx._export import split_skip_layer_norm
 
     rng = np.random.default_rng(4)
     inits = [numpy_helper.from_array(rng.normal(size=4).astype(np.float32), n) for n in ("g", "b", "bias")]
@@ -392,7 +392,7 @@ def test_skip_layer_norm_split_into_standard_operators():
 def test_smoothing_leaves_fp32_outputs_unchanged(tiny):
     import onnx
 
-    from rank.rerank._export import smooth_activations
+    from rank.onnx._export import smooth_activations
 
     root, _, fast = tiny
     model = onnx.load(str(root / "onnx" / "model.onnx"))
@@ -439,7 +439,7 @@ def test_gelu_inputs_are_quantized_per_token(tmp_path):
     from onnx import numpy_helper
     from scipy.special import erf
 
-    from rank.rerank._export import GELU_ZERO, PAIR_LIMIT, QUANTIZED_NAME, finish_model
+    from rank.onnx._export import GELU_ZERO, PAIR_LIMIT, QUANTIZED_NAME, finish_model
 
     _gelu_product_model(tmp_path / "m")
     assert finish_model(tmp_path / "m", quantize="int8", fp16=False) == ["model.onnx", QUANTIZED_NAME]

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 import rank
 from rank.errors import (CorruptFileError, DTypeError, InvalidValueError, NonFiniteError, RankError,
                          ShapeError, UnknownMethodError)
-from rank.rerank.dense import DenseIndex, cosine_scores, dot_scores
+from rank.retrieve.dense import DenseIndex, cosine_scores, dot_scores
 
 DTYPES = [np.float16, np.float32, np.float64]
 
@@ -488,8 +488,22 @@ def test_nonfinite_vectors_in_file_raise(tmp_path):
     data = bytearray(path.read_bytes())
     data[64 + 4 * 10:64 + 4 * 11] = np.array([np.nan], "<f4").tobytes()
     path.write_bytes(bytes(data))
-    with pytest.raises(CorruptFileError, match="NaN"):
-        DenseIndex.load(path)
+    for kwargs in ({"mmap": False}, {"verify": True}, {"mmap": True, "verify": True}):
+        with pytest.raises(CorruptFileError, match="NaN"):
+            DenseIndex.load(path, **kwargs)
+    assert len(DenseIndex.load(path)) == 50  # mmap (the default) reads no vector until searched
+
+
+def test_every_index_class_loads_with_one_signature():
+    import inspect
+
+    from rank.retrieve import BM25, ColBERTIndex, SparseIndex
+
+    for cls in (BM25, SparseIndex, DenseIndex, ColBERTIndex):
+        params = inspect.signature(cls.load).parameters
+        assert list(params)[:3] == ["path", "mmap", "verify"], cls
+        assert params["mmap"].default is True and params["mmap"].kind is inspect.Parameter.POSITIONAL_OR_KEYWORD
+        assert params["verify"].default is False and params["verify"].kind is inspect.Parameter.KEYWORD_ONLY
 
 
 @pytest.mark.parametrize("fail", ["replace", "fsync", "write"])

@@ -133,7 +133,7 @@ _ON_ACTORS = {("lucene", 5), ("bm25+", 2)}
 def test_sharded_bm25_equals_one_index(cluster, shared_data, tmp_path, name, method):
     root, ids, docs, queries = _collection(shared_data, name)
     single = BM25(method).index(docs, ids=ids, show_progress=False)
-    want_idx, want_sc = single.retrieve(queries, k=100)
+    want_idx, want_sc = single.search(queries, k=100)
     for n_shards in (1, 2, 5):
         path = tmp_path / f"{name}-{method}-{n_shards}"
         built = cluster.ShardedBM25.build(root / "corpus.jsonl", path, n_shards, method=method)
@@ -161,7 +161,7 @@ def test_sharded_bm25_inputs(cluster, tmp_path):
     ids = [f"d{i}" for i in range(len(docs))]
     for method in ("bm25+",):
         single = BM25(method).index(docs, ids=ids, show_progress=False)
-        want = single.retrieve(queries, k=10)
+        want = single.search(queries, k=10)
         # in-memory str documents
         got = cluster.ShardedBM25.build(docs, tmp_path / "mem", 3, ids=ids, method=method)
         _same(got.search(queries, k=10), want)
@@ -176,13 +176,13 @@ def test_sharded_bm25_inputs(cluster, tmp_path):
     toks = [d.split() for d in docs]
     single = BM25().index(toks, show_progress=False)
     got = cluster.ShardedBM25.build(toks, tmp_path / "tok", 2)
-    _same(got.search([q.split() for q in queries], k=7), single.retrieve([q.split() for q in queries], k=7))
+    _same(got.search([q.split() for q in queries], k=7), single.search([q.split() for q in queries], k=7))
     got.close()
     int_docs = [[int(w[1:]) for w in d] for d in toks]
     int_q = [[int(w[1:]) for w in q.split()] for q in queries[:-1]]
     single = BM25("atire").index(int_docs, show_progress=False)
     got = cluster.ShardedBM25.build(int_docs, tmp_path / "ids", 5, method="atire")
-    _same(got.search(int_q, k=200), single.retrieve(int_q, k=200))  # k clipped to n_docs
+    _same(got.search(int_q, k=200), single.search(int_q, k=200))  # k clipped to n_docs
     with pytest.raises(errors.InvalidValueError, match="token ids"):
         got.search(["w1 w2"])
     # txt, tsv and csv files (read with the corpus readers)
@@ -194,7 +194,7 @@ def test_sharded_bm25_inputs(cluster, tmp_path):
         single = BM25().index(ftexts, ids=fids, show_progress=False)
         got = cluster.ShardedBM25.build(tmp_path / fname, tmp_path / ("idx-" + fname), 3)
         got_idx, got_sc, got_ids = got.search(queries, k=5, return_ids=True)
-        want_idx, want_sc = single.retrieve(queries, k=5)
+        want_idx, want_sc = single.search(queries, k=5)
         _same((got_idx, got_sc), (want_idx, want_sc))
         assert got_ids == [[fids[i] for i in r] for r in want_idx.tolist()]
         got.close()
@@ -222,9 +222,9 @@ def test_add_keeps_statistics_exact(cluster, tmp_path, method):
     single = BM25(method).index(docs + more + even_more, ids=ids, show_progress=False)
     incremental = BM25(method).index(docs, ids=ids[:120], show_progress=False).add(more, ids=ids[120:150]).add(
         even_more, ids=ids[150:])
-    want = single.retrieve(queries, k=20)
+    want = single.search(queries, k=20)
     _same(index.search(queries, k=20), want)
-    _same(incremental.retrieve(queries, k=20), want)
+    _same(incremental.search(queries, k=20), want)
     reopened = cluster.ShardedBM25.load(tmp_path / "idx", local=True)
     _same(reopened.search(queries, k=20), want)
     assert reopened.tokenizer.terms == single.tokenizer.terms
@@ -247,7 +247,7 @@ def test_rebuild_is_atomic_and_refuses_foreign_directories(cluster, tmp_path):
     assert sorted(os.listdir(path)) == before
     assert [p for p in os.listdir(tmp_path) if p.startswith(".")] == []  # no temporary left behind
     again = cluster.ShardedBM25.load(path, local=True)
-    _same(again.search(["red sky"], k=3), BM25().index(docs, show_progress=False).retrieve(["red sky"], k=3))
+    _same(again.search(["red sky"], k=3), BM25().index(docs, show_progress=False).search(["red sky"], k=3))
     cluster.ShardedBM25.build(docs[::-1], path, 3)  # a complete rebuild replaces it
     assert cluster.ShardedBM25.load(path).n_shards == 3
     first.close()
@@ -333,7 +333,7 @@ def test_missing_or_corrupt_shard_is_named(cluster, tmp_path):
 def test_killed_shard_actor_restarts_and_batch_completes(cluster, shared_data, tmp_path):
     root, ids, docs, queries = _collection(shared_data, "scifact")
     queries = queries * 3
-    want = BM25().index(docs, show_progress=False).retrieve(queries, k=50)
+    want = BM25().index(docs, show_progress=False).search(queries, k=50)
     index = cluster.ShardedBM25.build(root / "corpus.jsonl", tmp_path / "idx", 2)
     index.group.start()
     victim = index.group.actors[0]

@@ -63,7 +63,7 @@ def _scifact_top100(shared_data, n_queries=4):
     ids = list(docs)
     bm = BM25().index([docs[i] for i in ids], ids=ids, show_progress=False)
     qids = list(queries)
-    idx, sc = bm.retrieve([queries[q] for q in qids], k=100)
+    idx, sc = bm.search([queries[q] for q in qids], k=100)
     run = {q: {ids[j]: float(s) for j, s in zip(row, srow)} for q, row, srow in zip(qids, idx.tolist(), sc.tolist())}
     return run, queries, docs
 

@@ -261,7 +261,7 @@ def test_bad_input():
     assert evaluate(qrels, {"q": {"a": float("-inf"), "b": float("inf")}}, "mrr") == {"mrr": 0.5}
     with pytest.raises(DTypeError, match="grade"):
         evaluate({"q": {"a": 0.5}}, run, "map")
-    with pytest.raises(UnknownMethodError, match=r"did you mean 'ndcg'.*ndcg\[@k\].*bpref"):
+    with pytest.raises(UnknownMethodError, match=r"ndcg\[@k\].*bpref.*; got 'ndgc@10' \(did you mean 'ndcg'"):
         evaluate(qrels, run, ["map", "ndgc@10"])
     for bad in ("ndcg@0", "map@-3", "recall@x", "precision", "bpref@5"):
         with pytest.raises(InvalidValueError):

@@ -93,7 +93,7 @@ def test_sparse_index_save(tmp_path):
 def test_dense_index_save(tmp_path, kind):
     if kind != "flat":
         pytest.importorskip("faiss")
-    from rank.rerank import DenseIndex
+    from rank.retrieve import DenseIndex
 
     index = DenseIndex(8, index=kind)
     index.add(np.random.default_rng(1).standard_normal((50, 8)).astype(np.float32))

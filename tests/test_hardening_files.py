@@ -24,7 +24,7 @@ SPARSE_Q = [{3: 1.0, 0: 0.1}, {7: 2.0}, {1: 1.0, 0: 1.0}]
 
 def _answers(index):
     if isinstance(index, BM25):
-        return [a.tolist() for a in index.retrieve(QUERIES, k=4)]
+        return [a.tolist() for a in index.search(QUERIES, k=4)]
     return [a.tolist() for a in index.search(SPARSE_Q, k=3)]
 
 

@@ -159,7 +159,7 @@ def test_bm25_equals_the_formula(docs, queries, k):
     if not any(docs):
         docs = docs + [[0]]
     bm = BM25().index(docs, show_progress=False)
-    idx, scores = bm.retrieve(queries, k=k, n_threads=2)
+    idx, scores = bm.search(queries, k=k, n_threads=2)
     for qi, q in enumerate(queries):
         ref = ref_bm25(docs, q)
         np.testing.assert_allclose(bm.get_scores(q), ref, rtol=2e-5, atol=1e-6)
@@ -169,7 +169,7 @@ def test_bm25_equals_the_formula(docs, queries, k):
     ids = np.concatenate([np.asarray(d, np.int64) for d in docs]) if any(docs) else np.zeros(0, np.int64)
     offsets = np.concatenate([[0], np.cumsum([len(d) for d in docs])]).astype(np.uint64)  # any integer dtype
     packed = BM25().index((ids, offsets), show_progress=False)
-    assert [a.tolist() for a in packed.retrieve(queries, k=k)] == [a.tolist() for a in (idx, scores)]
+    assert [a.tolist() for a in packed.search(queries, k=k)] == [a.tolist() for a in (idx, scores)]
 
 
 @FUZZ
@@ -265,12 +265,12 @@ def _calls():
               ("BM25.index.ids", lambda g: BM25().index([[1], [2]], ids=g, show_progress=False)),
               ("BM25.index.packed", lambda g: BM25().index((g, np.array([0, 1, 2])), show_progress=False)),
               ("BM25.index.offsets", lambda g: BM25().index((np.array([1, 2]), g), show_progress=False)),
-              ("BM25.retrieve", lambda g: bm.retrieve(g)), ("BM25.retrieve.text", lambda g: bmt.retrieve(g)),
-              ("BM25.retrieve.packed", lambda g: bm.retrieve((g, np.array([0, 1])))),
-              ("BM25.retrieve.offsets", lambda g: bm.retrieve((np.array([1, 2]), g))),
-              ("BM25.retrieve.k", lambda g: bm.retrieve([[1]], k=g)),
-              ("BM25.retrieve.n_threads", lambda g: bm.retrieve([[1]], n_threads=g)),
-              ("BM25.retrieve.mask", lambda g: bm.retrieve([[1]], mask=g)),
+              ("BM25.retrieve", lambda g: bm.search(g)), ("BM25.retrieve.text", lambda g: bmt.search(g)),
+              ("BM25.retrieve.packed", lambda g: bm.search((g, np.array([0, 1])))),
+              ("BM25.retrieve.offsets", lambda g: bm.search((np.array([1, 2]), g))),
+              ("BM25.retrieve.k", lambda g: bm.search([[1]], k=g)),
+              ("BM25.retrieve.n_threads", lambda g: bm.search([[1]], n_threads=g)),
+              ("BM25.retrieve.mask", lambda g: bm.search([[1]], mask=g)),
               ("BM25.get_scores", lambda g: bmt.get_scores(g)),
               ("BM25.add", lambda g: BM25().index([[0, 1]], show_progress=False).add(g, show_progress=False)),
               ("SparseIndex.add", lambda g: SparseIndex().add(g)),

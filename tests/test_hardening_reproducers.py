@@ -56,13 +56,13 @@ CASES = {
         assert np.allclose(r.grad, ref.grad), (r.grad, ref.grad)   # one relevant item: same normalised lambdas
         """, None),
     # packed BM25 input with uint64 offsets
-    "bm25_retrieve_uint64_offsets": ("rank.BM25().index([[1,2],[3]], show_progress=False).retrieve("
+    "bm25_retrieve_uint64_offsets": ("rank.BM25().index([[1,2],[3]], show_progress=False).search("
                                      "(np.array([1,2,3]), np.array([0,2**63,3],np.uint64)))", "InvalidValueError"),
     "bm25_index_uint64_offsets": ("rank.BM25().index((np.array([1,2,3]), np.array([0,2**63,3],np.uint64)))",
                                   "InvalidValueError"),
-    "bm25_token_id_2_63": ("rank.BM25().index([[1,2],[3]], show_progress=False).retrieve([[2**63]])",
+    "bm25_token_id_2_63": ("rank.BM25().index([[1,2],[3]], show_progress=False).search([[2**63]])",
                            "InvalidValueError"),
-    "bm25_token_id_2_40_packed": ("rank.BM25().index([[1,2],[3]], show_progress=False).retrieve("
+    "bm25_token_id_2_40_packed": ("rank.BM25().index([[1,2],[3]], show_progress=False).search("
                                   "(np.array([2**40]), np.array([0,1])))", "InvalidValueError"),
     # non-finite parameters
     "bm25l_k1_inf": ("rank.BM25('bm25l', k1=float('inf'))", "InvalidValueError"),

@@ -67,7 +67,7 @@ def test_bm25_readers_see_whole_states_during_index_and_add(tmp_path):
     a = BM25().index(CORPUS_A, show_progress=False)
     a_extra = BM25().index(CORPUS_A + EXTRA, show_progress=False)
     b = BM25().index(CORPUS_B, show_progress=False)
-    allowed = {_key(x.retrieve(QUERIES, k=7, n_threads=1)) for x in (a, a_extra, b)}
+    allowed = {_key(x.search(QUERIES, k=7, n_threads=1)) for x in (a, a_extra, b)}
     scores_ok = {x.get_scores(QUERIES[0]).tobytes() for x in (a, a_extra, b)}
     assert len(allowed) == 3
     shared = BM25().index(CORPUS_A, show_progress=False)
@@ -84,7 +84,7 @@ def test_bm25_readers_see_whole_states_during_index_and_add(tmp_path):
         step[0] += 1
 
     def reader(i):
-        got = _key(shared.retrieve(QUERIES, k=7, n_threads=1 + i % 2))
+        got = _key(shared.search(QUERIES, k=7, n_threads=1 + i % 2))
         assert got in allowed, "a reader saw a mix of two index states"
         assert shared.get_scores(QUERIES[0]).tobytes() in scores_ok
 
@@ -120,7 +120,7 @@ def test_save_and_load_while_writing(tmp_path, monkeypatch, swap):
         monkeypatch.setattr(atomic, "_renameat2", None)
     a = BM25().index(CORPUS_A, show_progress=False)
     a_extra = BM25().index(CORPUS_A + EXTRA, show_progress=False)
-    allowed = {_key(x.retrieve(QUERIES, k=5, n_threads=1)) for x in (a, a_extra)}
+    allowed = {_key(x.search(QUERIES, k=5, n_threads=1)) for x in (a, a_extra)}
     shared = BM25().index(CORPUS_A, show_progress=False)
     path = tmp_path / "index"
     shared.save(path)
@@ -140,8 +140,8 @@ def test_save_and_load_while_writing(tmp_path, monkeypatch, swap):
                 shared.save(path)  # a snapshot: the old or the new state, whole
         else:
             loaded = BM25.load(path, mmap=i == 1)
-            assert _key(loaded.retrieve(QUERIES, k=5, n_threads=1)) in allowed
-        assert _key(shared.retrieve(QUERIES, k=5, n_threads=1)) in allowed
+            assert _key(loaded.search(QUERIES, k=5, n_threads=1)) in allowed
+        assert _key(shared.search(QUERIES, k=5, n_threads=1)) in allowed
 
     _soak(reader, writer)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["index"]

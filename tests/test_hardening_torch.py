@@ -94,6 +94,28 @@ def test_wrong_types_are_clean_errors():
         learn_torch.ranknet(torch.ones(2, 3, dtype=torch.int64), torch.zeros(2, 3))
 
 
+@pytest.mark.parametrize("call", [
+    lambda x: soft_torch.soft_rank(x), lambda x: soft_torch.soft_topk_mask(x, 2),
+    lambda x: relaxations_torch.relaxed_rank(x, method="sigmoid"), lambda x: relaxations_torch.soft_permutation(x),
+    lambda x: relaxations_torch.softrank_ndcg(x, [[1, 0, 2, 0]]),
+])
+def test_every_kernel_adapter_has_one_input_policy(call):
+    """One wrapper, one policy: floating tensors only; non-tensors and integer tensors are refused alike."""
+    from rank.errors import DTypeError
+    from rank.soft._torch_io import KernelFunction
+
+    for bad in (np.ones((1, 4)), [[0.3, -1.0, 2.0, 0.5]], torch.ones(1, 4, dtype=torch.int64),
+                torch.ones(1, 4, dtype=torch.bool)):
+        with pytest.raises(DTypeError, match="values"):
+            call(bad)
+    x = torch.tensor([[0.3, -1.0, 2.0, 0.5]], dtype=torch.float64, requires_grad=True)
+    out = call(x)
+    assert type(out.grad_fn).__name__ == KernelFunction.__name__ + "Backward"
+    with pytest.raises(RuntimeError):  # first-order only: a second derivative is refused, never wrong
+        (g,) = torch.autograd.grad(out.sum(), x, create_graph=True)
+        g.sum().backward()
+
+
 def test_linear_gain_with_huge_grades_needs_no_table():
     scores = torch.tensor([[0.0, 1.0, 0.5]], dtype=torch.float64, requires_grad=True)
     labels = torch.tensor([[2**31 - 1, 0, 0]])

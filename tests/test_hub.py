@@ -117,11 +117,11 @@ def test_bm25_round_trip(offline_cache, monkeypatch):
     assert "**6 documents**" in card.text
     # loading offline from the cache gives the same index
     queries = ["dog on a log", "cat", "river fish"]
-    want = bm.retrieve(queries, k=4)
+    want = bm.search(queries, k=4)
     for mmap in (True, False):
         got = BM25.load_from_hub("owner/bm25-demo", mmap=mmap)
         assert got.ids == bm.ids and got.n_docs == 6
-        for a, b in zip(got.retrieve(queries, k=4), want):
+        for a, b in zip(got.search(queries, k=4), want):
             np.testing.assert_array_equal(a, b)
     repo_folder = offline_cache / "models--owner--bm25-demo"
     assert not [p for p in repo_folder.iterdir() if p.name.startswith(".rank-kernels-load-")]  # staging removed
@@ -273,18 +273,18 @@ def test_offline_environment_set_before_import(offline_cache, monkeypatch, tmp_p
                PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     code = ("from rank.retrieve import BM25\n"
             "bm = BM25.load_from_hub('owner/idx')\n"
-            "idx, _ = bm.retrieve(['dog on a log'], k=2)\n"
+            "idx, _ = bm.search(['dog on a log'], k=2)\n"
             "print([bm.ids[i] for i in idx[0]])\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120,
                          cwd=tmp_path)
     assert out.returncode == 0, out.stderr
-    want, _ = bm25_index().retrieve(["dog on a log"], k=2)
+    want, _ = bm25_index().search(["dog on a log"], k=2)
     assert out.stdout.split("\n")[0] == str([f"d{i}" for i in want[0]])
 
 
 def test_concurrent_loads(offline_cache, monkeypatch, run_threads):
     _published(offline_cache, monkeypatch)
-    results = run_threads(lambda i: BM25.load_from_hub("owner/idx").retrieve(["lazy dog"], k=3)[0], n=4)
+    results = run_threads(lambda i: BM25.load_from_hub("owner/idx").search(["lazy dog"], k=3)[0], n=4)
     for r in results:
         np.testing.assert_array_equal(r, results[0])
 

@@ -307,12 +307,12 @@ def test_cosine_of_extreme_float64_magnitudes():
 
 @pytest.mark.parametrize("k", [0, -1, 1.5, "2", None, True])
 def test_errors_k(k):
-    err(InvalidValueError, "k: expected a positive integer", np.ones(3), np.ones((4, 3)), k)
+    err(InvalidValueError, "k must be an integer >= 1; got ", np.ones(3), np.ones((4, 3)), k)
 
 
 @pytest.mark.parametrize("lam", [-0.1, 1.0000001, 2, float("nan"), float("inf"), "0.5", None, True])
 def test_errors_lambda(lam):
-    err(InvalidValueError, r"lambda_: expected a number in \[0, 1\]", np.ones(3), np.ones((4, 3)), 2, lam)
+    err(InvalidValueError, r"lambda_ must be a finite number in \[0, 1\]; got ", np.ones(3), np.ones((4, 3)), 2, lam)
 
 
 @pytest.mark.parametrize("metric", ["l2", "Cosine", "", None, 1])

@@ -103,3 +103,26 @@ def test_demo_rejects_bad_arguments():
     assert out.returncode == 2 and "--docs" in out.stderr
     out = run_rank("bench-maxsim", "--min-tokens", "9", "--max-tokens", "8", timeout=60)
     assert out.returncode == 2 and "--max-tokens" in out.stderr
+
+
+def test_moved_modules_keep_their_old_paths():
+    """DenseIndex moved to rank.retrieve, ONNX export/runtime to rank.onnx: old paths still import."""
+    import importlib
+
+    import rank.onnx._calibration
+    import rank.onnx._export
+    import rank.onnx._runtime
+    import rank.retrieve.dense
+
+    pairs = {"rank.rerank.dense": rank.retrieve.dense, "rank.rerank._export": rank.onnx._export,
+             "rank.rerank._onnx": rank.onnx._runtime, "rank.rerank._calibration": rank.onnx._calibration}
+    for old, new in pairs.items():
+        assert importlib.import_module(old) is new, old
+    from rank.rerank import DenseIndex as old_class
+    from rank.retrieve import DenseIndex
+    from rank.rerank.dense import DenseIndex as old_path_class
+
+    assert old_class is DenseIndex is old_path_class is rank.DenseIndex
+    assert DenseIndex.__module__ == "rank.retrieve.dense"
+    code = "import rank.rerank.dense as d, rank.retrieve.dense as r; assert d is r and d.DenseIndex"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True).returncode == 0

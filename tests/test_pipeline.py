@@ -36,7 +36,7 @@ def bm25_alt():
 
 
 def reference_hits(retriever, queries, k):
-    idx, scores = retriever.retrieve(queries, k=k)
+    idx, scores = retriever.search(queries, k=k)
     return [[(IDS[i], float(s)) for i, s in zip(row_i, row_s) if i >= 0] for row_i, row_s in zip(idx, scores)]
 
 

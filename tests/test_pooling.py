@@ -296,7 +296,7 @@ def test_errors_non_finite():
 
 @pytest.mark.parametrize("pool_factor", [0, -2, 1.5, "2", None, True])
 def test_errors_pool_factor(pool_factor):
-    err(InvalidValueError, "pool_factor: expected a positive integer", np.ones((4, 3)), pool_factor)
+    err(InvalidValueError, "pool_factor must be an integer >= 1; got ", np.ones((4, 3)), pool_factor)
 
 
 @pytest.mark.parametrize("protected", [-1, 1.0, "1", None, True])

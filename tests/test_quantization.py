@@ -25,7 +25,7 @@ from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 from _helpers import minilm_colbert, minilm_cross_encoder  # noqa: E402
 from rank import errors  # noqa: E402
 from rank.rerank import ColBERTEncoder, CrossEncoder, export_colbert_encoder, export_cross_encoder  # noqa: E402
-from rank.rerank._export import (INT8_SCHEME, PAIR_LIMIT, QUANTIZED_NAME, SCHEME_KEY,  # noqa: E402
+from rank.onnx._export import (INT8_SCHEME, PAIR_LIMIT, QUANTIZED_NAME, SCHEME_KEY,  # noqa: E402
                                  emulate_avx2_products, product_bounds, quantize_weight, u8s8_avx2)
 
 
@@ -328,7 +328,7 @@ def scifact_candidates(shared_data, n_claims=10, k=100):
         docs = [(d["title"] + " " + d["text"]) for d in map(json.loads, f)]
     with open(data / "queries.jsonl", encoding="utf-8") as f:
         claims = [q["text"] for q in map(json.loads, f)][:n_claims]
-    idx, _ = BM25().index(docs, show_progress=False).retrieve(claims, k=k)
+    idx, _ = BM25().index(docs, show_progress=False).search(claims, k=k)
     return claims, [[docs[i] for i in row] for row in idx.tolist()]
 
 

@@ -182,3 +182,39 @@ def test_jax_bad_input(jx):
         sj.soft_topk_mask(jnp.zeros(3), 4)
     with pytest.raises(errors.ShapeError):
         sj.soft_rank(jnp.float32(1.0))
+
+
+# --- one dtype policy across every JAX adapter (the torch adapters': tests/test_hardening_torch.py) ---
+
+def _jax_calls():
+    from rank.soft import jax as sj
+    from rank.soft import relaxations_jax as rj
+
+    return [lambda x: sj.soft_rank(x), lambda x: sj.soft_sort(x), lambda x: sj.soft_topk_mask(x, 2),
+            lambda x: rj.relaxed_rank(x, method="neuralsort"), lambda x: rj.relaxed_rank(x, method="smoothi"),
+            lambda x: rj.soft_permutation(x), lambda x: rj.soft_topk(x, 2, method="projection")]
+
+
+@pytest.mark.parametrize("i", range(7))
+def test_jax_adapters_share_the_dtype_policy(i):
+    jax = pytest.importorskip("jax")
+    import jax.numpy as jnp
+
+    call = _jax_calls()[i]
+    x32 = jnp.array([[0.3, -1.0, 2.0, 0.5]], jnp.float32)
+    ref = call(x32)
+    gref = jax.grad(lambda v: call(v).sum())(x32)
+    assert ref.dtype == jnp.float32 and gref.dtype == jnp.float32
+    for dtype in (jnp.float16, jnp.bfloat16):
+        xl = x32.astype(dtype)
+        y = call(xl)
+        g = jax.grad(lambda v: call(v).sum())(xl)
+        assert y.dtype == dtype and g.dtype == dtype  # computed in float32, returned in the input dtype
+        np.testing.assert_allclose(np.asarray(y, np.float32), np.asarray(ref), atol=0.1, rtol=0.05)
+        np.testing.assert_allclose(np.asarray(g, np.float32), np.asarray(gref), atol=0.1, rtol=0.05)
+        jitted = jax.jit(call)(xl)  # the policy holds under jit too
+        assert jitted.dtype == dtype
+        np.testing.assert_array_equal(np.asarray(jitted, np.float32), np.asarray(y, np.float32))
+    yi = call(jnp.array([[3, -1, 2, 0]]))  # integers: the default float
+    assert yi.dtype == jnp.asarray(0.0).dtype
+    np.testing.assert_allclose(np.asarray(yi), np.asarray(call(jnp.array([[3.0, -1.0, 2.0, 0.0]]))))

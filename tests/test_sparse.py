@@ -183,7 +183,7 @@ def test_one_kernel_for_bm25_and_sparse_vectors():
     sparse = SparseIndex().add(vectors)
     for q in (["a"], ["a", "c"], ["b", "d", "c"]):
         np.testing.assert_allclose(sparse.get_scores({vocab[t]: 1.0 for t in q}), bm.get_scores(q), rtol=1e-6)
-        np.testing.assert_array_equal(sparse.search({vocab[t]: 1.0 for t in q}, k=3)[0], bm.retrieve([q], k=3)[0])
+        np.testing.assert_array_equal(sparse.search({vocab[t]: 1.0 for t in q}, k=3)[0], bm.search([q], k=3)[0])
 
 
 @pytest.mark.parametrize("mmap", [True, False])

@@ -208,7 +208,7 @@ def test_an_index_saved_before_languages_searches_as_it_was_built(tmp_path):
     for q in expected["queries"]:
         assert tok.tokenize(q["query"], update_vocabulary=False)[0] == q["term_ids"], q["query"]
         assert bm.get_scores(q["query"]).tolist() == q["scores"], q["query"]
-        idx, _ = bm.retrieve([q["query"]], k=3)
+        idx, _ = bm.search([q["query"]], k=3)
         assert idx[0].tolist() == q["top3"], q["query"]
     # today's defaults would answer differently: "runners" finds "runner", "東京" finds the bigram
     new = BM25().index(["Running runners run the marathon", "The runner ran a quick race", "東京タワーは東京にある"])

@@ -39,7 +39,7 @@ import numpy as np
 
 from rank._validate import check_positive_int
 from rank.distributed import _ray
-from rank.distributed.serving import ShardGroup
+from rank.distributed.serving import ShardedBase, ShardGroup
 from rank.errors import CorruptFileError, DTypeError, InvalidValueError, ShapeError
 
 __all__ = ["ShardedBM25"]
@@ -154,7 +154,7 @@ def _corpus_kind(docs: Sequence[Any]) -> str:
     return "ids"
 
 
-class ShardedBM25:
+class ShardedBM25(ShardedBase):
     """A BM25 index split into shards, built by Ray tasks and served by one Ray actor per shard,
     with exactly the scores and top-k of one :class:`rank.BM25` over the whole corpus.
 
@@ -193,16 +193,7 @@ class ShardedBM25:
         stats = {"n_docs": manifest["n_docs"], "avgdl": manifest["avgdl"]}
         self.group = ShardGroup("bm25", path, manifest["shards"], stats, cpus_per_shard, local)
 
-    # --- properties -----------------------------------------------------------------------
-
-    @property
-    def n_docs(self) -> int:
-        """Documents in all shards."""
-        return int(self.manifest["n_docs"])
-
-    @property
-    def n_shards(self) -> int:
-        return len(self.manifest["shards"])
+    # --- properties (n_docs, n_shards, len, close and ``with`` come from ShardedBase) ------
 
     @property
     def n_terms(self) -> int:
@@ -212,21 +203,8 @@ class ShardedBM25:
     def method(self) -> str:
         return str(self.manifest["method"])
 
-    def __len__(self) -> int:
-        return self.n_docs
-
     def __repr__(self) -> str:
         return f"ShardedBM25({self.path!r}, n_docs={self.n_docs}, n_shards={self.n_shards}, method={self.method!r})"
-
-    def close(self) -> None:
-        """Stop the shard actors (a later search starts them again)."""
-        self.group.close()
-
-    def __enter__(self) -> "ShardedBM25":
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
 
     # --- building ---------------------------------------------------------------------------
 

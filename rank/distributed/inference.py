@@ -13,9 +13,9 @@ from typing import Any, Mapping, Optional, Sequence
 
 import numpy as np
 
-from rank._validate import check_positive_int
+from rank._validate import check_positive_int, check_choice, check_real
 from rank.distributed import _ray
-from rank.errors import DTypeError, InvalidValueError, UnknownMethodError
+from rank.errors import DTypeError, InvalidValueError
 
 __all__ = ["rerank", "encode", "maxsim_rerank"]
 
@@ -135,12 +135,9 @@ def _map(ds: Any, actor: type, args: tuple, batch_size: int, concurrency: Option
 
 
 def _check_common(output: str, batch_size: Any, cpus_per_actor: Any) -> tuple[int, float]:
-    if output not in _OUTPUTS:
-        raise UnknownMethodError(f"output: expected one of {', '.join(map(repr, _OUTPUTS))}, got {output!r}")
+    check_choice("output", output, _OUTPUTS)
     bs = check_positive_int(batch_size, "batch_size")
-    if isinstance(cpus_per_actor, bool) or not isinstance(cpus_per_actor, (int, float)) or not cpus_per_actor > 0:
-        raise InvalidValueError(f"cpus_per_actor: expected a number > 0, got {cpus_per_actor!r}")
-    return bs, float(cpus_per_actor)
+    return bs, check_real("cpus_per_actor", cpus_per_actor, 0.0, inclusive="neither")
 
 
 def rerank(candidates: Any, queries: Optional[Mapping] = None, documents: Optional[Mapping] = None, *,
@@ -176,12 +173,8 @@ def rerank(candidates: Any, queries: Optional[Mapping] = None, documents: Option
     the fp32 model up to float32 rounding of the padded batch it runs in: identical for
     ``model_options={"batch_size": 1}``). Cost: one transformer pass per pair, spread over the pool.
     """
-    bs, cpus = _check_common(output, batch_size, cpus_per_actor)
-    k = check_positive_int(top_k, "top_k", allow_none=True)
-    ray = _ray.init(address)
-    ds = _pairs_dataset(ray, candidates, queries, documents)
-    scored = _map(ds, CrossEncoderScorer, (str(model), _threads(cpus), dict(model_options or {})), bs, concurrency, cpus)
-    return scored if output == "dataset" else _run_of(scored, k)
+    return _score_pairs(CrossEncoderScorer, candidates, queries, documents, model, top_k, batch_size, concurrency,
+                        cpus_per_actor, output, address, model_options)
 
 
 def maxsim_rerank(candidates: Any, queries: Optional[Mapping] = None, documents: Optional[Mapping] = None, *,
@@ -193,11 +186,19 @@ def maxsim_rerank(candidates: Any, queries: Optional[Mapping] = None, documents:
     them with the MaxSim kernel. Arguments and output as for :func:`rerank` (`model` is a
     directory written by :func:`rank.rerank.export_colbert_encoder`; `model_options` go to
     ``ColBERTEncoder``)."""
+    return _score_pairs(ColBERTScorer, candidates, queries, documents, model, top_k, batch_size, concurrency,
+                        cpus_per_actor, output, address, model_options)
+
+
+def _score_pairs(scorer: type, candidates: Any, queries: Optional[Mapping], documents: Optional[Mapping], model: Any,
+                 top_k: Optional[int], batch_size: int, concurrency: Optional[int], cpus_per_actor: float,
+                 output: str, address: Optional[str], model_options: Optional[dict]) -> Any:
+    """The candidate pairs scored by a pool of `scorer` actors: a Dataset, or the reranked run."""
     bs, cpus = _check_common(output, batch_size, cpus_per_actor)
     k = check_positive_int(top_k, "top_k", allow_none=True)
     ray = _ray.init(address)
     ds = _pairs_dataset(ray, candidates, queries, documents)
-    scored = _map(ds, ColBERTScorer, (str(model), _threads(cpus), dict(model_options or {})), bs, concurrency, cpus)
+    scored = _map(ds, scorer, (str(model), _threads(cpus), dict(model_options or {})), bs, concurrency, cpus)
     return scored if output == "dataset" else _run_of(scored, k)
 
 
@@ -222,8 +223,7 @@ def encode(texts: Any, *, model: str, ids: Optional[Sequence[Any]] = None, is_qu
 
     Cost: one transformer pass per text, spread over the pool.
     """
-    if output not in ("list", "dataset"):
-        raise UnknownMethodError(f"output: expected 'list' or 'dataset', got {output!r}")
+    check_choice("output", output, ("list", "dataset"))
     _, cpus = _check_common("run", batch_size, cpus_per_actor)
     ray = _ray.init(address)
     if hasattr(texts, "map_batches"):

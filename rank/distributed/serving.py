@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import threading
-from typing import Any, Optional, Sequence, Union
+from typing import Any, Optional, Sequence, TypeVar, Union
 
 import numpy as np
 
@@ -89,7 +89,7 @@ class ShardServer:
         if self.error is not None:
             raise CorruptFileError(f"shard {self.shard['name']}: {self.error}")
         if self.kind == "bm25":
-            idx, sc = self.index.retrieve(queries, k, n_threads=self.n_threads)
+            idx, sc = self.index.search(queries, k, n_threads=self.n_threads)
         elif self.kind == "dense":
             idx, sc = self.index.search(queries, k, n_threads=self.n_threads)
         else:
@@ -230,19 +230,16 @@ def _merge_ids(per_shard: list[tuple], merged: np.ndarray) -> list[list]:
 _DENSE_FORMAT, _SPARSE_FORMAT, _VERSION = "rank-kernels.sharded-dense", "rank-kernels.sharded-sparse", 1
 
 
-class _Sharded:
-    """Shared parts of the sharded indexes: manifest, actors, batching, merge."""
+_S = TypeVar("_S", bound="ShardedBase")
 
-    _kind = ""
-    _format = ""
 
-    def __init__(self, path: str, manifest: dict[str, Any], cpus_per_shard: Optional[float] = None,
-                 local: bool = False) -> None:
-        self.path, self.manifest = path, manifest
-        self.group = ShardGroup(self._kind, path, manifest["shards"], self._stats(), cpus_per_shard, local)
+class ShardedBase:
+    """What every sharded index has: its directory, manifest and shard actors (``group``), its
+    sizes, and closing (also as a context manager). Subclasses set the three attributes."""
 
-    def _stats(self) -> Optional[dict[str, Any]]:
-        return None
+    path: str
+    manifest: dict[str, Any]
+    group: ShardGroup
 
     @property
     def n_docs(self) -> int:
@@ -260,11 +257,26 @@ class _Sharded:
         """Stop the shard actors (a later search starts them again)."""
         self.group.close()
 
-    def __enter__(self) -> "_Sharded":
+    def __enter__(self: _S) -> _S:
         return self
 
     def __exit__(self, *exc: Any) -> None:
         self.close()
+
+
+class _Sharded(ShardedBase):
+    """Shared parts of the sharded vector indexes: manifest, actors, batching, merge."""
+
+    _kind = ""
+    _format = ""
+
+    def __init__(self, path: str, manifest: dict[str, Any], cpus_per_shard: Optional[float] = None,
+                 local: bool = False) -> None:
+        self.path, self.manifest = path, manifest
+        self.group = ShardGroup(self._kind, path, manifest["shards"], self._stats(), cpus_per_shard, local)
+
+    def _stats(self) -> Optional[dict[str, Any]]:
+        return None
 
     def _run(self, payloads: list[Any], k: int) -> tuple[np.ndarray, np.ndarray]:
         k = check_positive_int(k, "k")

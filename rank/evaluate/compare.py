@@ -7,9 +7,9 @@ from typing import Mapping, Optional, Sequence, Union
 
 import numpy as np
 
-from rank._validate import check_positive_int, resolve_threads
-from rank.errors import InvalidValueError, ShapeError, UnknownMethodError
-from rank.evaluate.metrics import _columns, _evaluate_arrays, plan_metrics
+from rank._validate import check_positive_int, resolve_threads, check_choice
+from rank.errors import InvalidValueError, ShapeError
+from rank.evaluate.metrics import metric_columns, evaluate_arrays, plan_metrics
 
 __all__ = ["compare", "Comparison", "TESTS"]
 
@@ -141,8 +141,7 @@ def compare(qrels: Mapping[str, Mapping[str, int]],
     >>> round(result.means["better"]["mrr"], 4), round(result.p_values["better"]["mrr"], 4)
     (0.8333, 0.1835)
     """
-    if test not in TESTS:
-        raise UnknownMethodError(f"test: unknown test {test!r}; valid: {', '.join(map(repr, TESTS))}")
+    check_choice("test", test, TESTS)
     n_permutations = check_positive_int(n_permutations, "n_permutations")
     if isinstance(runs, Mapping):
         named = list(runs.items())
@@ -157,8 +156,8 @@ def compare(qrels: Mapping[str, Mapping[str, int]],
     n_threads = resolve_threads(n_threads)
     tables = []
     for _, run in named:
-        qids, values = _evaluate_arrays(qrels, run, plan, int(relevance_level), n_threads)
-        tables.append(dict(zip(qids, _columns(plan, values))))
+        qids, values = evaluate_arrays(qrels, run, plan, int(relevance_level), n_threads)
+        tables.append(dict(zip(qids, metric_columns(plan, values))))
     shared = [q for q in tables[0] if all(q in t for t in tables[1:])]
     if len(shared) < 2:
         raise ShapeError(f"runs: expected at least two queries shared by every run and the qrels, got {len(shared)}")

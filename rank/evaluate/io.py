@@ -24,7 +24,7 @@ import math
 import os
 import sys
 import warnings
-from typing import IO, Mapping, Optional, Union
+from typing import IO, Any, Mapping, Optional, TypeVar, Union
 
 from rank._atomic import atomic_open
 from rank.errors import CorruptFileError, DTypeError, InvalidValueError, NonFiniteError, ShapeError
@@ -66,6 +66,9 @@ def _check_duplicates(duplicates: object) -> str:
     return str(duplicates)
 
 
+T = TypeVar("T", bound=dict)
+
+
 class _Dups:
     """Counts repeated (query, document) pairs; warns once per file."""
 
@@ -82,11 +85,24 @@ class _Dups:
         if self.first is None:
             self.first = msg
 
-    def done(self) -> None:
+    def put(self, table: dict, lineno: int, qid_raw: bytes, docid_raw: bytes, value: Any) -> None:
+        """``table[qid][docid] = value`` from the raw fields of line `lineno`, counting repeats."""
+        qid = _text(qid_raw, self.path, lineno, "query id")
+        docid = _text(docid_raw, self.path, lineno, "document id")
+        docs = table.setdefault(qid, {})
+        if docid in docs:
+            self.seen(lineno, qid, docid)
+        docs[docid] = value
+
+    def done(self, table: T, what: str) -> T:
+        """`table` once the file is read: ShapeError if it is empty, the repeats warned about."""
+        if not table:
+            raise ShapeError(f"{self.path}: no {what} in the file")
         if self.count:
             more = f" ({self.count - 1} more repeated pairs)" if self.count > 1 else ""
             warnings.warn(f"{self.first}{more}: the last line of each pair wins; trec_eval refuses such "
                           f"{self.what} files", UserWarning, stacklevel=3)
+        return table
 
 
 def read_qrels(path: PathLike, *, duplicates: str = "warn") -> dict[str, dict[str, int]]:
@@ -145,16 +161,8 @@ def read_qrels(path: PathLike, *, duplicates: str = "warn") -> dict[str, dict[st
                                    "is not an integer")
         if not -_INT64 <= g < _INT64:
             raise CorruptFileError(f"{path}:{lineno}: relevance grade {g} is outside the int64 range")
-        qid = _text(q, path, lineno, "query id")
-        docid = _text(d, path, lineno, "document id")
-        docs = qrels.setdefault(qid, {})
-        if docid in docs:
-            dups.seen(lineno, qid, docid)
-        docs[docid] = g
-    if not qrels:
-        raise ShapeError(f"{path}: no relevance judgement in the file")
-    dups.done()
-    return qrels
+        dups.put(qrels, lineno, q, d, g)
+    return dups.done(qrels, "relevance judgement")
 
 
 def read_run(path: PathLike, *, duplicates: str = "warn") -> dict[str, dict[str, float]]:
@@ -196,16 +204,8 @@ def read_run(path: PathLike, *, duplicates: str = "warn") -> dict[str, dict[str,
         if s != s:
             raise CorruptFileError(f"{path}:{lineno}: score {score.decode('utf-8', 'replace')!r} is NaN "
                                    "(scores must be numbers; inf and -inf are allowed)")
-        qid = _text(fields[0], path, lineno, "query id")
-        docid = _text(fields[2], path, lineno, "document id")
-        docs = run.setdefault(qid, {})
-        if docid in docs:
-            dups.seen(lineno, qid, docid)
-        docs[docid] = s
-    if not run:
-        raise ShapeError(f"{path}: no result line in the file")
-    dups.done()
-    return run
+        dups.put(run, lineno, fields[0], fields[2], s)
+    return dups.done(run, "result line")
 
 
 def write_run(run: Mapping[str, Mapping[str, float]], path: Union[PathLike, IO[str]], *,

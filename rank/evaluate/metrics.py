@@ -37,6 +37,7 @@ from typing import Any, Mapping, Optional, Sequence, Union
 
 import numpy as np
 
+from rank._runsort import sort_run
 from rank._validate import resolve_threads
 from rank.errors import DTypeError, InvalidValueError, NonFiniteError, ShapeError, UnknownMethodError
 from rank_kernels import evaluate as _kernel
@@ -164,8 +165,8 @@ def _unknown(name: str) -> UnknownMethodError:
     base = re.split(r"[@.]", name.strip(), maxsplit=1)[0].lower()
     near = (difflib.get_close_matches(base, list(shown), n=1, cutoff=0.6)
             or difflib.get_close_matches(name.strip().lower(), list(shown), n=1, cutoff=0.6))
-    hint = f"; did you mean {shown[near[0]]!r}?" if near else ""
-    return UnknownMethodError(f"metrics: unknown metric {name!r}{hint} Valid: {_valid_list()}")
+    hint = f" (did you mean {shown[near[0]]!r}?)" if near else ""
+    return UnknownMethodError(f"metrics must be one of {_valid_list()}; got {name!r}{hint}")
 
 
 def _cutoff(text: str, name: str) -> int:
@@ -339,7 +340,7 @@ def _add(plan: _Plan, name: str, given: str, m: _Measure, arg: Optional[str], st
 
 def _parse(plan: _Plan, name: object, user_gains: Mapping[int, float]) -> None:
     if not isinstance(name, str):
-        raise UnknownMethodError(f"metrics: expected metric names (str), got {name!r}; valid: {_valid_list()}")
+        raise UnknownMethodError(f"metrics must be metric names (str) from {_valid_list()}; got {name!r}")
     given = name
     s = name.strip()
     low = s.lower()
@@ -348,7 +349,8 @@ def _parse(plan: _Plan, name: object, user_gains: Mapping[int, float]) -> None:
             _parse(plan, n, user_gains)
         return
     if low in ("runid", "relstring"):
-        raise UnknownMethodError(f"metrics: {name!r} is text, not a number, and is not computed; valid: {_valid_list()}")
+        raise UnknownMethodError(f"metrics must be one of {_valid_list()} ({name!r} is text, not a number, "
+                                 f"and is not computed); got {name!r}")
     # name@k (ours, ranx, ir_measures)
     m = _CUT_NAME.match(s)
     if m:
@@ -397,7 +399,7 @@ def _metric_list(metrics: Union[str, Sequence[str]]) -> list:
     try:
         names = list(metrics)
     except TypeError:
-        raise UnknownMethodError(f"metrics: expected a name or a list of names, got {metrics!r}") from None
+        raise UnknownMethodError(f"metrics must be a name or a list of names; got {metrics!r}") from None
     if not names:
         raise InvalidValueError(f"metrics: expected at least one metric; valid: {_valid_list()}")
     return names
@@ -438,51 +440,6 @@ def _check_dict(x: object, name: str) -> dict:
     return x
 
 
-def sort_run(offsets: np.ndarray, scores: np.ndarray, doc_lists: Any, n_threads: int,
-             *, doc_keys: Optional[np.ndarray] = None) -> np.ndarray:
-    """Positions of each segment's entries in trec_eval order (score desc, docid desc).
-
-    Either `doc_keys` (int64 per entry: the rank of its document id in string order, e.g. from
-    interned ids ranked once) or `doc_lists(q)` (the document ids of segment q, a list of str in
-    position order; called only for segments holding equal scores). Ties are broken in the
-    kernel either way.
-    """
-    n = scores.shape[0]
-    perm = np.empty(n, np.int64)
-    if doc_keys is not None:
-        _kernel.sort_segments_keyed(offsets, scores, np.ascontiguousarray(doc_keys, np.int64), perm, n_threads)
-        return perm
-    tied = np.empty(offsets.shape[0] - 1, np.uint8)
-    _kernel.sort_segments(offsets, scores, perm, tied, n_threads)
-    flagged = np.flatnonzero(tied)
-    if flagged.size == 0:
-        return perm
-    # Rank the document ids of the tied segments once, then sort those segments by (score, rank).
-    docs: list = []
-    spans = []
-    for q in flagged.tolist():
-        lo, hi = int(offsets[q]), int(offsets[q + 1])
-        ids = doc_lists(q)
-        docs.extend(ids)
-        spans.append((lo, hi))
-    uniq = sorted(set(docs))
-    rank = {d: i for i, d in enumerate(uniq)}
-    pos = 0
-    sub_off = np.zeros(len(spans) + 1, np.int64)
-    sub_idx = np.empty(len(docs), np.int64)
-    for j, (lo, hi) in enumerate(spans):
-        sub_idx[pos:pos + hi - lo] = np.arange(lo, hi)
-        pos += hi - lo
-        sub_off[j + 1] = pos
-    keys_sub = np.fromiter((rank[d] for d in docs), np.int64, len(docs))
-    sub_perm = np.empty(len(docs), np.int64)
-    _kernel.sort_segments_keyed(sub_off, np.ascontiguousarray(scores[sub_idx]), keys_sub, sub_perm, n_threads)
-    for j, (lo, hi) in enumerate(spans):
-        a, b = int(sub_off[j]), int(sub_off[j + 1])
-        perm[lo:hi] = sub_idx[sub_perm[a:b]]
-    return perm
-
-
 def _first_nan(qids, offsets, scores, run):
     bad = int(np.flatnonzero(np.isnan(scores))[0])
     q = int(np.searchsorted(offsets, bad, side="right") - 1)
@@ -503,7 +460,7 @@ def _check_options(relevance_level, max_docs, complete):
     return int(relevance_level), (0 if max_docs is None else min(int(max_docs), 2 ** 62)), bool(complete)
 
 
-def _evaluate_arrays(qrels: Qrels, run: Run, plan: _Plan, relevance_level: int, n_threads: int,
+def evaluate_arrays(qrels: Qrels, run: Run, plan: _Plan, relevance_level: int, n_threads: int,
                      max_docs: int = 0, complete: bool = False) -> Any:
     """(qids, values float64 (n_queries, n_columns)) for the queries in both run and qrels (and,
     with `complete`, every other query of the qrels as an empty ranking)."""
@@ -528,7 +485,7 @@ def _evaluate_arrays(qrels: Qrels, run: Run, plan: _Plan, relevance_level: int, 
     return qids, out
 
 
-def _columns(plan: _Plan, out: np.ndarray) -> np.ndarray:
+def metric_columns(plan: _Plan, out: np.ndarray) -> np.ndarray:
     """Per-query values of each output key (n_queries, n_outputs)."""
     cols = np.empty((out.shape[0], len(plan.outputs)), np.float64)
     for j, (_, idx, agg, _) in enumerate(plan.outputs):
@@ -550,6 +507,17 @@ def _aggregate(plan: _Plan, cols: np.ndarray) -> list:
         else:
             vals.append(float(c.mean()) if n else 0.0)
     return vals
+
+
+def _evaluated(qrels: Qrels, run: Run, metrics: Union[str, Sequence[str]], gains: Optional[Mapping[int, float]],
+               relevance_level: int, max_docs: Optional[int], complete: bool, n_threads: int | None) -> Any:
+    """``(plan, qids, columns)``: the arguments of :func:`evaluate` checked, every query evaluated."""
+    plan = plan_metrics(metrics, gains)
+    level, mdocs, comp = _check_options(relevance_level, max_docs, complete)
+    qids, out = evaluate_arrays(qrels, run, plan, level, resolve_threads(n_threads), mdocs, comp)
+    if not qids:
+        raise ShapeError("run: no query of the run has judgements in qrels")
+    return plan, qids, metric_columns(plan, out)
 
 
 def evaluate(qrels: Qrels, run: Run, metrics: Union[str, Sequence[str]], *, per_query: bool = False,
@@ -633,12 +601,7 @@ def evaluate(qrels: Qrels, run: Run, metrics: Union[str, Sequence[str]], *, per_
     >>> evaluate(qrels, run, "ndcg.1=3,2=9")["ndcg.1=3,2=9"] == evaluate(qrels, run, "ndcg", gains={1: 3, 2: 9})["ndcg"]
     True
     """
-    plan = plan_metrics(metrics, gains)
-    level, mdocs, comp = _check_options(relevance_level, max_docs, complete)
-    qids, out = _evaluate_arrays(qrels, run, plan, level, resolve_threads(n_threads), mdocs, comp)
-    if not qids:
-        raise ShapeError("run: no query of the run has judgements in qrels")
-    cols = _columns(plan, out)
+    plan, qids, cols = _evaluated(qrels, run, metrics, gains, relevance_level, max_docs, complete, n_threads)
     keys = [o[0] for o in plan.outputs]
     if per_query:
         rows = cols.tolist()
@@ -666,12 +629,7 @@ def format_trec_eval(qrels: Qrels, run: Run, metrics: Union[str, Sequence[str]],
     num_ret               	all	2
     P_1                   	all	0.0000
     """
-    plan = plan_metrics(metrics, gains)
-    level, mdocs, comp = _check_options(relevance_level, max_docs, complete)
-    qids, out = _evaluate_arrays(qrels, run, plan, level, resolve_threads(n_threads), mdocs, comp)
-    if not qids:
-        raise ShapeError("run: no query of the run has judgements in qrels")
-    cols = _columns(plan, out)
+    plan, qids, cols = _evaluated(qrels, run, metrics, gains, relevance_level, max_docs, complete, n_threads)
     summary = _aggregate(plan, cols)
 
     def line(name, qid, value, agg):

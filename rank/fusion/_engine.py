@@ -14,7 +14,7 @@ from typing import Any, Callable, Mapping, Optional, Sequence
 import numpy as np
 
 from rank.errors import DTypeError, NonFiniteError, ShapeError
-from rank.evaluate.metrics import sort_run
+from rank._runsort import sort_run
 from rank.fusion._registry import Method, Norm
 from rank_kernels import fusion as _kernel
 

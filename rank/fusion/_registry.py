@@ -11,27 +11,20 @@ merge, output, validation) is shared, so adding a method is one function in one 
 """
 from __future__ import annotations
 
-import difflib
 import math
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Mapping, Optional, Sequence, cast
 
 import numpy as np
 
+from rank._validate import check_int, check_real, choice_error
 from rank.errors import DTypeError, InvalidValueError, ShapeError, UnknownMethodError
 from rank_kernels import fusion as _kernel
 
 
 def unknown(kind: str, name: object, valid: Sequence[Any]) -> UnknownMethodError:
     """An UnknownMethodError listing the valid names and suggesting the nearest one."""
-    names = [v for v in valid if isinstance(v, str)]
-    hint = ""
-    if isinstance(name, str):
-        near = difflib.get_close_matches(name.lower(), names, n=1, cutoff=0.5)
-        if near:
-            hint = f" (did you mean {near[0]!r}?)"
-    listed = ", ".join(repr(v) for v in valid)
-    return UnknownMethodError(f"{kind}: unknown name {name!r}{hint}; valid: {listed}")
+    return choice_error(kind, name, valid)
 
 
 
@@ -40,23 +33,29 @@ def unknown(kind: str, name: object, valid: Sequence[Any]) -> UnknownMethodError
 def real(lo: float = -math.inf, hi: float = math.inf, lo_open: bool = False) -> Callable[[str, object], float]:
     """A check for a finite real number in [lo, hi] (or (lo, hi] when `lo_open`)."""
     def check(name: str, v: object) -> float:
-        if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, float, np.integer, np.floating)):
-            raise InvalidValueError(f"{name}: expected a real number, got {v!r}")
-        x = float(v)
-        if not math.isfinite(x) or x > hi or x < lo or (lo_open and x == lo):
-            left = "(" if lo_open else "["
-            raise InvalidValueError(f"{name}: expected a finite number in {left}{lo}, {hi}], got {v!r}")
-        return x
+        return check_real(name, v, None if lo == -math.inf else lo, None if hi == math.inf else hi,
+                          inclusive="right" if lo_open else "both")
     return check
 
 
 def integer(lo: int = 1) -> Callable[[str, object], int]:
     """A check for an integer >= lo."""
     def check(name: str, v: object) -> int:
-        if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer)) or v < lo:
-            raise InvalidValueError(f"{name}: expected an integer >= {lo}, got {v!r}")
-        return int(v)
+        return check_int(name, v, lo=lo)
     return check
+
+
+def _finite_vector(name: str, v: object, what: str) -> np.ndarray:
+    """`v` as a C-contiguous finite float64 1-D array; `what` says what was expected."""
+    try:
+        arr = np.asarray(v, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise DTypeError(f"{name}: expected {what}, got {type(v).__name__}") from None
+    if arr.ndim != 1:
+        raise ShapeError(f"{name}: expected {what} (1-D), got shape {arr.shape}")
+    if not np.isfinite(arr).all():
+        raise InvalidValueError(f"{name}: expected finite numbers, got NaN or infinity")
+    return np.ascontiguousarray(arr)
 
 
 def per_run_arrays(name: str, v: object, n_runs: int) -> list[np.ndarray]:
@@ -66,35 +65,17 @@ def per_run_arrays(name: str, v: object, n_runs: int) -> list[np.ndarray]:
     seq = list(cast(Iterable[Any], v))
     if len(seq) != n_runs:
         raise ShapeError(f"{name}: expected one array per run ({n_runs}), got {len(seq)}")
-    out = []
-    for r, a in enumerate(seq):
-        try:
-            arr = np.asarray(a, dtype=np.float64)
-        except (TypeError, ValueError):
-            raise DTypeError(f"{name}[{r}]: expected an array of numbers, got {type(a).__name__}") from None
-        if arr.ndim != 1:
-            raise ShapeError(f"{name}[{r}]: expected a 1-D array, got shape {arr.shape}")
-        if not np.isfinite(arr).all():
-            raise InvalidValueError(f"{name}[{r}]: contains NaN or infinity")
-        out.append(np.ascontiguousarray(arr))
-    return out
+    return [_finite_vector(f"{name}[{r}]", a, "an array of numbers") for r, a in enumerate(seq)]
 
 
 def per_run_numbers(name: str, v: object, n_runs: int) -> np.ndarray:
     """One finite number per run (weights, MAP scores)."""
     if isinstance(v, (str, bytes, Mapping)):
         raise DTypeError(f"{name}: expected one number per run, got {type(v).__name__}")
-    try:
-        arr = np.asarray(v, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise DTypeError(f"{name}: expected one number per run, got {v!r}") from None
-    if arr.ndim != 1:
-        raise ShapeError(f"{name}: expected a 1-D sequence (one number per run), got shape {arr.shape}")
+    arr = _finite_vector(name, v, "one number per run")
     if arr.shape[0] != n_runs:
         raise ShapeError(f"{name}: expected one number per run ({n_runs}), got {arr.shape[0]}")
-    if not np.isfinite(arr).all():
-        raise InvalidValueError(f"{name}: expected finite numbers, got {arr.tolist()}")
-    return np.ascontiguousarray(arr)
+    return arr
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ from decimal import Decimal
 
 import numpy as np
 
+from rank._validate import check_real
 from rank.errors import InvalidValueError
 
 __all__ = ["weight_grid", "linear", "int_range"]
@@ -27,9 +28,7 @@ def _digits(step: float) -> int:
 
 
 def _check_step(step: object, name: str = "step") -> float:
-    if isinstance(step, bool) or not isinstance(step, (int, float)) or not math.isfinite(step) or step <= 0:
-        raise InvalidValueError(f"{name}: expected a finite number > 0, got {step!r}")
-    return float(step)
+    return check_real(name, step, 0.0, inclusive="neither")
 
 
 def weight_grid(n_runs: int, step: float = 0.1) -> list[dict]:

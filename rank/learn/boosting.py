@@ -9,7 +9,8 @@ from typing import Any, Callable, Optional, Tuple
 import numpy as np
 from numpy.typing import ArrayLike
 
-from rank.errors import InvalidValueError, UnknownMethodError
+from rank._validate import check_choice
+from rank.errors import InvalidValueError
 from rank.learn import losses as _losses
 
 __all__ = ["lightgbm_objective", "xgboost_objective", "BOOSTING_LOSSES"]
@@ -19,9 +20,7 @@ BOOSTING_LOSSES = ("lambdarank", "ranknet", "listnet", "listmle")
 
 
 def _loss_fn(name: str, params: dict) -> Callable[..., Tuple[np.ndarray, np.ndarray]]:
-    if name not in BOOSTING_LOSSES:
-        valid = ", ".join(repr(v) for v in BOOSTING_LOSSES)
-        raise UnknownMethodError(f"name: expected one of {valid} (losses with a hessian), got {name!r}")
+    check_choice("name", name, BOOSTING_LOSSES, hint=" (losses with a hessian)")
     fn = _losses.LOSSES[name]
     if name == "lambdarank":  # boosting never reads the loss
         params = {"compute_loss": False, **params}

@@ -4,8 +4,8 @@ from typing import Any, Optional
 import numpy as np
 from numpy.typing import ArrayLike
 
-from rank._validate import as_float_array
-from rank.errors import InvalidValueError, ShapeError, UnknownMethodError
+from rank._validate import as_float_array, check_choice, check_real
+from rank.errors import InvalidValueError, ShapeError
 from rank.learn import losses as _losses
 
 __all__ = ["LinearRanker"]
@@ -37,13 +37,9 @@ class LinearRanker:
     """
 
     def __init__(self, loss: str = "ranknet", *, alpha: float = 1e-3, max_iter: int = 200, **loss_params: Any) -> None:
-        if loss not in _losses.LOSSES:
-            valid = ", ".join(repr(v) for v in _losses.LOSSES)
-            raise UnknownMethodError(f"loss: expected one of {valid}, got {loss!r}")
-        if not np.isfinite(alpha) or alpha < 0:
-            raise InvalidValueError(f"alpha: expected a number >= 0, got {alpha!r}")
+        check_choice("loss", loss, _losses.LOSSES)
         self.loss = loss
-        self.alpha = float(alpha)
+        self.alpha = check_real("alpha", alpha, 0.0)
         self.max_iter = int(max_iter)
         self.loss_params = loss_params
         self.coef_: Optional[np.ndarray] = None

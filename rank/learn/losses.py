@@ -18,8 +18,8 @@ from typing import NamedTuple, Optional, Sequence
 import numpy as np
 from numpy.typing import ArrayLike
 
-from rank._validate import as_float_array, resolve_threads
-from rank.errors import DTypeError, InvalidValueError, ShapeError, UnknownMethodError
+from rank._validate import as_float_array, resolve_threads, check_choice, check_int, check_real
+from rank.errors import DTypeError, InvalidValueError, ShapeError
 from rank_kernels import ltr as _kernel
 
 __all__ = ["LossResult", "lambdarank", "ranknet", "pairwise_hinge", "listnet", "listmle",
@@ -88,6 +88,7 @@ def _int_array(x: Optional[ArrayLike], name: str) -> np.ndarray:
 
 
 def _gains(gain: str, label_gain: Optional[Sequence[float]], max_label: int) -> np.ndarray:
+    check_choice("gain", gain, ("exp", "linear"))
     if label_gain is not None:
         g = as_float_array(label_gain, "label_gain", 1, dtypes=(np.dtype(np.float64),), default=np.float64)
         if max_label >= g.size:
@@ -99,12 +100,10 @@ def _gains(gain: str, label_gain: Optional[Sequence[float]], max_label: int) -> 
                 f"labels: the exponential gain 2**label - 1 supports labels up to {MAX_EXP_LABEL}, got {max_label}; "
                 "pass label_gain=[...] (one gain per label value) or gain='linear'")
         return np.exp2(np.arange(max_label + 1, dtype=np.float64)) - 1.0
-    if gain == "linear":
-        return np.arange(max_label + 1, dtype=np.float64)
-    raise UnknownMethodError(f"gain: expected one of 'exp', 'linear', got {gain!r}")
+    return np.arange(max_label + 1, dtype=np.float64)
 
 
-def _gain_labels(lab: np.ndarray, gain: str, label_gain: Optional[Sequence[float]]) -> tuple[np.ndarray, np.ndarray]:
+def gain_labels(lab: np.ndarray, gain: str, label_gain: Optional[Sequence[float]]) -> tuple[np.ndarray, np.ndarray]:
     """(labels, gains) for the gain-based losses. With the linear gain and large grades the
     gain table would be as long as the largest grade (16 GiB for grades near 2**31): the grades
     are then replaced by their order codes among the distinct grades, with the table of the
@@ -116,7 +115,7 @@ def _gain_labels(lab: np.ndarray, gain: str, label_gain: Optional[Sequence[float
     return lab, _gains(gain, label_gain, top)
 
 
-def _prepare(scores, labels, group, qid, check_finite=True):
+def prepare_groups(scores, labels, group, qid, check_finite=True):
     s = as_float_array(scores, "scores", 1, dtypes=(np.dtype(np.float64),), default=np.float64,
                        check_finite=check_finite)
     lab = _int_array(labels, "labels")
@@ -193,10 +192,10 @@ def lambdarank(scores: ArrayLike, labels: ArrayLike, group: Optional[ArrayLike] 
     >>> lambdarank([0.2, 0.1, 0.0], [0, 1, 2], group=[3], compute_loss=False).loss
     nan
     """
-    s, lab, off = _prepare(scores, labels, group, qid, check_finite)
+    s, lab, off = prepare_groups(scores, labels, group, qid, check_finite)
     t = _positive_int(truncation_level, "truncation_level")
     sigma = _positive_float(sigma, "sigma")
-    lab, gains = _gain_labels(lab, gain, label_gain)
+    lab, gains = gain_labels(lab, gain, label_gain)
     grad, hess, gl = _outputs(s.size, off.size - 1)
     _kernel.lambdarank(s, lab, off, gains, sigma, t, bool(norm), bool(exact_sigmoid), bool(compute_loss),
                        resolve_threads(n_threads), grad, hess, gl)
@@ -211,21 +210,20 @@ def _lambdarank_grad_hess(s, lab, off, gains, sigma, t, norm, exact, n_threads):
 
 
 def _positive_int(v, name):
-    if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer)) or v <= 0:
-        raise InvalidValueError(f"{name}: expected a positive integer, got {v!r}")
-    return int(v)
+    return check_int(name, v, lo=1)
 
 
 def _positive_float(v, name):
-    if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, float, np.integer, np.floating)):
-        raise InvalidValueError(f"{name}: expected a positive number, got {v!r}")
-    try:
-        f = float(v)
-    except (TypeError, ValueError):
-        raise InvalidValueError(f"{name}: expected a positive number, got {v!r}") from None
-    if not np.isfinite(f) or f <= 0:
-        raise InvalidValueError(f"{name}: expected a positive number, got {v!r}")
-    return f
+    return check_real(name, v, lo=0.0, inclusive="neither")
+
+
+def _pairwise(scores: ArrayLike, labels: ArrayLike, group: Optional[ArrayLike], qid: Optional[ArrayLike],
+              check_finite: bool, hinge: bool, param: float, n_threads: Optional[int]) -> LossResult:
+    """The pairwise kernel (logistic with scale `param`, or hinge with margin `param`) over the groups."""
+    s, lab, off = prepare_groups(scores, labels, group, qid, check_finite)
+    grad, hess, gl = _outputs(s.size, off.size - 1)
+    _kernel.pairwise(s, lab, off, hinge, param, resolve_threads(n_threads), grad, hess, gl)
+    return LossResult(float(gl.sum()), grad, hess)
 
 
 def ranknet(scores: ArrayLike, labels: ArrayLike, group: Optional[ArrayLike] = None, *,
@@ -241,11 +239,7 @@ def ranknet(scores: ArrayLike, labels: ArrayLike, group: Optional[ArrayLike] = N
     >>> round(res.loss, 6), res.grad.tolist(), res.hess.tolist()
     (2.079442, [-1.0, 0.0, 1.0], [0.5, 0.5, 0.5])
     """
-    s, lab, off = _prepare(scores, labels, group, qid, check_finite)
-    sigma = _positive_float(sigma, "sigma")
-    grad, hess, gl = _outputs(s.size, off.size - 1)
-    _kernel.pairwise(s, lab, off, False, sigma, resolve_threads(n_threads), grad, hess, gl)
-    return LossResult(float(gl.sum()), grad, hess)
+    return _pairwise(scores, labels, group, qid, check_finite, False, _positive_float(sigma, "sigma"), n_threads)
 
 
 def pairwise_hinge(scores: ArrayLike, labels: ArrayLike, group: Optional[ArrayLike] = None, *,
@@ -262,11 +256,8 @@ def pairwise_hinge(scores: ArrayLike, labels: ArrayLike, group: Optional[ArrayLi
     >>> pairwise_hinge([0.0, 0.5], [0, 1], group=[2]).loss
     0.5
     """
-    s, lab, off = _prepare(scores, labels, group, qid, check_finite)
-    margin = _positive_float(margin, "margin")
-    grad, hess, gl = _outputs(s.size, off.size - 1)
-    _kernel.pairwise(s, lab, off, True, margin, resolve_threads(n_threads), grad, hess, gl)
-    return LossResult(float(gl.sum()), grad, None)
+    res = _pairwise(scores, labels, group, qid, check_finite, True, _positive_float(margin, "margin"), n_threads)
+    return res._replace(hess=None)
 
 
 def listnet(scores: ArrayLike, labels: ArrayLike, group: Optional[ArrayLike] = None, *,
@@ -281,7 +272,7 @@ def listnet(scores: ArrayLike, labels: ArrayLike, group: Optional[ArrayLike] = N
     >>> round(res.loss, 6), res.grad.tolist()
     (0.693147, [0.0, 0.0])
     """
-    s, lab, off = _prepare(scores, labels, group, qid, check_finite)
+    s, lab, off = prepare_groups(scores, labels, group, qid, check_finite)
     grad, hess, gl = _outputs(s.size, off.size - 1)
     _kernel.listnet(s, lab, off, resolve_threads(n_threads), grad, hess, gl)
     return LossResult(float(gl.sum()), grad, hess)
@@ -299,7 +290,7 @@ def listmle(scores: ArrayLike, labels: ArrayLike, group: Optional[ArrayLike] = N
     >>> round(listmle([0.0, 0.0], [1, 0], group=[2]).loss, 6)
     0.693147
     """
-    s, lab, off = _prepare(scores, labels, group, qid, check_finite)
+    s, lab, off = prepare_groups(scores, labels, group, qid, check_finite)
     grad, hess, gl = _outputs(s.size, off.size - 1)
     _kernel.listmle(s, lab, off, resolve_threads(n_threads), grad, hess, gl)
     return LossResult(float(gl.sum()), grad, hess)
@@ -318,9 +309,9 @@ def approx_ndcg(scores: ArrayLike, labels: ArrayLike, group: Optional[ArrayLike]
     >>> round(approx_ndcg([5.0, 0.0], [1, 0], group=[2]).loss, 6)
     0.0
     """
-    s, lab, off = _prepare(scores, labels, group, qid, check_finite)
+    s, lab, off = prepare_groups(scores, labels, group, qid, check_finite)
     alpha = _positive_float(alpha, "alpha")
-    lab, gains = _gain_labels(lab, gain, label_gain)
+    lab, gains = gain_labels(lab, gain, label_gain)
     grad, _, gl = _outputs(s.size, off.size - 1, hess=False)
     _kernel.approx_ndcg(s, lab, off, gains, alpha, resolve_threads(n_threads), grad, gl)
     return LossResult(float(gl.sum()), grad, None)

@@ -19,9 +19,9 @@ from typing import Iterator, Optional, Sequence, Tuple
 import numpy as np
 from numpy.typing import ArrayLike
 
-from rank._validate import resolve_threads
-from rank.learn.losses import LossResult, _gain_labels, _positive_int, _prepare
-from rank.soft.projection import REGULARIZATIONS, _choice, _strength, soft_rank_with_vjp
+from rank._validate import resolve_threads, check_choice, check_int, check_real
+from rank.learn.losses import LossResult, gain_labels, prepare_groups
+from rank.soft.projection import REGULARIZATIONS, soft_rank_with_vjp
 
 __all__ = ["soft_ndcg"]
 
@@ -96,11 +96,11 @@ def soft_ndcg(scores: ArrayLike, labels: ArrayLike, group: Optional[ArrayLike] =
     >>> round(res.loss, 6), res.grad.round(6).tolist()
     (0.466516, [-0.037327, 0.018664, 0.018664])
     """
-    s, lab, off = _prepare(scores, labels, group, qid, check_finite)
-    lab, gains = _gain_labels(lab, gain, label_gain)
-    k = None if truncation_level is None else _positive_int(truncation_level, "truncation_level")
-    strength = _strength(regularization_strength)
-    regularization = _choice(regularization, "regularization", REGULARIZATIONS)
+    s, lab, off = prepare_groups(scores, labels, group, qid, check_finite)
+    lab, gains = gain_labels(lab, gain, label_gain)
+    k = None if truncation_level is None else check_int("truncation_level", truncation_level, lo=1)
+    strength = check_real("regularization_strength", regularization_strength, lo=0.0, inclusive="neither")
+    regularization = check_choice("regularization", regularization, REGULARIZATIONS)
     threads = resolve_threads(n_threads)
 
     grad = np.empty(s.size, np.float64)

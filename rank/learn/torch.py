@@ -31,7 +31,8 @@ except ImportError as e:  # pragma: no cover - exercised only without torch
 
 import functools
 
-from rank.errors import DTypeError, InvalidValueError, ShapeError, UnknownMethodError
+from rank._validate import check_choice
+from rank.errors import DTypeError, InvalidValueError, ShapeError
 
 __all__ = ["ranknet", "pairwise_hinge", "listnet", "listmle", "approx_ndcg", "lambdarank", "soft_ndcg",
            "RankingLoss"]
@@ -123,6 +124,7 @@ def listmle(scores: "torch.Tensor", labels: "torch.Tensor", mask: Optional["torc
 
 
 def _gain_table(gain: str, label_gain: Optional[Sequence[float]], max_label: int, like: "torch.Tensor") -> Any:
+    check_choice("gain", gain, ("exp", "linear"))
     if label_gain is not None:
         g = torch.as_tensor(label_gain, dtype=like.dtype, device=like.device)
         if max_label >= g.numel():
@@ -132,9 +134,7 @@ def _gain_table(gain: str, label_gain: Optional[Sequence[float]], max_label: int
         if max_label > 30:
             raise InvalidValueError(f"labels: the exponential gain supports labels up to 30, got {max_label}; pass label_gain")
         return torch.exp2(torch.arange(max_label + 1, dtype=like.dtype, device=like.device)) - 1.0
-    if gain == "linear":
-        return torch.arange(max_label + 1, dtype=like.dtype, device=like.device)
-    raise UnknownMethodError(f"gain: expected one of 'exp', 'linear', got {gain!r}")
+    return torch.arange(max_label + 1, dtype=like.dtype, device=like.device)
 
 
 def _gains(y, mask, gain, label_gain, like):
@@ -258,10 +258,8 @@ class RankingLoss(torch.nn.Module):
 
     def __init__(self, name: str = "lambdarank", reduction: str = "sum", **params: Any) -> None:
         super().__init__()
-        if name not in _FUNCS:
-            raise UnknownMethodError(f"name: expected one of {', '.join(map(repr, _FUNCS))}, got {name!r}")
-        if reduction not in ("sum", "mean"):
-            raise UnknownMethodError(f"reduction: expected one of 'sum', 'mean', got {reduction!r}")
+        check_choice("name", name, _FUNCS)
+        check_choice("reduction", reduction, ("sum", "mean"))
         self.name, self.reduction, self.params = name, reduction, params
 
     def forward(self, scores: "torch.Tensor", labels: "torch.Tensor",

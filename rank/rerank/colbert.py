@@ -27,9 +27,9 @@ import numpy as np
 from rank import _truncation
 from rank._validate import check_positive_int
 from rank.errors import CorruptFileError, DTypeError, InvalidValueError
-from rank.rerank import _onnx
-from rank.rerank._calibration import CALIBRATION_PAIRS
-from rank.rerank._export import (QUANTIZED_NAME, check_precision, export_module, finish_model, fuse_transformer,
+from rank.onnx import _runtime as _onnx
+from rank.onnx._calibration import CALIBRATION_PAIRS
+from rank.onnx._export import (QUANTIZED_NAME, check_precision, export_module, finish_model, fuse_transformer,
                                  load_checkpoint, save_tokenizer, staged_dir, write_config)
 from rank.rerank.maxsim import rerank_maxsim
 
@@ -117,6 +117,25 @@ class ColBERTEncoder:
                                                             f"{os.fspath(root)!r}, quantize=True)")
         pad = section.get("pad_token_id")
         self._runner = _onnx.OnnxRunner(engine, pad if isinstance(pad, int) else 0, self.model_path)
+
+    @classmethod
+    def from_pretrained(cls, path_or_id: str | os.PathLike, *, query_maxlen: int | None = None,
+                        doc_maxlen: int | None = None, providers: Sequence[Any] | None = None, batch_size: int = 8,
+                        intra_op_threads: int | None = None, quantized: bool = False) -> ColBERTEncoder:
+        """Load an exported ColBERT encoder: the construction every model class shares.
+
+        ``ColBERTEncoder.from_pretrained(path)`` is ``ColBERTEncoder(path)`` (both work), as
+        :meth:`rank.rerank.CrossEncoder.from_pretrained` loads a cross-encoder; the arguments
+        are those of the class (a directory written by :func:`export_colbert_encoder` or a hub
+        id). Cost: reading the model and creating one ONNX Runtime session.
+
+        >>> ColBERTEncoder.from_pretrained("/no/such/dir")  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        rank.errors.ModelNotFoundError: ...
+        """
+        return cls(path_or_id, query_maxlen=query_maxlen, doc_maxlen=doc_maxlen, providers=providers,
+                   batch_size=batch_size, intra_op_threads=intra_op_threads, quantized=quantized)
 
     def __repr__(self) -> str:
         return (f"ColBERTEncoder({str(self.model_path)!r}, dim={self.dim}, query_maxlen={self.query_maxlen}, "
@@ -371,7 +390,7 @@ def export_colbert_encoder(checkpoint_or_id: str | os.PathLike, out_dir: str | o
     |w_2i| + |w_2i+1| <= 128), after moving activation outliers into the weights
     (SmoothQuant-style, migration strength 0.5, measured on built-in English texts): no
     integer product can saturate on any onnxruntime CPU kernel, so the file ranks the same on
-    AVX2, AVX-512 VNNI and ARM CPUs (see :func:`rank.rerank._export.quantize_weight`). On a
+    AVX2, AVX-512 VNNI and ARM CPUs (see :func:`rank.onnx._export.quantize_weight`). On a
     MiniLM-L6 PyLate checkpoint, MaxSim over ten SciFact claims' BM25 top 100 follows fp32 at
     a mean Spearman of 0.994.
 

@@ -19,11 +19,11 @@ import numpy as np
 
 from rank import _truncation
 from rank._topk import top_k as _top_k
-from rank._validate import check_positive_int
-from rank.errors import DTypeError, InvalidValueError, UnknownMethodError
-from rank.rerank import _onnx
-from rank.rerank._calibration import CALIBRATION_PAIRS
-from rank.rerank._export import (QUANTIZED_NAME, check_precision, export_module, finish_model, first_token_only,
+from rank._validate import check_positive_int, check_choice
+from rank.errors import DTypeError, InvalidValueError
+from rank.onnx import _runtime as _onnx
+from rank.onnx._calibration import CALIBRATION_PAIRS
+from rank.onnx._export import (QUANTIZED_NAME, check_precision, export_module, finish_model, first_token_only,
                                  fuse_transformer, load_checkpoint, save_tokenizer, staged_dir, write_config)
 
 __all__ = ["CrossEncoder", "export_cross_encoder"]
@@ -139,8 +139,7 @@ class CrossEncoder:
         rank.errors.ModelNotFoundError: cross-encoder directory /no/such/dir does not exist ...
         """
         truncation = _truncation.check_mode(truncation)
-        if activation not in _ACTIVATIONS:
-            raise UnknownMethodError(f"activation: expected one of 'auto', 'sigmoid', 'softmax', None; got {activation!r}")
+        check_choice("activation", activation, _ACTIVATIONS)
         max_length = check_positive_int(max_length, "max_length")
         batch_size = check_positive_int(batch_size, "batch_size")
         files = [QUANTIZED_NAME] if quantized else ["model.onnx"]

@@ -5,8 +5,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from rank._validate import as_float_array, check_positive_int
-from rank.errors import InvalidValueError, NonFiniteError, ShapeError, UnknownMethodError
+from rank._validate import as_float_array, check_positive_int, check_choice, check_real
+from rank.errors import NonFiniteError, ShapeError
 from rank_kernels import mmr as _kernel
 
 if TYPE_CHECKING:
@@ -19,12 +19,7 @@ _KERNEL_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 
 def _check_lambda(lambda_: object) -> float:
-    if isinstance(lambda_, (bool, np.bool_)) or not isinstance(lambda_, (int, float, np.integer, np.floating)):
-        raise InvalidValueError(f"lambda_: expected a number in [0, 1], got {lambda_!r}")
-    value = float(lambda_)
-    if not (0.0 <= value <= 1.0):  # also rejects NaN
-        raise InvalidValueError(f"lambda_: expected a number in [0, 1], got {value}")
-    return value
+    return check_real("lambda_", lambda_, 0.0, 1.0)
 
 
 def _rescale_rows(x: np.ndarray[Any, np.dtype[Any]]) -> np.ndarray[Any, np.dtype[Any]]:
@@ -90,9 +85,7 @@ def mmr(query: npt.ArrayLike, candidates: npt.ArrayLike, k: int, lambda_: float 
     >>> np.round(scores, 3)
     array([0.498, 0.043], dtype=float32)
     """
-    if not isinstance(metric, str) or metric not in METRICS:
-        raise UnknownMethodError(
-            f"metric: unknown metric {metric!r}, expected one of {', '.join(repr(m) for m in METRICS)}")
+    check_choice("metric", metric, METRICS)
     lam = _check_lambda(lambda_)
     k = check_positive_int(k, "k")
     c = as_float_array(candidates, "candidates", 2, dtypes=_KERNEL_DTYPES, check_finite=check_finite)

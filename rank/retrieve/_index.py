@@ -258,7 +258,7 @@ def _check_replaceable(path: str) -> None:
     if not entries:
         return
     try:
-        meta = _read_json(path, "meta")
+        meta = read_json(path, "meta")
         ours = isinstance(meta, dict) and "format" in meta and "format_version" in meta
     except CorruptFileError:
         ours = False
@@ -387,13 +387,13 @@ def _parse_json(path: str, name: str, data: bytes) -> Any:
         raise CorruptFileError(f"{path}: {name} is not valid JSON ({type(e).__name__}: {str(e)[:200]})") from None
 
 
-def _read_json(path: Any, name: str) -> Any:
+def read_json(path: Any, name: str) -> Any:
     """The parsed JSON file `name`.json of index directory `path` (CorruptFileError if unreadable)."""
     d = _Dir(os.fspath(path))
     try:
         return _parse_json(d.path, name + ".json", _read_bytes(d, name + ".json"))
     except _Replaced:
-        return _read_json(path, name)
+        return read_json(path, name)
     finally:
         d.close()
 

@@ -1,7 +1,7 @@
 """Approximate dense search backed by FAISS: the ``hnsw``, ``ivf`` and ``ivfpq`` kinds of
 :class:`rank.DenseIndex`.
 
-This module is the engine :class:`rank.rerank.dense.DenseIndex` dispatches to when it is built
+This module is the engine :class:`rank.retrieve.dense.DenseIndex` dispatches to when it is built
 with ``index="hnsw" | "ivf" | "ivfpq"``; use it through that class. FAISS (``faiss-cpu``, the
 ``ann`` extra, versions ``>=1.8,<2``) is imported on first use only.
 
@@ -144,7 +144,7 @@ class _Threads:
         self.faiss.omp_set_num_threads(self.old)
 
 
-def _progress(total: int, desc: str, enabled: bool) -> Any:
+def progress(total: int, desc: str, enabled: bool) -> Any:
     """A tqdm bar (or a no-op stand-in) with `update(n)` and `close()`."""
     if enabled:
         try:
@@ -264,7 +264,7 @@ class ApproxIndex:
             index = faiss.IndexIVFPQ(quantizer, self.dim, nlist, self.pq_m, self.pq_nbits,
                                      faiss.METRIC_INNER_PRODUCT)
         index.cp.seed = self.seed
-        bar = _progress(1, f"train {self.kind} ({nlist} cells, {sample.shape[0]:,} vectors)", show_progress)
+        bar = progress(1, f"train {self.kind} ({nlist} cells, {sample.shape[0]:,} vectors)", show_progress)
         try:
             index.train(sample)
             bar.update(1)
@@ -279,7 +279,7 @@ class ApproxIndex:
         if not self.trained:
             self.train(vectors, show_progress=show_progress)
         n = vectors.shape[0]
-        bar = _progress(n, f"add ({self.kind})", show_progress and n > _ADD_CHUNK)
+        bar = progress(n, f"add ({self.kind})", show_progress and n > _ADD_CHUNK)
         try:
             for i in range(0, n, _ADD_CHUNK):
                 part = vectors[i:i + _ADD_CHUNK]

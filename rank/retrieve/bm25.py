@@ -31,6 +31,8 @@ from typing import Any, Iterable, Optional, Sequence, Union
 
 import numpy as np
 
+from rank import _deprecate
+from rank._validate import check_choice, check_real
 from rank.errors import CorruptFileError, DTypeError, InvalidValueError, ShapeError, UnknownMethodError
 from rank.retrieve import _index
 from rank.retrieve.tokenizer import Tokenizer, _progress_bar
@@ -135,7 +137,7 @@ class BM25(_index.WriteLocked):
     serialised by a lock. :meth:`save` writes one snapshot.
 
     >>> bm25 = BM25().index(["a cat sat on the mat", "a dog sat", "cats and dogs"])
-    >>> idx, scores = bm25.retrieve(["cat on a mat"], k=2)
+    >>> idx, scores = bm25.search(["cat on a mat"], k=2)
     >>> idx.tolist()  # "cats" is stemmed to "cat" (English by default)
     [[0, 2]]
     >>> [round(float(s), 4) for s in scores[0]]
@@ -144,9 +146,7 @@ class BM25(_index.WriteLocked):
 
     def __init__(self, method: str = "lucene", k1: float = 1.2, b: float = 0.75, delta: float = 0.5, *,
                  tokenizer: Optional[Tokenizer] = None) -> None:
-        if not isinstance(method, str) or method not in METHODS:
-            raise UnknownMethodError(f"method: expected one of {', '.join(map(repr, METHODS))}, got {method!r}")
-        self.method = method
+        self.method = check_choice("method", method, METHODS)
         self.k1 = self._param(k1, "k1", 0.0, math.inf)
         self.b = self._param(b, "b", 0.0, 1.0)
         self.delta = self._param(delta, "delta", 0.0, math.inf)
@@ -198,13 +198,7 @@ class BM25(_index.WriteLocked):
 
     @staticmethod
     def _param(value: Any, name: str, lo: float, hi: float) -> float:
-        if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
-            raise DTypeError(f"{name}: expected a number, got {type(value).__name__}")
-        v = float(value)
-        if not (lo <= v <= hi) or not math.isfinite(v):
-            rng = f"[{lo:g}, {hi:g}]" if hi != math.inf else f">= {lo:g}"
-            raise InvalidValueError(f"{name}: expected a finite value {rng}, got {value!r}")
-        return v
+        return check_real(name, value, lo, None if hi == math.inf else hi, type_error=DTypeError)
 
     # --- properties ----------------------------------------------------------------------------
 
@@ -468,8 +462,8 @@ class BM25(_index.WriteLocked):
         shift = st.shift if self.method in _SHIFTED else None
         return _index.make_batch(offsets, terms, np.ones(terms.shape[0]), st.postings, shift)
 
-    def retrieve(self, queries: Any, k: int = 10, *, n_threads: Optional[int] = None,
-                 mask: Any = None) -> tuple[np.ndarray, np.ndarray]:
+    def search(self, queries: Any, k: int = 10, *, n_threads: Optional[int] = None,
+               mask: Any = None) -> tuple[np.ndarray, np.ndarray]:
         """The k best documents of every query, exactly (identical to sorting :meth:`get_scores`).
 
         Parameters
@@ -500,6 +494,8 @@ class BM25(_index.WriteLocked):
         st = self._require()  # one snapshot for the whole call
         batch = self._batch(queries, st)
         return _index.search(st.postings, batch, k, n_threads, mask)
+
+    retrieve = _deprecate.alias(search, "retrieve")
 
     def get_scores(self, query: Any) -> np.ndarray:
         """BM25 score of every document for one query: float32 (n_docs,).

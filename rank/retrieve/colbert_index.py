@@ -42,10 +42,11 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
+from rank import _deprecate
 from rank._ragged import is_packed, unpack
 from rank._validate import as_float_array, check_positive_int, resolve_threads
 from rank.errors import CorruptFileError, InvalidValueError, NonFiniteError, ShapeError
-from rank.retrieve.ann import _progress, import_faiss
+from rank.retrieve.ann import progress, import_faiss
 from rank_kernels import colbert_index as _kernel
 from rank_kernels import dense as _dense
 
@@ -307,7 +308,7 @@ class ColBERTIndex:
         size = self._train_size if self._train_size is not None else max(1 << 18, 64 * c)
         rng = np.random.default_rng(self._seed)
         sample = x if t <= size else x[np.sort(rng.choice(t, size, replace=False))]
-        bar = _progress(3, f"train ColBERTIndex ({c} centroids, {sample.shape[0]:,} tokens)", show_progress)
+        bar = progress(3, f"train ColBERTIndex ({c} centroids, {sample.shape[0]:,} tokens)", show_progress)
         try:
             from rank.retrieve.ann import _Threads
 
@@ -347,7 +348,7 @@ class ColBERTIndex:
         t = flat.shape[0]
         codes = np.empty(t, np.int32)
         packed = np.empty((t, self._dim * self._nbits // 8), np.uint8)
-        bar = _progress(t, "encode tokens", show_progress and t > _CHUNK)
+        bar = progress(t, "encode tokens", show_progress and t > _CHUNK)
         try:
             for s in range(0, t, _CHUNK):
                 part = flat[s:s + _CHUNK]
@@ -599,17 +600,19 @@ class ColBERTIndex:
             (tmp / "meta.json").write_text(json.dumps(meta, indent=1), encoding="utf-8")
 
     @classmethod
-    def load(cls, path: str | os.PathLike[str], *, mmap: bool = True, verify: bool | None = None) -> ColBERTIndex:
+    def load(cls, path: str | os.PathLike[str], mmap: bool = True, *, verify: bool | None = False) -> ColBERTIndex:
         """Read an index written by :meth:`save`.
 
         Parameters
         ----------
         mmap : bool, default True
             Map the arrays read-only (pages load on demand; a later :meth:`add` copies them).
-        verify : bool, optional
-            Check every array's CRC-32 (default: when not mmap). Without it, a flipped byte
-            inside the residuals goes unnoticed; ids, offsets and codes are always checked
-            (bounds and monotonicity), so no kernel reads out of bounds.
+        verify : bool, default False
+            Check every array's CRC-32 (reads every byte). Without it, a flipped byte inside
+            the residuals goes unnoticed; ids, offsets and codes are always checked (bounds and
+            monotonicity), so no kernel reads out of bounds. ``None`` keeps the behaviour of
+            earlier releases (verify when not mmap). The signature is the one every index
+            class shares: ``load(path, mmap=True, *, verify=False)``.
 
         Raises CorruptFileError for a missing, truncated, foreign or inconsistent file;
         nothing is unpickled.
@@ -719,7 +722,7 @@ def _is_index_dir(p: Path) -> bool:
 
 class ColBERTRetriever:
     """A :class:`ColBERTIndex` with the query encoder that feeds it: a retriever for
-    :class:`rank.Pipeline` (``retrieve(texts, k, n_threads=...) -> (ids, scores)``).
+    :class:`rank.Pipeline` (``search(texts, k, n_threads=...) -> (ids, scores)``).
 
     ``Pipeline(index, encoder=encoder)`` builds one; ``ids`` are the index's external ids.
     Thread-safe when the encoder is.
@@ -740,8 +743,8 @@ class ColBERTRetriever:
     def ids(self) -> tuple[Any, ...] | None:
         return self.index.ids
 
-    def retrieve(self, queries: Sequence[str], k: int = 10, *,
-                 n_threads: int | None = None) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
+    def search(self, queries: Sequence[str], k: int = 10, *,
+               n_threads: int | None = None) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
         if isinstance(queries, str):
             queries = [queries]
         if not len(queries):
@@ -749,3 +752,5 @@ class ColBERTRetriever:
             return np.empty((0, kk), np.int64), np.empty((0, kk), np.float32)
         encoded = self.encoder.encode_queries(list(queries))
         return self.index.search(list(encoded) if not is_packed(encoded) else encoded, k, n_threads=n_threads)
+
+    retrieve = _deprecate.alias(search, "retrieve")

@@ -101,7 +101,7 @@ def _sha256(path: str) -> str:
 def _settings(kind: str, root: str, rel: str) -> tuple[int, dict[str, Any]]:
     """(number of documents, settings for the card) of a saved index."""
     if kind == "DenseIndex":
-        from rank.rerank.dense import DenseIndex
+        from rank.retrieve.dense import DenseIndex
 
         d = DenseIndex.load(os.path.join(root, rel), mmap=True)
         return len(d), {"dim": d.dim, "metric": d.metric, "dtype": d.dtype.name, "index": d.index}

@@ -13,23 +13,8 @@ are reached through ``soft_rank(values, method=...)``; their torch and JAX adapt
 >>> rank.soft_rank([10.0, 30.0, 20.0], regularization_strength=0.1)
 array([1., 3., 2.])
 """
-from rank.soft.projection import (
-    DIRECTIONS,
-    REGULARIZATIONS,
-    available_methods,
-    jacobian,
-    register_relaxation,
-    soft_rank,
-    soft_rank_vjp,
-    soft_rank_with_vjp,
-    soft_sort,
-    soft_sort_vjp,
-    soft_sort_with_vjp,
-    soft_topk_mask,
-    soft_topk_mask_with_vjp,
-    spearman_loss,
-    spearman_loss_and_grad,
-)
+from rank.soft import projection as _projection
+from rank.soft.projection import *  # noqa: F403  (every name of rank.soft.projection.__all__)
 from rank.soft import relaxations as _relaxations
 from rank.soft.relaxations import (
     smoothi_ndcg,
@@ -53,24 +38,4 @@ def _register_relaxations() -> None:
 
 _register_relaxations()
 
-__all__ = [
-    "soft_rank",
-    "soft_sort",
-    "soft_rank_vjp",
-    "soft_sort_vjp",
-    "soft_rank_with_vjp",
-    "soft_sort_with_vjp",
-    "soft_topk_mask",
-    "soft_topk_mask_with_vjp",
-    "soft_topk",
-    "soft_permutation",
-    "softrank_ndcg",
-    "smoothi_ndcg",
-    "jacobian",
-    "spearman_loss",
-    "spearman_loss_and_grad",
-    "register_relaxation",
-    "available_methods",
-    "DIRECTIONS",
-    "REGULARIZATIONS",
-]
+__all__ = [*_projection.__all__, "soft_topk", "soft_permutation", "softrank_ndcg", "smoothi_ndcg"]

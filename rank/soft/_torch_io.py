@@ -1,12 +1,23 @@
-"""The one device and dtype policy of the PyTorch adapters of the compiled kernels.
+"""The one autograd wrapper, and its device and dtype policy, of the PyTorch adapters.
 
-The kernels are compiled CPU code working on float32/float64 NumPy arrays, so a tensor on
-another device (CUDA, MPS, ...) is copied to the CPU for the kernel and the result (and, in
-the backward pass, the gradient) is copied back to the input's device; float16 and bfloat16
-are computed in float32 and returned in the input dtype. Autograd sees one differentiable
-function of the input tensor, wherever it lives. Needs the ``torch`` extra.
+Every kernel-backed torch function (:mod:`rank.soft.torch`, :mod:`rank.soft.relaxations_torch`)
+is :func:`apply` of a host function ``run(x) -> (out, vjp)`` on NumPy arrays. The policy:
+
+- the input is a floating-point ``torch.Tensor`` (anything else, integer and complex tensors
+  included, is a DTypeError: there is nothing to differentiate);
+- the kernels are compiled CPU code, so a tensor on another device (CUDA, MPS, ...) is copied
+  to the CPU for the kernel and the result (and, in the backward pass, the gradient) copied
+  back to the input's device;
+- float16 and bfloat16 are computed in float32 and returned (values and gradients) in the
+  input dtype; float32 and float64 are computed as they are.
+
+Autograd sees one differentiable function of the input tensor, wherever it lives; first-order
+gradients only. The JAX adapters follow the same dtype policy (:mod:`rank.soft._jax_io`).
+Needs the ``torch`` extra.
 """
 from __future__ import annotations
+
+from typing import Any, Callable, Tuple
 
 import numpy as np
 
@@ -56,3 +67,31 @@ def to_tensor(a: np.ndarray, like: "torch.Tensor") -> "torch.Tensor":
 def place(a: np.ndarray, device: "torch.device", dtype: "torch.dtype") -> "torch.Tensor":
     """NumPy array `a` as a tensor of `dtype` on `device` (one copy at most per step)."""
     return torch.from_numpy(np.ascontiguousarray(a)).to(device=device, dtype=dtype)
+
+
+#: What a kernel-backed function computes on the host: ``run(x) -> (out, vjp)`` with
+#: ``vjp(g) -> grad``, all NumPy arrays in the kernel dtype of `x`.
+HostRun = Callable[[np.ndarray], Tuple[np.ndarray, Callable[[np.ndarray], np.ndarray]]]
+
+
+class KernelFunction(torch.autograd.Function):
+    """The autograd function of every kernel-backed adapter: forward ``run(x)``, backward its vjp."""
+
+    @staticmethod
+    def forward(ctx: Any, values: "torch.Tensor", run: HostRun) -> "torch.Tensor":
+        x = to_numpy(values, "values")
+        out, vjp = run(x)
+        ctx.vjp, ctx.kernel_dtype = vjp, x.dtype
+        ctx.device, ctx.dtype = values.device, result_dtype(values)
+        return place(np.asarray(out), ctx.device, ctx.dtype)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx: Any, grad_out: "torch.Tensor") -> Tuple["torch.Tensor", None]:
+        g = to_numpy(grad_out, "grad_output").astype(ctx.kernel_dtype, copy=False)
+        return place(np.asarray(ctx.vjp(g)), ctx.device, ctx.dtype), None
+
+
+def apply(values: "torch.Tensor", run: HostRun) -> "torch.Tensor":
+    """``run`` as a differentiable function of tensor `values`, under the policy above."""
+    return KernelFunction.apply(values, run)

@@ -28,8 +28,8 @@ from typing import Any, Callable, Dict, Optional, Tuple
 import numpy as np
 import numpy.typing as npt
 
-from rank._validate import as_float_array, resolve_threads
-from rank.errors import InvalidValueError, NonFiniteError, ShapeError, UnknownMethodError
+from rank._validate import as_float_array, resolve_threads, check_choice, check_real
+from rank.errors import InvalidValueError, NonFiniteError, ShapeError
 from rank_kernels import isotonic as _kernel
 
 __all__ = [
@@ -66,10 +66,6 @@ _MAX_N = 2**31 - 1
 VjpFn = Callable[[npt.ArrayLike], np.ndarray]
 
 
-def _names(valid: Tuple[str, ...]) -> str:
-    return ", ".join(repr(v) for v in valid)
-
-
 def available_methods() -> Tuple[str, ...]:
     """The valid ``method=`` names of :func:`soft_rank`: "projection" and every registered relaxation."""
     return ("projection",) + tuple(sorted(_RELAXATIONS))
@@ -86,22 +82,8 @@ def register_relaxation(name: str, fn: Callable[..., np.ndarray]) -> None:
 
 # --- validation ----------------------------------------------------------------------------------
 
-def _choice(value: Any, name: str, valid: Tuple[str, ...]) -> str:
-    if not isinstance(value, str) or value not in valid:
-        raise UnknownMethodError(f"{name}: expected one of {_names(valid)}, got {value!r}")
-    return value
-
-
 def _strength(value: Any) -> float:
-    if not isinstance(value, (int, float, np.integer, np.floating)):
-        raise InvalidValueError(f"regularization_strength: expected a positive number, got {value!r}")
-    try:
-        s = float(value)
-    except (TypeError, ValueError):
-        raise InvalidValueError(f"regularization_strength: expected a positive number, got {value!r}") from None
-    if isinstance(value, (bool, np.bool_)) or not np.isfinite(s) or s <= 0:
-        raise InvalidValueError(f"regularization_strength: expected a finite number > 0, got {value!r}")
-    return s
+    return check_real("regularization_strength", value, lo=0.0, inclusive="neither")
 
 
 def _values(values: npt.ArrayLike, name: str, check_finite: bool) -> Tuple[np.ndarray, bool, float]:
@@ -182,38 +164,41 @@ class _Projection:
         return flagged & 0x7FFFFFFF, np.flatnonzero(flagged < 0) + 1
 
 
-def _rank_projection(values: npt.ArrayLike, direction: str, regularization_strength: Any,
-                     regularization: str, n_threads: Optional[int], check_finite: bool,
-                     save: bool = True) -> _Projection:
-    direction = _choice(direction, "direction", DIRECTIONS)
-    kl = _choice(regularization, "regularization", REGULARIZATIONS) == "kl"
+def _projection(mode: int, values: npt.ArrayLike, direction: str, regularization_strength: Any,
+                regularization: str, n_threads: Optional[int], check_finite: bool, save: bool = True) -> _Projection:
+    """The rank (`mode` _MODE_RANK) or sort projection of `values`, arguments checked."""
+    direction = check_choice("direction", direction, DIRECTIONS)
+    kl = check_choice("regularization", regularization, REGULARIZATIONS) == "kl"
     strength = _strength(regularization_strength)
     x, single, amax = _values(values, "values", check_finite)
     n = x.shape[1]
-    a = (1.0 if direction == "ascending" else -1.0) / strength
-    _check_scale(amax, a)
-    etab = np.arange(n, 0, -1, dtype=np.float64)  # the ranks n..1 (exp of the kl table)
-    table = np.log(etab) if kl else etab
-    return _Projection(x, _MODE_RANK, kl, a, table, etab, resolve_threads(n_threads), single, save)
+    if mode == _MODE_RANK:
+        a = (1.0 if direction == "ascending" else -1.0) / strength
+        _check_scale(amax, a)
+        etab = np.arange(n, 0, -1, dtype=np.float64)  # the ranks n..1 (exp of the kl table)
+        table = np.log(etab) if kl else etab
+    else:
+        if not (amax * (n + 1) <= 1e307):  # block sums of the pooled values must stay finite
+            raise InvalidValueError(f"values: magnitudes up to {amax:.3g} overflow the float64 block sums of "
+                                    f"the sort projection over rows of {n}; rescale the values")
+        table = np.arange(n, 0, -1, dtype=np.float64) / strength
+        if not np.isfinite(table[0]):
+            raise InvalidValueError(f"regularization_strength: n / strength overflows float64 (strength {strength:.3g})")
+        a = 1.0 if direction == "descending" else -1.0
+        etab = np.exp(-np.arange(n, dtype=np.float64) / strength) if kl else table  # exp(s[i + d] - s[i])
+    return _Projection(x, mode, kl, a, table, etab, resolve_threads(n_threads), single, save)
 
 
-def _sort_projection(values: npt.ArrayLike, direction: str, regularization_strength: Any,
-                     regularization: str, n_threads: Optional[int], check_finite: bool,
-                     save: bool = True) -> _Projection:
-    direction = _choice(direction, "direction", DIRECTIONS)
-    kl = _choice(regularization, "regularization", REGULARIZATIONS) == "kl"
-    strength = _strength(regularization_strength)
-    x, single, amax = _values(values, "values", check_finite)
-    n = x.shape[1]
-    if not (amax * (n + 1) <= 1e307):  # block sums of the pooled values must stay finite
-        raise InvalidValueError(f"values: magnitudes up to {amax:.3g} overflow the float64 block sums of "
-                                f"the sort projection over rows of {n}; rescale the values")
-    table = np.arange(n, 0, -1, dtype=np.float64) / strength
-    if not np.isfinite(table[0]):
-        raise InvalidValueError(f"regularization_strength: n / strength overflows float64 (strength {strength:.3g})")
-    a = 1.0 if direction == "descending" else -1.0
-    etab = np.exp(-np.arange(n, dtype=np.float64) / strength) if kl else table  # exp(s[i + d] - s[i])
-    return _Projection(x, _MODE_SORT, kl, a, table, etab, resolve_threads(n_threads), single, save)
+def _rank_projection(values: npt.ArrayLike, direction: str, regularization_strength: Any, regularization: str,
+                     n_threads: Optional[int], check_finite: bool, save: bool = True) -> _Projection:
+    return _projection(_MODE_RANK, values, direction, regularization_strength, regularization, n_threads,
+                       check_finite, save)
+
+
+def _sort_projection(values: npt.ArrayLike, direction: str, regularization_strength: Any, regularization: str,
+                     n_threads: Optional[int], check_finite: bool, save: bool = True) -> _Projection:
+    return _projection(_MODE_SORT, values, direction, regularization_strength, regularization, n_threads,
+                       check_finite, save)
 
 
 _PARAMS_DOC = """
@@ -260,8 +245,7 @@ def soft_rank(values: npt.ArrayLike, *, method: str = "projection", direction: s
     array([3., 1., 2.])
     """
     if method != "projection":
-        if not isinstance(method, str) or method not in _RELAXATIONS:
-            raise UnknownMethodError(f"method: expected one of {_names(available_methods())}, got {method!r}")
+        check_choice("method", method, available_methods())
         if regularization != "l2" or regularization_strength != 1.0:
             raise InvalidValueError(f"regularization and regularization_strength apply to method='projection' "
                                     f"only, not {method!r}; use temperature")
@@ -433,7 +417,7 @@ def jacobian(values: npt.ArrayLike, *, kind: str = "rank", direction: str = "asc
            [ 0.  ,  0.  ,  0.  ],
            [-0.25,  0.  ,  0.25]])
     """
-    kind = _choice(kind, "kind", KINDS)
+    kind = check_choice("kind", kind, KINDS)
     build = _rank_projection if kind == "rank" else _sort_projection
     p = build(values, direction, regularization_strength, regularization, 1, check_finite)
     m, n = p.x.shape
@@ -483,7 +467,7 @@ def _hard_ranks(t: np.ndarray) -> np.ndarray:
 
 def _spearman(pred: npt.ArrayLike, target: npt.ArrayLike, regularization_strength: Any, regularization: str,
               reduction: str, n_threads: Optional[int], check_finite: bool, grad: bool) -> Any:
-    reduction = _choice(reduction, "reduction", REDUCTIONS)
+    reduction = check_choice("reduction", reduction, REDUCTIONS)
     p = _rank_projection(pred, "ascending", regularization_strength, regularization, n_threads, check_finite,
                          save=grad)
     t, _, _ = _values(target, "target", check_finite)
@@ -518,6 +502,33 @@ def _spearman(pred: npt.ArrayLike, target: npt.ArrayLike, regularization_strengt
     g[~ok] = 0.0
     g *= scale
     return value, p.vjp(g[0] if p.single else g)
+
+
+def centered_target_ranks(target: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    """Hard ranks of `target` (float64, shape (..., n), ties averaged) centred per row, and each
+    row's norm: the fixed side of every soft Spearman loss (NumPy, torch and JAX adapters).
+
+    InvalidValueError when a row has all values equal (or n = 1): the correlation is undefined.
+    O(n log n) per row.
+    """
+    t_np = np.asarray(target, np.float64)
+    n = t_np.shape[-1]
+    t = _hard_ranks(t_np.reshape(-1, n)).reshape(t_np.shape)
+    t = t - t.mean(axis=-1, keepdims=True)
+    tn = np.linalg.norm(t, axis=-1)
+    if (tn == 0).any():
+        raise InvalidValueError("target: some row has all values equal (or n = 1); the Spearman "
+                                "correlation is undefined")
+    return t, tn
+
+
+def reduce_loss(loss: Any, reduction: str) -> Any:
+    """Per-row losses reduced as ``reduction`` says ("mean", "sum" or "none"); any array type."""
+    if reduction == "mean":
+        return loss.mean()
+    if reduction == "sum":
+        return loss.sum()
+    return loss
 
 
 def spearman_loss(pred: npt.ArrayLike, target: npt.ArrayLike, *, regularization_strength: float = 1.0,

@@ -30,14 +30,13 @@ array([3., 1., 2.])
 """
 from __future__ import annotations
 
-import math
 from typing import Any, Callable, Dict, Optional, Tuple, Union
 
 import numpy as np
 from numpy.typing import ArrayLike
 
-from rank._validate import as_float_array, check_positive_int, resolve_threads
-from rank.errors import InvalidValueError, ShapeError, UnknownMethodError
+from rank._validate import as_float_array, check_positive_int, resolve_threads, check_choice, check_real
+from rank.errors import InvalidValueError, ShapeError
 from rank_kernels import relax as _k
 
 __all__ = [
@@ -56,10 +55,6 @@ _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 
 # ---------------------------------------------------------------------------------------------
 # input validation
-
-def _names(valid: Any) -> str:
-    return ", ".join(repr(v) for v in valid)
-
 
 def _rows(values: ArrayLike, name: str = "values", check_finite: bool = True) -> tuple[np.ndarray, bool]:
     """`values` as a C-contiguous float32/float64 (m, n) array, and whether it was 1-D."""
@@ -80,15 +75,7 @@ def _like(cotangent: ArrayLike, x: np.ndarray, single: bool, name: str = "cotang
 
 
 def _temperature(value: Any, name: str = "temperature") -> float:
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise InvalidValueError(f"{name}: expected a positive finite number, got {value!r}")
-    try:
-        t = float(value)
-    except (TypeError, ValueError):
-        raise InvalidValueError(f"{name}: expected a positive finite number, got {value!r}") from None
-    if not (t > 0.0 and math.isfinite(t)):
-        raise InvalidValueError(f"{name}: expected a positive finite number, got {value!r}")
-    return t
+    return check_real(name, value, lo=0.0, inclusive="neither")
 
 
 #: Largest |value| / temperature (times the method's growth factor) the kernels evaluate:
@@ -120,8 +107,7 @@ def _check_smoothi(x: np.ndarray, temperature: float) -> None:
 
 
 def _sign(direction: str) -> float:
-    if not isinstance(direction, str) or direction not in DIRECTIONS:
-        raise UnknownMethodError(f"direction: expected one of {_names(DIRECTIONS)}, got {direction!r}")
+    check_choice("direction", direction, DIRECTIONS)
     return 1.0 if direction == "ascending" else -1.0
 
 
@@ -367,6 +353,16 @@ def softrank_ndcg(scores: ArrayLike, labels: ArrayLike, sigma: float = 1.0, *, k
     return _scalar_out(out, single)
 
 
+def _ndcg_vjp_args(scores: ArrayLike, labels: ArrayLike, k: Optional[int], cotangent: ArrayLike) -> Any:
+    """``(x, single, gain, k, c)``: the checked arguments of an NDCG VJP (one cotangent per row)."""
+    x, single = _rows(scores, "scores")
+    gain, k = _gains(labels, x, single, k)
+    c = np.ascontiguousarray(np.broadcast_to(np.asarray(cotangent, np.float64), (x.shape[0],)))
+    if not np.isfinite(c).all():
+        raise InvalidValueError("cotangent: contains NaN or infinity")
+    return x, single, gain, k, c
+
+
 def softrank_ndcg_vjp(scores: ArrayLike, labels: ArrayLike, cotangent: ArrayLike = 1.0,
                       sigma: float = 1.0, *, k: Optional[int] = None,
                       n_threads: Optional[int] = None) -> np.ndarray:
@@ -378,11 +374,7 @@ def softrank_ndcg_vjp(scores: ArrayLike, labels: ArrayLike, cotangent: ArrayLike
     >>> softrank_ndcg_vjp([0.0, 1.0], [1, 0]).round(4)
     array([ 0.0811, -0.0811])
     """
-    x, single = _rows(scores, "scores")
-    gain, k = _gains(labels, x, single, k)
-    c = np.ascontiguousarray(np.broadcast_to(np.asarray(cotangent, np.float64), (x.shape[0],)))
-    if not np.isfinite(c).all():
-        raise InvalidValueError("cotangent: contains NaN or infinity")
+    x, single, gain, k, c = _ndcg_vjp_args(scores, labels, k, cotangent)
     out = np.empty_like(x)
     _k.softrank_ndcg_vjp(x, gain, k, _temperature(sigma, "sigma"), c, out, _threads(n_threads))
     return _out(out, single)
@@ -494,11 +486,7 @@ def smoothi_ndcg_vjp(scores: ArrayLike, labels: ArrayLike, cotangent: ArrayLike 
     >>> smoothi_ndcg_vjp([0.0, 1.0], [1, 0]).round(4)
     array([ 0.1316, -0.1316])
     """
-    x, single = _rows(scores, "scores")
-    gain, k = _gains(labels, x, single, k)
-    c = np.ascontiguousarray(np.broadcast_to(np.asarray(cotangent, np.float64), (x.shape[0],)))
-    if not np.isfinite(c).all():
-        raise InvalidValueError("cotangent: contains NaN or infinity")
+    x, single, gain, k, c = _ndcg_vjp_args(scores, labels, k, cotangent)
     _check_smoothi(x, _temperature(temperature))
     s, arg = _smoothi_scores(x, 1.0)
     gs = np.empty_like(s)
@@ -513,8 +501,7 @@ def smoothi_ndcg_vjp(scores: ArrayLike, labels: ArrayLike, cotangent: ArrayLike 
 
 def _topk_args(values, k, method, temperature):
     x, single = _rows(values)
-    if method not in TOPK_METHODS:
-        raise UnknownMethodError(f"method: expected one of {_names(TOPK_METHODS)}, got {method!r}")
+    check_choice("method", method, TOPK_METHODS)
     n = x.shape[1]
     if isinstance(k, (bool, np.bool_)) or not isinstance(k, (int, np.integer)) or not 1 <= k <= n:
         raise InvalidValueError(f"k: expected an integer with 1 <= k <= n = {n}, got {k!r}")

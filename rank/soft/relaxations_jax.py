@@ -3,7 +3,9 @@
 Each function is a ``jax.custom_vjp`` whose forward pass and vector-Jacobian product call the
 compiled NumPy kernels through ``jax.pure_callback`` (so they work under ``jit``, on the host;
 ``vmap`` runs the callback once per mapped element). Non-array parameters (temperature,
-method, k, labels, seed) must be concrete Python/NumPy values. Needs the ``jax`` extra.
+method, k, labels, seed) must be concrete Python/NumPy values. float16/bfloat16 are computed in
+float32 and returned in their dtype, integers in the default float (the one policy of
+:mod:`rank.soft._jax_io`). Needs the ``jax`` extra.
 
 >>> import jax.numpy as jnp
 >>> relaxed_rank(jnp.array([0.0, 10.0, 5.0]), method="sigmoid", temperature=0.1)
@@ -16,7 +18,9 @@ from typing import Any, Callable, Dict, Optional
 import numpy as np
 from numpy.typing import ArrayLike
 
-from rank.errors import MissingDependencyError, UnknownMethodError
+from rank._validate import check_choice
+from rank.errors import MissingDependencyError
+from rank.soft import _jax_io
 from rank.soft import relaxations as _r
 
 try:
@@ -29,32 +33,10 @@ __all__ = ["relaxed_rank", "soft_permutation", "softrank_ndcg", "smoothi_ndcg", 
 
 
 def _apply(values: Any, forward: Callable, vjp: Callable, out_shape: Callable = lambda s: s) -> Any:
-    """forward(x) with gradient vjp(x, g); `out_shape` maps the input shape to the output's."""
-    x = jnp.asarray(values)
-    if not jnp.issubdtype(x.dtype, jnp.floating):
-        x = x.astype(jnp.result_type(float))
-    dtype = x.dtype
-    out = jax.ShapeDtypeStruct(out_shape(x.shape), dtype)
-    grad = jax.ShapeDtypeStruct(x.shape, dtype)
-
-    def host_forward(v):
-        return np.asarray(forward(np.asarray(v)), dtype=dtype)
-
-    def host_vjp(v, g):
-        return np.asarray(vjp(np.asarray(v), np.asarray(g)), dtype=dtype)
-
-    @jax.custom_vjp
-    def f(v):
-        return jax.pure_callback(host_forward, out, v, vmap_method="sequential")
-
-    def f_fwd(v):
-        return f(v), v
-
-    def f_bwd(v, g):
-        return (jax.pure_callback(host_vjp, grad, v, g, vmap_method="sequential"),)
-
-    f.defvjp(f_fwd, f_bwd)
-    return f(x)
+    """forward(x) with gradient vjp(x, g) through the one JAX wrapper (:mod:`rank.soft._jax_io`);
+    `out_shape` maps the input shape to the output's."""
+    return _jax_io.kernel_function(values, lambda x: (forward(x),), lambda x, out, g: vjp(x, g),
+                                   out_shape=out_shape)
 
 
 def relaxed_rank(values: Any, *, method: str = "sigmoid", direction: str = "ascending", temperature: float = 1.0,
@@ -65,8 +47,7 @@ def relaxed_rank(values: Any, *, method: str = "sigmoid", direction: str = "asce
     >>> relaxed_rank(jnp.array([2.0, 1.0]), method="softrank", temperature=0.01)
     Array([2., 1.], dtype=float32)
     """
-    if method not in _r.RELAXATIONS:
-        raise UnknownMethodError(f"method: expected one of {_r._names(_r.RELAXATIONS)}, got {method!r}")
+    check_choice("method", method, _r.RELAXATIONS)
     fwd, vjp = _r.RELAXATIONS[method]
     kw: Dict[str, Any] = dict(direction=direction, temperature=temperature, n_threads=n_threads, **params)
     return _apply(values, lambda x: fwd(x, **kw), lambda x, c: vjp(x, c, **kw))

@@ -1,15 +1,15 @@
 """PyTorch adapters for the soft ranking relaxations of :mod:`rank.soft.relaxations`.
 
-Each function is a ``torch.autograd.Function`` around the compiled forward pass and its
-analytical vector-Jacobian product. Tensors on any device (the kernels run on the CPU: other
-devices are copied there and the result and gradient copied back), float16/bfloat16 (computed
-in float32, returned in their dtype), float32 or float64 (integers: float64), 1-D or batched 2-D
-(row-wise); the policy of :mod:`rank.soft._torch_io`. Needs the ``torch`` extra.
+Each function is the one autograd wrapper of :mod:`rank.soft._torch_io` around the compiled
+forward pass and its analytical vector-Jacobian product. Floating-point tensors on any device
+(the kernels run on the CPU: other devices are copied there and the result and gradient copied
+back), float16/bfloat16 (computed in float32, returned in their dtype), float32 or float64, 1-D
+or batched 2-D (row-wise); other inputs are a DTypeError. Needs the ``torch`` extra.
 
 >>> import torch
 >>> x = torch.tensor([0.0, 10.0, 5.0], dtype=torch.float64, requires_grad=True)
 >>> relaxed_rank(x, method="sigmoid", temperature=0.1)
-tensor([1., 3., 2.], dtype=torch.float64, grad_fn=<_RelaxationBackward>)
+tensor([1., 3., 2.], dtype=torch.float64, grad_fn=<KernelFunctionBackward>)
 """
 from __future__ import annotations
 
@@ -18,7 +18,8 @@ from typing import Any, Callable, Dict, Optional
 import numpy as np
 from numpy.typing import ArrayLike
 
-from rank.errors import MissingDependencyError, UnknownMethodError
+from rank._validate import check_choice
+from rank.errors import MissingDependencyError
 from rank.soft import _torch_io
 from rank.soft import relaxations as _r
 
@@ -30,30 +31,13 @@ except ImportError as e:  # pragma: no cover - exercised only without torch
 __all__ = ["relaxed_rank", "soft_permutation", "softrank_ndcg", "smoothi_ndcg", "soft_topk"]
 
 
-class _Relaxation(torch.autograd.Function):
-    """y = forward(x); the gradient is vjp(x, grad_y). Both take and return NumPy arrays."""
-
-    @staticmethod
-    def forward(ctx: Any, values: "torch.Tensor", forward: Callable, vjp: Callable) -> "torch.Tensor":
-        x = _torch_io.to_numpy(values, "values")
-        ctx.vjp, ctx.x = vjp, np.array(x)  # a private copy of the input (later in-place edits of it do not count)
-        ctx.device, ctx.dtype = values.device, _torch_io.result_dtype(values)
-        return _torch_io.place(np.asarray(forward(x)), ctx.device, ctx.dtype)
-
-    @staticmethod
-    def backward(ctx: Any, grad: "torch.Tensor") -> Any:
-        x = ctx.x
-        c = _torch_io.to_numpy(grad, "grad_output").astype(x.dtype, copy=False)
-        g = ctx.vjp(x, c)
-        return _torch_io.place(g, ctx.device, ctx.dtype), None, None
-
-
 def _apply(values: "torch.Tensor", forward: Callable, vjp: Callable) -> "torch.Tensor":
-    if not isinstance(values, torch.Tensor):
-        values = torch.as_tensor(values)
-    if not values.is_floating_point():
-        values = values.to(torch.float64)
-    return _Relaxation.apply(values, forward, vjp)
+    """forward(x) with gradient vjp(x, g), through the one torch wrapper of :mod:`rank.soft._torch_io`."""
+    def run(x: np.ndarray) -> Any:
+        x = np.array(x)  # a private copy of the input (later in-place edits of it do not count)
+        return np.asarray(forward(x)), lambda g: vjp(x, g)
+
+    return _torch_io.apply(values, run)
 
 
 def relaxed_rank(values: "torch.Tensor", *, method: str = "sigmoid", direction: str = "ascending",
@@ -67,8 +51,7 @@ def relaxed_rank(values: "torch.Tensor", *, method: str = "sigmoid", direction: 
     >>> relaxed_rank(torch.tensor([2.0, 1.0]), method="neuralsort", temperature=0.01)
     tensor([2., 1.])
     """
-    if method not in _r.RELAXATIONS:
-        raise UnknownMethodError(f"method: expected one of {_r._names(_r.RELAXATIONS)}, got {method!r}")
+    check_choice("method", method, _r.RELAXATIONS)
     fwd, vjp = _r.RELAXATIONS[method]
     kw: Dict[str, Any] = dict(direction=direction, temperature=temperature, n_threads=n_threads, **params)
     return _apply(values, lambda x: fwd(x, **kw), lambda x, c: vjp(x, c, **kw))

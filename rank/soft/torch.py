@@ -3,8 +3,8 @@
 Tensors of shape (n,) or (batch, n), float16, bfloat16, float32 or float64, on any device: the
 compiled kernel runs on the CPU, so other devices are copied there and the result (and the
 gradient) copied back; float16/bfloat16 are computed in float32 and returned in their own
-dtype (:mod:`rank.soft._torch_io`). The kernel runs the forward pass (O(n log n) per row) and saves the sorting permutation and the blocks, so the
-backward pass is an O(n) vector-Jacobian product per row. First-order gradients only.
+dtype (the one policy of :mod:`rank.soft._torch_io`). The kernel runs the forward pass
+(O(n log n) per row) and saves the sorting permutation and the blocks, so the backward pass is an O(n) vector-Jacobian product per row. First-order gradients only.
 Requires the ``torch`` extra (``pip install rank-kernels[torch]``).
 
 >>> import torch
@@ -12,7 +12,7 @@ Requires the ``torch`` extra (``pip install rank-kernels[torch]``).
 >>> x = torch.tensor([[3.0, 1.0, 2.0]], dtype=torch.float64, requires_grad=True)
 >>> r = soft_rank(x, regularization_strength=0.1)
 >>> r
-tensor([[3., 1., 2.]], dtype=torch.float64, grad_fn=<_ProjectionFnBackward>)
+tensor([[3., 1., 2.]], dtype=torch.float64, grad_fn=<KernelFunctionBackward>)
 >>> r.sum().backward()
 >>> x.grad
 tensor([[0., 0., 0.]], dtype=torch.float64)
@@ -23,6 +23,7 @@ from typing import Any, Callable, Optional, Tuple
 
 import numpy as np
 
+from rank._validate import check_choice
 from rank.errors import DTypeError, MissingDependencyError, ShapeError
 from rank.soft import projection as _proj
 
@@ -36,28 +37,10 @@ __all__ = ["soft_rank", "soft_sort", "soft_topk_mask", "spearman_loss"]
 from rank.soft import _torch_io
 
 
-def _to_numpy(t: "torch.Tensor", name: str) -> np.ndarray:
-    return _torch_io.to_numpy(t, name)
-
-
-class _ProjectionFn(torch.autograd.Function):
-    """Forward: any `*_with_vjp` of rank.soft.projection; backward: its saved O(n) VJP."""
-
-    @staticmethod
-    def forward(ctx: Any, values: "torch.Tensor", with_vjp: Callable[..., Tuple[np.ndarray, Callable]],
+def _projection(values: "torch.Tensor", with_vjp: Callable[..., Tuple[np.ndarray, Callable]],
                 kwargs: dict) -> "torch.Tensor":
-        x = _to_numpy(values, "values")
-        out, vjp = with_vjp(x, **kwargs)
-        ctx.vjp, ctx.kernel_dtype = vjp, x.dtype
-        ctx.device, ctx.dtype = values.device, _torch_io.result_dtype(values)
-        return _torch_io.to_tensor(out, values)
-
-    @staticmethod
-    @torch.autograd.function.once_differentiable
-    def backward(ctx: Any, grad_out: "torch.Tensor") -> Tuple[Optional["torch.Tensor"], None, None]:
-        g = _to_numpy(grad_out, "grad_output").astype(ctx.kernel_dtype, copy=False)
-        grad = ctx.vjp(g)
-        return _torch_io.place(grad, ctx.device, ctx.dtype), None, None
+    """A `*_with_vjp` of rank.soft.projection as a differentiable function of `values`."""
+    return _torch_io.apply(values, lambda x: with_vjp(x, **kwargs))
 
 
 def soft_rank(values: "torch.Tensor", *, direction: str = "ascending", regularization_strength: float = 1.0,
@@ -69,7 +52,7 @@ def soft_rank(values: "torch.Tensor", *, direction: str = "ascending", regulariz
     >>> soft_rank(torch.tensor([0.5, 0.1]), regularization_strength=0.01)
     tensor([2., 1.])
     """
-    return _ProjectionFn.apply(values, _proj.soft_rank_with_vjp, dict(
+    return _projection(values, _proj.soft_rank_with_vjp, dict(
         direction=direction, regularization_strength=regularization_strength, regularization=regularization,
         n_threads=n_threads))
 
@@ -81,7 +64,7 @@ def soft_sort(values: "torch.Tensor", *, direction: str = "ascending", regulariz
     >>> soft_sort(torch.tensor([0.5, 0.1]), regularization_strength=0.01)
     tensor([0.1000, 0.5000])
     """
-    return _ProjectionFn.apply(values, _proj.soft_sort_with_vjp, dict(
+    return _projection(values, _proj.soft_sort_with_vjp, dict(
         direction=direction, regularization_strength=regularization_strength, regularization=regularization,
         n_threads=n_threads))
 
@@ -96,14 +79,8 @@ def soft_topk_mask(values: "torch.Tensor", k: int, *, regularization_strength: f
     def with_vjp(x: np.ndarray, **kw: Any) -> Tuple[np.ndarray, Callable]:
         return _proj.soft_topk_mask_with_vjp(x, k, **kw)
 
-    return _ProjectionFn.apply(values, with_vjp, dict(regularization_strength=regularization_strength,
+    return _projection(values, with_vjp, dict(regularization_strength=regularization_strength,
                                                       n_threads=n_threads))
-
-
-def _hard_ranks(target: "torch.Tensor") -> "torch.Tensor":
-    t = _torch_io.to_numpy(target, "target", integers=True)
-    t2 = t.reshape(1, -1) if t.ndim == 1 else t
-    return torch.from_numpy(_proj._hard_ranks(t2.astype(np.float64)).reshape(t.shape))
 
 
 def spearman_loss(pred: "torch.Tensor", target: "torch.Tensor", *, regularization_strength: float = 1.0,
@@ -118,25 +95,17 @@ def spearman_loss(pred: "torch.Tensor", target: "torch.Tensor", *, regularizatio
     >>> abs(float(spearman_loss(p, torch.tensor([[1.0, 2.0, 3.0]]), regularization_strength=0.01))) < 1e-6
     True
     """
-    _proj._choice(reduction, "reduction", _proj.REDUCTIONS)
+    check_choice("reduction", reduction, _proj.REDUCTIONS)
     if tuple(target.shape) != tuple(pred.shape):
         raise ShapeError(f"target: expected the shape of pred {tuple(pred.shape)}, got {tuple(target.shape)}")
     r = soft_rank(pred, regularization_strength=regularization_strength, regularization=regularization,
                   n_threads=n_threads)
-    t = _hard_ranks(target).to(device=r.device, dtype=r.dtype)
-    t = t - t.mean(dim=-1, keepdim=True)
-    tn = t.norm(dim=-1)
-    if bool((tn == 0).any()):
-        raise _proj.InvalidValueError("target: some row has all values equal (or n = 1); the Spearman "
-                                      "correlation is undefined")
+    t_np, tn_np = _proj.centered_target_ranks(_torch_io.to_numpy(target, "target", integers=True))
+    t = torch.from_numpy(t_np).to(device=r.device, dtype=r.dtype)
+    tn = torch.from_numpy(tn_np).to(device=r.device, dtype=r.dtype)
     rc = r - r.mean(dim=-1, keepdim=True)
     rn = rc.norm(dim=-1)
     ok = rn > 0
     corr = torch.where(ok, (rc * t).sum(dim=-1) / (torch.where(ok, rn, torch.ones_like(rn)) * tn),
                        torch.zeros_like(rn))
-    loss = 1.0 - corr
-    if reduction == "mean":
-        return loss.mean()
-    if reduction == "sum":
-        return loss.sum()
-    return loss
+    return _proj.reduce_loss(1.0 - corr, reduction)

@@ -1,5 +1,5 @@
 """A small built-in set of (query, passage) pairs for measuring activation ranges before int8
-quantization of a cross-encoder (see :func:`rank.rerank._export.smooth_activations`).
+quantization of a cross-encoder (see :func:`rank.onnx._export.smooth_activations`).
 
 The activation outliers that int8 smoothing corrects come from the model (a few hidden
 channels, the special tokens), not from the topic of the text, so a handful of ordinary pairs

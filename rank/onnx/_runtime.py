@@ -156,13 +156,13 @@ def check_int8_model(engine: Any, model_path: Path, command: str) -> bool:
 
     A file written by this version's export carries the int8 scheme in its metadata and is
     accepted at once. Any other file (an older export, another tool's) is checked from its
-    weights (:func:`rank.rerank._export.product_bounds`, needs the ``onnx`` package): if an
+    weights (:func:`rank.onnx._export.product_bounds`, needs the ``onnx`` package): if an
     integer product can exceed the int16 pair sums of AVX2 CPUs without VNNI, or when the
     weights cannot be read, a warning names `command`, the export call that writes a safe
     file. Never silent, never an error: the model still loads and runs. O(weights) for a
     file without the metadata, O(1) otherwise.
     """
-    from rank.rerank._export import INT8_SCHEME, SCHEME_KEY, product_bounds
+    from rank.onnx._export import INT8_SCHEME, SCHEME_KEY, product_bounds
 
     try:
         meta = dict(engine.get_modelmeta().custom_metadata_map)

@@ -20,13 +20,13 @@ from __future__ import annotations
 
 import os
 import struct
-from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from rank._validate import as_float_array, check_positive_int, resolve_threads
-from rank.errors import CorruptFileError, DTypeError, InvalidValueError, NonFiniteError, ShapeError, UnknownMethodError
+from rank._validate import as_float_array, check_choice, check_positive_int, choice_error, resolve_threads
+from rank.errors import CorruptFileError, DTypeError, InvalidValueError, NonFiniteError, ShapeError
+from rank.retrieve._index import as_mask
 from rank_kernels import dense as _kernel
 
 if TYPE_CHECKING:
@@ -41,10 +41,6 @@ STORAGE_DTYPES = ("float32", "float16")
 
 # Rows normalised per chunk when adding to a cosine index (bounds the float64 temporary).
 _CHUNK = 1 << 16
-
-
-def _names(valid: Iterable[object]) -> str:
-    return ", ".join(repr(v) for v in valid)
 
 
 def _queries(query: npt.ArrayLike, dim: int, name: str, check_finite: bool, *,
@@ -165,16 +161,7 @@ def cosine_scores(query: npt.ArrayLike, matrix: npt.ArrayLike, *, n_threads: int
 
 def _as_mask(mask: Any, nq: int, n: int) -> np.ndarray[Any, np.dtype[np.uint8]] | None:
     """A uint8 (1, n) or (nq, n) view of a boolean mask (True = allowed), or None."""
-    if mask is None:
-        return None
-    m = np.asarray(mask)
-    if m.dtype != np.bool_:
-        raise DTypeError(f"mask: expected a boolean array, got dtype {m.dtype}")
-    if m.ndim == 1:
-        m = m.reshape(1, -1)
-    if m.ndim != 2 or m.shape[1] != n or m.shape[0] not in (1, nq):
-        raise ShapeError(f"mask: expected shape ({n},) or ({nq}, {n}), got {np.shape(mask)}")
-    return np.ascontiguousarray(m).view(np.uint8)
+    return None if mask is None else as_mask(mask, nq, n)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -197,6 +184,13 @@ _VERSION = 1
 _HEADER = struct.Struct("<8sIIQQBB30x")
 _METRIC_CODES = {"dot": 0, "cosine": 1}
 _DTYPE_CODES = {"float32": 0, "float16": 1}
+
+
+def _check_finite_rows(path: str, data: np.ndarray[Any, np.dtype[Any]]) -> None:
+    """CorruptFileError if a loaded vector holds NaN or infinity (chunked: O(chunk) memory)."""
+    for i in range(0, data.shape[0], _CHUNK):
+        if not np.isfinite(data[i:i + _CHUNK]).all():
+            raise CorruptFileError(f"{path}: vectors contain NaN or infinity")
 
 
 class DenseIndex:
@@ -275,16 +269,14 @@ class DenseIndex:
                  hnsw_m: int = 32, ef_construction: int = 100, ef_search: int = 64,
                  train_size: int | None = None, seed: int = 0) -> None:
         self._dim = check_positive_int(dim, "dim")
-        if metric not in METRICS:
-            raise UnknownMethodError(f"metric: expected one of {_names(METRICS)}, got {metric!r}")
+        check_choice("metric", metric, METRICS)
         try:
             name = np.dtype(dtype).name
         except TypeError:
             name = None
         if name not in STORAGE_DTYPES:
-            raise UnknownMethodError(f"dtype: expected one of {_names(STORAGE_DTYPES)}, got {dtype!r}")
-        if index not in INDEX_KINDS:
-            raise UnknownMethodError(f"index: expected one of {_names(INDEX_KINDS)}, got {index!r}")
+            raise choice_error("dtype", dtype, STORAGE_DTYPES)
+        check_choice("index", index, INDEX_KINDS)
         if index != "flat" and name != "float32":
             raise InvalidValueError(f"dtype: the approximate index {index!r} stores float32 vectors, got {name!r}")
         self._metric = metric
@@ -632,22 +624,30 @@ class DenseIndex:
                 f.write(flat[i:i + step].data.cast("B"))
 
     @classmethod
-    def load(cls, path: str | os.PathLike[str], *, mmap: bool = False) -> DenseIndex:
+    def load(cls, path: str | os.PathLike[str], mmap: bool = True, *, verify: bool = False) -> DenseIndex:
         """Read an index written by :meth:`save`.
+
+        Every index class loads the same way, ``load(path, mmap=True, *, verify=False)``:
+        memory-mapping is the default because loading is then O(1) in the collection size and
+        processes serving the same file share its pages, while everything a kernel trusts is
+        still checked.
 
         Parameters
         ----------
         path : str or os.PathLike
-        mmap : bool, default False
+        mmap : bool, default True
             Map the vectors read-only from the file instead of reading them into memory
             (pages load on demand; a later :meth:`add` copies them into memory first).
-            Without mmap the vectors are also checked to be finite. Approximate kinds are
-            always read into memory (their checksum is verified first; nothing is unpickled).
+            Approximate kinds are always read into memory (their checksum is verified first;
+            nothing is unpickled).
+        verify : bool, default False
+            Also check that every stored vector is finite (reads every byte). Without mmap the
+            vectors are read anyway, so they are always checked then.
 
         Returns
         -------
         DenseIndex
-            The index, O(len(index) * dim) time without mmap, O(1) with it.
+            The index, O(len(index) * dim) time without mmap or with `verify`, O(1) otherwise.
 
         Raises
         ------
@@ -694,6 +694,8 @@ class DenseIndex:
             data: np.ndarray[Any, np.dtype[Any]]
             if mmap:
                 data = np.memmap(path, dtype=dt, mode="r", offset=_HEADER.size, shape=(count, dim))
+                if verify:
+                    _check_finite_rows(path, data)
             else:
                 data = np.empty((count, dim), dt)
                 view = data.reshape(-1).data.cast("B")
@@ -703,9 +705,7 @@ class DenseIndex:
                     if not got:
                         raise CorruptFileError(f"{path}: file truncated while reading")
                     pos += got
-                for i in range(0, count, _CHUNK):
-                    if not np.isfinite(data[i:i + _CHUNK]).all():
-                        raise CorruptFileError(f"{path}: vectors contain NaN or infinity")
+                _check_finite_rows(path, data)
         if data.dtype != index._dtype:  # big-endian host
             data = data.astype(index._dtype)
         index._buf = data

@@ -18,12 +18,17 @@ from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 
-from rank.errors import InvalidValueError, UnknownMethodError
+from rank._validate import check_choice
+from rank.errors import InvalidValueError
 from rank.errors import ModelNotFoundError
-from rank.rerank._onnx import require
+from rank.onnx._runtime import read_json, require
+
+#: The file every exported model directory describes itself in, and our section inside it.
+CONFIG_NAME = "config.json"
+CONFIG_SECTION = "rank_kernels"
 
 __all__ = ["check_precision", "load_checkpoint", "export_module", "finish_model", "staged_dir",
-           "save_tokenizer", "write_config", "fuse_transformer", "first_token_only", "smooth_activations",
+           "save_tokenizer", "write_config", "read_config", "fuse_transformer", "first_token_only", "smooth_activations",
            "split_skip_layer_norm", "unfuse_attention", "quantize_weight", "quantize_products",
            "product_bounds", "u8s8_avx2", "emulate_avx2_products"]
 
@@ -41,9 +46,7 @@ def check_precision(quantize: Any, fp16: bool) -> str | None:
     ``quantize`` is one of None / False (no int8 model), True / "int8" (an int8 model beside
     the fp32 one); anything else raises UnknownMethodError listing these.
     """
-    if not any(quantize is c or (isinstance(c, str) and quantize == c) for c in QUANTIZE_CHOICES):
-        valid = ", ".join(repr(c) for c in QUANTIZE_CHOICES)
-        raise UnknownMethodError(f"quantize: expected one of {valid}; got {quantize!r}")
+    check_choice("quantize", quantize, QUANTIZE_CHOICES)
     if not isinstance(fp16, bool):
         raise InvalidValueError(f"fp16: expected a bool, got {fp16!r}")
     chosen = "int8" if quantize in (True, "int8") else None
@@ -196,6 +199,16 @@ def _links(graph: Any) -> tuple[dict[str, Any], dict[str, list[Any]]]:
 def _read(graph: Any) -> set[str]:
     """Names read by some node or returned by the graph."""
     return {x for n in graph.node for x in n.input} | {o.name for o in graph.output}
+
+
+def _replace_nodes(graph: Any, nodes: list) -> None:
+    """Make `nodes` the graph's nodes and drop the initializers no node reads any more."""
+    del graph.node[:]
+    graph.node.extend(nodes)
+    used = _read(graph)
+    kept = [t for t in graph.initializer if t.name in used]
+    del graph.initializer[:]
+    graph.initializer.extend(kept)
 
 
 def _topological(graph: Any) -> None:
@@ -577,12 +590,7 @@ def quantize_products(model: Any, *, skip: Iterable[str] = ()) -> int:
                   helper.make_node("Cast", [f"{out}_int32"], [f"{out}_float"], to=TensorProto.FLOAT, name=f"{base}_cast"),
                   helper.make_node("Mul", [xs, ws], [f"{out}_scale"], name=f"{base}_scale"),
                   helper.make_node("Mul", [f"{out}_float", f"{out}_scale"], [out], name=f"{base}_rescale")]
-    del graph.node[:]
-    graph.node.extend(nodes)
-    used = _read(graph)
-    kept = [t for t in graph.initializer if t.name in used]
-    del graph.initializer[:]
-    graph.initializer.extend(kept)
+    _replace_nodes(graph, nodes)
     _topological(graph)
     return len(plans)
 
@@ -827,12 +835,7 @@ def emulate_avx2_products(model: Any, *, saturate: bool = True) -> Any:
             nodes.append(node)
             continue
         count += 1
-    del graph.node[:]
-    graph.node.extend(nodes)
-    used = _read(graph)
-    kept = [t for t in graph.initializer if t.name in used]
-    del graph.initializer[:]
-    graph.initializer.extend(kept)
+    _replace_nodes(graph, nodes)
     return out
 
 
@@ -849,7 +852,7 @@ def finish_model(out: Path, *, quantize: str | None, fp16: bool,
     product by a constant weight except the nodes named in `keep_fp32` is quantized per token
     and per column, adjacent weight pairs bounded to 128 (:func:`quantize_products`), which no
     onnxruntime CPU kernel can saturate. The scheme is recorded in the file's metadata
-    (``SCHEME_KEY`` = ``INT8_SCHEME``), which loaders check (:func:`rank.rerank._onnx.check_int8_model`).
+    (``SCHEME_KEY`` = ``INT8_SCHEME``), which loaders check (:func:`rank.onnx._runtime.check_int8_model`).
     """
     path = out / "model.onnx"
     written = ["model.onnx"]
@@ -884,8 +887,26 @@ def save_tokenizer(tokenizer: Any, out: Path, what: str) -> None:
 
 
 def write_config(model_config: Any, out: Path, section: dict) -> None:
-    """config.json: the transformers model config plus our settings under "rank_kernels"."""
+    """config.json: the transformers model config plus our settings under "rank_kernels".
+
+    :func:`read_config` reads it back; loaders and the command line go through that pair.
+    """
     data = model_config.to_dict() if model_config is not None else {}
-    data["rank_kernels"] = section
-    with open(out / "config.json", "w", encoding="utf-8") as f:
+    data[CONFIG_SECTION] = section
+    with open(out / CONFIG_NAME, "w", encoding="utf-8") as f:
         json.dump(data, f, indent=2, sort_keys=True, default=str)
+
+
+def read_config(model_dir: str | os.PathLike) -> tuple[dict, dict | None]:
+    """``(config, section)`` of the config.json that :func:`write_config` writes in `model_dir`.
+
+    `config` is the whole JSON object ({} when the directory has no config.json, e.g. a bare
+    ONNX export); `section` is our ``"rank_kernels"`` settings, or None when absent or not an
+    object. CorruptFileError when the file is not a readable JSON object.
+    """
+    path = Path(os.fspath(model_dir)) / CONFIG_NAME
+    if not path.is_file():
+        return {}, None
+    config = read_json(path)
+    section = config.get(CONFIG_SECTION)
+    return config, section if isinstance(section, dict) else None
