@@ -76,7 +76,7 @@ def setup(tmp_path_factory, smoke, threads):
 def torch_encode(setup, sort):
     """PyTorch forward pass over the encoder's own token ids (same truncation and skiplist)."""
     enc = setup["fp32"]
-    ids = enc._ids(setup["docs"], enc.doc_marker, enc.doc_maxlen)
+    ids, _ = enc._ids(setup["docs"], enc.doc_marker, enc.doc_maxlen, "ignore", False)
     order = np.argsort([len(r) for r in ids], kind="stable") if sort else np.arange(len(ids))
     out = [None] * len(ids)
     with torch.inference_mode():
