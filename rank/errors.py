@@ -25,6 +25,7 @@ __all__ = [
     "TruncationError",
     "Int8SaturationWarning",
     "TruncationWarning",
+    "LanguageWarning",
 ]
 
 
@@ -73,6 +74,11 @@ class Int8SaturationWarning(UserWarning):
     """A warning, not an error: an int8 model file whose integer products can overflow the
     16-bit sums of some CPUs (AVX2 without VNNI), so that its scores depend on the CPU; the
     message names the export command that writes a safe file."""
+
+
+class LanguageWarning(UserWarning):
+    """A warning, not an error: a tokenizer language has a stemmer but no stopword list, so
+    its words are all kept."""
 
 
 class TruncationWarning(UserWarning):

@@ -42,6 +42,7 @@ def test_error_hierarchy():
     assert issubclass(errors.ModelNotFoundError, FileNotFoundError)
     assert issubclass(errors.Int8SaturationWarning, UserWarning)
     assert issubclass(errors.TruncationWarning, UserWarning)
+    assert issubclass(errors.LanguageWarning, UserWarning)
     assert issubclass(errors.TruncationError, (errors.RankError, ValueError))
     for name in errors.__all__:  # exceptions derive from RankError; warning categories from Warning
         cls = getattr(errors, name)

@@ -27,8 +27,9 @@ from rank.rerank.cross_encoder import CrossEncoder, export_cross_encoder
 
 __all__ += ["CrossEncoder", "export_cross_encoder"]
 from rank.rerank.colbert import ColBERTEncoder, ColBERTReranker, export_colbert_encoder
+from rank._truncation import TruncationInfo
 
-__all__ += ["ColBERTEncoder", "ColBERTReranker", "export_colbert_encoder"]
+__all__ += ["ColBERTEncoder", "ColBERTReranker", "export_colbert_encoder", "TruncationInfo"]
 
 # Old module paths keep importing: `import rank.rerank.dense` finds the alias once the package is
 # imported (the import system checks sys.modules again after importing the parent package).

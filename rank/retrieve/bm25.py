@@ -35,7 +35,7 @@ from rank import _deprecate
 from rank._validate import check_choice, check_real
 from rank.errors import CorruptFileError, DTypeError, InvalidValueError, ShapeError, UnknownMethodError
 from rank.retrieve import _index
-from rank.retrieve.tokenizer import Tokenizer, _progress_bar
+from rank.retrieve.tokenizer import Tokenizer, progress_bar
 from rank_kernels import sparse as _kernel
 
 __all__ = ["BM25", "METHODS"]

@@ -20,7 +20,8 @@ from typing import Any, Callable, Iterable, Optional, Union
 
 import numpy as np
 
-from rank.errors import CorruptFileError, DTypeError, InvalidValueError, MissingDependencyError, UnknownMethodError
+from rank.errors import (CorruptFileError, DTypeError, InvalidValueError, LanguageWarning, MissingDependencyError,
+                         UnknownMethodError)
 from rank_kernels import tokenize as _kernel
 
 __all__ = ["Tokenizer", "STOPWORDS_EN", "PATTERNS", "LanguageWarning", "languages"]
@@ -40,10 +41,6 @@ STOPWORDS_EN = frozenset(
     "then there these they this to was will with".split())
 
 Packed = tuple[np.ndarray, np.ndarray]
-
-
-class LanguageWarning(UserWarning):
-    """A tokenizer language has a stemmer but no stopword list (its words are all kept)."""
 
 
 class _Default:
@@ -180,7 +177,7 @@ def _auto_stemmer(word: str) -> str:
     return _snowball_stemmer(lang)(word)
 
 
-def _progress_bar(show: bool, desc: str, total: Optional[int]) -> Any:
+def progress_bar(show: bool, desc: str, total: Optional[int]) -> Any:
     """A tqdm bar that only appears after a second (None if disabled or tqdm is missing)."""
     if not show:
         return None
@@ -444,7 +441,7 @@ class Tokenizer:
                 isinstance(texts, np.ndarray) and texts.ndim == 0):
             raise DTypeError(f"texts: expected a str or an iterable of str, got {type(texts).__name__}")
         resolve = self._resolver(bool(update_vocabulary))
-        bar = _progress_bar(show_progress, "tokenize", _total(texts))
+        bar = progress_bar(show_progress, "tokenize", _total(texts))
         progress = bar.update if bar is not None else None
         try:
             if self._regex is None:
