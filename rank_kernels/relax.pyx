@@ -41,6 +41,8 @@ from libc.string cimport memcpy
 
 from cython cimport floating
 
+from rank_kernels.simd cimport rk_simd_init, rk_simd_level
+
 cdef extern from "relax_simd.h":
     double relax_sig_fwd(double xi, double ai, double bi, const double *x, const double *A, const double *B,
                          double *out, Py_ssize_t j0, Py_ssize_t j1) noexcept nogil
@@ -51,6 +53,14 @@ cdef extern from "relax_simd.h":
     double relax_dot(const double *a, const double *b, Py_ssize_t n) noexcept nogil
     void relax_ns_acc(double *g, double *ga, const double *w, const double *c, double f, double m, double ci,
                       Py_ssize_t n) noexcept nogil
+
+rk_simd_init()  # the shared instruction-set probe, once at import (honours RANK_KERNELS_ISA)
+
+
+def simd_level():
+    """Instruction set of the relax inner loops on this CPU under RANK_KERNELS_ISA: 0 portable, >= 1 AVX2."""
+    return rk_simd_level()
+
 
 cdef enum:
     TILE = 512
