@@ -27,10 +27,15 @@ from cpython.unicode cimport PyUnicode_Check
 from cython.parallel cimport parallel, prange
 from libc.math cimport exp2, log, log2, lround
 from libc.stdint cimport int32_t, int64_t, uint64_t, uintptr_t
-from libc.stdlib cimport free, malloc, realloc
+from libc.stdlib cimport free
 from libc.string cimport memcmp, memcpy
 
 import numpy as np
+
+from rank_kernels._mem cimport (check_status, new_status, rk_malloc, rk_mem_init, rk_realloc, rk_status,
+                               rk_status_fail)
+
+rk_mem_init()  # work buffers fail under the RANK_KERNELS_FAIL_ALLOC=1 test hook (see mem.h)
 
 
 cdef extern from "Python.h":
@@ -247,7 +252,7 @@ def encode_run(dict run, dict qrels, bint complete=False):
                 if size > 8:
                     if tlen + size - 8 > tcap:
                         tcap = 2 * tcap + size + 4096
-                        grown = <unsigned char *>realloc(tbuf, tcap)
+                        grown = <unsigned char *>rk_realloc(tbuf, tcap)
                         if grown == NULL:
                             raise MemoryError()
                         tbuf = grown
@@ -367,15 +372,18 @@ cdef void _msort(const SortCtx *c, int64_t *idx, int64_t *tmp, Py_ssize_t n) noe
 
 
 cdef void _sort_all(SortCtx *ctx, const int64_t[::1] offsets, int64_t[::1] perm, unsigned char *tied,
-                    int n_threads) noexcept nogil:
+                    int n_threads, rk_status *st) noexcept nogil:
     cdef Py_ssize_t nq = offsets.shape[0] - 1, q, i, lo, n, maxn = 0
     cdef int64_t *tmp
     for q in range(nq):
         if offsets[q + 1] - offsets[q] > maxn:
             maxn = offsets[q + 1] - offsets[q]
     with parallel(num_threads=n_threads):
-        tmp = <int64_t *>malloc((maxn + 1) * sizeof(int64_t))
+        tmp = <int64_t *>rk_malloc((maxn + 1) * sizeof(int64_t))
         for q in prange(nq, schedule="dynamic", chunksize=64):
+            if tmp == NULL:
+                rk_status_fail(st)
+                continue
             lo = offsets[q]
             n = offsets[q + 1] - lo
             for i in range(n):
@@ -398,8 +406,10 @@ def sort_segments(const int64_t[::1] offsets, const double[::1] scores, int64_t[
     cdef SortCtx ctx
     ctx.s = &scores[0] if scores.shape[0] else NULL
     ctx.mode = 0
+    cdef rk_status *st = new_status(n_threads, b"sort_segments")
     with nogil:
-        _sort_all(&ctx, offsets, perm, &tied[0] if tied.shape[0] else NULL, n_threads)
+        _sort_all(&ctx, offsets, perm, &tied[0] if tied.shape[0] else NULL, n_threads, st)
+    check_status(st, b"sort_segments")
 
 
 def sort_segments_keyed(const int64_t[::1] offsets, const double[::1] scores, const int64_t[::1] keys,
@@ -411,8 +421,10 @@ def sort_segments_keyed(const int64_t[::1] offsets, const double[::1] scores, co
     ctx.s = &scores[0] if scores.shape[0] else NULL
     ctx.key = &keys[0] if keys.shape[0] else NULL
     ctx.mode = 2
+    cdef rk_status *st = new_status(n_threads, b"sort_segments_keyed")
     with nogil:
-        _sort_all(&ctx, offsets, perm, NULL, n_threads)
+        _sort_all(&ctx, offsets, perm, NULL, n_threads, st)
+    check_status(st, b"sort_segments_keyed")
 
 
 cdef struct Item:
@@ -521,9 +533,13 @@ def sort_run_segments(const int64_t[::1] offsets, const double[::1] scores, ids,
     for q in range(nq):
         if offsets[q + 1] - offsets[q] > maxn:
             maxn = offsets[q + 1] - offsets[q]
+    cdef rk_status *st = new_status(n_threads, b"sort_run_segments")
     with nogil, parallel(num_threads=n_threads):
-        buf = <Item *>malloc((2 * maxn + 2) * sizeof(Item))
+        buf = <Item *>rk_malloc((2 * maxn + 2) * sizeof(Item))
         for q in prange(nq, schedule="dynamic", chunksize=64):
+            if buf == NULL:
+                rk_status_fail(st)
+                continue
             lo = offsets[q]
             n = offsets[q + 1] - lo
             for i in range(n):
@@ -535,6 +551,7 @@ def sort_run_segments(const int64_t[::1] offsets, const double[::1] scores, ids,
             for i in range(n):
                 perm[lo + i] = buf[i].pos
         free(buf)
+    check_status(st, b"sort_run_segments")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -997,8 +1014,13 @@ def metrics(const int64_t[::1] offsets, const int64_t[::1] perm, const int64_t[:
     for q in range(nq):
         if qoffsets[q + 1] - qoffsets[q] > maxj:
             maxj = qoffsets[q + 1] - qoffsets[q]
+    cdef rk_status *st = new_status(n_threads, b"metrics")
     with nogil, parallel(num_threads=n_threads):
-        ideal = <double *>malloc((maxj + 1) * sizeof(double))
+        ideal = <double *>rk_malloc((maxj + 1) * sizeof(double))
         for q in prange(nq, schedule="dynamic", chunksize=64):
+            if ideal == NULL:
+                rk_status_fail(st)
+                continue
             _eval_query(&C, q, ideal)
         free(ideal)
+    check_status(st, b"metrics")

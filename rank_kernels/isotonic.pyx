@@ -36,11 +36,15 @@ from cython cimport floating
 from cython.parallel cimport parallel, prange, threadid
 from libc.math cimport exp, log
 from libc.stdint cimport int32_t, uint64_t
-from libc.stdlib cimport calloc, free, malloc
+from libc.stdlib cimport free
 from libc.string cimport memcpy
 
 cimport numpy as cnp
 import numpy as np
+
+from rank_kernels._mem cimport check_status, new_status, rk_malloc, rk_mem_init, rk_status, rk_status_fail
+
+rk_mem_init()  # work buffers fail under the RANK_KERNELS_FAIL_ALLOC=1 test hook (see mem.h)
 
 cnp.import_array()
 
@@ -396,8 +400,6 @@ def project(const floating[:, ::1] x, floating[:, ::1] out, int mode, bint kl, d
     cdef int32_t *bs = NULL
     cdef double *dbuf = NULL
     cdef int32_t *prow = NULL
-    cdef int *status = NULL
-    cdef int tid = 0, bad = 0
     if n_threads > m:
         n_threads = <int>m
     if n_threads < 1:
@@ -405,19 +407,16 @@ def project(const floating[:, ::1] x, floating[:, ::1] out, int mode, bint kl, d
     # Small dynamic chunks (about 8 per thread): rows differ in cost, and a thread that the OS
     # parks holds back only a few rows.
     cdef Py_ssize_t chunk = max(1, m // (8 * n_threads))
-    status = <int *>calloc(n_threads, sizeof(int))
-    if status == NULL:
-        raise MemoryError()
+    cdef rk_status *st = new_status(n_threads, b"isotonic")
     with nogil:
         with parallel(num_threads=n_threads):
-            tid = threadid()
-            keys = <uint64_t *>malloc(sizeof(uint64_t) * n)
-            pbuf = <int32_t *>malloc(sizeof(int32_t) * n)
-            bs = <int32_t *>malloc(sizeof(int32_t) * (n + 1))
-            dbuf = <double *>malloc(sizeof(double) * 5 * n)
+            keys = <uint64_t *>rk_malloc(sizeof(uint64_t) * n)
+            pbuf = <int32_t *>rk_malloc(sizeof(int32_t) * n)
+            bs = <int32_t *>rk_malloc(sizeof(int32_t) * (n + 1))
+            dbuf = <double *>rk_malloc(sizeof(double) * 5 * n)
             for i in prange(m, schedule='dynamic', chunksize=chunk):
                 if keys == NULL or pbuf == NULL or bs == NULL or dbuf == NULL:
-                    status[tid] = 1
+                    rk_status_fail(st)
                     continue
                 prow = &perm[i, 0] if save else pbuf
                 _project_row(&x[i, 0], &out[i, 0], n, mode, kl, a, &table[0], &etab[0], b, use_np, keys, prow,
@@ -426,12 +425,7 @@ def project(const floating[:, ::1] x, floating[:, ::1] out, int mode, bint kl, d
             free(pbuf)
             free(bs)
             free(dbuf)
-        for tid in range(n_threads):
-            if status[tid]:
-                bad = 1
-    free(status)
-    if bad:
-        raise MemoryError()
+    check_status(st, b"isotonic")
     return 0
 
 

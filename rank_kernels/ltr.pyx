@@ -31,8 +31,10 @@ fixed order). No validation happens here: the `rank.learn` layer checks everythi
 from cython.parallel cimport parallel, prange
 from libc.math cimport exp, fabs, log, log1p, log2
 from libc.stdint cimport int32_t, int64_t
-from libc.stdlib cimport calloc, free, malloc, qsort
+from libc.stdlib cimport free, qsort
 
+from rank_kernels._mem cimport (check_status, new_status, rk_calloc, rk_malloc, rk_mem_init, rk_status,
+                               rk_status_end, rk_status_fail)
 from rank_kernels.simd cimport rk_simd_init
 
 cdef enum:
@@ -73,6 +75,7 @@ cdef extern from "ltr_kernels.h":
 
 
 rk_simd_init()  # the shared instruction-set probe, once at import (honours RANK_KERNELS_ISA)
+rk_mem_init()  # work buffers fail under the RANK_KERNELS_FAIL_ALLOC=1 test hook (see mem.h)
 
 
 ctypedef struct Item:
@@ -175,13 +178,15 @@ def lambdarank(const double[::1] scores, const int32_t[::1] labels, const int64_
     cdef Py_ssize_t m = _max_group(offsets)
     cdef Py_ssize_t n_labels = gains.shape[0]
     cdef bint counting = n_labels <= COUNT_LABELS_MAX
-    cdef double *discount = <double *>malloc(sizeof(double) * m)
-    cdef int32_t *gain_order = <int32_t *>malloc(sizeof(int32_t) * n_labels) if counting else NULL
+    cdef rk_status *st = new_status(n_threads, b"lambdarank")
+    cdef double *discount = <double *>rk_malloc(sizeof(double) * m)
+    cdef int32_t *gain_order = <int32_t *>rk_malloc(sizeof(int32_t) * n_labels) if counting else NULL
     cdef double e_grid[2 * GRID_LO]  # the grid sigmoid's two factor tables (16 KiB, read-only in the loop)
     if discount == NULL or (counting and gain_order == NULL):
         free(discount)
         free(gain_order)
-        raise MemoryError()
+        rk_status_end(st)
+        raise MemoryError("lambdarank: could not allocate a work buffer")
     cdef const double *e_hi = e_grid
     cdef const double *e_lo = e_grid + GRID_LO
     cdef Py_ssize_t g, i, k, start, cnt, top
@@ -199,8 +204,6 @@ def lambdarank(const double[::1] scores, const int32_t[::1] labels, const int64_
     cdef double eps = <double>(<float>0.01)
     cdef double slo = -50.0 / sigma / 2.0
     cdef double sfactor = SIGMOID_BINS / (-slo - slo)
-    cdef int failed = 0
-    cdef int *failp = &failed
     cdef int norm_on
     cdef int level = ltr_simd_level()
     if 0 <= simd < level:
@@ -213,9 +216,9 @@ def lambdarank(const double[::1] scores, const int32_t[::1] labels, const int64_
         if not exact:
             ltr_grid_tables(sigma, e_grid, e_grid + GRID_LO)
         with parallel(num_threads=n_threads):
-            items = <ltr_item *>malloc(sizeof(ltr_item) * 2 * m)
-            ss = <double *>malloc(sizeof(double) * (5 * m + 4))
-            hist = <int32_t *>calloc((n_labels if counting else 1) + m, sizeof(int32_t))  # all zero between groups
+            items = <ltr_item *>rk_malloc(sizeof(ltr_item) * 2 * m)
+            ss = <double *>rk_malloc(sizeof(double) * (5 * m + 4))
+            hist = <int32_t *>rk_calloc((n_labels if counting else 1) + m, sizeof(int32_t))  # all zero between groups
             pos = hist + (n_labels if counting else 1)
             tmp = items + m
             gs = ss + m
@@ -226,7 +229,7 @@ def lambdarank(const double[::1] scores, const int32_t[::1] labels, const int64_
             if True:  # every thread must reach the prange, even one whose allocation failed
                 for g in prange(n_groups, schedule="dynamic", chunksize=4):
                     if items == NULL or ss == NULL or hist == NULL:
-                        failp[0] = 1
+                        rk_status_fail(st)
                         continue
                     start = offsets[g]
                     cnt = offsets[g + 1] - start
@@ -283,8 +286,7 @@ def lambdarank(const double[::1] scores, const int32_t[::1] labels, const int64_
             free(hist)
     free(discount)
     free(gain_order)
-    if failed:
-        raise MemoryError()
+    check_status(st, b"lambdarank")
 
 
 def pairwise(const double[::1] scores, const int32_t[::1] labels, const int64_t[::1] offsets,
@@ -380,15 +382,14 @@ def listmle(const double[::1] scores, const int32_t[::1] labels, const int64_t[:
     cdef Item *items
     cdef double *lse
     cdef double loss, c, d, e, s, x
-    cdef int failed = 0
-    cdef int *failp = &failed
+    cdef rk_status *st = new_status(n_threads, b"listmle")
     with nogil, parallel(num_threads=n_threads):
-        items = <Item *>malloc(sizeof(Item) * m)
-        lse = <double *>malloc(sizeof(double) * m)
+        items = <Item *>rk_malloc(sizeof(Item) * m)
+        lse = <double *>rk_malloc(sizeof(double) * m)
         if True:  # every thread must reach the prange, even one whose allocation failed
             for g in prange(n_groups, schedule="dynamic"):
                 if items == NULL or lse == NULL:
-                    failp[0] = 1
+                    rk_status_fail(st)
                     continue
                 start = offsets[g]
                 cnt = offsets[g + 1] - start
@@ -422,8 +423,7 @@ def listmle(const double[::1] scores, const int32_t[::1] labels, const int64_t[:
                 group_loss[g] = loss
         free(items)
         free(lse)
-    if failed:
-        raise MemoryError()
+    check_status(st, b"listmle")
 
 
 def approx_ndcg(const double[::1] scores, const int32_t[::1] labels, const int64_t[::1] offsets,
@@ -436,29 +436,29 @@ def approx_ndcg(const double[::1] scores, const int32_t[::1] labels, const int64
     """
     cdef Py_ssize_t n_groups = offsets.shape[0] - 1
     cdef Py_ssize_t m = _max_group(offsets)
-    cdef double *discount = <double *>malloc(sizeof(double) * m)
+    cdef rk_status *st = new_status(n_threads, b"approx_ndcg")
+    cdef double *discount = <double *>rk_malloc(sizeof(double) * m)
     if discount == NULL:
-        raise MemoryError()
+        rk_status_end(st)
+        raise MemoryError("approx_ndcg: could not allocate a work buffer")
     cdef Py_ssize_t g, i, j, start, cnt
     cdef Item *items
     cdef double *buf
     cdef double *rk
     cdef double *a
     cdef double max_dcg, dcg, p, l2, acc
-    cdef int failed = 0
-    cdef int *failp = &failed
     with nogil:
         for i in range(m):
             discount[i] = 1.0 / log2(2.0 + i)
         with parallel(num_threads=n_threads):
-            items = <Item *>malloc(sizeof(Item) * m)
-            buf = <double *>malloc(sizeof(double) * 2 * m)
+            items = <Item *>rk_malloc(sizeof(Item) * m)
+            buf = <double *>rk_malloc(sizeof(double) * 2 * m)
             rk = buf
             a = buf + m
             if True:  # every thread must reach the prange, even one whose allocation failed
                 for g in prange(n_groups, schedule="dynamic"):
                     if items == NULL or buf == NULL:
-                        failp[0] = 1
+                        rk_status_fail(st)
                         continue
                     start = offsets[g]
                     cnt = offsets[g + 1] - start
@@ -492,5 +492,4 @@ def approx_ndcg(const double[::1] scores, const int32_t[::1] labels, const int64
             free(items)
             free(buf)
     free(discount)
-    if failed:
-        raise MemoryError()
+    check_status(st, b"approx_ndcg")

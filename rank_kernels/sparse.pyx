@@ -29,10 +29,14 @@ No validation happens here; the `rank.retrieve` layer checks every input first.
 from cython.parallel cimport parallel, prange, threadid
 from libc.math cimport INFINITY, floor, log, sqrt
 from libc.stdint cimport int32_t, int64_t, uint8_t, uint32_t, uint64_t
-from libc.stdlib cimport calloc, free, malloc, qsort
+from libc.stdlib cimport free, qsort
 from libc.string cimport memcpy, memset
 
 import numpy as np
+from rank_kernels._mem cimport (check_status, new_status, rk_calloc, rk_malloc, rk_mem_init, rk_status,
+                                rk_status_fail)
+
+rk_mem_init()  # work buffers fail under the RANK_KERNELS_FAIL_ALLOC=1 test hook (see mem.h)
 
 # Documents over which a pruning check computes its threshold (see _one_query).
 cdef enum:
@@ -347,7 +351,7 @@ def prepare_queries(const int64_t[::1] ptr, const int64_t[::1] terms, const doub
     cdef QueryTerm *buf
     for i in range(nq):
         longest = max(longest, ptr[i + 1] - ptr[i])
-    buf = <QueryTerm *>malloc((longest + 1) * sizeof(QueryTerm))
+    buf = <QueryTerm *>rk_malloc((longest + 1) * sizeof(QueryTerm))
     if buf == NULL:
         raise MemoryError()
     with nogil:
@@ -945,8 +949,7 @@ def topk(const int64_t[::1] indptr, const int32_t[::1] docs, const float[::1] va
     cdef Py_ssize_t nq = q_ptr.shape[0] - 1, i, n_mask = mask.shape[0], n_work = work.shape[0]
     cdef Py_ssize_t stride = n_docs + 1
     cdef uint8_t *row
-    cdef int *status
-    cdef int failed = 0
+    cdef rk_status *st
     cdef float *acc = NULL
     cdef uint8_t *seen = NULL
     cdef int32_t *touched = NULL
@@ -969,9 +972,7 @@ def topk(const int64_t[::1] indptr, const int32_t[::1] docs, const float[::1] va
         n_threads = <int>nq
     if n_work and n_threads > n_work:
         n_threads = <int>n_work
-    status = <int *>calloc(n_threads, sizeof(int))
-    if status == NULL:
-        raise MemoryError()
+    st = new_status(n_threads, b"topk")
     with nogil, parallel(num_threads=n_threads):
         if n_work:
             row = &work[threadid(), 0]
@@ -980,16 +981,16 @@ def topk(const int64_t[::1] indptr, const int32_t[::1] docs, const float[::1] va
             cand = <int32_t *>(row + 8 * stride)
             seen = row + 12 * stride
         else:
-            acc = <float *>calloc(stride, sizeof(float))
-            seen = <uint8_t *>calloc(stride, 1)
-            touched = <int32_t *>malloc(stride * sizeof(int32_t))
-            cand = <int32_t *>malloc(stride * sizeof(int32_t))
-        hk = <uint64_t *>malloc(cap * sizeof(uint64_t))
-        fh = <float *>malloc(k * sizeof(float))
-        bm = <float *>malloc((2 * nb + 1) * sizeof(float))
+            acc = <float *>rk_calloc(stride, sizeof(float))
+            seen = <uint8_t *>rk_calloc(stride, 1)
+            touched = <int32_t *>rk_malloc(stride * sizeof(int32_t))
+            cand = <int32_t *>rk_malloc(stride * sizeof(int32_t))
+        hk = <uint64_t *>rk_malloc(cap * sizeof(uint64_t))
+        fh = <float *>rk_malloc(k * sizeof(float))
+        bm = <float *>rk_malloc((2 * nb + 1) * sizeof(float))
         for i in prange(nq, schedule='dynamic', chunksize=1):
             if acc == NULL or seen == NULL or touched == NULL or cand == NULL or hk == NULL or fh == NULL or bm == NULL:
-                status[threadid()] = 1
+                rk_status_fail(st)
                 continue
             mrow = NULL
             if n_mask == 1:
@@ -1011,8 +1012,4 @@ def topk(const int64_t[::1] indptr, const int32_t[::1] docs, const float[::1] va
         free(hk)
         free(fh)
         free(bm)
-    for i in range(n_threads):
-        failed |= status[i]
-    free(status)
-    if failed:
-        raise MemoryError()
+    check_status(st, b"topk")
