@@ -117,32 +117,20 @@ def fill_weighted(const int64_t[::1] row_ptr, const int32_t[::1] terms, const fl
                 head[t] += 1
 
 
-def merge_postings(const int64_t[::1] indptr_a, const int32_t[::1] docs_a, const int32_t[::1] tf_a,
-                   const int64_t[::1] indptr_b, const int32_t[::1] docs_b, const int32_t[::1] tf_b,
-                   int32_t doc_offset, const int64_t[::1] indptr, int32_t[::1] docs, int32_t[::1] tf):
+ctypedef fused posting_value:
+    int32_t
+    float
+
+
+def merge_postings(const int64_t[::1] indptr_a, const int32_t[::1] docs_a, const posting_value[::1] vals_a,
+                   const int64_t[::1] indptr_b, const int32_t[::1] docs_b, const posting_value[::1] vals_b,
+                   int32_t doc_offset, const int64_t[::1] indptr, int32_t[::1] docs, posting_value[::1] vals):
     """Concatenate two term-major indexes term by term (b's doc ids shifted by doc_offset).
 
-    indptr_a may have fewer terms than indptr_b (new terms); `indptr` is the merged pointer.
+    The values are int32 term frequencies (BM25) or float32 weights (SparseIndex), the same
+    type in the three value arrays. indptr_a may have fewer terms than indptr_b (new terms);
+    `indptr` is the merged pointer. O(nnz).
     """
-    cdef Py_ssize_t n_terms = indptr.shape[0] - 1, na = indptr_a.shape[0] - 1, t, p, o
-    with nogil:
-        for t in range(n_terms):
-            o = indptr[t]
-            if t < na:
-                for p in range(indptr_a[t], indptr_a[t + 1]):
-                    docs[o] = docs_a[p]
-                    tf[o] = tf_a[p]
-                    o += 1
-            for p in range(indptr_b[t], indptr_b[t + 1]):
-                docs[o] = docs_b[p] + doc_offset
-                tf[o] = tf_b[p]
-                o += 1
-
-
-def merge_weighted(const int64_t[::1] indptr_a, const int32_t[::1] docs_a, const float[::1] vals_a,
-                   const int64_t[::1] indptr_b, const int32_t[::1] docs_b, const float[::1] vals_b,
-                   int32_t doc_offset, const int64_t[::1] indptr, int32_t[::1] docs, float[::1] vals):
-    """As merge_postings, for float values."""
     cdef Py_ssize_t n_terms = indptr.shape[0] - 1, na = indptr_a.shape[0] - 1, t, p, o
     with nogil:
         for t in range(n_terms):
@@ -156,6 +144,10 @@ def merge_weighted(const int64_t[::1] indptr_a, const int32_t[::1] docs_a, const
                 docs[o] = docs_b[p] + doc_offset
                 vals[o] = vals_b[p]
                 o += 1
+
+
+#: The float-valued merge is the same fused kernel (kept under its old name).
+merge_weighted = merge_postings
 
 
 def term_max(const int64_t[::1] indptr, const float[::1] vals):
