@@ -1,6 +1,8 @@
 """Type stubs of rank_kernels.sparse (inverted-index kernels)."""
 import numpy as np
 
+BM25_METHODS: dict[str, int]
+
 def count_postings(ids: np.ndarray, offsets: np.ndarray, n_terms: int) -> np.ndarray: ...
 def fill_postings(ids: np.ndarray, offsets: np.ndarray, indptr: np.ndarray, docs: np.ndarray,
                   tf: np.ndarray) -> None: ...

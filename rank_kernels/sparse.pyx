@@ -42,13 +42,18 @@ rk_mem_init()  # work buffers fail under the RANK_KERNELS_FAIL_ALLOC=1 test hook
 cdef enum:
     PROBE_MAX = 32768
 
-# Method codes shared with rank.retrieve.bm25 (order of bm25.METHODS).
-cdef enum:
+# BM25 variant codes: rank.retrieve.bm25 reads them by name from BM25_METHODS, never by position.
+# A new variant is one code here, its entry in BM25_METHODS, its term-frequency component in
+# _tfc and its inverse in bm25_recover_tf (plus its idf in rank.retrieve.bm25 if that differs).
+cdef enum BM25Method:
     ROBERTSON = 0
     LUCENE = 1
     ATIRE = 2
     BM25L = 3
     BM25PLUS = 4
+
+#: The BM25 variants by their public name (the order is the order users see them listed).
+BM25_METHODS = {"robertson": ROBERTSON, "lucene": LUCENE, "atire": ATIRE, "bm25l": BM25L, "bm25+": BM25PLUS}
 
 
 # ---------------------------------------------------------------------------------------------
