@@ -275,100 +275,23 @@ def encode_run(dict run, dict qrels, bint complete=False):
 
 
 # ---------------------------------------------------------------------------------------------
-# Sorting: merge sort of positions, with one of three orders.
+# Sorting: the one stable sort (sort.h) in the orders of evaluate_sort.h.
 
-cdef struct SortCtx:
-    const double *s        # scores (by position)
-    const unsigned char *tails  # document ids (mode 1): bytes after the first 8, concatenated
-    const int64_t *toff    # where each id's tail starts
-    const int64_t *len     # byte length of each id
-    const uint64_t *pfx    # first 8 bytes of each id, big-endian
-    const int64_t *key     # integer tie keys (mode 2)
-    int mode               # 0: ties by position; 1: ties by docid descending; 2: ties by key descending
-
-
-cdef inline bint _before(const SortCtx *c, int64_t a, int64_t b) noexcept nogil:
-    """True when position a comes strictly before position b."""
-    cdef double sa = c.s[a], sb = c.s[b]
-    cdef int64_t la, lb
-    cdef int cmp
-    if sa > sb:
-        return True
-    if sa < sb:
-        return False
-    if c.mode == 1:
-        if c.pfx[a] != c.pfx[b]:
-            return c.pfx[a] > c.pfx[b]
-        la = c.len[a]
-        lb = c.len[b]
-        if la > 8 and lb > 8:
-            cmp = memcmp(c.tails + c.toff[a], c.tails + c.toff[b], <size_t>((la if la < lb else lb) - 8))
-            if cmp != 0:
-                return cmp > 0
-        if la != lb:
-            return la > lb
-    elif c.mode == 2:
-        if c.key[a] != c.key[b]:
-            return c.key[a] > c.key[b]
-    return a < b
-
-
-cdef void _msort(const SortCtx *c, int64_t *idx, int64_t *tmp, Py_ssize_t n) noexcept nogil:
-    """Sort idx[0:n] by `_before` (insertion sort of runs of 16, then bottom-up merges)."""
-    cdef Py_ssize_t i, j, width, lo, mid, hi, a, b, k
-    cdef int64_t x
-    cdef int64_t *src = idx
-    cdef int64_t *dst = tmp
-    cdef int64_t *sw
-    for lo in range(0, n, 16):
-        hi = lo + 16 if lo + 16 < n else n
-        for i in range(lo + 1, hi):
-            x = idx[i]
-            j = i - 1
-            while j >= lo and _before(c, x, idx[j]):
-                idx[j + 1] = idx[j]
-                j -= 1
-            idx[j + 1] = x
-    width = 16
-    while width < n:
-        lo = 0
-        while lo < n:
-            mid = lo + width if lo + width < n else n
-            hi = lo + 2 * width if lo + 2 * width < n else n
-            a = lo
-            b = mid
-            k = lo
-            if mid < hi and not _before(c, src[mid], src[mid - 1]):
-                # already in order: copy the block
-                while a < hi:
-                    dst[a] = src[a]
-                    a += 1
-                lo = hi
-                continue
-            while a < mid and b < hi:
-                if _before(c, src[b], src[a]):
-                    dst[k] = src[b]
-                    b += 1
-                else:
-                    dst[k] = src[a]
-                    a += 1
-                k += 1
-            while a < mid:
-                dst[k] = src[a]
-                a += 1
-                k += 1
-            while b < hi:
-                dst[k] = src[b]
-                b += 1
-                k += 1
-            lo = hi
-        sw = src
-        src = dst
-        dst = sw
-        width *= 2
-    if src != idx:
-        for i in range(n):
-            idx[i] = src[i]
+cdef extern from "evaluate_sort.h" nogil:
+    ctypedef struct SortCtx "ev_sort_ctx":
+        const double *s
+        const unsigned char *tails
+        const int64_t *toff
+        const int64_t *len
+        const uint64_t *pfx
+        const int64_t *key
+        int mode
+    ctypedef struct Item "ev_item":
+        uint64_t skey
+        uint64_t pfx
+        int64_t pos
+    void _msort "ev_msort"(const SortCtx *c, int64_t *idx, int64_t *tmp, Py_ssize_t n)
+    void _isort "ev_isort"(const SortCtx *c, Item *x, Item *tmp, Py_ssize_t n)
 
 
 cdef void _sort_all(SortCtx *ctx, const int64_t[::1] offsets, int64_t[::1] perm, unsigned char *tied,
@@ -427,12 +350,6 @@ def sort_segments_keyed(const int64_t[::1] offsets, const double[::1] scores, co
     check_status(st, b"sort_segments_keyed")
 
 
-cdef struct Item:
-    uint64_t skey      # order-preserving key of the score (larger score, larger key)
-    uint64_t pfx       # first 8 bytes of the document id, big-endian
-    int64_t pos        # position in the run's columns
-
-
 cdef inline uint64_t _score_key(double x) noexcept nogil:
     """Unsigned key ordered as the double x (-0.0 and 0.0 equal, as trec_eval compares them)."""
     cdef double y = x + 0.0
@@ -440,76 +357,6 @@ cdef inline uint64_t _score_key(double x) noexcept nogil:
     if u >> 63:
         return ~u
     return u | (<uint64_t>1 << 63)
-
-
-cdef inline bint _item_before(const SortCtx *c, const Item *a, const Item *b) noexcept nogil:
-    """trec_eval's order: score descending, then document id descending in byte order."""
-    cdef int64_t la, lb
-    cdef int cmp
-    if a.skey != b.skey:
-        return a.skey > b.skey
-    if a.pfx != b.pfx:
-        return a.pfx > b.pfx
-    la = c.len[a.pos]
-    lb = c.len[b.pos]
-    if la > 8 and lb > 8:
-        cmp = memcmp(c.tails + c.toff[a.pos], c.tails + c.toff[b.pos], <size_t>((la if la < lb else lb) - 8))
-        if cmp != 0:
-            return cmp > 0
-    if la != lb:
-        return la > lb
-    return a.pos < b.pos
-
-
-cdef void _isort(const SortCtx *c, Item *x, Item *tmp, Py_ssize_t n) noexcept nogil:
-    """Sort x[0:n] by `_item_before` (insertion sort of runs of 16, then bottom-up merges)."""
-    cdef Py_ssize_t i, j, width, lo, mid, hi, a, b, k
-    cdef Item v
-    cdef Item *src = x
-    cdef Item *dst = tmp
-    cdef Item *sw
-    for lo in range(0, n, 16):
-        hi = lo + 16 if lo + 16 < n else n
-        for i in range(lo + 1, hi):
-            v = x[i]
-            j = i - 1
-            while j >= lo and _item_before(c, &v, &x[j]):
-                x[j + 1] = x[j]
-                j -= 1
-            x[j + 1] = v
-    width = 16
-    while width < n:
-        lo = 0
-        while lo < n:
-            mid = lo + width if lo + width < n else n
-            hi = lo + 2 * width if lo + 2 * width < n else n
-            a = lo
-            b = mid
-            k = lo
-            while a < mid and b < hi:
-                if _item_before(c, &src[b], &src[a]):
-                    dst[k] = src[b]
-                    b += 1
-                else:
-                    dst[k] = src[a]
-                    a += 1
-                k += 1
-            while a < mid:
-                dst[k] = src[a]
-                a += 1
-                k += 1
-            while b < hi:
-                dst[k] = src[b]
-                b += 1
-                k += 1
-            lo = hi
-        sw = src
-        src = dst
-        dst = sw
-        width *= 2
-    if src != x:
-        for i in range(n):
-            x[i] = src[i]
 
 
 def sort_run_segments(const int64_t[::1] offsets, const double[::1] scores, ids, int64_t[::1] perm,

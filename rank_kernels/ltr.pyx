@@ -31,7 +31,7 @@ fixed order). No validation happens here: the `rank.learn` layer checks everythi
 from cython.parallel cimport parallel, prange
 from libc.math cimport exp, fabs, log, log1p, log2
 from libc.stdint cimport int32_t, int64_t
-from libc.stdlib cimport free, qsort
+from libc.stdlib cimport free
 
 from rank_kernels._mem cimport (check_status, new_status, rk_calloc, rk_malloc, rk_mem_init, rk_status,
                                rk_status_end, rk_status_fail)
@@ -78,22 +78,6 @@ rk_simd_init()  # the shared instruction-set probe, once at import (honours RANK
 rk_mem_init()  # work buffers fail under the RANK_KERNELS_FAIL_ALLOC=1 test hook (see mem.h)
 
 
-ctypedef struct Item:
-    double key
-    Py_ssize_t idx
-
-
-cdef int _cmp_desc(const void *a, const void *b) noexcept nogil:
-    """Order by key descending, then by index ascending (a total order: sorting is stable)."""
-    cdef const Item *x = <const Item *>a
-    cdef const Item *y = <const Item *>b
-    if x.key > y.key:
-        return -1
-    if x.key < y.key:
-        return 1
-    return (x.idx > y.idx) - (x.idx < y.idx)
-
-
 cdef inline double _softplus(double x) noexcept nogil:
     """log(1 + exp(x)) without overflow."""
     if x > 0:
@@ -119,14 +103,14 @@ cdef inline Py_ssize_t _max_group(const int64_t[::1] offsets) noexcept nogil:
 
 
 cdef inline double _max_dcg(const int32_t *lab, Py_ssize_t cnt, const double *gains, Py_ssize_t k,
-                            const double *discount, Item *items) noexcept nogil:
-    """DCG of the ideal ordering of `lab` at depth k (gains sorted descending)."""
+                            const double *discount, ltr_item *items) noexcept nogil:
+    """DCG of the ideal ordering of `lab` at depth k (gains sorted descending; items: 2 cnt entries)."""
     cdef Py_ssize_t i
     cdef double dcg = 0.0
     for i in range(cnt):
         items[i].key = gains[lab[i]]
         items[i].idx = i
-    qsort(items, cnt, sizeof(Item), _cmp_desc)
+    ltr_sort_desc(items, items + cnt, cnt)
     if k > cnt:
         k = cnt
     for i in range(k):
@@ -379,12 +363,12 @@ def listmle(const double[::1] scores, const int32_t[::1] labels, const int64_t[:
     cdef Py_ssize_t n_groups = offsets.shape[0] - 1
     cdef Py_ssize_t m = _max_group(offsets)
     cdef Py_ssize_t g, k, start, cnt, r
-    cdef Item *items
+    cdef ltr_item *items
     cdef double *lse
     cdef double loss, c, d, e, s, x
     cdef rk_status *st = new_status(n_threads, b"listmle")
     with nogil, parallel(num_threads=n_threads):
-        items = <Item *>rk_malloc(sizeof(Item) * m)
+        items = <ltr_item *>rk_malloc(sizeof(ltr_item) * 2 * m)
         lse = <double *>rk_malloc(sizeof(double) * m)
         if True:  # every thread must reach the prange, even one whose allocation failed
             for g in prange(n_groups, schedule="dynamic"):
@@ -396,7 +380,7 @@ def listmle(const double[::1] scores, const int32_t[::1] labels, const int64_t[:
                 for k in range(cnt):
                     items[k].key = labels[start + k]
                     items[k].idx = k
-                qsort(items, cnt, sizeof(Item), _cmp_desc)
+                ltr_sort_desc(items, items + cnt, cnt)
                 # lse[k] = log sum over positions >= k of exp(score)
                 lse[cnt - 1] = scores[start + items[cnt - 1].idx]
                 for k in range(cnt - 2, -1, -1):
@@ -442,7 +426,7 @@ def approx_ndcg(const double[::1] scores, const int32_t[::1] labels, const int64
         rk_status_end(st)
         raise MemoryError("approx_ndcg: could not allocate a work buffer")
     cdef Py_ssize_t g, i, j, start, cnt
-    cdef Item *items
+    cdef ltr_item *items
     cdef double *buf
     cdef double *rk
     cdef double *a
@@ -451,7 +435,7 @@ def approx_ndcg(const double[::1] scores, const int32_t[::1] labels, const int64
         for i in range(m):
             discount[i] = 1.0 / log2(2.0 + i)
         with parallel(num_threads=n_threads):
-            items = <Item *>rk_malloc(sizeof(Item) * m)
+            items = <ltr_item *>rk_malloc(sizeof(ltr_item) * 2 * m)
             buf = <double *>rk_malloc(sizeof(double) * 2 * m)
             rk = buf
             a = buf + m

@@ -27,6 +27,7 @@
 #define LTR_LO_MASK 1023
 
 #include "simd.h"
+#include "sort.h"
 
 #if defined(_OPENMP) && _OPENMP >= 201307 && !defined(_MSC_VER)
 #define LTR_SIMD_SUMS _Pragma("omp simd reduction(+:al, ah, as)")
@@ -36,43 +37,11 @@
 
 typedef struct { double key; Py_ssize_t idx; } ltr_item;
 
-/* Stable sort by key descending (equal keys keep their order): insertion-sorted runs of 8,
- * then branch-free merges; tmp has room for n items. */
-static void ltr_sort_desc(ltr_item *a, ltr_item *tmp, Py_ssize_t n)
-{
-    const Py_ssize_t run = 8;
-    for (Py_ssize_t s = 0; s < n; s += run) {
-        Py_ssize_t e = s + run < n ? s + run : n;
-        for (Py_ssize_t i = s + 1; i < e; i++) {
-            ltr_item v = a[i];
-            Py_ssize_t j = i;
-            while (j > s && a[j - 1].key < v.key) {
-                a[j] = a[j - 1];
-                j--;
-            }
-            a[j] = v;
-        }
-    }
-    ltr_item *src = a, *dst = tmp;
-    for (Py_ssize_t w = run; w < n; w *= 2) {
-        for (Py_ssize_t lo = 0; lo < n; lo += 2 * w) {
-            Py_ssize_t mid = lo + w < n ? lo + w : n, hi = lo + 2 * w < n ? lo + 2 * w : n;
-            Py_ssize_t i = lo, j = mid, k = lo;
-            while (i < mid && j < hi) {
-                int r = src[j].key > src[i].key;
-                dst[k++] = r ? src[j] : src[i];
-                j += r;
-                i += 1 - r;
-            }
-            while (i < mid) dst[k++] = src[i++];
-            while (j < hi) dst[k++] = src[j++];
-        }
-        ltr_item *t = src;
-        src = dst;
-        dst = t;
-    }
-    if (src != a) memcpy(a, src, (size_t)n * sizeof(ltr_item));
-}
+/* Stable sort by key descending (equal keys keep their order): the one stable sort (sort.h);
+ * tmp has room for n items. */
+#define LTR_KEY_DESC(ctx, x, y) ((x)->key > (y)->key)
+RK_STABLE_SORT(ltr_sort_desc_in, ltr_item, int, LTR_KEY_DESC)
+static inline void ltr_sort_desc(ltr_item *a, ltr_item *tmp, Py_ssize_t n) { ltr_sort_desc_in(0, a, tmp, n); }
 
 /* Positions in the order by key descending, ties by index (the order ltr_sort_desc gives),
  * by counting for each row the rows placed before it: O(n^2), but branch-free and

@@ -103,50 +103,21 @@ cdef inline void _fill(double *a, Py_ssize_t n, double v) noexcept nogil:
         a[j] = v
 
 
-cdef void _argsort(const double *x, Py_ssize_t *idx, Py_ssize_t *tmp, Py_ssize_t n) noexcept nogil:
-    """Stable ascending argsort by bottom-up merge sort (idx, tmp: n entries each)."""
-    cdef Py_ssize_t i, width, lo, mid, hi, a, b, k
-    cdef Py_ssize_t *src = idx
-    cdef Py_ssize_t *dst = tmp
-    cdef Py_ssize_t *sw
+cdef extern from *:
+    """
+    #include "sort.h"
+    #define RELAX_ASCENDING(x, a, b) ((x)[*(a)] < (x)[*(b)])
+    RK_STABLE_SORT(relax_sort_positions, Py_ssize_t, const double *, RELAX_ASCENDING)
+    """
+    void relax_sort_positions(const double *x, Py_ssize_t *idx, Py_ssize_t *tmp, Py_ssize_t n) noexcept nogil
+
+
+cdef inline void _argsort(const double *x, Py_ssize_t *idx, Py_ssize_t *tmp, Py_ssize_t n) noexcept nogil:
+    """Stable ascending argsort of x[0:n] into idx (idx, tmp: n entries each), by the one stable sort."""
+    cdef Py_ssize_t i
     for i in range(n):
         idx[i] = i
-    width = 1
-    while width < n:
-        lo = 0
-        while lo < n:
-            mid = lo + width
-            if mid > n:
-                mid = n
-            hi = lo + 2 * width
-            if hi > n:
-                hi = n
-            a = lo
-            b = mid
-            k = lo
-            while a < mid and b < hi:
-                if x[src[b]] < x[src[a]]:
-                    dst[k] = src[b]
-                    b += 1
-                else:
-                    dst[k] = src[a]
-                    a += 1
-                k += 1
-            while a < mid:
-                dst[k] = src[a]
-                a += 1
-                k += 1
-            while b < hi:
-                dst[k] = src[b]
-                b += 1
-                k += 1
-            lo = hi
-        sw = src
-        src = dst
-        dst = sw
-        width *= 2
-    if src != idx:
-        memcpy(idx, src, n * sizeof(Py_ssize_t))
+    relax_sort_positions(x, idx, tmp, n)
 
 
 # ------------------------------------------------------------------------------------------------
