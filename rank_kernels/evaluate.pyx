@@ -404,26 +404,15 @@ def sort_run_segments(const int64_t[::1] offsets, const double[::1] scores, ids,
 # ---------------------------------------------------------------------------------------------
 # Metrics.
 
-cdef void _sort_desc_i64(int64_t *g, Py_ssize_t n) noexcept nogil:
-    """Shell sort of a (usually short) int64 list, descending."""
-    cdef Py_ssize_t i, j, gap = 1
-    cdef int64_t x
-    while gap < n // 3:
-        gap = 3 * gap + 1
-    while gap >= 1:
-        for i in range(gap, n):
-            x = g[i]
-            j = i
-            while j >= gap and g[j - gap] < x:
-                g[j] = g[j - gap]
-                j -= gap
-            g[j] = x
-        gap //= 3
+ctypedef fused grade_t:
+    int64_t
+    double
 
 
-cdef void _sort_desc_f64(double *g, Py_ssize_t n) noexcept nogil:
+cdef void _sort_desc(grade_t *g, Py_ssize_t n) noexcept nogil:
+    """Shell sort of a (usually short) list of grades or gains, descending."""
     cdef Py_ssize_t i, j, gap = 1
-    cdef double x
+    cdef grade_t x
     while gap < n // 3:
         gap = 3 * gap + 1
     while gap >= 1:
@@ -480,7 +469,7 @@ cdef Py_ssize_t _ideal(const Query *q, const int64_t *glev, const double *gval, 
         if x > 0.0:
             out[m] = x
             m += 1
-    _sort_desc_f64(out, m)
+    _sort_desc(out, m)
     return m
 
 
@@ -722,7 +711,7 @@ cdef void _eval_query(const Ctx *C, Py_ssize_t q, double *ideal) noexcept nogil:
     Q.rels = C.rels
     Q.nj = C.qoffsets[q + 1] - C.qoffsets[q]
     Q.qg = C.qgrades + C.qoffsets[q]
-    _sort_desc_i64(C.qgrades + C.qoffsets[q], Q.nj)
+    _sort_desc(C.qgrades + C.qoffsets[q], Q.nj)
     Q.n = C.offsets[q + 1] - lo
     if C.max_docs > 0 and Q.n > C.max_docs:
         Q.n = C.max_docs

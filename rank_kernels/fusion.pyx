@@ -153,6 +153,37 @@ cdef Py_ssize_t _max_query(const int64_t[::1] seg_off, Py_ssize_t nq, Py_ssize_t
     return maxq
 
 
+ctypedef fused cell_t:
+    double
+    int64_t
+
+
+cdef inline Py_ssize_t _gather(const int64_t *seg_off, const int64_t *docs, const int64_t *perm,
+                               const cell_t *source, cell_t fill, Py_ssize_t q, Py_ssize_t nr, int64_t *slot,
+                               int64_t *local, cell_t *cells) noexcept nogil:
+    """The candidates of query q: local[j] = the j-th distinct document over its nr run segments
+    (slot[doc] = j, slot all -1 on entry), cells[j * nr + r] = source[entry] of run r, or fill
+    where run r lacks the document. Returns the number of candidates."""
+    cdef Py_ssize_t m = 0, r, i, a, n, j, o
+    cdef int64_t e, d
+    for r in range(nr):
+        a = seg_off[q * nr + r]
+        n = seg_off[q * nr + r + 1] - a
+        for i in range(n):
+            e = perm[a + i]
+            d = docs[e]
+            j = slot[d]
+            if j < 0:
+                j = m
+                slot[d] = m
+                local[m] = d
+                for o in range(nr):
+                    cells[m * nr + o] = fill
+                m = m + 1
+            cells[j * nr + r] = source[e]
+    return m
+
+
 def combine(const int64_t[::1] seg_off, const int64_t[::1] docs, const double[::1] values,
             const double[::1] fill, const int64_t[::1] perm, Py_ssize_t n_runs, Py_ssize_t n_vocab,
             int rule, double p, const double[::1] weights, int64_t[::1] out_docs,
@@ -187,22 +218,7 @@ def combine(const int64_t[::1] seg_off, const int64_t[::1] docs, const double[::
         for q in prange(nq, schedule="dynamic", chunksize=32):
             if rk_status_mine(st):
                 continue
-            m = 0
-            for r in range(nr):
-                a = seg_off[q * nr + r]
-                n = seg_off[q * nr + r + 1] - a
-                for i in range(n):
-                    e = perm[a + i]
-                    d = docs[e]
-                    j = slot[d]
-                    if j < 0:
-                        j = m
-                        slot[d] = m
-                        local[m] = d
-                        for cnt in range(nr):
-                            vals[m * nr + cnt] = NAN
-                        m = m + 1
-                    vals[j * nr + r] = values[e]
+            m = _gather(&seg_off[0], &docs[0], &perm[0], &values[0], NAN, q, nr, slot, local, vals)
             base = seg_off[q * nr]
             for j in range(m):
                 acc = 0.0
@@ -303,22 +319,7 @@ def condorcet(const int64_t[::1] seg_off, const int64_t[::1] docs, const int64_t
         for q in prange(nq, schedule="dynamic", chunksize=16):
             if rk_status_mine(st):
                 continue
-            m = 0
-            for r in range(nr):
-                a = seg_off[q * nr + r]
-                n = seg_off[q * nr + r + 1] - a
-                for i in range(n):
-                    e = perm[a + i]
-                    d = docs[e]
-                    j = slot[d]
-                    if j < 0:
-                        j = m
-                        slot[d] = m
-                        local[m] = d
-                        for o in range(nr):
-                            pos[m * nr + o] = big
-                        m = m + 1
-                    pos[j * nr + r] = rank[e]
+            m = _gather(&seg_off[0], &docs[0], &perm[0], &rank[0], big, q, nr, slot, local, pos)
             src = order
             dst = buf
             for j in range(m):

@@ -197,6 +197,18 @@ cdef void _sort_row(const floating *x, Py_ssize_t n, double a, int b, bint use_n
 # Both keep the top block in registers and the blocks below it on a stack; a block is compared
 # through differences of first elements, so ties and huge |s| (tiny strengths) stay exact.
 
+cdef inline Py_ssize_t _push_block(int32_t *bs, double *sf, double *wf, double *p, double *q, Py_ssize_t nb,
+                                   int32_t start, double s, double w, double pv, double qv) noexcept nogil:
+    """Close block nb of a PAV pass (start, first/last values s and w, the two running sums of
+    the regulariser pv and qv); returns the number of blocks, nb + 1."""
+    bs[nb] = start
+    sf[nb] = s
+    wf[nb] = w
+    p[nb] = pv
+    q[nb] = qv
+    return nb + 1
+
+
 cdef Py_ssize_t _pav_l2(const double *s, const double *w, Py_ssize_t n, int32_t *bs,
                         double *sf, double *wf, double *ds, double *dw) noexcept nogil:
     """l2 blocks: first elements sf, wf and the offset sums ds = sum_B (s - sf), dw = sum_B (w - wf),
@@ -229,23 +241,13 @@ cdef Py_ssize_t _pav_l2(const double *s, const double *w, Py_ssize_t n, int32_t 
                 else:
                     break
         else:
-            bs[nb] = tstart
-            sf[nb] = ts
-            wf[nb] = tw
-            ds[nb] = tds
-            dw[nb] = tdw
-            nb += 1
+            nb = _push_block(bs, sf, wf, ds, dw, nb, tstart, ts, tw, tds, tdw)
             ts = cs
             tw = cw
             tds = 0.0
             tdw = 0.0
             tstart = <int32_t>j
-    bs[nb] = tstart
-    sf[nb] = ts
-    wf[nb] = tw
-    ds[nb] = tds
-    dw[nb] = tdw
-    nb += 1
+    nb = _push_block(bs, sf, wf, ds, dw, nb, tstart, ts, tw, tds, tdw)
     bs[nb] = <int32_t>n
     return nb
 
@@ -299,23 +301,13 @@ cdef Py_ssize_t _pav_kl(const double *s, const double *w, Py_ssize_t n, int mode
                 else:
                     break
         else:
-            bs[nb] = tstart
-            sf[nb] = ts
-            wf[nb] = tw
-            ss[nb] = tss
-            sw[nb] = tsw
-            nb += 1
+            nb = _push_block(bs, sf, wf, ss, sw, nb, tstart, ts, tw, tss, tsw)
             ts = cs
             tw = cw
             tss = 1.0
             tsw = 1.0
             tstart = <int32_t>j
-    bs[nb] = tstart
-    sf[nb] = ts
-    wf[nb] = tw
-    ss[nb] = tss
-    sw[nb] = tsw
-    nb += 1
+    nb = _push_block(bs, sf, wf, ss, sw, nb, tstart, ts, tw, tss, tsw)
     bs[nb] = <int32_t>n
     return nb
 

@@ -22,17 +22,22 @@
 #define RELAX_SIMD_SUM_S
 #endif
 
+/* exp(-|x_i - x_j| / tau) from the separable factors: min(ai * B[j], A[j] * bi). */
+RK_ALWAYS_INLINE double relax_pair_exp(double ai, double bi, const double *A, const double *B, ptrdiff_t j)
+{
+    double e = ai * B[j], t = A[j] * bi;
+    return e < t ? e : t;
+}
 
-/* Pairs (i, j) for j in [j0, j1), exp(-|x_i - x_j| tau^-1) = min(ai * B[j], A[j] * bi).
+/* Pairs (i, j) for j in [j0, j1), exp(-|x_i - x_j| tau^-1) = relax_pair_exp(ai, bi, A, B, j).
  * Adds sigmoid((x_j - x_i)/tau) to out[j]; returns sum_j sigmoid((x_i - x_j)/tau). */
 RK_ALWAYS_INLINE double relax_sig_fwd_body(double xi, double ai, double bi, const double *x, const double *A,
-                                         const double *B, double *out, ptrdiff_t j0, ptrdiff_t j1)
+                                           const double *B, double *out, ptrdiff_t j0, ptrdiff_t j1)
 {
     double acc = 0.0;
     RELAX_SIMD_SUM_ACC
     for (ptrdiff_t j = j0; j < j1; j++) {
-        double e = ai * B[j], t = A[j] * bi;
-        e = e < t ? e : t;
+        double e = relax_pair_exp(ai, bi, A, B, j);
         double q = 1.0 / (1.0 + e);
         double eq = e * q;
         double d = copysign(q - eq, xi - x[j]);      /* sigmoid(z) - sigmoid(-z) (0 when tied) */
@@ -45,13 +50,12 @@ RK_ALWAYS_INLINE double relax_sig_fwd_body(double xi, double ai, double bi, cons
 
 /* Same pairs: d = (ci - c[j]) sigmoid'(z); g[j] -= d; returns sum_j d. */
 RK_ALWAYS_INLINE double relax_sig_vjp_body(double ci, double ai, double bi, const double *c, const double *A,
-                                         const double *B, double *g, ptrdiff_t j0, ptrdiff_t j1)
+                                           const double *B, double *g, ptrdiff_t j0, ptrdiff_t j1)
 {
     double acc = 0.0;
     RELAX_SIMD_SUM_ACC
     for (ptrdiff_t j = j0; j < j1; j++) {
-        double e = ai * B[j], t = A[j] * bi;
-        e = e < t ? e : t;
+        double e = relax_pair_exp(ai, bi, A, B, j);
         double q = 1.0 / (1.0 + e);
         double d = (ci - c[j]) * e * q * q;
         acc += d;
@@ -95,7 +99,7 @@ RK_ALWAYS_INLINE double relax_dot_body(const double *a, const double *b, ptrdiff
 
 /* gz = f w[j] (c[j] - m); g[j] += ci gz; ga[j] += gz. */
 RK_ALWAYS_INLINE void relax_ns_acc_body(double *g, double *ga, const double *w, const double *c, double f,
-                                      double m, double ci, ptrdiff_t n)
+                                        double m, double ci, ptrdiff_t n)
 {
     for (ptrdiff_t j = 0; j < n; j++) {
         double gz = f * w[j] * (c[j] - m);
@@ -105,17 +109,20 @@ RK_ALWAYS_INLINE void relax_ns_acc_body(double *g, double *ga, const double *w, 
 }
 
 /* The functions relax.pyx calls: each loop above, in an AVX2 copy when the level allows. */
-RK_SIMD_VARIANTS(double, relax_sig_fwd, "avx2", (double xi, double ai, double bi, const double *x, const double *A, const double *B, double *out, ptrdiff_t j0, ptrdiff_t j1),
+RK_SIMD_VARIANTS(double, relax_sig_fwd, "avx2",
+                 (double xi, double ai, double bi, const double *x, const double *A, const double *B, double *out,
+                  ptrdiff_t j0, ptrdiff_t j1),
                  (xi, ai, bi, x, A, B, out, j0, j1))
-RK_SIMD_VARIANTS(double, relax_sig_vjp, "avx2", (double ci, double ai, double bi, const double *c, const double *A, const double *B, double *g, ptrdiff_t j0, ptrdiff_t j1),
+RK_SIMD_VARIANTS(double, relax_sig_vjp, "avx2",
+                 (double ci, double ai, double bi, const double *c, const double *A, const double *B, double *g,
+                  ptrdiff_t j0, ptrdiff_t j1),
                  (ci, ai, bi, c, A, B, g, j0, j1))
-RK_SIMD_VARIANTS(double, relax_scale_sum, "avx2", (double *w, const double *u, ptrdiff_t n),
-                 (w, u, n))
-RK_SIMD_VARIANTS_VOID(relax_axpy, "avx2", (double *r, double f, const double *w, ptrdiff_t n),
-                      (r, f, w, n))
-RK_SIMD_VARIANTS(double, relax_dot, "avx2", (const double *a, const double *b, ptrdiff_t n),
-                 (a, b, n))
-RK_SIMD_VARIANTS_VOID(relax_ns_acc, "avx2", (double *g, double *ga, const double *w, const double *c, double f, double m, double ci, ptrdiff_t n),
+RK_SIMD_VARIANTS(double, relax_scale_sum, "avx2", (double *w, const double *u, ptrdiff_t n), (w, u, n))
+RK_SIMD_VARIANTS_VOID(relax_axpy, "avx2", (double *r, double f, const double *w, ptrdiff_t n), (r, f, w, n))
+RK_SIMD_VARIANTS(double, relax_dot, "avx2", (const double *a, const double *b, ptrdiff_t n), (a, b, n))
+RK_SIMD_VARIANTS_VOID(relax_ns_acc, "avx2",
+                      (double *g, double *ga, const double *w, const double *c, double f, double m, double ci,
+                       ptrdiff_t n),
                       (g, ga, w, c, f, m, ci, n))
 
 #endif

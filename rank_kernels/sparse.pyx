@@ -430,10 +430,15 @@ cdef inline int64_t _kidx(uint64_t key) noexcept nogil:
     return <int64_t>(0xFFFFFFFFu - <uint32_t>(key & 0xFFFFFFFFu))
 
 
-cdef inline void _hsift(uint64_t *h, Py_ssize_t size, uint64_t key) noexcept nogil:
+ctypedef fused heap_t:
+    uint64_t  # packed (score, doc) keys of the top-k heap
+    float     # scores of the k-th-largest threshold heap
+
+
+cdef inline void _hsift(heap_t *h, Py_ssize_t size, heap_t key) noexcept nogil:
     """Put key at the root of a min-heap (root = worst entry) and restore the order."""
     cdef Py_ssize_t pos = 0, c
-    cdef uint64_t a, b
+    cdef heap_t a, b
     while True:
         c = 2 * pos + 1
         if c >= size:
@@ -451,8 +456,8 @@ cdef inline void _hsift(uint64_t *h, Py_ssize_t size, uint64_t key) noexcept nog
     h[pos] = key
 
 
-cdef inline void _hpush(uint64_t *h, Py_ssize_t *size, Py_ssize_t k, uint64_t key) noexcept nogil:
-    """Offer key to a bounded min-heap of capacity k."""
+cdef inline void _hpush(heap_t *h, Py_ssize_t *size, Py_ssize_t k, heap_t key) noexcept nogil:
+    """Offer key to a bounded min-heap of capacity k (root = k-th largest once full)."""
     cdef Py_ssize_t pos, parent
     if size[0] < k:
         pos = size[0]
@@ -476,34 +481,6 @@ cdef inline void _hsorted(uint64_t *h, Py_ssize_t size) noexcept nogil:
         key = h[size]
         h[size] = h[0]
         _hsift(h, size, key)
-
-
-cdef inline void _fheap_push(float *h, Py_ssize_t *size, Py_ssize_t k, float s) noexcept nogil:
-    """Offer s to a bounded min-heap of floats of capacity k (root = k-th largest once full)."""
-    cdef Py_ssize_t pos, parent, c
-    if size[0] < k:
-        pos = size[0]
-        size[0] += 1
-        while pos > 0:
-            parent = (pos - 1) // 2
-            if h[parent] <= s:
-                break
-            h[pos] = h[parent]
-            pos = parent
-        h[pos] = s
-    elif s > h[0]:
-        pos = 0
-        while True:
-            c = 2 * pos + 1
-            if c >= k:
-                break
-            if c + 1 < k and h[c + 1] < h[c]:
-                c += 1
-            if h[c] >= s:
-                break
-            h[pos] = h[c]
-            pos = c
-        h[pos] = s
 
 
 cdef int _cmp_i32(const void *a, const void *b) noexcept nogil:
@@ -535,7 +512,7 @@ cdef float _theta(const float *acc, float *fh, const int32_t *list_, Py_ssize_t 
     """k-th largest partial score among the n documents of list_ (n >= k)."""
     cdef Py_ssize_t size = 0, i
     for i in range(n):
-        _fheap_push(fh, &size, k, acc[list_[i]])
+        _hpush(fh, &size, k, acc[list_[i]])
     return fh[0]
 
 
