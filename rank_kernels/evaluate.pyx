@@ -34,6 +34,7 @@ import numpy as np
 
 from rank_kernels._mem cimport (check_status, new_status, rk_malloc, rk_mem_init, rk_realloc, rk_status,
                                rk_status_fail)
+from rank_kernels._segments cimport max_segment
 
 rk_mem_init()  # work buffers fail under the RANK_KERNELS_FAIL_ALLOC=1 test hook (see mem.h)
 
@@ -298,9 +299,7 @@ cdef void _sort_all(SortCtx *ctx, const int64_t[::1] offsets, int64_t[::1] perm,
                     int n_threads, rk_status *st) noexcept nogil:
     cdef Py_ssize_t nq = offsets.shape[0] - 1, q, i, lo, n, maxn = 0
     cdef int64_t *tmp
-    for q in range(nq):
-        if offsets[q + 1] - offsets[q] > maxn:
-            maxn = offsets[q + 1] - offsets[q]
+    maxn = max_segment(offsets)
     with parallel(num_threads=n_threads):
         tmp = <int64_t *>rk_malloc((maxn + 1) * sizeof(int64_t))
         for q in prange(nq, schedule="dynamic", chunksize=64):
@@ -377,9 +376,7 @@ def sort_run_segments(const int64_t[::1] offsets, const double[::1] scores, ids,
     ctx.toff = &toff[0] if toff.shape[0] else NULL
     ctx.tails = &tails[0] if tails.shape[0] else NULL
     ctx.mode = 1
-    for q in range(nq):
-        if offsets[q + 1] - offsets[q] > maxn:
-            maxn = offsets[q + 1] - offsets[q]
+    maxn = max_segment(offsets)
     cdef rk_status *st = new_status(n_threads, b"sort_run_segments")
     with nogil, parallel(num_threads=n_threads):
         buf = <Item *>rk_malloc((2 * maxn + 2) * sizeof(Item))
@@ -847,9 +844,7 @@ def metrics(const int64_t[::1] offsets, const int64_t[::1] perm, const int64_t[:
     C.level = level
     C.max_docs = max_docs
     C.out = &out[0, 0]
-    for q in range(nq):
-        if qoffsets[q + 1] - qoffsets[q] > maxj:
-            maxj = qoffsets[q + 1] - qoffsets[q]
+    maxj = max_segment(qoffsets)
     cdef rk_status *st = new_status(n_threads, b"metrics")
     with nogil, parallel(num_threads=n_threads):
         ideal = <double *>rk_malloc((maxj + 1) * sizeof(double))

@@ -30,6 +30,7 @@ from libc.stdlib cimport free, qsort
 
 from rank_kernels._mem cimport (check_status, new_status, rk_malloc, rk_mem_init, rk_set_fail_alloc, rk_status,
                                rk_status_fail, rk_status_mine)
+from rank_kernels._segments cimport max_segment
 
 import numpy as np
 
@@ -391,9 +392,7 @@ def order_segments(const int64_t[::1] offsets, const double[::1] values, int64_t
     cdef Py_ssize_t ns = offsets.shape[0] - 1, s, i, a, n, maxn = 0
     cdef _Keyed *buf
     cdef rk_status *st = new_status(n_threads, b"fusion")
-    for s in range(ns):
-        if offsets[s + 1] - offsets[s] > maxn:
-            maxn = offsets[s + 1] - offsets[s]
+    maxn = max_segment(offsets)
     with nogil, parallel(num_threads=n_threads):
         buf = <_Keyed *>rk_malloc((maxn + 1) * sizeof(_Keyed))
         if buf == NULL:

@@ -35,6 +35,7 @@ from libc.stdlib cimport free
 
 from rank_kernels._mem cimport (check_status, new_status, rk_calloc, rk_malloc, rk_mem_init, rk_status,
                                rk_status_end, rk_status_fail)
+from rank_kernels._segments cimport max_segment
 from rank_kernels.simd cimport rk_simd_init
 
 cdef enum:
@@ -94,14 +95,6 @@ cdef inline double _sigmoid(double x) noexcept nogil:
     return e / (1.0 + e)
 
 
-cdef inline Py_ssize_t _max_group(const int64_t[::1] offsets) noexcept nogil:
-    cdef Py_ssize_t g, m = 1
-    for g in range(offsets.shape[0] - 1):
-        if offsets[g + 1] - offsets[g] > m:
-            m = offsets[g + 1] - offsets[g]
-    return m
-
-
 cdef inline double _max_dcg(const int32_t *lab, Py_ssize_t cnt, const double *gains, Py_ssize_t k,
                             const double *discount, ltr_item *items) noexcept nogil:
     """DCG of the ideal ordering of `lab` at depth k (gains sorted descending; items: 2 cnt entries)."""
@@ -159,7 +152,7 @@ def lambdarank(const double[::1] scores, const int32_t[::1] labels, const int64_
     loop (-1: the best the CPU has; 0: portable C; 1: AVX2 + FMA; 2: AVX-512F), for tests.
     """
     cdef Py_ssize_t n_groups = offsets.shape[0] - 1
-    cdef Py_ssize_t m = _max_group(offsets)
+    cdef Py_ssize_t m = max(1, max_segment(offsets))
     cdef Py_ssize_t n_labels = gains.shape[0]
     cdef bint counting = n_labels <= COUNT_LABELS_MAX
     cdef rk_status *st = new_status(n_threads, b"lambdarank")
@@ -361,7 +354,7 @@ def listmle(const double[::1] scores, const int32_t[::1] labels, const int64_t[:
     Computed with running log-sum-exps (no overflow or underflow for any finite scores).
     """
     cdef Py_ssize_t n_groups = offsets.shape[0] - 1
-    cdef Py_ssize_t m = _max_group(offsets)
+    cdef Py_ssize_t m = max(1, max_segment(offsets))
     cdef Py_ssize_t g, k, start, cnt, r
     cdef ltr_item *items
     cdef double *lse
@@ -419,7 +412,7 @@ def approx_ndcg(const double[::1] scores, const int32_t[::1] labels, const int64
     its discount by 1 / log2(1 + rank); the NDCG is over the whole group (no cutoff).
     """
     cdef Py_ssize_t n_groups = offsets.shape[0] - 1
-    cdef Py_ssize_t m = _max_group(offsets)
+    cdef Py_ssize_t m = max(1, max_segment(offsets))
     cdef rk_status *st = new_status(n_threads, b"approx_ndcg")
     cdef double *discount = <double *>rk_malloc(sizeof(double) * m)
     if discount == NULL:
