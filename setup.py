@@ -11,6 +11,9 @@ from setuptools.command.build_ext import build_ext
 
 # One extension per kernel family: every rank_kernels/NAME.pyx becomes rank_kernels.NAME.
 KERNELS = sorted(os.path.splitext(os.path.basename(p))[0] for p in glob.glob("rank_kernels/*.pyx"))
+# The shared C headers (simd.h: the instruction-set probe, mem.h: allocation failure, sort.h:
+# the stable sort, and the kernel families' own): editing one rebuilds the modules.
+HEADERS = sorted(glob.glob("rank_kernels/*.h"))
 
 
 def _compiler_accepts(compiler, flags):
@@ -52,6 +55,7 @@ extensions = [
         f"rank_kernels.{name}",
         [f"rank_kernels/{name}.pyx"],
         include_dirs=[np.get_include(), "rank_kernels"],
+        depends=HEADERS,
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
     )
     for name in KERNELS

@@ -13,7 +13,10 @@ Every function releases the GIL.
 from cython.parallel cimport prange
 from libc.math cimport INFINITY, sqrt
 from libc.stdint cimport int32_t, int64_t, uint8_t
-from libc.stdlib cimport free, malloc
+from libc.stdlib cimport free
+from rank_kernels._mem cimport check_status, new_status, rk_malloc, rk_mem_init, rk_status, rk_status_fail
+
+rk_mem_init()  # work buffers fail under the RANK_KERNELS_FAIL_ALLOC=1 test hook (see mem.h)
 
 
 def compress(const float[:, ::1] residuals, const float[:, ::1] cutoffs, int nbits, uint8_t[:, ::1] out,
@@ -93,12 +96,12 @@ def centroid_maxsim(const float[:, ::1] scores_t, const int32_t[::1] codes, cons
     cdef Py_ssize_t k, t, i, d
     cdef float *best
     cdef float acc, v
-    cdef int failed = 0
+    cdef rk_status *st = new_status(n_threads, b"centroid_maxsim")
     with nogil:
         for k in prange(m, num_threads=n_threads, schedule="dynamic"):
-            best = <float *>malloc(sizeof(float) * lq)
+            best = <float *>rk_malloc(sizeof(float) * lq)
             if best == NULL:
-                failed += 1
+                rk_status_fail(st)
                 out[k] = 0
                 continue
             for i in range(lq):
@@ -114,5 +117,4 @@ def centroid_maxsim(const float[:, ::1] scores_t, const int32_t[::1] codes, cons
                 acc = acc + best[i]
             out[k] = acc
             free(best)
-    if failed:
-        raise MemoryError("centroid_maxsim: could not allocate a per-document buffer")
+    check_status(st, b"centroid_maxsim")

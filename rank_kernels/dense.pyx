@@ -38,11 +38,14 @@ row by row so that each query's scores are stored contiguously) or with one stri
 from cython.parallel cimport parallel, prange, threadid
 from libc.math cimport INFINITY, NAN, sqrt
 from libc.stdint cimport int64_t, uintptr_t
-from libc.stdlib cimport calloc, free, malloc
+from libc.stdlib cimport free
 
 from rank_kernels.tile cimport (TILE_F32, TILE_QW, TILE_STRIP, tile_init, tile_isa,
                                 tile_n_panels, tile_pack_queries, tile_packed_size, tile_rows_f32,
                                 tile_strip_store)
+from rank_kernels._mem cimport rk_calloc, rk_malloc, rk_mem_init
+
+rk_mem_init()  # work buffers fail under the RANK_KERNELS_FAIL_ALLOC=1 test hook (see mem.h)
 
 cdef extern from "dense_small.h":
     float dense_sumsq(const float *x, Py_ssize_t n) nogil
@@ -261,8 +264,8 @@ def dense_scores(const float[:, ::1] queries, uintptr_t m_ptr, Py_ssize_t n_rows
     cdef const char *m = <const char *>m_ptr
     if n_threads > n_blocks:  # no idle threads (starting them costs more than small inputs)
         n_threads = <int>n_blocks
-    cdef float *qp = <float *>malloc(sizeof(float) * tile_packed_size(nq, d))
-    cdef int *status = <int *>calloc(n_threads, sizeof(int))
+    cdef float *qp = <float *>rk_malloc(sizeof(float) * tile_packed_size(nq, d))
+    cdef int *status = <int *>rk_calloc(n_threads, sizeof(int))
     cdef float *conv = NULL
     cdef float *scale = NULL
     cdef float *tmp = NULL
@@ -276,9 +279,9 @@ def dense_scores(const float[:, ::1] queries, uintptr_t m_ptr, Py_ssize_t n_rows
         tile_pack_queries(&queries[0, 0], nq, d, qp)
         with parallel(num_threads=n_threads):
             tid = threadid()
-            conv = <float *>malloc(sizeof(float) * rb * d) if kind != TILE_F32 else NULL
-            scale = <float *>malloc(sizeof(float) * rb)
-            tmp = <float *>malloc(sizeof(float) * rb * qrows)
+            conv = <float *>rk_malloc(sizeof(float) * rb * d) if kind != TILE_F32 else NULL
+            scale = <float *>rk_malloc(sizeof(float) * rb)
+            tmp = <float *>rk_malloc(sizeof(float) * rb * qrows)
             for b in prange(n_blocks, schedule='dynamic', chunksize=1):
                 if scale == NULL or tmp == NULL or (kind != TILE_F32 and conv == NULL):
                     status[tid] = 2
@@ -320,12 +323,12 @@ def dense_topk(const float[:, ::1] queries, uintptr_t m_ptr, Py_ssize_t n_rows, 
         n_threads = <int>n_blocks
     cdef Py_ssize_t nslots = <Py_ssize_t>n_threads * nq
     cdef const char *m = <const char *>m_ptr
-    cdef float *qp = <float *>malloc(sizeof(float) * tile_packed_size(nq, d))
-    cdef int *status = <int *>calloc(n_threads, sizeof(int))
-    cdef float *hs = <float *>malloc(sizeof(float) * nslots * k)
-    cdef int64_t *hi = <int64_t *>malloc(sizeof(int64_t) * nslots * k)
-    cdef int64_t *cnt = <int64_t *>calloc(nslots, sizeof(int64_t))
-    cdef float *thr = <float *>malloc(sizeof(float) * nslots)
+    cdef float *qp = <float *>rk_malloc(sizeof(float) * tile_packed_size(nq, d))
+    cdef int *status = <int *>rk_calloc(n_threads, sizeof(int))
+    cdef float *hs = <float *>rk_malloc(sizeof(float) * nslots * k)
+    cdef int64_t *hi = <int64_t *>rk_malloc(sizeof(int64_t) * nslots * k)
+    cdef int64_t *cnt = <int64_t *>rk_calloc(nslots, sizeof(int64_t))
+    cdef float *thr = <float *>rk_malloc(sizeof(float) * nslots)
     cdef float *conv = NULL
     cdef float *scale = NULL
     cdef float *tmp = NULL
@@ -350,9 +353,9 @@ def dense_topk(const float[:, ::1] queries, uintptr_t m_ptr, Py_ssize_t n_rows, 
             thr[i] = -INFINITY
         with parallel(num_threads=n_threads):
             tid = threadid()
-            conv = <float *>malloc(sizeof(float) * rb * d) if kind != TILE_F32 else NULL
-            scale = <float *>malloc(sizeof(float) * rb)
-            tmp = <float *>malloc(sizeof(float) * DENSE_SMALL_ROWS * qrows)
+            conv = <float *>rk_malloc(sizeof(float) * rb * d) if kind != TILE_F32 else NULL
+            scale = <float *>rk_malloc(sizeof(float) * rb)
+            tmp = <float *>rk_malloc(sizeof(float) * DENSE_SMALL_ROWS * qrows)
             for b in prange(n_blocks, schedule='dynamic', chunksize=1):
                 if scale == NULL or tmp == NULL or (kind != TILE_F32 and conv == NULL):
                     status[tid] = 2

@@ -27,10 +27,16 @@ from cpython.unicode cimport PyUnicode_Check
 from cython.parallel cimport parallel, prange
 from libc.math cimport exp2, log, log2, lround
 from libc.stdint cimport int32_t, int64_t, uint64_t, uintptr_t
-from libc.stdlib cimport free, malloc, realloc
+from libc.stdlib cimport free
 from libc.string cimport memcmp, memcpy
 
 import numpy as np
+
+from rank_kernels._mem cimport (check_status, new_status, rk_malloc, rk_mem_init, rk_realloc, rk_status,
+                               rk_status_fail)
+from rank_kernels._segments cimport max_segment
+
+rk_mem_init()  # work buffers fail under the RANK_KERNELS_FAIL_ALLOC=1 test hook (see mem.h)
 
 
 cdef extern from "Python.h":
@@ -247,7 +253,7 @@ def encode_run(dict run, dict qrels, bint complete=False):
                 if size > 8:
                     if tlen + size - 8 > tcap:
                         tcap = 2 * tcap + size + 4096
-                        grown = <unsigned char *>realloc(tbuf, tcap)
+                        grown = <unsigned char *>rk_realloc(tbuf, tcap)
                         if grown == NULL:
                             raise MemoryError()
                         tbuf = grown
@@ -270,112 +276,36 @@ def encode_run(dict run, dict qrels, bint complete=False):
 
 
 # ---------------------------------------------------------------------------------------------
-# Sorting: merge sort of positions, with one of three orders.
+# Sorting: the one stable sort (sort.h) in the orders of evaluate_sort.h.
 
-cdef struct SortCtx:
-    const double *s        # scores (by position)
-    const unsigned char *tails  # document ids (mode 1): bytes after the first 8, concatenated
-    const int64_t *toff    # where each id's tail starts
-    const int64_t *len     # byte length of each id
-    const uint64_t *pfx    # first 8 bytes of each id, big-endian
-    const int64_t *key     # integer tie keys (mode 2)
-    int mode               # 0: ties by position; 1: ties by docid descending; 2: ties by key descending
-
-
-cdef inline bint _before(const SortCtx *c, int64_t a, int64_t b) noexcept nogil:
-    """True when position a comes strictly before position b."""
-    cdef double sa = c.s[a], sb = c.s[b]
-    cdef int64_t la, lb
-    cdef int cmp
-    if sa > sb:
-        return True
-    if sa < sb:
-        return False
-    if c.mode == 1:
-        if c.pfx[a] != c.pfx[b]:
-            return c.pfx[a] > c.pfx[b]
-        la = c.len[a]
-        lb = c.len[b]
-        if la > 8 and lb > 8:
-            cmp = memcmp(c.tails + c.toff[a], c.tails + c.toff[b], <size_t>((la if la < lb else lb) - 8))
-            if cmp != 0:
-                return cmp > 0
-        if la != lb:
-            return la > lb
-    elif c.mode == 2:
-        if c.key[a] != c.key[b]:
-            return c.key[a] > c.key[b]
-    return a < b
-
-
-cdef void _msort(const SortCtx *c, int64_t *idx, int64_t *tmp, Py_ssize_t n) noexcept nogil:
-    """Sort idx[0:n] by `_before` (insertion sort of runs of 16, then bottom-up merges)."""
-    cdef Py_ssize_t i, j, width, lo, mid, hi, a, b, k
-    cdef int64_t x
-    cdef int64_t *src = idx
-    cdef int64_t *dst = tmp
-    cdef int64_t *sw
-    for lo in range(0, n, 16):
-        hi = lo + 16 if lo + 16 < n else n
-        for i in range(lo + 1, hi):
-            x = idx[i]
-            j = i - 1
-            while j >= lo and _before(c, x, idx[j]):
-                idx[j + 1] = idx[j]
-                j -= 1
-            idx[j + 1] = x
-    width = 16
-    while width < n:
-        lo = 0
-        while lo < n:
-            mid = lo + width if lo + width < n else n
-            hi = lo + 2 * width if lo + 2 * width < n else n
-            a = lo
-            b = mid
-            k = lo
-            if mid < hi and not _before(c, src[mid], src[mid - 1]):
-                # already in order: copy the block
-                while a < hi:
-                    dst[a] = src[a]
-                    a += 1
-                lo = hi
-                continue
-            while a < mid and b < hi:
-                if _before(c, src[b], src[a]):
-                    dst[k] = src[b]
-                    b += 1
-                else:
-                    dst[k] = src[a]
-                    a += 1
-                k += 1
-            while a < mid:
-                dst[k] = src[a]
-                a += 1
-                k += 1
-            while b < hi:
-                dst[k] = src[b]
-                b += 1
-                k += 1
-            lo = hi
-        sw = src
-        src = dst
-        dst = sw
-        width *= 2
-    if src != idx:
-        for i in range(n):
-            idx[i] = src[i]
+cdef extern from "evaluate_sort.h" nogil:
+    ctypedef struct SortCtx "ev_sort_ctx":
+        const double *s
+        const unsigned char *tails
+        const int64_t *toff
+        const int64_t *len
+        const uint64_t *pfx
+        const int64_t *key
+        int mode
+    ctypedef struct Item "ev_item":
+        uint64_t skey
+        uint64_t pfx
+        int64_t pos
+    void _msort "ev_msort"(const SortCtx *c, int64_t *idx, int64_t *tmp, Py_ssize_t n)
+    void _isort "ev_isort"(const SortCtx *c, Item *x, Item *tmp, Py_ssize_t n)
 
 
 cdef void _sort_all(SortCtx *ctx, const int64_t[::1] offsets, int64_t[::1] perm, unsigned char *tied,
-                    int n_threads) noexcept nogil:
+                    int n_threads, rk_status *st) noexcept nogil:
     cdef Py_ssize_t nq = offsets.shape[0] - 1, q, i, lo, n, maxn = 0
     cdef int64_t *tmp
-    for q in range(nq):
-        if offsets[q + 1] - offsets[q] > maxn:
-            maxn = offsets[q + 1] - offsets[q]
+    maxn = max_segment(offsets)
     with parallel(num_threads=n_threads):
-        tmp = <int64_t *>malloc((maxn + 1) * sizeof(int64_t))
+        tmp = <int64_t *>rk_malloc((maxn + 1) * sizeof(int64_t))
         for q in prange(nq, schedule="dynamic", chunksize=64):
+            if tmp == NULL:
+                rk_status_fail(st)
+                continue
             lo = offsets[q]
             n = offsets[q + 1] - lo
             for i in range(n):
@@ -398,8 +328,10 @@ def sort_segments(const int64_t[::1] offsets, const double[::1] scores, int64_t[
     cdef SortCtx ctx
     ctx.s = &scores[0] if scores.shape[0] else NULL
     ctx.mode = 0
+    cdef rk_status *st = new_status(n_threads, b"sort_segments")
     with nogil:
-        _sort_all(&ctx, offsets, perm, &tied[0] if tied.shape[0] else NULL, n_threads)
+        _sort_all(&ctx, offsets, perm, &tied[0] if tied.shape[0] else NULL, n_threads, st)
+    check_status(st, b"sort_segments")
 
 
 def sort_segments_keyed(const int64_t[::1] offsets, const double[::1] scores, const int64_t[::1] keys,
@@ -411,14 +343,10 @@ def sort_segments_keyed(const int64_t[::1] offsets, const double[::1] scores, co
     ctx.s = &scores[0] if scores.shape[0] else NULL
     ctx.key = &keys[0] if keys.shape[0] else NULL
     ctx.mode = 2
+    cdef rk_status *st = new_status(n_threads, b"sort_segments_keyed")
     with nogil:
-        _sort_all(&ctx, offsets, perm, NULL, n_threads)
-
-
-cdef struct Item:
-    uint64_t skey      # order-preserving key of the score (larger score, larger key)
-    uint64_t pfx       # first 8 bytes of the document id, big-endian
-    int64_t pos        # position in the run's columns
+        _sort_all(&ctx, offsets, perm, NULL, n_threads, st)
+    check_status(st, b"sort_segments_keyed")
 
 
 cdef inline uint64_t _score_key(double x) noexcept nogil:
@@ -428,76 +356,6 @@ cdef inline uint64_t _score_key(double x) noexcept nogil:
     if u >> 63:
         return ~u
     return u | (<uint64_t>1 << 63)
-
-
-cdef inline bint _item_before(const SortCtx *c, const Item *a, const Item *b) noexcept nogil:
-    """trec_eval's order: score descending, then document id descending in byte order."""
-    cdef int64_t la, lb
-    cdef int cmp
-    if a.skey != b.skey:
-        return a.skey > b.skey
-    if a.pfx != b.pfx:
-        return a.pfx > b.pfx
-    la = c.len[a.pos]
-    lb = c.len[b.pos]
-    if la > 8 and lb > 8:
-        cmp = memcmp(c.tails + c.toff[a.pos], c.tails + c.toff[b.pos], <size_t>((la if la < lb else lb) - 8))
-        if cmp != 0:
-            return cmp > 0
-    if la != lb:
-        return la > lb
-    return a.pos < b.pos
-
-
-cdef void _isort(const SortCtx *c, Item *x, Item *tmp, Py_ssize_t n) noexcept nogil:
-    """Sort x[0:n] by `_item_before` (insertion sort of runs of 16, then bottom-up merges)."""
-    cdef Py_ssize_t i, j, width, lo, mid, hi, a, b, k
-    cdef Item v
-    cdef Item *src = x
-    cdef Item *dst = tmp
-    cdef Item *sw
-    for lo in range(0, n, 16):
-        hi = lo + 16 if lo + 16 < n else n
-        for i in range(lo + 1, hi):
-            v = x[i]
-            j = i - 1
-            while j >= lo and _item_before(c, &v, &x[j]):
-                x[j + 1] = x[j]
-                j -= 1
-            x[j + 1] = v
-    width = 16
-    while width < n:
-        lo = 0
-        while lo < n:
-            mid = lo + width if lo + width < n else n
-            hi = lo + 2 * width if lo + 2 * width < n else n
-            a = lo
-            b = mid
-            k = lo
-            while a < mid and b < hi:
-                if _item_before(c, &src[b], &src[a]):
-                    dst[k] = src[b]
-                    b += 1
-                else:
-                    dst[k] = src[a]
-                    a += 1
-                k += 1
-            while a < mid:
-                dst[k] = src[a]
-                a += 1
-                k += 1
-            while b < hi:
-                dst[k] = src[b]
-                b += 1
-                k += 1
-            lo = hi
-        sw = src
-        src = dst
-        dst = sw
-        width *= 2
-    if src != x:
-        for i in range(n):
-            x[i] = src[i]
 
 
 def sort_run_segments(const int64_t[::1] offsets, const double[::1] scores, ids, int64_t[::1] perm,
@@ -518,12 +376,14 @@ def sort_run_segments(const int64_t[::1] offsets, const double[::1] scores, ids,
     ctx.toff = &toff[0] if toff.shape[0] else NULL
     ctx.tails = &tails[0] if tails.shape[0] else NULL
     ctx.mode = 1
-    for q in range(nq):
-        if offsets[q + 1] - offsets[q] > maxn:
-            maxn = offsets[q + 1] - offsets[q]
+    maxn = max_segment(offsets)
+    cdef rk_status *st = new_status(n_threads, b"sort_run_segments")
     with nogil, parallel(num_threads=n_threads):
-        buf = <Item *>malloc((2 * maxn + 2) * sizeof(Item))
+        buf = <Item *>rk_malloc((2 * maxn + 2) * sizeof(Item))
         for q in prange(nq, schedule="dynamic", chunksize=64):
+            if buf == NULL:
+                rk_status_fail(st)
+                continue
             lo = offsets[q]
             n = offsets[q + 1] - lo
             for i in range(n):
@@ -535,31 +395,21 @@ def sort_run_segments(const int64_t[::1] offsets, const double[::1] scores, ids,
             for i in range(n):
                 perm[lo + i] = buf[i].pos
         free(buf)
+    check_status(st, b"sort_run_segments")
 
 
 # ---------------------------------------------------------------------------------------------
 # Metrics.
 
-cdef void _sort_desc_i64(int64_t *g, Py_ssize_t n) noexcept nogil:
-    """Shell sort of a (usually short) int64 list, descending."""
-    cdef Py_ssize_t i, j, gap = 1
-    cdef int64_t x
-    while gap < n // 3:
-        gap = 3 * gap + 1
-    while gap >= 1:
-        for i in range(gap, n):
-            x = g[i]
-            j = i
-            while j >= gap and g[j - gap] < x:
-                g[j] = g[j - gap]
-                j -= gap
-            g[j] = x
-        gap //= 3
+ctypedef fused grade_t:
+    int64_t
+    double
 
 
-cdef void _sort_desc_f64(double *g, Py_ssize_t n) noexcept nogil:
+cdef void _sort_desc(grade_t *g, Py_ssize_t n) noexcept nogil:
+    """Shell sort of a (usually short) list of grades or gains, descending."""
     cdef Py_ssize_t i, j, gap = 1
-    cdef double x
+    cdef grade_t x
     while gap < n // 3:
         gap = 3 * gap + 1
     while gap >= 1:
@@ -616,7 +466,7 @@ cdef Py_ssize_t _ideal(const Query *q, const int64_t *glev, const double *gval, 
         if x > 0.0:
             out[m] = x
             m += 1
-    _sort_desc_f64(out, m)
+    _sort_desc(out, m)
     return m
 
 
@@ -858,7 +708,7 @@ cdef void _eval_query(const Ctx *C, Py_ssize_t q, double *ideal) noexcept nogil:
     Q.rels = C.rels
     Q.nj = C.qoffsets[q + 1] - C.qoffsets[q]
     Q.qg = C.qgrades + C.qoffsets[q]
-    _sort_desc_i64(C.qgrades + C.qoffsets[q], Q.nj)
+    _sort_desc(C.qgrades + C.qoffsets[q], Q.nj)
     Q.n = C.offsets[q + 1] - lo
     if C.max_docs > 0 and Q.n > C.max_docs:
         Q.n = C.max_docs
@@ -994,11 +844,14 @@ def metrics(const int64_t[::1] offsets, const int64_t[::1] perm, const int64_t[:
     C.level = level
     C.max_docs = max_docs
     C.out = &out[0, 0]
-    for q in range(nq):
-        if qoffsets[q + 1] - qoffsets[q] > maxj:
-            maxj = qoffsets[q + 1] - qoffsets[q]
+    maxj = max_segment(qoffsets)
+    cdef rk_status *st = new_status(n_threads, b"metrics")
     with nogil, parallel(num_threads=n_threads):
-        ideal = <double *>malloc((maxj + 1) * sizeof(double))
+        ideal = <double *>rk_malloc((maxj + 1) * sizeof(double))
         for q in prange(nq, schedule="dynamic", chunksize=64):
+            if ideal == NULL:
+                rk_status_fail(st)
+                continue
             _eval_query(&C, q, ideal)
         free(ideal)
+    check_status(st, b"metrics")

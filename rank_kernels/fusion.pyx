@@ -23,10 +23,14 @@ its inputs. Allocation failure is recorded per thread and raised as MemoryError.
 from cpython.dict cimport PyDict_GetItem, PyDict_Next, PyDict_SetItem, PyDict_Size
 from cpython.float cimport PyFloat_AS_DOUBLE, PyFloat_Check
 from cpython.object cimport PyObject
-from cython.parallel cimport parallel, prange, threadid
+from cython.parallel cimport parallel, prange
 from libc.math cimport NAN, isnan, log, pow, sqrt
 from libc.stdint cimport int64_t
-from libc.stdlib cimport calloc, free, malloc, qsort
+from libc.stdlib cimport free, qsort
+
+from rank_kernels._mem cimport (check_status, new_status, rk_malloc, rk_mem_init, rk_set_fail_alloc, rk_status,
+                               rk_status_fail, rk_status_mine)
+from rank_kernels._segments cimport max_segment
 
 import numpy as np
 
@@ -46,20 +50,12 @@ cdef enum CombineRule:
 COMBINE = {"sum": SUM, "pow_n": POW_N, "log_n": LOG_N, "w_mnz": W_MNZ, "max": MAX, "min": MIN,
            "mean": MEAN, "median": MEDIAN}
 
-# Set through `_fail_allocations` only by the tests: makes every kernel allocation fail.
-cdef bint _FAIL_ALLOC = False
+rk_mem_init()  # work buffers fail under the RANK_KERNELS_FAIL_ALLOC=1 test hook (see mem.h)
 
 
 def _fail_allocations(bint on):
     """Test hook: while on, every allocation of these kernels fails (MemoryError is expected)."""
-    global _FAIL_ALLOC
-    _FAIL_ALLOC = on
-
-
-cdef inline void *_alloc(size_t n) noexcept nogil:
-    if _FAIL_ALLOC:
-        return NULL
-    return malloc(n if n > 0 else 1)
+    rk_set_fail_alloc(on)
 
 
 cdef double _score(object value, object qid, object doc, Py_ssize_t r) except? -1.0:
@@ -158,6 +154,37 @@ cdef Py_ssize_t _max_query(const int64_t[::1] seg_off, Py_ssize_t nq, Py_ssize_t
     return maxq
 
 
+ctypedef fused cell_t:
+    double
+    int64_t
+
+
+cdef inline Py_ssize_t _gather(const int64_t *seg_off, const int64_t *docs, const int64_t *perm,
+                               const cell_t *source, cell_t fill, Py_ssize_t q, Py_ssize_t nr, int64_t *slot,
+                               int64_t *local, cell_t *cells) noexcept nogil:
+    """The candidates of query q: local[j] = the j-th distinct document over its nr run segments
+    (slot[doc] = j, slot all -1 on entry), cells[j * nr + r] = source[entry] of run r, or fill
+    where run r lacks the document. Returns the number of candidates."""
+    cdef Py_ssize_t m = 0, r, i, a, n, j, o
+    cdef int64_t e, d
+    for r in range(nr):
+        a = seg_off[q * nr + r]
+        n = seg_off[q * nr + r + 1] - a
+        for i in range(n):
+            e = perm[a + i]
+            d = docs[e]
+            j = slot[d]
+            if j < 0:
+                j = m
+                slot[d] = m
+                local[m] = d
+                for o in range(nr):
+                    cells[m * nr + o] = fill
+                m = m + 1
+            cells[j * nr + r] = source[e]
+    return m
+
+
 def combine(const int64_t[::1] seg_off, const int64_t[::1] docs, const double[::1] values,
             const double[::1] fill, const int64_t[::1] perm, Py_ssize_t n_runs, Py_ssize_t n_vocab,
             int rule, double p, const double[::1] weights, int64_t[::1] out_docs,
@@ -170,49 +197,29 @@ def combine(const int64_t[::1] seg_off, const int64_t[::1] docs, const double[::
     output order of each query's documents (order of first appearance).
     """
     cdef Py_ssize_t nr = n_runs, nq = (seg_off.shape[0] - 1) // nr
-    cdef Py_ssize_t q, r, i, j, a, n, m, base, maxq, cnt, ii, tid
+    cdef Py_ssize_t q, r, i, j, a, n, m, base, maxq, cnt, ii
     cdef int64_t e, d
     cdef int64_t *slot
     cdef int64_t *local
     cdef double *vals
     cdef double *tmp
     cdef double x, acc, plain, wsum, mx, mn
-    cdef int failed = 0
-    cdef int *status = <int *>calloc(n_threads if n_threads > 0 else 1, sizeof(int))
-    if status == NULL or _FAIL_ALLOC:
-        free(status)
-        raise MemoryError("fusion: could not allocate the thread status table")
+    cdef rk_status *st = new_status(n_threads, b"fusion")
     maxq = _max_query(seg_off, nq, nr)
     with nogil, parallel(num_threads=n_threads):
-        tid = threadid()
-        slot = <int64_t *>_alloc((n_vocab + 1) * sizeof(int64_t))
-        local = <int64_t *>_alloc((maxq + 1) * sizeof(int64_t))
-        vals = <double *>_alloc((maxq * nr + 1) * sizeof(double))
-        tmp = <double *>_alloc((nr + 1) * sizeof(double))
+        slot = <int64_t *>rk_malloc((n_vocab + 1) * sizeof(int64_t))
+        local = <int64_t *>rk_malloc((maxq + 1) * sizeof(int64_t))
+        vals = <double *>rk_malloc((maxq * nr + 1) * sizeof(double))
+        tmp = <double *>rk_malloc((nr + 1) * sizeof(double))
         if slot == NULL or local == NULL or vals == NULL or tmp == NULL:
-            status[tid] = 1
+            rk_status_fail(st)
         else:
             for ii in range(n_vocab):
                 slot[ii] = -1
         for q in prange(nq, schedule="dynamic", chunksize=32):
-            if status[tid] != 0:
+            if rk_status_mine(st):
                 continue
-            m = 0
-            for r in range(nr):
-                a = seg_off[q * nr + r]
-                n = seg_off[q * nr + r + 1] - a
-                for i in range(n):
-                    e = perm[a + i]
-                    d = docs[e]
-                    j = slot[d]
-                    if j < 0:
-                        j = m
-                        slot[d] = m
-                        local[m] = d
-                        for cnt in range(nr):
-                            vals[m * nr + cnt] = NAN
-                        m = m + 1
-                    vals[j * nr + r] = values[e]
+            m = _gather(&seg_off[0], &docs[0], &perm[0], &values[0], NAN, q, nr, slot, local, vals)
             base = seg_off[q * nr]
             for j in range(m):
                 acc = 0.0
@@ -258,11 +265,7 @@ def combine(const int64_t[::1] seg_off, const int64_t[::1] docs, const double[::
         free(local)
         free(vals)
         free(tmp)
-    for ii in range(n_threads):
-        failed = failed | status[ii]
-    free(status)
-    if failed:
-        raise MemoryError("fusion: could not allocate the per-thread merge tables")
+    check_status(st, b"fusion")
 
 
 cdef inline bint _before(Py_ssize_t x, Py_ssize_t y, const int64_t *pos, Py_ssize_t nr,
@@ -286,7 +289,7 @@ def condorcet(const int64_t[::1] seg_off, const int64_t[::1] docs, const int64_t
     a run that did not retrieve a document ranks it below every document it retrieved.
     """
     cdef Py_ssize_t nr = n_runs, nq = (seg_off.shape[0] - 1) // nr
-    cdef Py_ssize_t q, r, i, j, a, n, m, base, maxq, ii, tid, width, lo, mid, hi, li, ri, o
+    cdef Py_ssize_t q, r, i, j, a, n, m, base, maxq, ii, width, lo, mid, hi, li, ri, o
     cdef int64_t e, d
     cdef int64_t *slot
     cdef int64_t *local
@@ -299,45 +302,25 @@ def condorcet(const int64_t[::1] seg_off, const int64_t[::1] docs, const int64_t
     cdef int64_t big = (<int64_t>1) << 62
     cdef double total = 0.0
     cdef const double *w = &weights[0]
-    cdef int failed = 0
-    cdef int *status = <int *>calloc(n_threads if n_threads > 0 else 1, sizeof(int))
-    if status == NULL or _FAIL_ALLOC:
-        free(status)
-        raise MemoryError("fusion: could not allocate the thread status table")
+    cdef rk_status *st = new_status(n_threads, b"fusion")
     for r in range(nr):
         total += weights[r]
     maxq = _max_query(seg_off, nq, nr)
     with nogil, parallel(num_threads=n_threads):
-        tid = threadid()
-        slot = <int64_t *>_alloc((n_vocab + 1) * sizeof(int64_t))
-        local = <int64_t *>_alloc((maxq + 1) * sizeof(int64_t))
-        pos = <int64_t *>_alloc((maxq * nr + 1) * sizeof(int64_t))
-        order = <int64_t *>_alloc((maxq + 1) * sizeof(int64_t))
-        buf = <int64_t *>_alloc((maxq + 1) * sizeof(int64_t))
+        slot = <int64_t *>rk_malloc((n_vocab + 1) * sizeof(int64_t))
+        local = <int64_t *>rk_malloc((maxq + 1) * sizeof(int64_t))
+        pos = <int64_t *>rk_malloc((maxq * nr + 1) * sizeof(int64_t))
+        order = <int64_t *>rk_malloc((maxq + 1) * sizeof(int64_t))
+        buf = <int64_t *>rk_malloc((maxq + 1) * sizeof(int64_t))
         if slot == NULL or local == NULL or pos == NULL or order == NULL or buf == NULL:
-            status[tid] = 1
+            rk_status_fail(st)
         else:
             for ii in range(n_vocab):
                 slot[ii] = -1
         for q in prange(nq, schedule="dynamic", chunksize=16):
-            if status[tid] != 0:
+            if rk_status_mine(st):
                 continue
-            m = 0
-            for r in range(nr):
-                a = seg_off[q * nr + r]
-                n = seg_off[q * nr + r + 1] - a
-                for i in range(n):
-                    e = perm[a + i]
-                    d = docs[e]
-                    j = slot[d]
-                    if j < 0:
-                        j = m
-                        slot[d] = m
-                        local[m] = d
-                        for o in range(nr):
-                            pos[m * nr + o] = big
-                        m = m + 1
-                    pos[j * nr + r] = rank[e]
+            m = _gather(&seg_off[0], &docs[0], &perm[0], &rank[0], big, q, nr, slot, local, pos)
             src = order
             dst = buf
             for j in range(m):
@@ -386,11 +369,7 @@ def condorcet(const int64_t[::1] seg_off, const int64_t[::1] docs, const int64_t
         free(pos)
         free(order)
         free(buf)
-    for ii in range(n_threads):
-        failed = failed | status[ii]
-    free(status)
-    if failed:
-        raise MemoryError("fusion: could not allocate the per-thread Condorcet tables")
+    check_status(st, b"fusion")
 
 
 ctypedef struct _Keyed:
@@ -410,23 +389,16 @@ cdef int _cmp_desc(const void *a, const void *b) noexcept nogil:
 
 def order_segments(const int64_t[::1] offsets, const double[::1] values, int64_t[::1] out, int n_threads):
     """out[offsets[s]:offsets[s+1]] = positions of segment s by value descending, ties by position."""
-    cdef Py_ssize_t ns = offsets.shape[0] - 1, s, i, a, n, maxn = 0, tid
+    cdef Py_ssize_t ns = offsets.shape[0] - 1, s, i, a, n, maxn = 0
     cdef _Keyed *buf
-    cdef int failed = 0
-    cdef int *status = <int *>calloc(n_threads if n_threads > 0 else 1, sizeof(int))
-    if status == NULL or _FAIL_ALLOC:
-        free(status)
-        raise MemoryError("fusion: could not allocate the thread status table")
-    for s in range(ns):
-        if offsets[s + 1] - offsets[s] > maxn:
-            maxn = offsets[s + 1] - offsets[s]
+    cdef rk_status *st = new_status(n_threads, b"fusion")
+    maxn = max_segment(offsets)
     with nogil, parallel(num_threads=n_threads):
-        tid = threadid()
-        buf = <_Keyed *>_alloc((maxn + 1) * sizeof(_Keyed))
+        buf = <_Keyed *>rk_malloc((maxn + 1) * sizeof(_Keyed))
         if buf == NULL:
-            status[tid] = 1
+            rk_status_fail(st)
         for s in prange(ns, schedule="dynamic", chunksize=64):
-            if status[tid] != 0:
+            if rk_status_mine(st):
                 continue
             a = offsets[s]
             n = offsets[s + 1] - a
@@ -437,8 +409,4 @@ def order_segments(const int64_t[::1] offsets, const double[::1] values, int64_t
             for i in range(n):
                 out[a + i] = buf[i].index
         free(buf)
-    for i in range(n_threads):
-        failed = failed | status[i]
-    free(status)
-    if failed:
-        raise MemoryError("fusion: could not allocate the per-thread sort buffers")
+    check_status(st, b"fusion")

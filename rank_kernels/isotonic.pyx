@@ -36,11 +36,15 @@ from cython cimport floating
 from cython.parallel cimport parallel, prange, threadid
 from libc.math cimport exp, log
 from libc.stdint cimport int32_t, uint64_t
-from libc.stdlib cimport calloc, free, malloc
+from libc.stdlib cimport free
 from libc.string cimport memcpy
 
 cimport numpy as cnp
 import numpy as np
+
+from rank_kernels._mem cimport check_status, new_status, rk_malloc, rk_mem_init, rk_status, rk_status_fail
+
+rk_mem_init()  # work buffers fail under the RANK_KERNELS_FAIL_ALLOC=1 test hook (see mem.h)
 
 cnp.import_array()
 
@@ -193,6 +197,18 @@ cdef void _sort_row(const floating *x, Py_ssize_t n, double a, int b, bint use_n
 # Both keep the top block in registers and the blocks below it on a stack; a block is compared
 # through differences of first elements, so ties and huge |s| (tiny strengths) stay exact.
 
+cdef inline Py_ssize_t _push_block(int32_t *bs, double *sf, double *wf, double *p, double *q, Py_ssize_t nb,
+                                   int32_t start, double s, double w, double pv, double qv) noexcept nogil:
+    """Close block nb of a PAV pass (start, first/last values s and w, the two running sums of
+    the regulariser pv and qv); returns the number of blocks, nb + 1."""
+    bs[nb] = start
+    sf[nb] = s
+    wf[nb] = w
+    p[nb] = pv
+    q[nb] = qv
+    return nb + 1
+
+
 cdef Py_ssize_t _pav_l2(const double *s, const double *w, Py_ssize_t n, int32_t *bs,
                         double *sf, double *wf, double *ds, double *dw) noexcept nogil:
     """l2 blocks: first elements sf, wf and the offset sums ds = sum_B (s - sf), dw = sum_B (w - wf),
@@ -225,23 +241,13 @@ cdef Py_ssize_t _pav_l2(const double *s, const double *w, Py_ssize_t n, int32_t 
                 else:
                     break
         else:
-            bs[nb] = tstart
-            sf[nb] = ts
-            wf[nb] = tw
-            ds[nb] = tds
-            dw[nb] = tdw
-            nb += 1
+            nb = _push_block(bs, sf, wf, ds, dw, nb, tstart, ts, tw, tds, tdw)
             ts = cs
             tw = cw
             tds = 0.0
             tdw = 0.0
             tstart = <int32_t>j
-    bs[nb] = tstart
-    sf[nb] = ts
-    wf[nb] = tw
-    ds[nb] = tds
-    dw[nb] = tdw
-    nb += 1
+    nb = _push_block(bs, sf, wf, ds, dw, nb, tstart, ts, tw, tds, tdw)
     bs[nb] = <int32_t>n
     return nb
 
@@ -295,23 +301,13 @@ cdef Py_ssize_t _pav_kl(const double *s, const double *w, Py_ssize_t n, int mode
                 else:
                     break
         else:
-            bs[nb] = tstart
-            sf[nb] = ts
-            wf[nb] = tw
-            ss[nb] = tss
-            sw[nb] = tsw
-            nb += 1
+            nb = _push_block(bs, sf, wf, ss, sw, nb, tstart, ts, tw, tss, tsw)
             ts = cs
             tw = cw
             tss = 1.0
             tsw = 1.0
             tstart = <int32_t>j
-    bs[nb] = tstart
-    sf[nb] = ts
-    wf[nb] = tw
-    ss[nb] = tss
-    sw[nb] = tsw
-    nb += 1
+    nb = _push_block(bs, sf, wf, ss, sw, nb, tstart, ts, tw, tss, tsw)
     bs[nb] = <int32_t>n
     return nb
 
@@ -396,8 +392,6 @@ def project(const floating[:, ::1] x, floating[:, ::1] out, int mode, bint kl, d
     cdef int32_t *bs = NULL
     cdef double *dbuf = NULL
     cdef int32_t *prow = NULL
-    cdef int *status = NULL
-    cdef int tid = 0, bad = 0
     if n_threads > m:
         n_threads = <int>m
     if n_threads < 1:
@@ -405,19 +399,16 @@ def project(const floating[:, ::1] x, floating[:, ::1] out, int mode, bint kl, d
     # Small dynamic chunks (about 8 per thread): rows differ in cost, and a thread that the OS
     # parks holds back only a few rows.
     cdef Py_ssize_t chunk = max(1, m // (8 * n_threads))
-    status = <int *>calloc(n_threads, sizeof(int))
-    if status == NULL:
-        raise MemoryError()
+    cdef rk_status *st = new_status(n_threads, b"isotonic")
     with nogil:
         with parallel(num_threads=n_threads):
-            tid = threadid()
-            keys = <uint64_t *>malloc(sizeof(uint64_t) * n)
-            pbuf = <int32_t *>malloc(sizeof(int32_t) * n)
-            bs = <int32_t *>malloc(sizeof(int32_t) * (n + 1))
-            dbuf = <double *>malloc(sizeof(double) * 5 * n)
+            keys = <uint64_t *>rk_malloc(sizeof(uint64_t) * n)
+            pbuf = <int32_t *>rk_malloc(sizeof(int32_t) * n)
+            bs = <int32_t *>rk_malloc(sizeof(int32_t) * (n + 1))
+            dbuf = <double *>rk_malloc(sizeof(double) * 5 * n)
             for i in prange(m, schedule='dynamic', chunksize=chunk):
                 if keys == NULL or pbuf == NULL or bs == NULL or dbuf == NULL:
-                    status[tid] = 1
+                    rk_status_fail(st)
                     continue
                 prow = &perm[i, 0] if save else pbuf
                 _project_row(&x[i, 0], &out[i, 0], n, mode, kl, a, &table[0], &etab[0], b, use_np, keys, prow,
@@ -426,12 +417,7 @@ def project(const floating[:, ::1] x, floating[:, ::1] out, int mode, bint kl, d
             free(pbuf)
             free(bs)
             free(dbuf)
-        for tid in range(n_threads):
-            if status[tid]:
-                bad = 1
-    free(status)
-    if bad:
-        raise MemoryError()
+    check_status(st, b"isotonic")
     return 0
 
 

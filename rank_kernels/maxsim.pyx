@@ -11,7 +11,7 @@ TILE_STRIP * d floats (for float16/float64 conversion) and one running maximum p
 from cython.parallel cimport parallel, prange
 from libc.math cimport INFINITY
 from libc.stdint cimport int64_t, uint8_t, uintptr_t
-from libc.stdlib cimport free, malloc
+from libc.stdlib cimport free
 
 cimport numpy as cnp
 
@@ -20,6 +20,10 @@ from rank_kernels.tile cimport (TILE_F16, TILE_F32, TILE_F64, TILE_QW, TILE_STRI
                                 tile_packed_size, tile_rows_f32, tile_strip_max)
 
 import numpy as np
+
+from rank_kernels._mem cimport rk_malloc, rk_mem_init
+
+rk_mem_init()  # work buffers fail under the RANK_KERNELS_FAIL_ALLOC=1 test hook (see mem.h)
 
 cnp.import_array()
 tile_init()
@@ -84,7 +88,7 @@ def maxsim_scores(const float[:, ::1] queries, const int64_t[::1] query_offsets,
     cdef Py_ssize_t n_rows = queries.shape[0], d = queries.shape[1]
     cdef Py_ssize_t n_docs = doc_ptrs.shape[0], n_queries = query_offsets.shape[0] - 1
     cdef Py_ssize_t width = tile_n_panels(n_rows) * TILE_QW
-    cdef float *qp = <float *>malloc(sizeof(float) * tile_packed_size(n_rows, d))
+    cdef float *qp = <float *>rk_malloc(sizeof(float) * tile_packed_size(n_rows, d))
     if qp == NULL:
         raise MemoryError()
     cdef Py_ssize_t i, j, t0, r
@@ -96,8 +100,8 @@ def maxsim_scores(const float[:, ::1] queries, const int64_t[::1] query_offsets,
     with nogil:
         tile_pack_queries(&queries[0, 0], n_rows, d, qp)
         with parallel(num_threads=n_threads):
-            strip = <float *>malloc(sizeof(float) * TILE_STRIP * d)
-            runmax = <float *>malloc(sizeof(float) * width)
+            strip = <float *>rk_malloc(sizeof(float) * TILE_STRIP * d)
+            runmax = <float *>rk_malloc(sizeof(float) * width)
             for i in prange(n_docs, schedule='dynamic', chunksize=1):
                 if strip == NULL or runmax == NULL:
                     bad[i] = 2

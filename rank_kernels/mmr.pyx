@@ -12,9 +12,12 @@ layer checks shapes, dtypes and ranges first.
 """
 from libc.math cimport INFINITY, isfinite, sqrt
 from libc.stdint cimport int64_t, uint8_t
-from libc.stdlib cimport free, malloc
+from libc.stdlib cimport free
 
 from cython cimport floating
+from rank_kernels._mem cimport rk_malloc, rk_mem_init
+
+rk_mem_init()  # work buffers fail under the RANK_KERNELS_FAIL_ALLOC=1 test hook (see mem.h)
 
 
 cdef inline double _dot(const floating *a, const floating *b, Py_ssize_t d) noexcept nogil:
@@ -47,10 +50,10 @@ def mmr_select(const floating[::1] query, const floating[:, ::1] candidates, dou
     """
     cdef Py_ssize_t n = candidates.shape[0], d = candidates.shape[1]
     cdef Py_ssize_t k = out_indices.shape[0]
-    cdef double *rel = <double *>malloc(sizeof(double) * n)
-    cdef double *maxsim = <double *>malloc(sizeof(double) * n)
-    cdef double *inv = <double *>malloc(sizeof(double) * n)
-    cdef uint8_t *taken = <uint8_t *>malloc(sizeof(uint8_t) * n)
+    cdef double *rel = <double *>rk_malloc(sizeof(double) * n)
+    cdef double *maxsim = <double *>rk_malloc(sizeof(double) * n)
+    cdef double *inv = <double *>rk_malloc(sizeof(double) * n)
+    cdef uint8_t *taken = <uint8_t *>rk_malloc(sizeof(uint8_t) * n)
     if rel == NULL or maxsim == NULL or inv == NULL or taken == NULL:
         free(rel)
         free(maxsim)

@@ -12,9 +12,12 @@ the `rank.rerank` layer checks shapes, dtypes and sizes first.
 from cython.parallel cimport prange
 from libc.math cimport isfinite, sqrt
 from libc.stdint cimport int8_t, int64_t, uint8_t, uintptr_t
-from libc.stdlib cimport free, malloc, qsort
+from libc.stdlib cimport free, qsort
 
 from cython cimport floating
+from rank_kernels._mem cimport rk_malloc, rk_mem_init
+
+rk_mem_init()  # work buffers fail under the RANK_KERNELS_FAIL_ALLOC=1 test hook (see mem.h)
 
 
 cdef struct Merge:
@@ -84,10 +87,10 @@ cdef int _ward_merges(const floating *x, Py_ssize_t n, Py_ssize_t d, Merge *merg
     1 when a distance is not finite.
     """
     cdef Py_ssize_t npairs = n * (n - 1) // 2
-    cdef double *dist = <double *>malloc(sizeof(double) * npairs)
-    cdef double *size = <double *>malloc(sizeof(double) * n)
-    cdef uint8_t *active = <uint8_t *>malloc(sizeof(uint8_t) * n)
-    cdef Py_ssize_t *chain = <Py_ssize_t *>malloc(sizeof(Py_ssize_t) * n)
+    cdef double *dist = <double *>rk_malloc(sizeof(double) * npairs)
+    cdef double *size = <double *>rk_malloc(sizeof(double) * n)
+    cdef uint8_t *active = <uint8_t *>rk_malloc(sizeof(uint8_t) * n)
+    cdef Py_ssize_t *chain = <Py_ssize_t *>rk_malloc(sizeof(Py_ssize_t) * n)
     cdef int status = 0
     cdef Py_ssize_t i, j, p, a, b, lo, hi, first, clen = 0, step
     cdef double s, v, best, dab, na, nb, nk
@@ -175,9 +178,9 @@ cdef int _pool_one(const floating *x, Py_ssize_t n, Py_ssize_t d, Py_ssize_t m,
     Clusters are numbered by their smallest member row. Returns 0, -1 when out of memory,
     1 when a distance is not finite.
     """
-    cdef Py_ssize_t *parent = <Py_ssize_t *>malloc(sizeof(Py_ssize_t) * n)
-    cdef Py_ssize_t *label_of_root = <Py_ssize_t *>malloc(sizeof(Py_ssize_t) * n)
-    cdef double *acc = <double *>malloc(sizeof(double) * m * d)
+    cdef Py_ssize_t *parent = <Py_ssize_t *>rk_malloc(sizeof(Py_ssize_t) * n)
+    cdef Py_ssize_t *label_of_root = <Py_ssize_t *>rk_malloc(sizeof(Py_ssize_t) * n)
+    cdef double *acc = <double *>rk_malloc(sizeof(double) * m * d)
     cdef Merge *merges = NULL
     cdef Py_ssize_t i, t, r, ra, rb, c, n_labels = 0
     cdef double s, v, mx
@@ -185,7 +188,7 @@ cdef int _pool_one(const floating *x, Py_ssize_t n, Py_ssize_t d, Py_ssize_t m,
     if parent == NULL or label_of_root == NULL or acc == NULL:
         status = -1
     elif m < n:
-        merges = <Merge *>malloc(sizeof(Merge) * (n - 1))
+        merges = <Merge *>rk_malloc(sizeof(Merge) * (n - 1))
         status = _ward_merges(x, n, d, merges) if merges != NULL else -1
     if status == 0:
         for i in range(n):

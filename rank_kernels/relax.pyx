@@ -35,11 +35,13 @@ overflows):
 """
 from cython.parallel cimport parallel, prange
 from libc.math cimport erfc, exp, fabs, floor, log, sqrt, M_PI
-from libc.stdlib cimport free, malloc
-import os as _os
+from libc.stdlib cimport free
 from libc.string cimport memcpy
 
 from cython cimport floating
+
+from rank_kernels._mem cimport check_status, new_status, rk_malloc, rk_mem_init, rk_status, rk_status_fail
+from rank_kernels.simd cimport rk_simd_init, rk_simd_level
 
 cdef extern from "relax_simd.h":
     double relax_sig_fwd(double xi, double ai, double bi, const double *x, const double *A, const double *B,
@@ -52,19 +54,18 @@ cdef extern from "relax_simd.h":
     void relax_ns_acc(double *g, double *ga, const double *w, const double *c, double f, double m, double ci,
                       Py_ssize_t n) noexcept nogil
 
+rk_simd_init()  # the shared instruction-set probe, once at import (honours RANK_KERNELS_ISA)
+
+
+def simd_level():
+    """Instruction set of the relax inner loops on this CPU under RANK_KERNELS_ISA: 0 portable, >= 1 AVX2."""
+    return rk_simd_level()
+
+
 cdef enum:
     TILE = 512
 
-# Test hook, read once at import: RANK_KERNELS_FAIL_ALLOC=1 makes every work-buffer allocation
-# of this module fail, so tests can check that each kernel raises MemoryError (never leaves
-# rows of its output unset).
-cdef int _FAIL_ALLOC = 1 if _os.environ.get("RANK_KERNELS_FAIL_ALLOC") == "1" else 0
-
-
-cdef inline void *_alloc(size_t size) noexcept nogil:
-    if _FAIL_ALLOC:
-        return NULL
-    return malloc(size)
+rk_mem_init()  # work buffers fail under the RANK_KERNELS_FAIL_ALLOC=1 test hook (see mem.h)
 
 # Largest (max - min) / tau for which the sigmoid kernel uses separable exponentials
 # (each factor stays within exp(+-SEPARABLE_SPAN / 2), so products neither overflow nor lose
@@ -102,50 +103,21 @@ cdef inline void _fill(double *a, Py_ssize_t n, double v) noexcept nogil:
         a[j] = v
 
 
-cdef void _argsort(const double *x, Py_ssize_t *idx, Py_ssize_t *tmp, Py_ssize_t n) noexcept nogil:
-    """Stable ascending argsort by bottom-up merge sort (idx, tmp: n entries each)."""
-    cdef Py_ssize_t i, width, lo, mid, hi, a, b, k
-    cdef Py_ssize_t *src = idx
-    cdef Py_ssize_t *dst = tmp
-    cdef Py_ssize_t *sw
+cdef extern from *:
+    """
+    #include "sort.h"
+    #define RELAX_ASCENDING(x, a, b) ((x)[*(a)] < (x)[*(b)])
+    RK_STABLE_SORT(relax_sort_positions, Py_ssize_t, const double *, RELAX_ASCENDING)
+    """
+    void relax_sort_positions(const double *x, Py_ssize_t *idx, Py_ssize_t *tmp, Py_ssize_t n) noexcept nogil
+
+
+cdef inline void _argsort(const double *x, Py_ssize_t *idx, Py_ssize_t *tmp, Py_ssize_t n) noexcept nogil:
+    """Stable ascending argsort of x[0:n] into idx (idx, tmp: n entries each), by the one stable sort."""
+    cdef Py_ssize_t i
     for i in range(n):
         idx[i] = i
-    width = 1
-    while width < n:
-        lo = 0
-        while lo < n:
-            mid = lo + width
-            if mid > n:
-                mid = n
-            hi = lo + 2 * width
-            if hi > n:
-                hi = n
-            a = lo
-            b = mid
-            k = lo
-            while a < mid and b < hi:
-                if x[src[b]] < x[src[a]]:
-                    dst[k] = src[b]
-                    b += 1
-                else:
-                    dst[k] = src[a]
-                    a += 1
-                k += 1
-            while a < mid:
-                dst[k] = src[a]
-                a += 1
-                k += 1
-            while b < hi:
-                dst[k] = src[b]
-                b += 1
-                k += 1
-            lo = hi
-        sw = src
-        src = dst
-        dst = sw
-        width *= 2
-    if src != idx:
-        memcpy(idx, src, n * sizeof(Py_ssize_t))
+    relax_sort_positions(x, idx, tmp, n)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -231,21 +203,19 @@ def sigmoid_rank(const floating[:, ::1] x, double tau, double sign, floating[:, 
     cdef double *buf
     cdef double inv = 1.0 / tau
     buf = NULL
-    cdef int failed = 0
-    cdef int *failp = &failed
+    cdef rk_status *st = new_status(n_threads, b"sigmoid_rank")
     with nogil, parallel(num_threads=n_threads):
-        buf = <double *>_alloc(4 * n * sizeof(double))
+        buf = <double *>rk_malloc(4 * n * sizeof(double))
         if True:  # every thread must reach the prange, even one whose allocation failed
             for row in prange(m, schedule="dynamic"):
                 if not (buf != NULL):
-                    failp[0] = 1
+                    rk_status_fail(st)
                     continue
                 _load(&x[row, 0], buf, n, sign)
                 _sigmoid_row(buf, n, inv, buf + n, buf + 2 * n, buf + 3 * n, NULL, NULL)
                 _store(buf + n, &out[row, 0], n, 1.0)
             free(buf)
-    if failed:
-        raise MemoryError()
+    check_status(st, b"sigmoid_rank")
 
 
 def sigmoid_vjp(const floating[:, ::1] x, const floating[:, ::1] cot, double tau, double sign,
@@ -255,22 +225,20 @@ def sigmoid_vjp(const floating[:, ::1] x, const floating[:, ::1] cot, double tau
     cdef double *buf
     cdef double inv = 1.0 / tau
     buf = NULL
-    cdef int failed = 0
-    cdef int *failp = &failed
+    cdef rk_status *st = new_status(n_threads, b"sigmoid_vjp")
     with nogil, parallel(num_threads=n_threads):
-        buf = <double *>_alloc(5 * n * sizeof(double))
+        buf = <double *>rk_malloc(5 * n * sizeof(double))
         if True:  # every thread must reach the prange, even one whose allocation failed
             for row in prange(m, schedule="dynamic"):
                 if not (buf != NULL):
-                    failp[0] = 1
+                    rk_status_fail(st)
                     continue
                 _load(&x[row, 0], buf, n, sign)
                 _load(&cot[row, 0], buf + n, n, 1.0)
                 _sigmoid_row(buf, n, inv, NULL, buf + 2 * n, buf + 3 * n, buf + n, buf + 4 * n)
                 _store(buf + 4 * n, &out[row, 0], n, sign)
             free(buf)
-    if failed:
-        raise MemoryError()
+    check_status(st, b"sigmoid_vjp")
 
 
 # ------------------------------------------------------------------------------------------------
@@ -401,23 +369,21 @@ def neuralsort_rank(const floating[:, ::1] x, double tau, double sign, floating[
     cdef Py_ssize_t *ib = NULL
     cdef double inv = 1.0 / tau
     buf = NULL
-    cdef int failed = 0
-    cdef int *failp = &failed
+    cdef rk_status *st = new_status(n_threads, b"neuralsort_rank")
     with nogil, parallel(num_threads=n_threads):
-        buf = <double *>_alloc(5 * n * sizeof(double))
-        ib = <Py_ssize_t *>_alloc(2 * n * sizeof(Py_ssize_t))
+        buf = <double *>rk_malloc(5 * n * sizeof(double))
+        ib = <Py_ssize_t *>rk_malloc(2 * n * sizeof(Py_ssize_t))
         if True:  # every thread must reach the prange, even one whose allocation failed
             for row in prange(m, schedule="dynamic"):
                 if not (buf != NULL and ib != NULL):
-                    failp[0] = 1
+                    rk_status_fail(st)
                     continue
                 _load(&x[row, 0], buf, n, sign)
                 _ns_rank_row(buf, n, inv, buf + n, buf + 2 * n, buf + 3 * n, buf + 4 * n, ib, ib + n)
                 _store(buf + n, &out[row, 0], n, 1.0)
         free(buf)
         free(ib)
-    if failed:
-        raise MemoryError()
+    check_status(st, b"neuralsort_rank")
 
 
 def neuralsort_vjp(const floating[:, ::1] x, const floating[:, ::1] cot, double tau, double sign,
@@ -428,15 +394,14 @@ def neuralsort_vjp(const floating[:, ::1] x, const floating[:, ::1] cot, double 
     cdef Py_ssize_t *ib = NULL
     cdef double inv = 1.0 / tau
     buf = NULL
-    cdef int failed = 0
-    cdef int *failp = &failed
+    cdef rk_status *st = new_status(n_threads, b"neuralsort_vjp")
     with nogil, parallel(num_threads=n_threads):
-        buf = <double *>_alloc(7 * n * sizeof(double))
-        ib = <Py_ssize_t *>_alloc(2 * n * sizeof(Py_ssize_t))
+        buf = <double *>rk_malloc(7 * n * sizeof(double))
+        ib = <Py_ssize_t *>rk_malloc(2 * n * sizeof(Py_ssize_t))
         if True:  # every thread must reach the prange, even one whose allocation failed
             for row in prange(m, schedule="dynamic"):
                 if not (buf != NULL and ib != NULL):
-                    failp[0] = 1
+                    rk_status_fail(st)
                     continue
                 _load(&x[row, 0], buf, n, sign)
                 _load(&cot[row, 0], buf + n, n, 1.0)
@@ -445,8 +410,7 @@ def neuralsort_vjp(const floating[:, ::1] x, const floating[:, ::1] cot, double 
                 _store(buf + 2 * n, &out[row, 0], n, sign)
         free(buf)
         free(ib)
-    if failed:
-        raise MemoryError()
+    check_status(st, b"neuralsort_vjp")
 
 
 def neuralsort_perm(const floating[:, ::1] x, double tau, double sign, floating[:, :, ::1] out, int n_threads):
@@ -456,15 +420,14 @@ def neuralsort_perm(const floating[:, ::1] x, double tau, double sign, floating[
     cdef Py_ssize_t *ib = NULL
     cdef double inv = 1.0 / tau, s
     buf = NULL
-    cdef int failed = 0
-    cdef int *failp = &failed
+    cdef rk_status *st = new_status(n_threads, b"neuralsort_perm")
     with nogil, parallel(num_threads=n_threads):
-        buf = <double *>_alloc(3 * n * sizeof(double))
-        ib = <Py_ssize_t *>_alloc(2 * n * sizeof(Py_ssize_t))
+        buf = <double *>rk_malloc(3 * n * sizeof(double))
+        ib = <Py_ssize_t *>rk_malloc(2 * n * sizeof(Py_ssize_t))
         if True:  # every thread must reach the prange, even one whose allocation failed
             for row in prange(m, schedule="dynamic"):
                 if not (buf != NULL and ib != NULL):
-                    failp[0] = 1
+                    rk_status_fail(st)
                     continue
                 _load(&x[row, 0], buf, n, sign)
                 _argsort(buf, ib, ib + n, n)
@@ -475,8 +438,7 @@ def neuralsort_perm(const floating[:, ::1] x, double tau, double sign, floating[
                         out[row, i - 1, j] = <floating>(buf[2 * n + j] / s)
         free(buf)
         free(ib)
-    if failed:
-        raise MemoryError()
+    check_status(st, b"neuralsort_perm")
 
 
 def neuralsort_perm_vjp(const floating[:, ::1] x, const floating[:, :, ::1] cot, double tau, double sign,
@@ -488,16 +450,15 @@ def neuralsort_perm_vjp(const floating[:, ::1] x, const floating[:, :, ::1] cot,
     cdef Py_ssize_t *ib = NULL
     cdef double inv = 1.0 / tau
     buf = NULL
-    cdef int failed = 0
-    cdef int *failp = &failed
+    cdef rk_status *st = new_status(n_threads, b"neuralsort_perm_vjp")
     with nogil, parallel(num_threads=n_threads):
-        buf = <double *>_alloc(6 * n * sizeof(double))
-        cb = <double *>_alloc(n * n * sizeof(double))
-        ib = <Py_ssize_t *>_alloc(2 * n * sizeof(Py_ssize_t))
+        buf = <double *>rk_malloc(6 * n * sizeof(double))
+        cb = <double *>rk_malloc(n * n * sizeof(double))
+        ib = <Py_ssize_t *>rk_malloc(2 * n * sizeof(Py_ssize_t))
         if True:  # every thread must reach the prange, even one whose allocation failed
             for row in prange(m, schedule="dynamic"):
                 if not (buf != NULL and ib != NULL and cb != NULL):
-                    failp[0] = 1
+                    rk_status_fail(st)
                     continue
                 _load(&x[row, 0], buf, n, sign)
                 for i in range(n):
@@ -509,8 +470,7 @@ def neuralsort_perm_vjp(const floating[:, ::1] x, const floating[:, :, ::1] cot,
         free(buf)
         free(cb)
         free(ib)
-    if failed:
-        raise MemoryError()
+    check_status(st, b"neuralsort_perm_vjp")
 
 
 # ------------------------------------------------------------------------------------------------
@@ -527,14 +487,13 @@ def softrank_rank(const floating[:, ::1] x, double sigma, double sign, floating[
     cdef double *buf
     cdef double h = 0.5 / sigma, p, acc
     buf = NULL
-    cdef int failed = 0
-    cdef int *failp = &failed
+    cdef rk_status *st = new_status(n_threads, b"softrank_rank")
     with nogil, parallel(num_threads=n_threads):
-        buf = <double *>_alloc(2 * n * sizeof(double))
+        buf = <double *>rk_malloc(2 * n * sizeof(double))
         if True:  # every thread must reach the prange, even one whose allocation failed
             for row in prange(m, schedule="dynamic"):
                 if not (buf != NULL):
-                    failp[0] = 1
+                    rk_status_fail(st)
                     continue
                 _load(&x[row, 0], buf, n, sign)
                 for j in range(n):
@@ -548,8 +507,7 @@ def softrank_rank(const floating[:, ::1] x, double sigma, double sign, floating[
                     buf[n + i] = buf[n + i] + acc
                 _store(buf + n, &out[row, 0], n, 1.0)
             free(buf)
-    if failed:
-        raise MemoryError()
+    check_status(st, b"softrank_rank")
 
 
 def softrank_vjp(const floating[:, ::1] x, const floating[:, ::1] cot, double sigma, double sign,
@@ -559,14 +517,13 @@ def softrank_vjp(const floating[:, ::1] x, const floating[:, ::1] cot, double si
     cdef double *buf
     cdef double h = 0.5 / sigma, k = 1.0 / (2.0 * sigma * sqrt(M_PI)), d, t, acc
     buf = NULL
-    cdef int failed = 0
-    cdef int *failp = &failed
+    cdef rk_status *st = new_status(n_threads, b"softrank_vjp")
     with nogil, parallel(num_threads=n_threads):
-        buf = <double *>_alloc(3 * n * sizeof(double))
+        buf = <double *>rk_malloc(3 * n * sizeof(double))
         if True:  # every thread must reach the prange, even one whose allocation failed
             for row in prange(m, schedule="dynamic"):
                 if not (buf != NULL):
-                    failp[0] = 1
+                    rk_status_fail(st)
                     continue
                 _load(&x[row, 0], buf, n, sign)
                 _load(&cot[row, 0], buf + n, n, 1.0)
@@ -582,8 +539,7 @@ def softrank_vjp(const floating[:, ::1] x, const floating[:, ::1] cot, double si
                     buf[2 * n + i] = buf[2 * n + i] + acc
                 _store(buf + 2 * n, &out[row, 0], n, sign)
             free(buf)
-    if failed:
-        raise MemoryError()
+    check_status(st, b"softrank_vjp")
 
 
 cdef double _softrank_ndcg_row(const double *x, const double *gain, Py_ssize_t n, Py_ssize_t K,
@@ -648,21 +604,19 @@ def softrank_ndcg(const floating[:, ::1] x, const double[:, ::1] gain, Py_ssize_
     cdef double *buf
     cdef double h = 0.5 / sigma
     buf = NULL
-    cdef int failed = 0
-    cdef int *failp = &failed
+    cdef rk_status *st = new_status(n_threads, b"softrank_ndcg")
     with nogil, parallel(num_threads=n_threads):
-        buf = <double *>_alloc(4 * (n + 1) * sizeof(double))
+        buf = <double *>rk_malloc(4 * (n + 1) * sizeof(double))
         if True:  # every thread must reach the prange, even one whose allocation failed
             for row in prange(m, schedule="dynamic"):
                 if not (buf != NULL):
-                    failp[0] = 1
+                    rk_status_fail(st)
                     continue
                 _load(&x[row, 0], buf, n, 1.0)
                 out[row] = _softrank_ndcg_row(buf, &gain[row, 0], n, K, h, 0.0, 0.0, NULL,
                                               buf + (n + 1), NULL, NULL, buf + 2 * (n + 1))
             free(buf)
-    if failed:
-        raise MemoryError()
+    check_status(st, b"softrank_ndcg")
 
 
 def softrank_ndcg_vjp(const floating[:, ::1] x, const double[:, ::1] gain, Py_ssize_t K, double sigma,
@@ -673,15 +627,14 @@ def softrank_ndcg_vjp(const floating[:, ::1] x, const double[:, ::1] gain, Py_ss
     cdef double *tri = NULL
     cdef double h = 0.5 / sigma, k = 1.0 / (2.0 * sigma * sqrt(M_PI))
     buf = NULL
-    cdef int failed = 0
-    cdef int *failp = &failed
+    cdef rk_status *st = new_status(n_threads, b"softrank_ndcg_vjp")
     with nogil, parallel(num_threads=n_threads):
-        buf = <double *>_alloc(5 * (n + 1) * sizeof(double))
-        tri = <double *>_alloc((n * (n + 1) // 2 + 1) * sizeof(double))
+        buf = <double *>rk_malloc(5 * (n + 1) * sizeof(double))
+        tri = <double *>rk_malloc((n * (n + 1) // 2 + 1) * sizeof(double))
         if True:  # every thread must reach the prange, even one whose allocation failed
             for row in prange(m, schedule="dynamic"):
                 if not (buf != NULL and tri != NULL):
-                    failp[0] = 1
+                    rk_status_fail(st)
                     continue
                 _load(&x[row, 0], buf, n, 1.0)
                 _fill(buf + 4 * (n + 1), n, 0.0)
@@ -690,8 +643,7 @@ def softrank_ndcg_vjp(const floating[:, ::1] x, const double[:, ::1] gain, Py_ss
                 _store(buf + 4 * (n + 1), &out[row, 0], n, 1.0)
         free(buf)
         free(tri)
-    if failed:
-        raise MemoryError()
+    check_status(st, b"softrank_ndcg_vjp")
 
 
 # ------------------------------------------------------------------------------------------------
@@ -754,22 +706,20 @@ def smoothi(const floating[:, ::1] s, double alpha, double delta, const double[:
     cdef Py_ssize_t m = s.shape[0], n = s.shape[1], K = wr.shape[0], row
     cdef double *buf
     buf = NULL
-    cdef int failed = 0
-    cdef int *failp = &failed
+    cdef rk_status *st = new_status(n_threads, b"smoothi")
     with nogil, parallel(num_threads=n_threads):
-        buf = <double *>_alloc(4 * n * sizeof(double))
+        buf = <double *>rk_malloc(4 * n * sizeof(double))
         if True:  # every thread must reach the prange, even one whose allocation failed
             for row in prange(m, schedule="dynamic"):
                 if not (buf != NULL):
-                    failp[0] = 1
+                    rk_status_fail(st)
                     continue
                 _load(&s[row, 0], buf, n, 1.0)
                 _smoothi_row(buf, n, K, alpha, delta, &wr[0], buf + n, buf + 2 * n, buf + 3 * n,
                              NULL, NULL, NULL, NULL)
                 _store(buf + n, &out[row, 0], n, 1.0)
             free(buf)
-    if failed:
-        raise MemoryError()
+    check_status(st, b"smoothi")
 
 
 def smoothi_vjp(const floating[:, ::1] s, const floating[:, ::1] cot, double alpha, double delta,
@@ -779,15 +729,14 @@ def smoothi_vjp(const floating[:, ::1] s, const floating[:, ::1] cot, double alp
     cdef double *buf
     cdef double *big = NULL
     buf = NULL
-    cdef int failed = 0
-    cdef int *failp = &failed
+    cdef rk_status *st = new_status(n_threads, b"smoothi_vjp")
     with nogil, parallel(num_threads=n_threads):
-        buf = <double *>_alloc(5 * n * sizeof(double))
-        big = <double *>_alloc(2 * K * n * sizeof(double))
+        buf = <double *>rk_malloc(5 * n * sizeof(double))
+        big = <double *>rk_malloc(2 * K * n * sizeof(double))
         if True:  # every thread must reach the prange, even one whose allocation failed
             for row in prange(m, schedule="dynamic"):
                 if not (buf != NULL and big != NULL):
-                    failp[0] = 1
+                    rk_status_fail(st)
                     continue
                 _load(&s[row, 0], buf, n, 1.0)
                 _load(&cot[row, 0], buf + n, n, 1.0)
@@ -796,8 +745,7 @@ def smoothi_vjp(const floating[:, ::1] s, const floating[:, ::1] cot, double alp
                 _store(buf + 4 * n, &out[row, 0], n, 1.0)
         free(buf)
         free(big)
-    if failed:
-        raise MemoryError()
+    check_status(st, b"smoothi_vjp")
 
 
 # ------------------------------------------------------------------------------------------------
@@ -847,19 +795,17 @@ def gumbel_topk(const double[:, ::1] a0, Py_ssize_t k, double tau, double[:, ::1
     cdef Py_ssize_t m = a0.shape[0], n = a0.shape[1], row
     cdef double *buf
     buf = NULL
-    cdef int failed = 0
-    cdef int *failp = &failed
+    cdef rk_status *st = new_status(n_threads, b"gumbel_topk")
     with nogil, parallel(num_threads=n_threads):
-        buf = <double *>_alloc(2 * n * sizeof(double))
+        buf = <double *>rk_malloc(2 * n * sizeof(double))
         if True:  # every thread must reach the prange, even one whose allocation failed
             for row in prange(m, schedule="dynamic"):
                 if not (buf != NULL):
-                    failp[0] = 1
+                    rk_status_fail(st)
                     continue
                 _gumbel_row(&a0[row, 0], n, k, 1.0 / tau, &out[row, 0], buf, buf + n, NULL, NULL)
             free(buf)
-    if failed:
-        raise MemoryError()
+    check_status(st, b"gumbel_topk")
 
 
 def gumbel_topk_vjp(const double[:, ::1] a0, const double[:, ::1] cot, Py_ssize_t k, double tau,
@@ -869,21 +815,19 @@ def gumbel_topk_vjp(const double[:, ::1] a0, const double[:, ::1] cot, Py_ssize_
     cdef double *buf
     cdef double *ps = NULL
     buf = NULL
-    cdef int failed = 0
-    cdef int *failp = &failed
+    cdef rk_status *st = new_status(n_threads, b"gumbel_topk_vjp")
     with nogil, parallel(num_threads=n_threads):
-        buf = <double *>_alloc(n * sizeof(double))
-        ps = <double *>_alloc(k * n * sizeof(double))
+        buf = <double *>rk_malloc(n * sizeof(double))
+        ps = <double *>rk_malloc(k * n * sizeof(double))
         if True:  # every thread must reach the prange, even one whose allocation failed
             for row in prange(m, schedule="dynamic"):
                 if not (buf != NULL and ps != NULL):
-                    failp[0] = 1
+                    rk_status_fail(st)
                     continue
                 _gumbel_row(&a0[row, 0], n, k, 1.0 / tau, NULL, buf, ps, &cot[row, 0], &out[row, 0])
         free(buf)
         free(ps)
-    if failed:
-        raise MemoryError()
+    check_status(st, b"gumbel_topk_vjp")
 
 
 cdef double _capped_theta(const double *z, Py_ssize_t n, double k) noexcept nogil:

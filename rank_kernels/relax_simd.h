@@ -3,18 +3,16 @@
  * The loops carry sums, which strict IEEE arithmetic forbids the compiler to reorder; the
  * OpenMP `simd reduction` pragma allows it for these loops only (ignored when OpenMP is off:
  * the loops then run scalar and give the same results up to rounding). On x86-64 Linux with
- * GCC each function is also compiled for AVX2 and picked at load time (target_clones). */
+ * GCC or Clang each function is also compiled for AVX2 and picked per call by the shared probe
+ * (simd.h: cpuid, capped by RANK_KERNELS_ISA). The AVX2 copy sums in 4 lanes instead of 2, so
+ * the paths agree to rounding (a few ulps of each sum), not bit for bit. */
 #ifndef RELAX_SIMD_H
 #define RELAX_SIMD_H
 
 #include <math.h>
 #include <stddef.h>
 
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
-#define RELAX_CLONES __attribute__((target_clones("avx2", "default")))
-#else
-#define RELAX_CLONES
-#endif
+#include "simd.h"
 
 #if defined(_OPENMP) && _OPENMP >= 201307 && !defined(_MSC_VER)
 #define RELAX_SIMD_SUM_ACC _Pragma("omp simd reduction(+:acc)")
@@ -24,17 +22,22 @@
 #define RELAX_SIMD_SUM_S
 #endif
 
+/* exp(-|x_i - x_j| / tau) from the separable factors: min(ai * B[j], A[j] * bi). */
+RK_ALWAYS_INLINE double relax_pair_exp(double ai, double bi, const double *A, const double *B, ptrdiff_t j)
+{
+    double e = ai * B[j], t = A[j] * bi;
+    return e < t ? e : t;
+}
 
-/* Pairs (i, j) for j in [j0, j1), exp(-|x_i - x_j| tau^-1) = min(ai * B[j], A[j] * bi).
+/* Pairs (i, j) for j in [j0, j1), exp(-|x_i - x_j| tau^-1) = relax_pair_exp(ai, bi, A, B, j).
  * Adds sigmoid((x_j - x_i)/tau) to out[j]; returns sum_j sigmoid((x_i - x_j)/tau). */
-RELAX_CLONES static double relax_sig_fwd(double xi, double ai, double bi, const double *x, const double *A,
-                                         const double *B, double *out, ptrdiff_t j0, ptrdiff_t j1)
+RK_ALWAYS_INLINE double relax_sig_fwd_body(double xi, double ai, double bi, const double *x, const double *A,
+                                           const double *B, double *out, ptrdiff_t j0, ptrdiff_t j1)
 {
     double acc = 0.0;
     RELAX_SIMD_SUM_ACC
     for (ptrdiff_t j = j0; j < j1; j++) {
-        double e = ai * B[j], t = A[j] * bi;
-        e = e < t ? e : t;
+        double e = relax_pair_exp(ai, bi, A, B, j);
         double q = 1.0 / (1.0 + e);
         double eq = e * q;
         double d = copysign(q - eq, xi - x[j]);      /* sigmoid(z) - sigmoid(-z) (0 when tied) */
@@ -46,14 +49,13 @@ RELAX_CLONES static double relax_sig_fwd(double xi, double ai, double bi, const 
 }
 
 /* Same pairs: d = (ci - c[j]) sigmoid'(z); g[j] -= d; returns sum_j d. */
-RELAX_CLONES static double relax_sig_vjp(double ci, double ai, double bi, const double *c, const double *A,
-                                         const double *B, double *g, ptrdiff_t j0, ptrdiff_t j1)
+RK_ALWAYS_INLINE double relax_sig_vjp_body(double ci, double ai, double bi, const double *c, const double *A,
+                                           const double *B, double *g, ptrdiff_t j0, ptrdiff_t j1)
 {
     double acc = 0.0;
     RELAX_SIMD_SUM_ACC
     for (ptrdiff_t j = j0; j < j1; j++) {
-        double e = ai * B[j], t = A[j] * bi;
-        e = e < t ? e : t;
+        double e = relax_pair_exp(ai, bi, A, B, j);
         double q = 1.0 / (1.0 + e);
         double d = (ci - c[j]) * e * q * q;
         acc += d;
@@ -65,7 +67,7 @@ RELAX_CLONES static double relax_sig_vjp(double ci, double ai, double bi, const 
 /* w[j] *= u[j], flushed to 0 below RELAX_FLUSH (so no denormal ever enters the arithmetic,
  * which is slow on most CPUs); returns sum_j w[j]. */
 #define RELAX_FLUSH 1e-290
-RELAX_CLONES static double relax_scale_sum(double *w, const double *u, ptrdiff_t n)
+RK_ALWAYS_INLINE double relax_scale_sum_body(double *w, const double *u, ptrdiff_t n)
 {
     double s = 0.0;
     RELAX_SIMD_SUM_S
@@ -79,14 +81,14 @@ RELAX_CLONES static double relax_scale_sum(double *w, const double *u, ptrdiff_t
 }
 
 /* r[j] += f * w[j]. */
-RELAX_CLONES static void relax_axpy(double *r, double f, const double *w, ptrdiff_t n)
+RK_ALWAYS_INLINE void relax_axpy_body(double *r, double f, const double *w, ptrdiff_t n)
 {
     for (ptrdiff_t j = 0; j < n; j++)
         r[j] += f * w[j];
 }
 
 /* sum_j a[j] * b[j]. */
-RELAX_CLONES static double relax_dot(const double *a, const double *b, ptrdiff_t n)
+RK_ALWAYS_INLINE double relax_dot_body(const double *a, const double *b, ptrdiff_t n)
 {
     double s = 0.0;
     RELAX_SIMD_SUM_S
@@ -96,8 +98,8 @@ RELAX_CLONES static double relax_dot(const double *a, const double *b, ptrdiff_t
 }
 
 /* gz = f w[j] (c[j] - m); g[j] += ci gz; ga[j] += gz. */
-RELAX_CLONES static void relax_ns_acc(double *g, double *ga, const double *w, const double *c, double f,
-                                      double m, double ci, ptrdiff_t n)
+RK_ALWAYS_INLINE void relax_ns_acc_body(double *g, double *ga, const double *w, const double *c, double f,
+                                        double m, double ci, ptrdiff_t n)
 {
     for (ptrdiff_t j = 0; j < n; j++) {
         double gz = f * w[j] * (c[j] - m);
@@ -105,5 +107,22 @@ RELAX_CLONES static void relax_ns_acc(double *g, double *ga, const double *w, co
         ga[j] += gz;
     }
 }
+
+/* The functions relax.pyx calls: each loop above, in an AVX2 copy when the level allows. */
+RK_SIMD_VARIANTS(double, relax_sig_fwd, "avx2",
+                 (double xi, double ai, double bi, const double *x, const double *A, const double *B, double *out,
+                  ptrdiff_t j0, ptrdiff_t j1),
+                 (xi, ai, bi, x, A, B, out, j0, j1))
+RK_SIMD_VARIANTS(double, relax_sig_vjp, "avx2",
+                 (double ci, double ai, double bi, const double *c, const double *A, const double *B, double *g,
+                  ptrdiff_t j0, ptrdiff_t j1),
+                 (ci, ai, bi, c, A, B, g, j0, j1))
+RK_SIMD_VARIANTS(double, relax_scale_sum, "avx2", (double *w, const double *u, ptrdiff_t n), (w, u, n))
+RK_SIMD_VARIANTS_VOID(relax_axpy, "avx2", (double *r, double f, const double *w, ptrdiff_t n), (r, f, w, n))
+RK_SIMD_VARIANTS(double, relax_dot, "avx2", (const double *a, const double *b, ptrdiff_t n), (a, b, n))
+RK_SIMD_VARIANTS_VOID(relax_ns_acc, "avx2",
+                      (double *g, double *ga, const double *w, const double *c, double f, double m, double ci,
+                       ptrdiff_t n),
+                      (g, ga, w, c, f, m, ci, n))
 
 #endif

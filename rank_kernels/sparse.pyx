@@ -29,22 +29,31 @@ No validation happens here; the `rank.retrieve` layer checks every input first.
 from cython.parallel cimport parallel, prange, threadid
 from libc.math cimport INFINITY, floor, log, sqrt
 from libc.stdint cimport int32_t, int64_t, uint8_t, uint32_t, uint64_t
-from libc.stdlib cimport calloc, free, malloc, qsort
+from libc.stdlib cimport free, qsort
 from libc.string cimport memcpy, memset
 
 import numpy as np
+from rank_kernels._mem cimport (check_status, new_status, rk_calloc, rk_malloc, rk_mem_init, rk_status,
+                                rk_status_fail)
+
+rk_mem_init()  # work buffers fail under the RANK_KERNELS_FAIL_ALLOC=1 test hook (see mem.h)
 
 # Documents over which a pruning check computes its threshold (see _one_query).
 cdef enum:
     PROBE_MAX = 32768
 
-# Method codes shared with rank.retrieve.bm25 (order of bm25.METHODS).
-cdef enum:
+# BM25 variant codes: rank.retrieve.bm25 reads them by name from BM25_METHODS, never by position.
+# A new variant is one code here, its entry in BM25_METHODS, its term-frequency component in
+# _tfc and its inverse in bm25_recover_tf (plus its idf in rank.retrieve.bm25 if that differs).
+cdef enum BM25Method:
     ROBERTSON = 0
     LUCENE = 1
     ATIRE = 2
     BM25L = 3
     BM25PLUS = 4
+
+#: The BM25 variants by their public name (the order is the order users see them listed).
+BM25_METHODS = {"robertson": ROBERTSON, "lucene": LUCENE, "atire": ATIRE, "bm25l": BM25L, "bm25+": BM25PLUS}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -113,32 +122,20 @@ def fill_weighted(const int64_t[::1] row_ptr, const int32_t[::1] terms, const fl
                 head[t] += 1
 
 
-def merge_postings(const int64_t[::1] indptr_a, const int32_t[::1] docs_a, const int32_t[::1] tf_a,
-                   const int64_t[::1] indptr_b, const int32_t[::1] docs_b, const int32_t[::1] tf_b,
-                   int32_t doc_offset, const int64_t[::1] indptr, int32_t[::1] docs, int32_t[::1] tf):
+ctypedef fused posting_value:
+    int32_t
+    float
+
+
+def merge_postings(const int64_t[::1] indptr_a, const int32_t[::1] docs_a, const posting_value[::1] vals_a,
+                   const int64_t[::1] indptr_b, const int32_t[::1] docs_b, const posting_value[::1] vals_b,
+                   int32_t doc_offset, const int64_t[::1] indptr, int32_t[::1] docs, posting_value[::1] vals):
     """Concatenate two term-major indexes term by term (b's doc ids shifted by doc_offset).
 
-    indptr_a may have fewer terms than indptr_b (new terms); `indptr` is the merged pointer.
+    The values are int32 term frequencies (BM25) or float32 weights (SparseIndex), the same
+    type in the three value arrays. indptr_a may have fewer terms than indptr_b (new terms);
+    `indptr` is the merged pointer. O(nnz).
     """
-    cdef Py_ssize_t n_terms = indptr.shape[0] - 1, na = indptr_a.shape[0] - 1, t, p, o
-    with nogil:
-        for t in range(n_terms):
-            o = indptr[t]
-            if t < na:
-                for p in range(indptr_a[t], indptr_a[t + 1]):
-                    docs[o] = docs_a[p]
-                    tf[o] = tf_a[p]
-                    o += 1
-            for p in range(indptr_b[t], indptr_b[t + 1]):
-                docs[o] = docs_b[p] + doc_offset
-                tf[o] = tf_b[p]
-                o += 1
-
-
-def merge_weighted(const int64_t[::1] indptr_a, const int32_t[::1] docs_a, const float[::1] vals_a,
-                   const int64_t[::1] indptr_b, const int32_t[::1] docs_b, const float[::1] vals_b,
-                   int32_t doc_offset, const int64_t[::1] indptr, int32_t[::1] docs, float[::1] vals):
-    """As merge_postings, for float values."""
     cdef Py_ssize_t n_terms = indptr.shape[0] - 1, na = indptr_a.shape[0] - 1, t, p, o
     with nogil:
         for t in range(n_terms):
@@ -152,6 +149,10 @@ def merge_weighted(const int64_t[::1] indptr_a, const int32_t[::1] docs_a, const
                 docs[o] = docs_b[p] + doc_offset
                 vals[o] = vals_b[p]
                 o += 1
+
+
+#: The float-valued merge is the same fused kernel (kept under its old name).
+merge_weighted = merge_postings
 
 
 def term_max(const int64_t[::1] indptr, const float[::1] vals):
@@ -347,7 +348,7 @@ def prepare_queries(const int64_t[::1] ptr, const int64_t[::1] terms, const doub
     cdef QueryTerm *buf
     for i in range(nq):
         longest = max(longest, ptr[i + 1] - ptr[i])
-    buf = <QueryTerm *>malloc((longest + 1) * sizeof(QueryTerm))
+    buf = <QueryTerm *>rk_malloc((longest + 1) * sizeof(QueryTerm))
     if buf == NULL:
         raise MemoryError()
     with nogil:
@@ -429,10 +430,15 @@ cdef inline int64_t _kidx(uint64_t key) noexcept nogil:
     return <int64_t>(0xFFFFFFFFu - <uint32_t>(key & 0xFFFFFFFFu))
 
 
-cdef inline void _hsift(uint64_t *h, Py_ssize_t size, uint64_t key) noexcept nogil:
+ctypedef fused heap_t:
+    uint64_t  # packed (score, doc) keys of the top-k heap
+    float     # scores of the k-th-largest threshold heap
+
+
+cdef inline void _hsift(heap_t *h, Py_ssize_t size, heap_t key) noexcept nogil:
     """Put key at the root of a min-heap (root = worst entry) and restore the order."""
     cdef Py_ssize_t pos = 0, c
-    cdef uint64_t a, b
+    cdef heap_t a, b
     while True:
         c = 2 * pos + 1
         if c >= size:
@@ -450,8 +456,8 @@ cdef inline void _hsift(uint64_t *h, Py_ssize_t size, uint64_t key) noexcept nog
     h[pos] = key
 
 
-cdef inline void _hpush(uint64_t *h, Py_ssize_t *size, Py_ssize_t k, uint64_t key) noexcept nogil:
-    """Offer key to a bounded min-heap of capacity k."""
+cdef inline void _hpush(heap_t *h, Py_ssize_t *size, Py_ssize_t k, heap_t key) noexcept nogil:
+    """Offer key to a bounded min-heap of capacity k (root = k-th largest once full)."""
     cdef Py_ssize_t pos, parent
     if size[0] < k:
         pos = size[0]
@@ -475,34 +481,6 @@ cdef inline void _hsorted(uint64_t *h, Py_ssize_t size) noexcept nogil:
         key = h[size]
         h[size] = h[0]
         _hsift(h, size, key)
-
-
-cdef inline void _fheap_push(float *h, Py_ssize_t *size, Py_ssize_t k, float s) noexcept nogil:
-    """Offer s to a bounded min-heap of floats of capacity k (root = k-th largest once full)."""
-    cdef Py_ssize_t pos, parent, c
-    if size[0] < k:
-        pos = size[0]
-        size[0] += 1
-        while pos > 0:
-            parent = (pos - 1) // 2
-            if h[parent] <= s:
-                break
-            h[pos] = h[parent]
-            pos = parent
-        h[pos] = s
-    elif s > h[0]:
-        pos = 0
-        while True:
-            c = 2 * pos + 1
-            if c >= k:
-                break
-            if c + 1 < k and h[c + 1] < h[c]:
-                c += 1
-            if h[c] >= s:
-                break
-            h[pos] = h[c]
-            pos = c
-        h[pos] = s
 
 
 cdef int _cmp_i32(const void *a, const void *b) noexcept nogil:
@@ -534,7 +512,7 @@ cdef float _theta(const float *acc, float *fh, const int32_t *list_, Py_ssize_t 
     """k-th largest partial score among the n documents of list_ (n >= k)."""
     cdef Py_ssize_t size = 0, i
     for i in range(n):
-        _fheap_push(fh, &size, k, acc[list_[i]])
+        _hpush(fh, &size, k, acc[list_[i]])
     return fh[0]
 
 
@@ -945,8 +923,7 @@ def topk(const int64_t[::1] indptr, const int32_t[::1] docs, const float[::1] va
     cdef Py_ssize_t nq = q_ptr.shape[0] - 1, i, n_mask = mask.shape[0], n_work = work.shape[0]
     cdef Py_ssize_t stride = n_docs + 1
     cdef uint8_t *row
-    cdef int *status
-    cdef int failed = 0
+    cdef rk_status *st
     cdef float *acc = NULL
     cdef uint8_t *seen = NULL
     cdef int32_t *touched = NULL
@@ -969,9 +946,7 @@ def topk(const int64_t[::1] indptr, const int32_t[::1] docs, const float[::1] va
         n_threads = <int>nq
     if n_work and n_threads > n_work:
         n_threads = <int>n_work
-    status = <int *>calloc(n_threads, sizeof(int))
-    if status == NULL:
-        raise MemoryError()
+    st = new_status(n_threads, b"topk")
     with nogil, parallel(num_threads=n_threads):
         if n_work:
             row = &work[threadid(), 0]
@@ -980,16 +955,16 @@ def topk(const int64_t[::1] indptr, const int32_t[::1] docs, const float[::1] va
             cand = <int32_t *>(row + 8 * stride)
             seen = row + 12 * stride
         else:
-            acc = <float *>calloc(stride, sizeof(float))
-            seen = <uint8_t *>calloc(stride, 1)
-            touched = <int32_t *>malloc(stride * sizeof(int32_t))
-            cand = <int32_t *>malloc(stride * sizeof(int32_t))
-        hk = <uint64_t *>malloc(cap * sizeof(uint64_t))
-        fh = <float *>malloc(k * sizeof(float))
-        bm = <float *>malloc((2 * nb + 1) * sizeof(float))
+            acc = <float *>rk_calloc(stride, sizeof(float))
+            seen = <uint8_t *>rk_calloc(stride, 1)
+            touched = <int32_t *>rk_malloc(stride * sizeof(int32_t))
+            cand = <int32_t *>rk_malloc(stride * sizeof(int32_t))
+        hk = <uint64_t *>rk_malloc(cap * sizeof(uint64_t))
+        fh = <float *>rk_malloc(k * sizeof(float))
+        bm = <float *>rk_malloc((2 * nb + 1) * sizeof(float))
         for i in prange(nq, schedule='dynamic', chunksize=1):
             if acc == NULL or seen == NULL or touched == NULL or cand == NULL or hk == NULL or fh == NULL or bm == NULL:
-                status[threadid()] = 1
+                rk_status_fail(st)
                 continue
             mrow = NULL
             if n_mask == 1:
@@ -1011,8 +986,4 @@ def topk(const int64_t[::1] indptr, const int32_t[::1] docs, const float[::1] va
         free(hk)
         free(fh)
         free(bm)
-    for i in range(n_threads):
-        failed |= status[i]
-    free(status)
-    if failed:
-        raise MemoryError()
+    check_status(st, b"topk")

@@ -18,8 +18,9 @@
  *   registers and issues 8 loads per 12 FMAs, so it runs near the FMA port limit.
  *
  * Dispatch: on x86-64 with GCC or Clang the AVX2+FMA (and F16C) versions are compiled with
- *   target attributes and chosen at run time with __builtin_cpu_supports, so a wheel built
- *   for the x86-64 baseline still uses them; elsewhere a portable C version is used.
+ *   target attributes and chosen at run time by the shared probe of simd.h (cpuid, capped by
+ *   RANK_KERNELS_ISA), so a wheel built for the x86-64 baseline still uses them; elsewhere a
+ *   portable C version is used.
  *   tile_init() must be called once (module import) before any other function.
  *
  * All functions are thread-safe and touch no global state except the dispatch flags, which
@@ -33,6 +34,8 @@
 #include <string.h>
 #include <stdlib.h>
 #include <math.h>
+
+#include "simd.h"
 
 #define TILE_QW 16 /* query rows per packed panel */
 #define TILE_NR 6  /* maximum R rows per tile call */
@@ -53,18 +56,15 @@
 
 static int tile_use_avx2 = 0, tile_use_avx512 = 0;
 
-/* Detect the instruction sets once; returns 2 (AVX-512), 1 (AVX2+FMA) or 0 (portable). */
+/* Take the level of the shared probe (simd.h: cpuid capped by RANK_KERNELS_ISA) once;
+ * returns 2 (AVX-512), 1 (AVX2+FMA) or 0 (portable). */
 static int tile_init(void)
 {
+    int level = rk_simd_init();
+    (void)level;
 #if TILE_HAVE_X86
-    __builtin_cpu_init();
-    tile_use_avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-                    __builtin_cpu_supports("f16c");
-    tile_use_avx512 = tile_use_avx2 && __builtin_cpu_supports("avx512f");
-    /* RANK_KERNELS_ISA=portable|avx2 caps the instruction set (for testing every path). */
-    const char *cap = getenv("RANK_KERNELS_ISA");
-    if (cap && strcmp(cap, "avx2") == 0) tile_use_avx512 = 0;
-    if (cap && strcmp(cap, "portable") == 0) tile_use_avx512 = tile_use_avx2 = 0;
+    tile_use_avx2 = level >= RK_ISA_AVX2;
+    tile_use_avx512 = level >= RK_ISA_AVX512;
 #endif
     return tile_use_avx512 ? 2 : tile_use_avx2;
 }

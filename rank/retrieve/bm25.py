@@ -40,7 +40,7 @@ from rank_kernels import sparse as _kernel
 
 __all__ = ["BM25", "METHODS"]
 
-METHODS = ("robertson", "lucene", "atire", "bm25l", "bm25+")
+METHODS = tuple(_kernel.BM25_METHODS)  # the variants by name; their kernel codes are the dict's values
 _SHIFTED = ("bm25l", "bm25+")
 _FORMAT = "rank-kernels.bm25"
 
@@ -299,7 +299,7 @@ class BM25(_index.WriteLocked):
         idf, shift = self._term_stats(indptr, n)
         norm = self._norm(doc_len, avgdl)
         impacts = np.empty(docs.shape[0], np.float32)
-        code = METHODS.index(self.method)
+        code = _kernel.BM25_METHODS[self.method]
         _kernel.bm25_impacts(code, indptr, docs, tf, norm, idf, shift, self.k1, self.delta, impacts)
         est = np.empty(docs.shape[0], np.int32)
         _kernel.bm25_recover_tf(code, indptr, docs, impacts, norm, idf, shift, self.k1, self.delta, est)
@@ -362,7 +362,7 @@ class BM25(_index.WriteLocked):
     def _recover_tf(self, st: _State) -> np.ndarray:
         p = st.postings
         tf = np.empty(p.docs.shape[0], np.int32)
-        _kernel.bm25_recover_tf(METHODS.index(self.method), p.indptr, p.docs, p.values,
+        _kernel.bm25_recover_tf(_kernel.BM25_METHODS[self.method], p.indptr, p.docs, p.values,
                                 self._norm(st.doc_len, st.avgdl), st.idf, st.shift, self.k1, self.delta, tf)
         tf[st.exc_pos] = st.exc_tf
         return tf
@@ -782,7 +782,7 @@ class BM25(_index.WriteLocked):
             tf = self._recover_tf(st)
             norm = self._norm(np.asarray(st.doc_len), avg)
             values = np.empty(p.docs.shape[0], np.float32)
-            code = METHODS.index(self.method)
+            code = _kernel.BM25_METHODS[self.method]
             docs = np.ascontiguousarray(p.docs)
             _kernel.bm25_impacts(code, indptr, docs, tf, norm, idf, shift, self.k1, self.delta, values)
             est = np.empty(values.shape[0], np.int32)
