@@ -352,7 +352,8 @@ def sort_segments_keyed(const int64_t[::1] offsets, const double[::1] scores, co
 cdef inline uint64_t _score_key(double x) noexcept nogil:
     """Unsigned key ordered as the double x (-0.0 and 0.0 equal, as trec_eval compares them)."""
     cdef double y = x + 0.0
-    cdef uint64_t u = (<uint64_t *>&y)[0]
+    cdef uint64_t u
+    memcpy(&u, &y, sizeof(u))  # the bits of y (a pointer cast would break strict aliasing)
     if u >> 63:
         return ~u
     return u | (<uint64_t>1 << 63)
