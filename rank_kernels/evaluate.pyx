@@ -67,38 +67,72 @@ cdef int64_t UNJUDGED_REL = -2
 NONPOOL = NONPOOL_REL
 UNJUDGED = UNJUDGED_REL
 
-# Metric codes (the Python layer maps names to these).
-NDCG = 0            # k: cutoff (0 = none); gains table
-NDCG_EXP = 1        # k
-MAP = 2             # k
-RECIP_RANK = 3      # k
-PRECISION = 4       # k (required)
-RECALL = 5          # k
-R_PRECISION = 6
-SUCCESS = 7         # k (required)
-BPREF = 8
-GM_MAP = 9
-GM_BPREF = 10
-NUM_RET = 11
-NUM_REL = 12
-NUM_REL_RET = 13
-NUM_NONREL_JUDGED_RET = 14
-NUM_Q = 15
-IPREC_AT_RECALL = 16  # p[0]: recall level
-RPREC_MULT = 17       # p[0]: multiple of R
-INFAP = 18
-UTILITY = 19          # p[0..3]: coefficients
-BING = 20
-G = 21                # gains table
-NDCG_REL = 22         # gains table
-RNDCG = 23            # gains table
-RELATIVE_P = 24       # k (required)
-SET_P = 25
-SET_RELATIVE_P = 26
-SET_RECALL = 27
-SET_MAP = 28
-SET_F = 29            # p[0]: beta
-N_CODES = 30
+# Measure codes: one enum, the kernel's switch and the Python layer's table (rank.evaluate.metrics
+# reads the module constants below) use the same names.
+cdef enum Measure:
+    M_NDCG = 0  # k: cutoff (0 = none); gains table
+    M_NDCG_EXP = 1  # k
+    M_MAP = 2  # k
+    M_RECIP_RANK = 3  # k
+    M_PRECISION = 4  # k (required)
+    M_RECALL = 5  # k
+    M_R_PRECISION = 6
+    M_SUCCESS = 7  # k (required)
+    M_BPREF = 8
+    M_GM_MAP = 9
+    M_GM_BPREF = 10
+    M_NUM_RET = 11
+    M_NUM_REL = 12
+    M_NUM_REL_RET = 13
+    M_NUM_NONREL_JUDGED_RET = 14
+    M_NUM_Q = 15
+    M_IPREC_AT_RECALL = 16  # p[0]: recall level
+    M_RPREC_MULT = 17  # p[0]: multiple of R
+    M_INFAP = 18
+    M_UTILITY = 19  # p[0..3]: coefficients
+    M_BING = 20
+    M_G = 21  # gains table
+    M_NDCG_REL = 22  # gains table
+    M_RNDCG = 23  # gains table
+    M_RELATIVE_P = 24  # k (required)
+    M_SET_P = 25
+    M_SET_RELATIVE_P = 26
+    M_SET_RECALL = 27
+    M_SET_MAP = 28
+    M_SET_F = 29  # p[0]: beta
+    M_COUNT
+
+NDCG = M_NDCG
+NDCG_EXP = M_NDCG_EXP
+MAP = M_MAP
+RECIP_RANK = M_RECIP_RANK
+PRECISION = M_PRECISION
+RECALL = M_RECALL
+R_PRECISION = M_R_PRECISION
+SUCCESS = M_SUCCESS
+BPREF = M_BPREF
+GM_MAP = M_GM_MAP
+GM_BPREF = M_GM_BPREF
+NUM_RET = M_NUM_RET
+NUM_REL = M_NUM_REL
+NUM_REL_RET = M_NUM_REL_RET
+NUM_NONREL_JUDGED_RET = M_NUM_NONREL_JUDGED_RET
+NUM_Q = M_NUM_Q
+IPREC_AT_RECALL = M_IPREC_AT_RECALL
+RPREC_MULT = M_RPREC_MULT
+INFAP = M_INFAP
+UTILITY = M_UTILITY
+BING = M_BING
+G = M_G
+NDCG_REL = M_NDCG_REL
+RNDCG = M_RNDCG
+RELATIVE_P = M_RELATIVE_P
+SET_P = M_SET_P
+SET_RELATIVE_P = M_SET_RELATIVE_P
+SET_RECALL = M_SET_RECALL
+SET_MAP = M_SET_MAP
+SET_F = M_SET_F
+N_CODES = M_COUNT
 
 DEF MIN_GEO_MEAN = 0.00001
 DEF INFAP_EPSILON = 0.00001
@@ -730,78 +764,78 @@ cdef void _eval_query(const Ctx *C, Py_ssize_t q, double *ideal) noexcept nogil:
         gv = C.gval + C.goff[m]
         ng = C.goff[m + 1] - C.goff[m]
         v = 0.0
-        if code == 0 or code == 1:
-            v = _ndcg(&Q, k, gl, gv, ng, code == 1, ideal)
-        elif code == 2:
+        if code == M_NDCG or code == M_NDCG_EXP:
+            v = _ndcg(&Q, k, gl, gv, ng, code == M_NDCG_EXP, ideal)
+        elif code == M_MAP:
             v = _ap(&Q, _cut(&Q, k))
-        elif code == 3:
+        elif code == M_RECIP_RANK:
             for j in range(_cut(&Q, k)):
                 if _rel(&Q, j) >= Q.level:
                     v = 1.0 / (j + 1.0)
                     break
-        elif code == 4:
+        elif code == M_PRECISION:
             v = _p_at(&Q, k)
-        elif code == 5:
+        elif code == M_RECALL:
             v = _rel_in(&Q, _cut(&Q, k)) / (<double>Q.num_rel) if Q.num_rel > 0 else 0.0
-        elif code == 6:
+        elif code == M_R_PRECISION:
             c = Q.num_rel if Q.num_rel < Q.n else Q.n
             v = _rel_in(&Q, c) / (<double>Q.num_rel) if c > 0 else 0.0
-        elif code == 7:
+        elif code == M_SUCCESS:
             v = 1.0 if _rel_in(&Q, _cut(&Q, k)) > 0 else 0.0
-        elif code == 8:
+        elif code == M_BPREF:
             v = _bpref(&Q)
-        elif code == 9:
+        elif code == M_GM_MAP:
             v = _ap(&Q, Q.n)
             v = log(v if v > MIN_GEO_MEAN else MIN_GEO_MEAN)
-        elif code == 10:
+        elif code == M_GM_BPREF:
             v = _bpref(&Q)
             v = log(v if v > MIN_GEO_MEAN else MIN_GEO_MEAN)
-        elif code == 11:
+        elif code == M_NUM_RET:
             v = <double>Q.n
-        elif code == 12:
+        elif code == M_NUM_REL:
             v = <double>Q.num_rel
-        elif code == 13:
+        elif code == M_NUM_REL_RET:
             v = <double>Q.num_rel_ret
-        elif code == 14:
+        elif code == M_NUM_NONREL_JUDGED_RET:
             r = 0
             for j in range(Q.n):
                 if _rel(&Q, j) >= 0 and _rel(&Q, j) < Q.level:
                     r += 1
             v = <double>r
-        elif code == 15:
+        elif code == M_NUM_Q:
             v = 1.0
-        elif code == 16:
+        elif code == M_IPREC_AT_RECALL:
             v = _iprec(&Q, p[0])
-        elif code == 17:
+        elif code == M_RPREC_MULT:
             c = <int64_t>(p[0] * Q.num_rel + 0.9)
             v = _p_at(&Q, c) if c > 0 else 0.0
-        elif code == 18:
+        elif code == M_INFAP:
             v = _infap(&Q)
-        elif code == 19:
+        elif code == M_UTILITY:
             v = (p[0] * Q.num_rel_ret + p[1] * (Q.n - Q.num_rel_ret)
                  + p[2] * (Q.num_rel - Q.num_rel_ret) + p[3] * (Q.num_rel_ret - Q.n - Q.num_rel))
-        elif code == 20:
+        elif code == M_BING:
             v = _bing(&Q)
-        elif code == 21:
+        elif code == M_G:
             v = _g(&Q, gl, gv, ng, ideal)
-        elif code == 22:
+        elif code == M_NDCG_REL:
             v = _ndcg_rel(&Q, gl, gv, ng, ideal)
-        elif code == 23:
+        elif code == M_RNDCG:
             v = _rndcg(&Q, gl, gv, ng, ideal)
-        elif code == 24:
+        elif code == M_RELATIVE_P:
             c = k if k < Q.num_rel else Q.num_rel
             v = _rel_in(&Q, _cut(&Q, k)) / (<double>c) if c > 0 else 0.0
-        elif code == 25:
+        elif code == M_SET_P:
             v = Q.num_rel_ret / (<double>Q.n) if Q.n > 0 else 0.0
-        elif code == 26:
+        elif code == M_SET_RELATIVE_P:
             c = Q.n if Q.n < Q.num_rel else Q.num_rel
             v = Q.num_rel_ret / (<double>c) if c > 0 else 0.0
-        elif code == 27:
+        elif code == M_SET_RECALL:
             v = Q.num_rel_ret / (<double>Q.num_rel) if Q.num_rel > 0 else 0.0
-        elif code == 28:
+        elif code == M_SET_MAP:
             if Q.n > 0 and Q.num_rel > 0:
                 v = (<double>Q.num_rel_ret * Q.num_rel_ret) / (<double>Q.n * Q.num_rel)
-        elif code == 29:
+        elif code == M_SET_F:
             if Q.n > 0 and Q.num_rel > 0 and Q.num_rel_ret > 0:
                 P = Q.num_rel_ret / (<double>Q.n)
                 R = Q.num_rel_ret / (<double>Q.num_rel)
