@@ -36,6 +36,7 @@ from rank._validate import check_choice, check_real
 from rank.errors import CorruptFileError, DTypeError, InvalidValueError, ShapeError, UnknownMethodError
 from rank.retrieve import _index
 from rank.retrieve.tokenizer import Tokenizer, progress_bar
+from rank.retrieve._shareable import HubShareable
 from rank_kernels import sparse as _kernel
 
 __all__ = ["BM25", "METHODS"]
@@ -102,7 +103,7 @@ class _State:
         return _State(**fields)
 
 
-class BM25(_index.WriteLocked):
+class BM25(_index.WriteLocked, HubShareable):
     """A BM25 index: build it with :meth:`index`, query it with :meth:`retrieve`.
 
     Parameters
@@ -635,88 +636,6 @@ class BM25(_index.WriteLocked):
         idf, shift = bm._term_stats(np.asarray(a["indptr"]), n_docs)  # O(n_terms): not stored
         bm._state = _State(postings, doc_len, avgdl, idf, shift, exc_pos, exc_tf, tok, kind, ids, collection)
         return bm
-
-    # --- sharing on the Hugging Face Hub (rank.retrieve.hub) --------------------------------------
-
-    def save_to_hub(self, repo_id: str, *, token: Optional[str] = None, private: Optional[bool] = None,
-                    revision: Optional[str] = None, commit_message: Optional[str] = None, create_pr: bool = False,
-                    model_card: bool = True, description: Optional[str] = None) -> Any:
-        """Upload this index to Hugging Face Hub repository `repo_id` (extra ``hub``).
-
-        The repository receives what :meth:`save` writes (under ````index/````), a
-        ``rank_kernels_index.json`` describing it (class, format version, each file's size and
-        SHA-256, corpus size, settings) and a generated README.md model card (Hub metadata,
-        corpus size, settings, how to load); nothing is pickled. See :mod:`rank.retrieve.hub`.
-
-        Parameters
-        ----------
-        repo_id : str
-            ``"owner/name"``; a model repository, created if missing.
-        token : str, optional
-            Hub token (default: the one huggingface-hub has stored or ``HF_TOKEN``).
-        private : bool, optional
-            Visibility of a repository created here (default: the Hub's).
-        revision : str, optional
-            Branch to commit to (default: the main branch).
-        commit_message : str, optional
-        create_pr : bool, default False
-            Open a pull request instead of committing to the branch.
-        model_card : bool, default True
-            Write README.md (False keeps the repository's own).
-        description : str, optional
-            A paragraph added to the model card.
-
-        Returns the ``CommitInfo`` of the upload (a str: the commit URL). Raises
-        MissingDependencyError without huggingface-hub, InvalidValueError for a malformed
-        `repo_id`; Hub errors (authentication, network) propagate as huggingface-hub raises
-        them. Cost: one :meth:`save` to a temporary directory, one SHA-256 pass, the upload.
-
-        >>> index.save_to_hub("me/my-index", private=True)  # doctest: +SKIP
-        """
-        from rank.retrieve import hub
-
-        return hub.push(self, repo_id, token=token, private=private, revision=revision,
-                        commit_message=commit_message, create_pr=create_pr, model_card=model_card,
-                        description=description)
-
-    @classmethod
-    def load_from_hub(cls, repo_id: str, revision: Optional[str] = None, mmap: bool = True, *, verify: bool = True,
-                      token: Optional[str] = None, cache_dir: Union[str, os.PathLike, None] = None,
-                      tokenizer: Optional[Tokenizer] = None) -> "BM25":
-        """Download an index shared with :meth:`save_to_hub` and load it (extra ``hub``).
-
-        Parameters
-        ----------
-        repo_id : str
-            ``"owner/name"`` of the Hub model repository.
-        revision : str, optional
-            Branch, tag or commit (default: the main branch).
-        mmap : bool, default True
-            Memory-map the arrays from the huggingface-hub cache (see :meth:`load`).
-        verify : bool, default True
-            Check every file's SHA-256 against the repository's ``rank_kernels_index.json``
-            (one read of every byte; the loader's structural checks run either way).
-        token : str, optional
-            Hub token for a private repository.
-        cache_dir : str or path, optional
-            huggingface-hub cache directory (default: its own, ``HF_HUB_CACHE``).
-        tokenizer : Tokenizer, optional
-            As for :meth:`load` (an index saved with a custom tokenizer pattern).
-
-        Files come through the huggingface-hub cache: ``HF_HUB_OFFLINE=1`` reads only the
-        cache, and a second load downloads nothing. Raises ModelNotFoundError (a
-        FileNotFoundError) when the repository or revision cannot be found online or in the
-        cache, CorruptFileError when it is not a rank-kernels BM25 index or its files are
-        inconsistent (no code from the repository is ever run), MissingDependencyError
-        without huggingface-hub. Cost: the download, a SHA-256 pass with `verify`, then
-        :meth:`load`.
-
-        >>> index = BM25.load_from_hub("me/my-index")  # doctest: +SKIP
-        """
-        from rank.retrieve import hub
-
-        return hub.pull(cls, repo_id, revision=revision, mmap=mmap, verify=verify, token=token, cache_dir=cache_dir,
-                        **({} if tokenizer is None else {"tokenizer": tokenizer}))
 
     # --- shards of a larger collection (used by rank.distributed) --------------------------------
 
