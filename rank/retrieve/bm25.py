@@ -103,6 +103,20 @@ class _State:
         return _State(**fields)
 
 
+def _snapshot_field(name: str) -> Any:
+    """A property reading field `name` of the index's current snapshot (None before indexing);
+    setting it publishes a new snapshot with that field replaced."""
+    def get(self: "BM25") -> Any:
+        st = self._state
+        return None if st is None else getattr(st, name)
+
+    def set_(self: "BM25", value: Any) -> None:
+        if self._state is not None:
+            self._state = self._state.replace(**{name: value})
+
+    return property(get, set_)
+
+
 class BM25(_index.WriteLocked, HubShareable):
     """A BM25 index: build it with :meth:`index`, query it with :meth:`retrieve`.
 
@@ -177,25 +191,8 @@ class BM25(_index.WriteLocked, HubShareable):
 
     # the kind of documents and the external ids live in the snapshot; these keep the old
     # attribute names working (a write publishes a new snapshot)
-    @property
-    def _kind(self) -> Optional[str]:
-        st = self._state
-        return None if st is None else st.kind
-
-    @_kind.setter
-    def _kind(self, kind: Optional[str]) -> None:
-        if self._state is not None:
-            self._state = self._state.replace(kind=kind)
-
-    @property
-    def _ids(self) -> Optional[list]:
-        st = self._state
-        return None if st is None else st.ids
-
-    @_ids.setter
-    def _ids(self, ids: Optional[list]) -> None:
-        if self._state is not None:
-            self._state = self._state.replace(ids=ids)
+    _kind = _snapshot_field("kind")
+    _ids = _snapshot_field("ids")
 
     @staticmethod
     def _param(value: Any, name: str, lo: float, hi: float) -> float:
