@@ -3,7 +3,7 @@ import warnings
 
 import numpy as np
 import pytest
-from hypothesis import assume, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 from scipy.cluster import hierarchy
@@ -95,10 +95,12 @@ def test_partition_matches_scipy_many_seeds(dtype):
         assert partition(_cluster(x, m)[1]) == ref_partition(x, m)
 
 
-@settings(max_examples=150, deadline=None)
+# Tied merge heights make the clustering ambiguous (either merge order is right), so those inputs
+# are skipped; distinct elements keep ties rare, and the health check tolerates the rest.
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.filter_too_much])
 @given(data=st.data(), n=st.integers(1, 24), d=st.integers(1, 5), pool_factor=st.integers(1, 6))
 def test_pool_tokens_property(data, n, d, pool_factor):
-    x = data.draw(hnp.arrays(np.float64, (n, d), elements=st.floats(-100, 100, allow_nan=False)))
+    x = data.draw(hnp.arrays(np.float64, (n, d), elements=st.floats(-100, 100, allow_nan=False), unique=True))
     m = max(1, n // pool_factor)
     assume(distinct_heights(x))
     pooled, labels = _cluster(x, m)
