@@ -216,8 +216,8 @@ RK_SIMD_VARIANTS_VOID(ltr_row_grid, "avx2",
         p = FMA(q4, r8, q0);                                                          \
     }
 
-/* exp(x) for |x| <= 40: x = k ln2 + r, |r| <= ln2 / 2, exp(r) by its Taylor polynomial of
- * degree 12 (truncation error below 2e-16 relative), times 2^k. */
+/* exp(r) for |r| <= ln2 / 2 by its Taylor polynomial of degree 12 (truncation error below 2e-16
+ * relative); ln 2 split in two parts for the reduction x = k ln2 + r (ltr_row_simd.h). */
 #define LTR_LN2_HI 6.93147180369123816490e-01
 #define LTR_LN2_LO 1.90821492927058770002e-10
 #define LTR_EXP_POLY(FMA, MUL, SET1, p, r)                                           \
@@ -225,65 +225,10 @@ RK_SIMD_VARIANTS_VOID(ltr_row_grid, "avx2",
                  1.0 / 5040.0, 1.0 / 40320.0, 1.0 / 362880.0, 1.0 / 3628800.0, 1.0 / 39916800.0,      \
                  1.0 / 479001600.0)
 
-__attribute__((target("avx2,fma"))) static inline __m256d ltr_avx2_exp(__m256d x)
-{
-    __m256d k = _mm256_round_pd(_mm256_mul_pd(x, _mm256_set1_pd(1.4426950408889634)),
-                                _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m256d r = _mm256_fnmadd_pd(k, _mm256_set1_pd(LTR_LN2_HI), x);
-    r = _mm256_fnmadd_pd(k, _mm256_set1_pd(LTR_LN2_LO), r);
-    __m256d p;
-    LTR_EXP_POLY(_mm256_fmadd_pd, _mm256_mul_pd, _mm256_set1_pd, p, r)
-    __m256i ki = _mm256_castpd_si256(_mm256_add_pd(k, _mm256_set1_pd(6755399441055744.0)));  /* 1.5 * 2^52 */
-    return _mm256_castsi256_pd(_mm256_add_epi64(_mm256_castpd_si256(p), _mm256_slli_epi64(ki, 52)));
-}
-
-__attribute__((target("avx512f"))) static inline __m512d ltr_avx512_exp(__m512d x)
-{
-    __m512d k = _mm512_roundscale_pd(_mm512_mul_pd(x, _mm512_set1_pd(1.4426950408889634)),
-                                     _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m512d r = _mm512_fnmadd_pd(k, _mm512_set1_pd(LTR_LN2_HI), x);
-    r = _mm512_fnmadd_pd(k, _mm512_set1_pd(LTR_LN2_LO), r);
-    __m512d p;
-    LTR_EXP_POLY(_mm512_fmadd_pd, _mm512_mul_pd, _mm512_set1_pd, p, r)
-    return _mm512_scalef_pd(p, k);
-}
-
-/* log1p(u) for 0 <= u <= 1: m = 1 + u (rounded; the rounding error restored by a first-order
- * term), m scaled into [sqrt(1/2), sqrt(2)] by 2^-k, log m = 2 atanh(s), s = (m - 1) / (m + 1),
- * |s| <= 0.172, by the odd series to s^21 (truncation error below 1e-17 relative). */
+/* atanh(s) / s = 1 + z / 3 + z^2 / 5 + ... + z^10 / 21 with z = s^2 (for log1p, ltr_row_simd.h). */
 #define LTR_ATANH_POLY(FMA, MUL, SET1, p, z)                                          \
     LTR_ESTRIN12(FMA, MUL, SET1, p, z, 1.0, 1.0 / 3.0, 1.0 / 5.0, 1.0 / 7.0, 1.0 / 9.0, 1.0 / 11.0,   \
                  1.0 / 13.0, 1.0 / 15.0, 1.0 / 17.0, 1.0 / 19.0, 1.0 / 21.0, 0.0, 0.0)
-
-__attribute__((target("avx2,fma"))) static inline __m256d ltr_avx2_log1p01(__m256d u)
-{
-    const __m256d one = _mm256_set1_pd(1.0);
-    __m256d m = _mm256_add_pd(one, u);
-    __m256d c = _mm256_div_pd(_mm256_sub_pd(u, _mm256_sub_pd(m, one)), m);
-    __m256d big = _mm256_cmp_pd(m, _mm256_set1_pd(1.4142135623730951), _CMP_GT_OQ);
-    m = _mm256_blendv_pd(m, _mm256_mul_pd(m, _mm256_set1_pd(0.5)), big);
-    __m256d f = _mm256_sub_pd(m, one);
-    __m256d s = _mm256_div_pd(f, _mm256_add_pd(_mm256_set1_pd(2.0), f));
-    __m256d z = _mm256_mul_pd(s, s), p;
-    LTR_ATANH_POLY(_mm256_fmadd_pd, _mm256_mul_pd, _mm256_set1_pd, p, z)
-    __m256d lg = _mm256_fmadd_pd(_mm256_add_pd(s, s), p, c);
-    return _mm256_add_pd(lg, _mm256_and_pd(big, _mm256_set1_pd(0.6931471805599453)));
-}
-
-__attribute__((target("avx512f"))) static inline __m512d ltr_avx512_log1p01(__m512d u)
-{
-    const __m512d one = _mm512_set1_pd(1.0);
-    __m512d m = _mm512_add_pd(one, u);
-    __m512d c = _mm512_div_pd(_mm512_sub_pd(u, _mm512_sub_pd(m, one)), m);
-    __mmask8 big = _mm512_cmp_pd_mask(m, _mm512_set1_pd(1.4142135623730951), _CMP_GT_OQ);
-    m = _mm512_mask_mul_pd(m, big, m, _mm512_set1_pd(0.5));
-    __m512d f = _mm512_sub_pd(m, one);
-    __m512d s = _mm512_div_pd(f, _mm512_add_pd(_mm512_set1_pd(2.0), f));
-    __m512d z = _mm512_mul_pd(s, s), p;
-    LTR_ATANH_POLY(_mm512_fmadd_pd, _mm512_mul_pd, _mm512_set1_pd, p, z)
-    __m512d lg = _mm512_fmadd_pd(_mm512_add_pd(s, s), p, c);
-    return _mm512_mask_add_pd(lg, big, lg, _mm512_set1_pd(0.6931471805599453));
-}
 
 /* The per-width pieces of the intrinsics row (ltr_row_simd.h), AVX2 + FMA: 4 pairs per step,
  * the mask of the last step a vector of all-ones / zero lanes (maskload / maskstore). */
@@ -326,6 +271,26 @@ LTR_AVX2_HELPER __m256d ltr_avx2_sel_ge0(__m256d x, __m256d a, __m256d b)
     return _mm256_blendv_pd(a, b, _mm256_cmp_pd(x, _mm256_setzero_pd(), _CMP_GE_OQ));
 }
 LTR_AVX2_HELPER __m256d ltr_avx2_trunc(__m256d v) { return _mm256_round_pd(v, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC); }
+LTR_AVX2_HELPER __m256d ltr_avx2_rint(__m256d v)
+{
+    return _mm256_round_pd(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+}
+/* p 2^k for an integral k (|k| < 1023): k added to the exponent field. */
+LTR_AVX2_HELPER __m256d ltr_avx2_ldexp(__m256d p, __m256d k)
+{
+    __m256i ki = _mm256_castpd_si256(_mm256_add_pd(k, _mm256_set1_pd(6755399441055744.0)));  /* 1.5 * 2^52 */
+    return _mm256_castsi256_pd(_mm256_add_epi64(_mm256_castpd_si256(p), _mm256_slli_epi64(ki, 52)));
+}
+LTR_AVX2_HELPER __m256i ltr_avx2_gt(__m256d v, double t)
+{
+    return _mm256_castpd_si256(_mm256_cmp_pd(v, _mm256_set1_pd(t), _CMP_GT_OQ));
+}
+/* mask ? b : a, and a + (mask ? b : 0), lane by lane. */
+LTR_AVX2_HELPER __m256d ltr_avx2_sel(__m256i m, __m256d a, __m256d b) { return _mm256_blendv_pd(a, b, _mm256_castsi256_pd(m)); }
+LTR_AVX2_HELPER __m256d ltr_avx2_add_where(__m256i m, __m256d a, __m256d b)
+{
+    return _mm256_add_pd(a, _mm256_and_pd(_mm256_castsi256_pd(m), b));
+}
 LTR_AVX2_HELPER __m256d ltr_avx2_recip(__m256d a) { return _mm256_div_pd(_mm256_set1_pd(1.0), a); }
 LTR_AVX2_HELPER double ltr_avx2_sum(__m256d v)
 {
@@ -370,6 +335,20 @@ LTR_AVX512_HELPER __m512d ltr_avx512_trunc(__m512d v)
 {
     return _mm512_roundscale_pd(v, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
 }
+LTR_AVX512_HELPER __m512d ltr_avx512_rint(__m512d v)
+{
+    return _mm512_roundscale_pd(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+}
+LTR_AVX512_HELPER __m512d ltr_avx512_ldexp(__m512d p, __m512d k) { return _mm512_scalef_pd(p, k); }
+LTR_AVX512_HELPER __mmask8 ltr_avx512_gt(__m512d v, double t)
+{
+    return _mm512_cmp_pd_mask(v, _mm512_set1_pd(t), _CMP_GT_OQ);
+}
+LTR_AVX512_HELPER __m512d ltr_avx512_sel(__mmask8 m, __m512d a, __m512d b) { return _mm512_mask_blend_pd(m, a, b); }
+LTR_AVX512_HELPER __m512d ltr_avx512_add_where(__mmask8 m, __m512d a, __m512d b)
+{
+    return _mm512_mask_add_pd(a, m, a, b);
+}
 /* 1 / a: 14-bit estimate, two Newton steps (error ~1 ulp; a >= 0.01, finite). */
 LTR_AVX512_HELPER __m512d ltr_avx512_recip(__m512d a)
 {
@@ -380,7 +359,7 @@ LTR_AVX512_HELPER __m512d ltr_avx512_recip(__m512d a)
 }
 LTR_AVX512_HELPER double ltr_avx512_sum(__m512d v) { return _mm512_reduce_add_pd(v); }
 
-/* ltr_avx2_row_grid and ltr_avx512_row_grid: one body (ltr_row_simd.h), two widths. */
+/* ltr_avx2_exp, _log1p01, _row_grid and the same for avx512: one body (ltr_row_simd.h), two widths. */
 #define LTR_ISA ltr_avx2
 #include "ltr_row_simd.h"
 #undef LTR_ISA
@@ -402,23 +381,34 @@ static inline double ltr_sigmoid(double x)
     return e / (1.0 + e);
 }
 
+/* One pair (i, j) with different labels of the scalar rows: sg = sign(label_i - label_j),
+ * delta = s_high - s_low, w = |delta NDCG| weight, divided by eps + |delta| when norm_on. */
+typedef struct { double sg, delta, w; } ltr_pair;
+static inline ltr_pair ltr_pair_at(const double *ss, const double *ld, const double *gs, const double *disc,
+                                   Py_ssize_t i, Py_ssize_t j, double inv_max, double eps, int norm_on)
+{
+    ltr_pair q;
+    q.sg = ld[i] > ld[j] ? 1.0 : -1.0;
+    q.delta = q.sg * (ss[i] - ss[j]);
+    q.w = q.sg * (gs[i] - gs[j]) * (disc[i] - disc[j]) * inv_max;
+    if (norm_on) q.w = q.w / (eps + fabs(q.delta));
+    return q;
+}
+
 /* ltr_row_grid with the exact logistic function (scalar: one exp per pair). */
 static void ltr_row_exact(Py_ssize_t i, Py_ssize_t cnt, const double *ss, const double *ld,
                           const double *gs, const double *disc, double inv_max, double sigma,
                           double eps, int norm_on, double *restrict lam, double *restrict hs, double *acc)
 {
-    const double si = ss[i], li = ld[i], gi = gs[i], di = disc[i], s2 = sigma * sigma;
+    const double s2 = sigma * sigma;
     double al = 0.0, ah = 0.0, as = 0.0;
     for (Py_ssize_t j = i + 1; j < cnt; j++) {
-        if (li == ld[j]) continue;
-        double sg = li > ld[j] ? 1.0 : -1.0;
-        double delta = sg * (si - ss[j]);
-        double dpair = sg * (gi - gs[j]) * (di - disc[j]) * inv_max;
-        if (norm_on) dpair = dpair / (eps + fabs(delta));
-        double p = 1.0 - ltr_sigmoid(sigma * delta);
-        double ph = p * (1.0 - p) * s2 * dpair;
-        double pl = p * sigma * dpair;
-        double spl = sg * pl;
+        if (ld[i] == ld[j]) continue;
+        ltr_pair q = ltr_pair_at(ss, ld, gs, disc, i, j, inv_max, eps, norm_on);
+        double p = 1.0 - ltr_sigmoid(sigma * q.delta);
+        double ph = p * (1.0 - p) * s2 * q.w;
+        double pl = p * sigma * q.w;
+        double spl = q.sg * pl;
         al -= spl;
         lam[j] += spl;
         ah += ph;
@@ -440,14 +430,10 @@ static double ltr_row_loss(Py_ssize_t i, Py_ssize_t cnt, const double *ss, const
                            const double *gs, const double *disc, double inv_max, double sigma,
                            double eps, int norm_on, double loss)
 {
-    const double si = ss[i], li = ld[i], gi = gs[i], di = disc[i];
     for (Py_ssize_t j = i + 1; j < cnt; j++) {
-        if (li == ld[j]) continue;
-        double sg = li > ld[j] ? 1.0 : -1.0;
-        double delta = sg * (si - ss[j]);
-        double dpair = sg * (gi - gs[j]) * (di - disc[j]) * inv_max;
-        if (norm_on) dpair = dpair / (eps + fabs(delta));
-        loss = loss + dpair * ltr_softplus(-sigma * delta);
+        if (ld[i] == ld[j]) continue;
+        ltr_pair q = ltr_pair_at(ss, ld, gs, disc, i, j, inv_max, eps, norm_on);
+        loss = loss + q.w * ltr_softplus(-sigma * q.delta);
     }
     return loss;
 }

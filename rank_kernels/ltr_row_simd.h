@@ -5,9 +5,10 @@
  * into _mm<W>_<op>_pd: 256, 512), P_FN (the attributes of the function: target ISA), the types
  * P_vec and P_mask, and the helpers P_tail (the mask of the last step), P_load and P_add_to
  * (masked), P_keep (zero the lanes outside the mask), P_sign (-1/0/+1 by label), P_den
- * (0.01 + |delta| or 1), P_abs, P_sel_ge0, P_trunc, P_recip, P_sum, P_exp and P_log1p01.
+ * (0.01 + |delta| or 1), P_abs, P_sel_ge0, P_trunc, P_recip, P_sum, P_rint, P_ldexp (p 2^k),
+ * P_gt (a mask), P_sel and P_add_where (by a mask).
  *
- * It defines P_row_grid: ltr_row_grid (the grid sigmoid, or the exact logistic function with
+ * It defines P_exp, P_log1p01 and P_row_grid: ltr_row_grid (the grid sigmoid, or the exact logistic function with
  * `exact`), one vector of pairs per step, the last step masked so nothing is read or written
  * past cnt; the grid value exp(x_b) is computed (P_exp) rather than looked up: gathers are slow
  * on many x86 CPUs. Lanes beyond cnt are exact zeros in every sum.
@@ -20,6 +21,35 @@
 #define LTR_OP(op) LTR_OP_(LTR_P(W), op)
 #define LTR_OP_(w, op) LTR_OP__(w, op)
 #define LTR_OP__(w, op) _mm##w##_##op##_pd
+
+/* exp(x) for |x| <= 40: x = k ln2 + r, |r| <= ln2 / 2, exp(r) by its Taylor polynomial, times 2^k. */
+LTR_P(FN) inline LTR_VEC LTR_P(exp)(LTR_VEC x)
+{
+    LTR_VEC k = LTR_P(rint)(LTR_OP(mul)(x, LTR_OP(set1)(1.4426950408889634)));
+    LTR_VEC r = LTR_OP(fnmadd)(k, LTR_OP(set1)(LTR_LN2_HI), x);
+    r = LTR_OP(fnmadd)(k, LTR_OP(set1)(LTR_LN2_LO), r);
+    LTR_VEC p;
+    LTR_EXP_POLY(LTR_OP(fmadd), LTR_OP(mul), LTR_OP(set1), p, r)
+    return LTR_P(ldexp)(p, k);
+}
+
+/* log1p(u) for 0 <= u <= 1: m = 1 + u (rounded; the rounding error restored by a first-order
+ * term), m scaled into [sqrt(1/2), sqrt(2)] by 2^-k, log m = 2 atanh(s), s = (m - 1) / (m + 1),
+ * |s| <= 0.172, by the odd series to s^21 (truncation error below 1e-17 relative). */
+LTR_P(FN) inline LTR_VEC LTR_P(log1p01)(LTR_VEC u)
+{
+    const LTR_VEC one = LTR_OP(set1)(1.0);
+    LTR_VEC m = LTR_OP(add)(one, u);
+    LTR_VEC c = LTR_OP(div)(LTR_OP(sub)(u, LTR_OP(sub)(m, one)), m);
+    LTR_P(mask) big = LTR_P(gt)(m, 1.4142135623730951);
+    m = LTR_P(sel)(big, m, LTR_OP(mul)(m, LTR_OP(set1)(0.5)));
+    LTR_VEC f = LTR_OP(sub)(m, one);
+    LTR_VEC s = LTR_OP(div)(f, LTR_OP(add)(LTR_OP(set1)(2.0), f));
+    LTR_VEC z = LTR_OP(mul)(s, s), p;
+    LTR_ATANH_POLY(LTR_OP(fmadd), LTR_OP(mul), LTR_OP(set1), p, z)
+    LTR_VEC lg = LTR_OP(fmadd)(LTR_OP(add)(s, s), p, c);
+    return LTR_P(add_where)(big, lg, LTR_OP(set1)(0.6931471805599453));
+}
 
 LTR_P(FN) void LTR_P(row_grid)(Py_ssize_t i, Py_ssize_t cnt, const double *ss, const double *ld, const double *gs,
                                const double *disc, double inv_max, double sigma, double eps, int norm_on,
