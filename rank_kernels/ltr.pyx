@@ -347,60 +347,153 @@ def listnet(const double[::1] scores, const int32_t[::1] labels, const int64_t[:
             group_loss[g] = loss
 
 
+# ------------------------------------------------------------------------------------------------
+# the group driver of the list losses (listmle, approx_ndcg)
+
+# What a group function reads and writes: the arrays of the kernel's signature, as pointers.
+ctypedef struct _Groups:
+    const double *scores       # (n,)
+    const int32_t *labels      # (n,)
+    const int64_t *offsets     # (n_groups + 1,)
+    const double *gains        # gain of each label value, or NULL
+    const double *discount     # (m,) 1 / log2(2 + position), or NULL
+    double *grad               # (n,)
+    double *hess               # (n,) or NULL
+    double *group_loss         # (n_groups,)
+    double alpha               # approx_ndcg's sigmoid scale
+
+# One group: rows start:start + cnt; items (2 m) and buf (the n_buf doubles given to _run_groups)
+# are the calling thread's scratch.
+ctypedef void (*_group_fn)(const _Groups *a, Py_ssize_t g, Py_ssize_t start, Py_ssize_t cnt, ltr_item *items,
+                           double *buf) noexcept nogil
+
+
+cdef int _run_groups(_group_fn fn, const _Groups *a, Py_ssize_t n_groups, Py_ssize_t m, Py_ssize_t n_buf,
+                     int n_threads, const char *name) except -1:
+    """fn for every group, groups shared dynamically among n_threads OpenMP threads without the GIL;
+    each thread allocates 2 m items (m: the largest group) and n_buf doubles once. A thread that
+    cannot allocate runs no group, and MemoryError("<name>: ...") is raised at the end."""
+    cdef Py_ssize_t g, start
+    cdef ltr_item *items = NULL
+    cdef double *buf = NULL
+    cdef rk_status *st = new_status(n_threads, name)
+    with nogil, parallel(num_threads=n_threads):
+        items = <ltr_item *>rk_malloc(sizeof(ltr_item) * 2 * m)
+        buf = <double *>rk_malloc(sizeof(double) * n_buf)
+        if True:  # every thread must reach the prange, even one whose allocation failed
+            for g in prange(n_groups, schedule="dynamic"):
+                if items == NULL or buf == NULL:
+                    rk_status_fail(st)
+                    continue
+                start = a.offsets[g]
+                fn(a, g, start, a.offsets[g + 1] - start, items, buf)
+        free(items)
+        free(buf)
+    return check_status(st, name)
+
+
+cdef _Groups _groups(const double[::1] scores, const int32_t[::1] labels, const int64_t[::1] offsets,
+                     double[::1] grad, double[::1] group_loss):
+    """The _Groups of a kernel's arrays (no gains, discount, hessian or parameter yet)."""
+    cdef _Groups a
+    a.scores = &scores[0]
+    a.labels = &labels[0]
+    a.offsets = &offsets[0]
+    a.gains = NULL
+    a.discount = NULL
+    a.grad = &grad[0]
+    a.hess = NULL
+    a.group_loss = &group_loss[0]
+    a.alpha = 0.0
+    return a
+
+
+cdef void _listmle_group(const _Groups *a, Py_ssize_t g, Py_ssize_t start, Py_ssize_t cnt, ltr_item *items,
+                         double *lse) noexcept nogil:
+    """ListMLE loss, gradient and hessian of one group; lse: m doubles."""
+    cdef const double *scores = a.scores
+    cdef Py_ssize_t k, r
+    cdef double loss, c, d, e, s, x
+    for k in range(cnt):
+        items[k].key = a.labels[start + k]
+        items[k].idx = k
+    ltr_sort_desc(items, items + cnt, cnt)
+    # lse[k] = log sum over positions >= k of exp(score)
+    lse[cnt - 1] = scores[start + items[cnt - 1].idx]
+    for k in range(cnt - 2, -1, -1):
+        s = scores[start + items[k].idx]
+        if s > lse[k + 1]:
+            lse[k] = s + log1p(exp(lse[k + 1] - s))
+        else:
+            lse[k] = lse[k + 1] + log1p(exp(s - lse[k + 1]))
+    loss = 0.0
+    c = 0.0
+    d = 0.0
+    for k in range(cnt):
+        r = start + items[k].idx
+        if k > 0:
+            x = exp(lse[k] - lse[k - 1])
+            c = c * x
+            d = d * x * x
+        c = c + 1.0
+        d = d + 1.0
+        e = exp(scores[r] - lse[k])
+        loss = loss + lse[k] - scores[r]
+        a.grad[r] = e * c - 1.0
+        a.hess[r] = e * c - e * e * d
+    a.group_loss[g] = loss
+
+
 def listmle(const double[::1] scores, const int32_t[::1] labels, const int64_t[::1] offsets,
             int n_threads, double[::1] grad, double[::1] hess, double[::1] group_loss):
     """ListMLE: sum over positions k of the ranking by label of log sum_{m >= k} exp(s_m) - s_k.
 
     Computed with running log-sum-exps (no overflow or underflow for any finite scores).
     """
-    cdef Py_ssize_t n_groups = offsets.shape[0] - 1
     cdef Py_ssize_t m = max(1, max_segment(offsets))
-    cdef Py_ssize_t g, k, start, cnt, r
-    cdef ltr_item *items
-    cdef double *lse
-    cdef double loss, c, d, e, s, x
-    cdef rk_status *st = new_status(n_threads, b"listmle")
-    with nogil, parallel(num_threads=n_threads):
-        items = <ltr_item *>rk_malloc(sizeof(ltr_item) * 2 * m)
-        lse = <double *>rk_malloc(sizeof(double) * m)
-        if True:  # every thread must reach the prange, even one whose allocation failed
-            for g in prange(n_groups, schedule="dynamic"):
-                if items == NULL or lse == NULL:
-                    rk_status_fail(st)
-                    continue
-                start = offsets[g]
-                cnt = offsets[g + 1] - start
-                for k in range(cnt):
-                    items[k].key = labels[start + k]
-                    items[k].idx = k
-                ltr_sort_desc(items, items + cnt, cnt)
-                # lse[k] = log sum over positions >= k of exp(score)
-                lse[cnt - 1] = scores[start + items[cnt - 1].idx]
-                for k in range(cnt - 2, -1, -1):
-                    s = scores[start + items[k].idx]
-                    if s > lse[k + 1]:
-                        lse[k] = s + log1p(exp(lse[k + 1] - s))
-                    else:
-                        lse[k] = lse[k + 1] + log1p(exp(s - lse[k + 1]))
-                loss = 0.0
-                c = 0.0
-                d = 0.0
-                for k in range(cnt):
-                    r = start + items[k].idx
-                    if k > 0:
-                        x = exp(lse[k] - lse[k - 1])
-                        c = c * x
-                        d = d * x * x
-                    c = c + 1.0
-                    d = d + 1.0
-                    e = exp(scores[r] - lse[k])
-                    loss = loss + lse[k] - scores[r]
-                    grad[r] = e * c - 1.0
-                    hess[r] = e * c - e * e * d
-                group_loss[g] = loss
-        free(items)
-        free(lse)
-    check_status(st, b"listmle")
+    cdef _Groups a = _groups(scores, labels, offsets, grad, group_loss)
+    a.hess = &hess[0]
+    _run_groups(_listmle_group, &a, offsets.shape[0] - 1, m, m, n_threads, b"listmle")
+
+
+cdef void _approx_ndcg_group(const _Groups *a, Py_ssize_t g, Py_ssize_t start, Py_ssize_t cnt, ltr_item *items,
+                             double *buf) noexcept nogil:
+    """1 - ApproxNDCG of one group and its gradient; buf: 2 m doubles."""
+    cdef const double *scores = a.scores
+    cdef const int32_t *labels = a.labels
+    cdef const double *gains = a.gains
+    cdef double alpha = a.alpha
+    cdef double *rk = buf
+    cdef double *d = buf + cnt
+    cdef Py_ssize_t i, j
+    cdef double max_dcg, dcg, p, l2, acc
+    max_dcg = _max_dcg(&labels[start], cnt, gains, cnt, a.discount, items)
+    if max_dcg <= 0.0:
+        a.group_loss[g] = 0.0
+        for i in range(start, start + cnt):
+            a.grad[i] = 0.0
+        return
+    for i in range(cnt):
+        rk[i] = 1.0
+    for i in range(cnt):
+        for j in range(i + 1, cnt):
+            p = _sigmoid(alpha * (scores[start + j] - scores[start + i]))
+            rk[i] += p
+            rk[j] += 1.0 - p
+    dcg = 0.0
+    for i in range(cnt):
+        l2 = log2(1.0 + rk[i])
+        dcg = dcg + gains[labels[start + i]] / l2
+        # d(loss)/d(rank_i)
+        d[i] = gains[labels[start + i]] / (max_dcg * log(2.0) * (1.0 + rk[i]) * l2 * l2)
+    a.group_loss[g] = 1.0 - dcg / max_dcg
+    for i in range(cnt):
+        acc = 0.0
+        for j in range(cnt):
+            if j != i:
+                p = _sigmoid(alpha * (scores[start + j] - scores[start + i]))
+                acc = acc + p * (1.0 - p) * (d[j] - d[i])
+        a.grad[start + i] = alpha * acc
 
 
 def approx_ndcg(const double[::1] scores, const int32_t[::1] labels, const int64_t[::1] offsets,
@@ -411,62 +504,17 @@ def approx_ndcg(const double[::1] scores, const int32_t[::1] labels, const int64
     The rank of item i is approximated by 1 + sum_{j != i} sigmoid(alpha * (s_j - s_i)) and
     its discount by 1 / log2(1 + rank); the NDCG is over the whole group (no cutoff).
     """
-    cdef Py_ssize_t n_groups = offsets.shape[0] - 1
-    cdef Py_ssize_t m = max(1, max_segment(offsets))
-    cdef rk_status *st = new_status(n_threads, b"approx_ndcg")
+    cdef Py_ssize_t m = max(1, max_segment(offsets)), i
+    cdef _Groups a = _groups(scores, labels, offsets, grad, group_loss)
     cdef double *discount = <double *>rk_malloc(sizeof(double) * m)
     if discount == NULL:
-        rk_status_end(st)
         raise MemoryError("approx_ndcg: could not allocate a work buffer")
-    cdef Py_ssize_t g, i, j, start, cnt
-    cdef ltr_item *items
-    cdef double *buf
-    cdef double *rk
-    cdef double *a
-    cdef double max_dcg, dcg, p, l2, acc
-    with nogil:
-        for i in range(m):
-            discount[i] = 1.0 / log2(2.0 + i)
-        with parallel(num_threads=n_threads):
-            items = <ltr_item *>rk_malloc(sizeof(ltr_item) * 2 * m)
-            buf = <double *>rk_malloc(sizeof(double) * 2 * m)
-            rk = buf
-            a = buf + m
-            if True:  # every thread must reach the prange, even one whose allocation failed
-                for g in prange(n_groups, schedule="dynamic"):
-                    if items == NULL or buf == NULL:
-                        rk_status_fail(st)
-                        continue
-                    start = offsets[g]
-                    cnt = offsets[g + 1] - start
-                    max_dcg = _max_dcg(&labels[start], cnt, &gains[0], cnt, discount, items)
-                    if max_dcg <= 0.0:
-                        group_loss[g] = 0.0
-                        for i in range(start, start + cnt):
-                            grad[i] = 0.0
-                        continue
-                    for i in range(cnt):
-                        rk[i] = 1.0
-                    for i in range(cnt):
-                        for j in range(i + 1, cnt):
-                            p = _sigmoid(alpha * (scores[start + j] - scores[start + i]))
-                            rk[i] += p
-                            rk[j] += 1.0 - p
-                    dcg = 0.0
-                    for i in range(cnt):
-                        l2 = log2(1.0 + rk[i])
-                        dcg = dcg + gains[labels[start + i]] / l2
-                        # d(loss)/d(rank_i)
-                        a[i] = gains[labels[start + i]] / (max_dcg * log(2.0) * (1.0 + rk[i]) * l2 * l2)
-                    group_loss[g] = 1.0 - dcg / max_dcg
-                    for i in range(cnt):
-                        acc = 0.0
-                        for j in range(cnt):
-                            if j != i:
-                                p = _sigmoid(alpha * (scores[start + j] - scores[start + i]))
-                                acc = acc + p * (1.0 - p) * (a[j] - a[i])
-                        grad[start + i] = alpha * acc
-            free(items)
-            free(buf)
-    free(discount)
-    check_status(st, b"approx_ndcg")
+    for i in range(m):
+        discount[i] = 1.0 / log2(2.0 + i)
+    a.gains = &gains[0]
+    a.discount = discount
+    a.alpha = alpha
+    try:
+        _run_groups(_approx_ndcg_group, &a, offsets.shape[0] - 1, m, 2 * m, n_threads, b"approx_ndcg")
+    finally:
+        free(discount)

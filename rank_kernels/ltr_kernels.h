@@ -194,250 +194,178 @@ RK_SIMD_VARIANTS_VOID(ltr_row_grid, "avx2",
 #define LTR_X86 1
 #include <immintrin.h>
 
-/* exp(x) for |x| <= 40: x = k ln2 + r, |r| <= ln2 / 2, exp(r) by its Taylor polynomial of
- * degree 12 (truncation error below 2e-16 relative), times 2^k. */
-#define LTR_LN2_HI 6.93147180369123816490e-01
-#define LTR_LN2_LO 1.90821492927058770002e-10
-#define LTR_EXP_POLY(FMA, MUL, SET1, p, r)  /* Estrin's scheme: short dependency chains */ \
+/* p = c0 + c1 r + ... + c12 r^12 by Estrin's scheme (short dependency chains), for any vector
+ * width: FMA, MUL, SET1 are that width's intrinsics. A shorter polynomial passes zeros for its
+ * top coefficients (an FMA with a zero term is exact, so the value is the same). */
+#define LTR_ESTRIN12(FMA, MUL, SET1, p, r, c0, c1, c2, c3, c4, c5, c6, c7, c8, c9, c10, c11, c12) \
     {                                                                                \
         __typeof__(r) r2 = MUL(r, r), r4, r8, q0, q1, q2, q3, q4, q5;                 \
-        q0 = FMA(r, SET1(1.0), SET1(1.0));                                            \
-        q1 = FMA(r, SET1(1.0 / 6.0), SET1(0.5));                                      \
-        q2 = FMA(r, SET1(1.0 / 120.0), SET1(1.0 / 24.0));                             \
-        q3 = FMA(r, SET1(1.0 / 5040.0), SET1(1.0 / 720.0));                           \
-        q4 = FMA(r, SET1(1.0 / 362880.0), SET1(1.0 / 40320.0));                       \
-        q5 = FMA(r, SET1(1.0 / 39916800.0), SET1(1.0 / 3628800.0));                   \
+        q0 = FMA(r, SET1(c1), SET1(c0));                                              \
+        q1 = FMA(r, SET1(c3), SET1(c2));                                              \
+        q2 = FMA(r, SET1(c5), SET1(c4));                                              \
+        q3 = FMA(r, SET1(c7), SET1(c6));                                              \
+        q4 = FMA(r, SET1(c9), SET1(c8));                                              \
+        q5 = FMA(r, SET1(c11), SET1(c10));                                            \
         r4 = MUL(r2, r2);                                                             \
         q0 = FMA(q1, r2, q0);                                                         \
         q2 = FMA(q3, r2, q2);                                                         \
         q4 = FMA(q5, r2, q4);                                                         \
         r8 = MUL(r4, r4);                                                             \
         q0 = FMA(q2, r4, q0);                                                         \
-        q4 = FMA(SET1(1.0 / 479001600.0), r4, q4);                                    \
+        q4 = FMA(SET1(c12), r4, q4);                                                  \
         p = FMA(q4, r8, q0);                                                          \
     }
 
-__attribute__((target("avx2,fma"))) static inline __m256d ltr_exp_avx2(__m256d x)
+/* exp(r) for |r| <= ln2 / 2 by its Taylor polynomial of degree 12 (truncation error below 2e-16
+ * relative); ln 2 split in two parts for the reduction x = k ln2 + r (ltr_row_simd.h). */
+#define LTR_LN2_HI 6.93147180369123816490e-01
+#define LTR_LN2_LO 1.90821492927058770002e-10
+#define LTR_EXP_POLY(FMA, MUL, SET1, p, r)                                           \
+    LTR_ESTRIN12(FMA, MUL, SET1, p, r, 1.0, 1.0, 0.5, 1.0 / 6.0, 1.0 / 24.0, 1.0 / 120.0, 1.0 / 720.0,  \
+                 1.0 / 5040.0, 1.0 / 40320.0, 1.0 / 362880.0, 1.0 / 3628800.0, 1.0 / 39916800.0,      \
+                 1.0 / 479001600.0)
+
+/* atanh(s) / s = 1 + z / 3 + z^2 / 5 + ... + z^10 / 21 with z = s^2 (for log1p, ltr_row_simd.h). */
+#define LTR_ATANH_POLY(FMA, MUL, SET1, p, z)                                          \
+    LTR_ESTRIN12(FMA, MUL, SET1, p, z, 1.0, 1.0 / 3.0, 1.0 / 5.0, 1.0 / 7.0, 1.0 / 9.0, 1.0 / 11.0,   \
+                 1.0 / 13.0, 1.0 / 15.0, 1.0 / 17.0, 1.0 / 19.0, 1.0 / 21.0, 0.0, 0.0)
+
+/* The per-width pieces of the intrinsics row (ltr_row_simd.h), AVX2 + FMA: 4 pairs per step,
+ * the mask of the last step a vector of all-ones / zero lanes (maskload / maskstore). */
+#define ltr_avx2_W 256
+#define ltr_avx2_FN __attribute__((target("avx2,fma"))) static
+#define LTR_AVX2_HELPER __attribute__((target("avx2,fma"), always_inline)) static inline
+typedef __m256d ltr_avx2_vec;
+typedef __m256i ltr_avx2_mask;
+
+LTR_AVX2_HELPER __m256i ltr_avx2_tail(Py_ssize_t rem)
 {
-    __m256d k = _mm256_round_pd(_mm256_mul_pd(x, _mm256_set1_pd(1.4426950408889634)),
-                                _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m256d r = _mm256_fnmadd_pd(k, _mm256_set1_pd(LTR_LN2_HI), x);
-    r = _mm256_fnmadd_pd(k, _mm256_set1_pd(LTR_LN2_LO), r);
-    __m256d p;
-    LTR_EXP_POLY(_mm256_fmadd_pd, _mm256_mul_pd, _mm256_set1_pd, p, r)
+    static const int64_t tail[8] = {-1, -1, -1, -1, 0, 0, 0, 0};
+    return _mm256_loadu_si256((const __m256i *)(tail + 4 - (rem < 4 ? rem : 4)));
+}
+LTR_AVX2_HELPER __m256d ltr_avx2_load(__m256i m, const double *p) { return _mm256_maskload_pd(p, m); }
+LTR_AVX2_HELPER void ltr_avx2_add_to(double *p, __m256i m, __m256d v)
+{
+    _mm256_maskstore_pd(p, m, _mm256_add_pd(_mm256_maskload_pd(p, m), v));
+}
+LTR_AVX2_HELPER __m256d ltr_avx2_keep(__m256i m, __m256d v) { return _mm256_and_pd(v, _mm256_castsi256_pd(m)); }
+LTR_AVX2_HELPER __m256d ltr_avx2_sign(__m256i m, __m256d li, __m256d lj)
+{
+    const __m256d one = _mm256_set1_pd(1.0);
+    return ltr_avx2_keep(m, _mm256_sub_pd(_mm256_and_pd(_mm256_cmp_pd(li, lj, _CMP_GT_OQ), one),
+                                          _mm256_and_pd(_mm256_cmp_pd(li, lj, _CMP_LT_OQ), one)));
+}
+LTR_AVX2_HELPER __m256d ltr_avx2_abs(__m256d v)
+{
+    return _mm256_and_pd(v, _mm256_castsi256_pd(_mm256_set1_epi64x(0x7fffffffffffffffLL)));
+}
+/* veps + |delta| when norm_on, else veps + 0. */
+LTR_AVX2_HELPER __m256d ltr_avx2_den(__m256d veps, __m256d delta, int norm_on)
+{
+    const __m256d vabs = _mm256_castsi256_pd(_mm256_set1_epi64x(norm_on ? 0x7fffffffffffffffLL : 0));
+    return _mm256_add_pd(veps, _mm256_and_pd(delta, vabs));
+}
+/* x >= 0 ? b : a, lane by lane. */
+LTR_AVX2_HELPER __m256d ltr_avx2_sel_ge0(__m256d x, __m256d a, __m256d b)
+{
+    return _mm256_blendv_pd(a, b, _mm256_cmp_pd(x, _mm256_setzero_pd(), _CMP_GE_OQ));
+}
+LTR_AVX2_HELPER __m256d ltr_avx2_trunc(__m256d v) { return _mm256_round_pd(v, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC); }
+LTR_AVX2_HELPER __m256d ltr_avx2_rint(__m256d v)
+{
+    return _mm256_round_pd(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+}
+/* p 2^k for an integral k (|k| < 1023): k added to the exponent field. */
+LTR_AVX2_HELPER __m256d ltr_avx2_ldexp(__m256d p, __m256d k)
+{
     __m256i ki = _mm256_castpd_si256(_mm256_add_pd(k, _mm256_set1_pd(6755399441055744.0)));  /* 1.5 * 2^52 */
     return _mm256_castsi256_pd(_mm256_add_epi64(_mm256_castpd_si256(p), _mm256_slli_epi64(ki, 52)));
 }
-
-__attribute__((target("avx512f"))) static inline __m512d ltr_exp_avx512(__m512d x)
+LTR_AVX2_HELPER __m256i ltr_avx2_gt(__m256d v, double t)
 {
-    __m512d k = _mm512_roundscale_pd(_mm512_mul_pd(x, _mm512_set1_pd(1.4426950408889634)),
-                                     _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m512d r = _mm512_fnmadd_pd(k, _mm512_set1_pd(LTR_LN2_HI), x);
-    r = _mm512_fnmadd_pd(k, _mm512_set1_pd(LTR_LN2_LO), r);
-    __m512d p;
-    LTR_EXP_POLY(_mm512_fmadd_pd, _mm512_mul_pd, _mm512_set1_pd, p, r)
-    return _mm512_scalef_pd(p, k);
+    return _mm256_castpd_si256(_mm256_cmp_pd(v, _mm256_set1_pd(t), _CMP_GT_OQ));
+}
+/* mask ? b : a, and a + (mask ? b : 0), lane by lane. */
+LTR_AVX2_HELPER __m256d ltr_avx2_sel(__m256i m, __m256d a, __m256d b) { return _mm256_blendv_pd(a, b, _mm256_castsi256_pd(m)); }
+LTR_AVX2_HELPER __m256d ltr_avx2_add_where(__m256i m, __m256d a, __m256d b)
+{
+    return _mm256_add_pd(a, _mm256_and_pd(_mm256_castsi256_pd(m), b));
+}
+LTR_AVX2_HELPER __m256d ltr_avx2_recip(__m256d a) { return _mm256_div_pd(_mm256_set1_pd(1.0), a); }
+LTR_AVX2_HELPER double ltr_avx2_sum(__m256d v)
+{
+    double t[4];
+    _mm256_storeu_pd(t, v);
+    return (t[0] + t[1]) + (t[2] + t[3]);
 }
 
-/* log1p(u) for 0 <= u <= 1: m = 1 + u (rounded; the rounding error restored by a first-order
- * term), m scaled into [sqrt(1/2), sqrt(2)] by 2^-k, log m = 2 atanh(s), s = (m - 1) / (m + 1),
- * |s| <= 0.172, by the odd series to s^21 (truncation error below 1e-17 relative). */
-#define LTR_ATANH_POLY(FMA, MUL, SET1, p, z)                                          \
-    {                                                                                \
-        __typeof__(z) z2 = MUL(z, z), z4, z8, a0, a1, a2, a3, a4;                     \
-        a0 = FMA(z, SET1(1.0 / 3.0), SET1(1.0));                                      \
-        a1 = FMA(z, SET1(1.0 / 7.0), SET1(1.0 / 5.0));                                \
-        a2 = FMA(z, SET1(1.0 / 11.0), SET1(1.0 / 9.0));                               \
-        a3 = FMA(z, SET1(1.0 / 15.0), SET1(1.0 / 13.0));                              \
-        a4 = FMA(z, SET1(1.0 / 19.0), SET1(1.0 / 17.0));                              \
-        z4 = MUL(z2, z2);                                                             \
-        a0 = FMA(a1, z2, a0);                                                         \
-        a2 = FMA(a3, z2, a2);                                                         \
-        a4 = FMA(SET1(1.0 / 21.0), z2, a4);                                           \
-        z8 = MUL(z4, z4);                                                             \
-        a0 = FMA(a2, z4, a0);                                                         \
-        p = FMA(a4, z8, a0);                                                          \
-    }
+/* AVX-512F: 8 pairs per step, the mask of the last step a __mmask8 (masked loads and stores). */
+#define ltr_avx512_W 512
+#define ltr_avx512_FN __attribute__((target("avx512f"))) static
+#define LTR_AVX512_HELPER __attribute__((target("avx512f"), always_inline)) static inline
+typedef __m512d ltr_avx512_vec;
+typedef __mmask8 ltr_avx512_mask;
 
-__attribute__((target("avx2,fma"))) static inline __m256d ltr_log1p01_avx2(__m256d u)
+LTR_AVX512_HELPER __mmask8 ltr_avx512_tail(Py_ssize_t rem)
 {
-    const __m256d one = _mm256_set1_pd(1.0);
-    __m256d m = _mm256_add_pd(one, u);
-    __m256d c = _mm256_div_pd(_mm256_sub_pd(u, _mm256_sub_pd(m, one)), m);
-    __m256d big = _mm256_cmp_pd(m, _mm256_set1_pd(1.4142135623730951), _CMP_GT_OQ);
-    m = _mm256_blendv_pd(m, _mm256_mul_pd(m, _mm256_set1_pd(0.5)), big);
-    __m256d f = _mm256_sub_pd(m, one);
-    __m256d s = _mm256_div_pd(f, _mm256_add_pd(_mm256_set1_pd(2.0), f));
-    __m256d z = _mm256_mul_pd(s, s), p;
-    LTR_ATANH_POLY(_mm256_fmadd_pd, _mm256_mul_pd, _mm256_set1_pd, p, z)
-    __m256d lg = _mm256_fmadd_pd(_mm256_add_pd(s, s), p, c);
-    return _mm256_add_pd(lg, _mm256_and_pd(big, _mm256_set1_pd(0.6931471805599453)));
+    return rem >= 8 ? (__mmask8)0xFF : (__mmask8)((1u << rem) - 1u);
 }
-
-__attribute__((target("avx512f"))) static inline __m512d ltr_log1p01_avx512(__m512d u)
+LTR_AVX512_HELPER __m512d ltr_avx512_load(__mmask8 m, const double *p) { return _mm512_maskz_loadu_pd(m, p); }
+LTR_AVX512_HELPER void ltr_avx512_add_to(double *p, __mmask8 m, __m512d v)
+{
+    _mm512_mask_storeu_pd(p, m, _mm512_add_pd(_mm512_maskz_loadu_pd(m, p), v));
+}
+LTR_AVX512_HELPER __m512d ltr_avx512_keep(__mmask8 m, __m512d v) { return _mm512_maskz_mov_pd(m, v); }
+LTR_AVX512_HELPER __m512d ltr_avx512_sign(__mmask8 m, __m512d li, __m512d lj)
 {
     const __m512d one = _mm512_set1_pd(1.0);
-    __m512d m = _mm512_add_pd(one, u);
-    __m512d c = _mm512_div_pd(_mm512_sub_pd(u, _mm512_sub_pd(m, one)), m);
-    __mmask8 big = _mm512_cmp_pd_mask(m, _mm512_set1_pd(1.4142135623730951), _CMP_GT_OQ);
-    m = _mm512_mask_mul_pd(m, big, m, _mm512_set1_pd(0.5));
-    __m512d f = _mm512_sub_pd(m, one);
-    __m512d s = _mm512_div_pd(f, _mm512_add_pd(_mm512_set1_pd(2.0), f));
-    __m512d z = _mm512_mul_pd(s, s), p;
-    LTR_ATANH_POLY(_mm512_fmadd_pd, _mm512_mul_pd, _mm512_set1_pd, p, z)
-    __m512d lg = _mm512_fmadd_pd(_mm512_add_pd(s, s), p, c);
-    return _mm512_mask_add_pd(lg, big, lg, _mm512_set1_pd(0.6931471805599453));
+    return _mm512_sub_pd(_mm512_maskz_mov_pd(_mm512_mask_cmp_pd_mask(m, li, lj, _CMP_GT_OQ), one),
+                         _mm512_maskz_mov_pd(_mm512_mask_cmp_pd_mask(m, li, lj, _CMP_LT_OQ), one));
 }
-
-/* ltr_row_grid with AVX2 + FMA intrinsics, 4 pairs per step; the last step masked, so
- * nothing is read or written past cnt. The grid value exp(x_b) is computed (ltr_exp_avx2
- * at x_b = (b / factor + lo) * sigma) rather than looked up: gathers are slow on many x86
- * CPUs. It agrees with LightGBM's table entry to about 1e-15 relative. */
-__attribute__((target("avx2,fma"))) static void
-ltr_row_grid_avx2(Py_ssize_t i, Py_ssize_t cnt, const double *ss, const double *ld, const double *gs,
-                  const double *disc, double inv_max, double sigma, double eps, int norm_on, int exact,
-                  int want_loss, double lo, double factor, double *lam, double *hs, double *acc)
+LTR_AVX512_HELPER __m512d ltr_avx512_abs(__m512d v) { return _mm512_abs_pd(v); }
+LTR_AVX512_HELPER __m512d ltr_avx512_den(__m512d veps, __m512d delta, int norm_on)
 {
-    static const int64_t tail[8] = {-1, -1, -1, -1, 0, 0, 0, 0};
-    const __m256d si = _mm256_set1_pd(ss[i]), li = _mm256_set1_pd(ld[i]), gi = _mm256_set1_pd(gs[i]);
-    const __m256d di = _mm256_set1_pd(disc[i]), vinv = _mm256_set1_pd(inv_max);
-    const __m256d vsig = _mm256_set1_pd(sigma), vs2 = _mm256_set1_pd(sigma * sigma);
-    const __m256d veps = _mm256_set1_pd(norm_on ? eps : 1.0);
-    const __m256d vabs = _mm256_castsi256_pd(_mm256_set1_epi64x(norm_on ? 0x7fffffffffffffffLL : 0));
-    const __m256d vlo = _mm256_set1_pd(lo), vhi = _mm256_set1_pd(-lo), vfac = _mm256_set1_pd(factor);
-    const __m256d one = _mm256_set1_pd(1.0);
-    const __m256d bmax = _mm256_set1_pd(LTR_SIGMOID_BINS - 1), vstep = _mm256_set1_pd(1.0 / factor);
-    const __m256d absm = _mm256_castsi256_pd(_mm256_set1_epi64x(0x7fffffffffffffffLL)), v700 = _mm256_set1_pd(700.0);
-    __m256d al = _mm256_setzero_pd(), ah = _mm256_setzero_pd(), as = _mm256_setzero_pd();
-    __m256d aloss = _mm256_setzero_pd();
-    for (Py_ssize_t j = i + 1; j < cnt; j += 4) {
-        Py_ssize_t rem = cnt - j;
-        __m256i m = _mm256_loadu_si256((const __m256i *)(tail + 4 - (rem < 4 ? rem : 4)));
-        __m256d mv = _mm256_castsi256_pd(m);
-        __m256d lj = _mm256_maskload_pd(ld + j, m);
-        __m256d sg = _mm256_sub_pd(_mm256_and_pd(_mm256_cmp_pd(li, lj, _CMP_GT_OQ), one),
-                                   _mm256_and_pd(_mm256_cmp_pd(li, lj, _CMP_LT_OQ), one));
-        sg = _mm256_and_pd(sg, mv);
-        __m256d delta = _mm256_and_pd(_mm256_mul_pd(sg, _mm256_sub_pd(si, _mm256_maskload_pd(ss + j, m))), mv);
-        __m256d w = _mm256_mul_pd(sg, _mm256_sub_pd(gi, _mm256_maskload_pd(gs + j, m)));
-        w = _mm256_mul_pd(_mm256_mul_pd(w, _mm256_sub_pd(di, _mm256_maskload_pd(disc + j, m))), vinv);
-        w = _mm256_and_pd(w, mv);
-        __m256d den = _mm256_add_pd(veps, _mm256_and_pd(delta, vabs));
-        __m256d e, np_ = one, nq_;
-        if (exact) {  /* rho = np_ / (1 + e), 1 - rho = nq_ / (1 + e), e = exp(-|sigma delta|) */
-            __m256d x = _mm256_mul_pd(vsig, delta);
-            e = ltr_exp_avx2(_mm256_sub_pd(_mm256_setzero_pd(), _mm256_min_pd(_mm256_and_pd(x, absm), v700)));
-            __m256d pos = _mm256_cmp_pd(x, _mm256_setzero_pd(), _CMP_GE_OQ);
-            np_ = _mm256_blendv_pd(one, e, pos);
-            nq_ = _mm256_blendv_pd(e, one, pos);
-        } else {  /* rho = 1 / (1 + e), e = exp(x_b) at the grid point below delta */
-            __m256d c = _mm256_min_pd(_mm256_max_pd(delta, vlo), vhi);  /* NaN -> lo */
-            __m256d b = _mm256_round_pd(_mm256_mul_pd(_mm256_sub_pd(c, vlo), vfac),
-                                        _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
-            b = _mm256_min_pd(b, bmax);
-            e = ltr_exp_avx2(_mm256_mul_pd(_mm256_add_pd(_mm256_mul_pd(b, vstep), vlo), vsig));
-            nq_ = e;
-        }
-        __m256d r = _mm256_div_pd(one, _mm256_mul_pd(_mm256_add_pd(one, e), den));
-        __m256d q = _mm256_mul_pd(w, r);
-        __m256d pl = _mm256_mul_pd(_mm256_mul_pd(vsig, q), np_);
-        __m256d ph = _mm256_mul_pd(_mm256_mul_pd(_mm256_mul_pd(vs2, q), _mm256_mul_pd(np_, nq_)),
-                                   _mm256_mul_pd(r, den));
-        __m256d spl = _mm256_mul_pd(sg, pl);
-        al = _mm256_sub_pd(al, spl);
-        ah = _mm256_add_pd(ah, ph);
-        as = _mm256_add_pd(as, pl);
-        if (want_loss) {  /* (w / den) * log(1 + exp(-sigma delta)) */
-            __m256d x = _mm256_mul_pd(vsig, delta);
-            __m256d em = exact ? e : ltr_exp_avx2(_mm256_sub_pd(_mm256_setzero_pd(),
-                                                                _mm256_min_pd(_mm256_and_pd(x, absm), v700)));
-            __m256d sp = _mm256_add_pd(_mm256_max_pd(_mm256_sub_pd(_mm256_setzero_pd(), x), _mm256_setzero_pd()),
-                                       ltr_log1p01_avx2(em));
-            aloss = _mm256_fmadd_pd(_mm256_mul_pd(q, _mm256_add_pd(one, e)), sp, aloss);
-        }
-        _mm256_maskstore_pd(lam + j, m, _mm256_add_pd(_mm256_maskload_pd(lam + j, m), spl));
-        _mm256_maskstore_pd(hs + j, m, _mm256_add_pd(_mm256_maskload_pd(hs + j, m), ph));
-    }
-    double t[4];
-    _mm256_storeu_pd(t, al);
-    acc[0] = (t[0] + t[1]) + (t[2] + t[3]);
-    _mm256_storeu_pd(t, ah);
-    acc[1] = (t[0] + t[1]) + (t[2] + t[3]);
-    _mm256_storeu_pd(t, as);
-    acc[2] = (t[0] + t[1]) + (t[2] + t[3]);
-    _mm256_storeu_pd(t, aloss);
-    acc[3] = (t[0] + t[1]) + (t[2] + t[3]);
+    return _mm512_add_pd(veps, _mm512_maskz_mov_pd(norm_on ? (__mmask8)0xFF : (__mmask8)0, _mm512_abs_pd(delta)));
 }
-
-/* The same with AVX-512F, 8 pairs per step (masked loads and stores on the last one). */
-__attribute__((target("avx512f"))) static void
-ltr_row_grid_avx512(Py_ssize_t i, Py_ssize_t cnt, const double *ss, const double *ld, const double *gs,
-                    const double *disc, double inv_max, double sigma, double eps, int norm_on, int exact,
-                    int want_loss, double lo, double factor, double *lam, double *hs, double *acc)
+LTR_AVX512_HELPER __m512d ltr_avx512_sel_ge0(__m512d x, __m512d a, __m512d b)
 {
-    const __m512d si = _mm512_set1_pd(ss[i]), li = _mm512_set1_pd(ld[i]), gi = _mm512_set1_pd(gs[i]);
-    const __m512d di = _mm512_set1_pd(disc[i]), vinv = _mm512_set1_pd(inv_max);
-    const __m512d vsig = _mm512_set1_pd(sigma), vs2 = _mm512_set1_pd(sigma * sigma);
-    const __m512d veps = _mm512_set1_pd(norm_on ? eps : 1.0);
-    const __mmask8 nmask = norm_on ? 0xFF : 0;
-    const __m512d vlo = _mm512_set1_pd(lo), vhi = _mm512_set1_pd(-lo), vfac = _mm512_set1_pd(factor);
-    const __m512d one = _mm512_set1_pd(1.0), zero = _mm512_setzero_pd();
-    const __m512d bmax = _mm512_set1_pd(LTR_SIGMOID_BINS - 1), vstep = _mm512_set1_pd(1.0 / factor);
-    const __m512d v700 = _mm512_set1_pd(700.0);
-    __m512d al = zero, ah = zero, as = zero, aloss = zero;
-    for (Py_ssize_t j = i + 1; j < cnt; j += 8) {
-        Py_ssize_t rem = cnt - j;
-        __mmask8 m = rem >= 8 ? (__mmask8)0xFF : (__mmask8)((1u << rem) - 1u);
-        __m512d lj = _mm512_maskz_loadu_pd(m, ld + j);
-        __m512d sg = _mm512_sub_pd(_mm512_maskz_mov_pd(_mm512_mask_cmp_pd_mask(m, li, lj, _CMP_GT_OQ), one),
-                                   _mm512_maskz_mov_pd(_mm512_mask_cmp_pd_mask(m, li, lj, _CMP_LT_OQ), one));
-        __m512d delta = _mm512_maskz_mul_pd(m, sg, _mm512_sub_pd(si, _mm512_maskz_loadu_pd(m, ss + j)));
-        __m512d w = _mm512_mul_pd(sg, _mm512_sub_pd(gi, _mm512_maskz_loadu_pd(m, gs + j)));
-        w = _mm512_maskz_mul_pd(m, _mm512_mul_pd(w, _mm512_sub_pd(di, _mm512_maskz_loadu_pd(m, disc + j))), vinv);
-        __m512d den = _mm512_add_pd(veps, _mm512_maskz_mov_pd(nmask, _mm512_abs_pd(delta)));
-        __m512d e, np_ = one, nq_;
-        if (exact) {  /* rho = np_ / (1 + e), 1 - rho = nq_ / (1 + e), e = exp(-|sigma delta|) */
-            __m512d x = _mm512_mul_pd(vsig, delta);
-            e = ltr_exp_avx512(_mm512_sub_pd(zero, _mm512_min_pd(_mm512_abs_pd(x), v700)));
-            __mmask8 pos = _mm512_cmp_pd_mask(x, zero, _CMP_GE_OQ);
-            np_ = _mm512_mask_blend_pd(pos, one, e);
-            nq_ = _mm512_mask_blend_pd(pos, e, one);
-        } else {  /* rho = 1 / (1 + e), e = exp(x_b) at the grid point below delta */
-            __m512d c = _mm512_min_pd(_mm512_max_pd(delta, vlo), vhi);  /* NaN -> lo */
-            __m512d b = _mm512_roundscale_pd(_mm512_mul_pd(_mm512_sub_pd(c, vlo), vfac),
-                                             _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
-            b = _mm512_min_pd(b, bmax);
-            e = ltr_exp_avx512(_mm512_mul_pd(_mm512_add_pd(_mm512_mul_pd(b, vstep), vlo), vsig));
-            nq_ = e;
-        }
-        /* r = 1 / a: 14-bit estimate, two Newton steps (error ~1 ulp; a >= 0.01, finite) */
-        __m512d a = _mm512_mul_pd(_mm512_add_pd(one, e), den);
-        __m512d r = _mm512_rcp14_pd(a);
-        r = _mm512_fmadd_pd(r, _mm512_fnmadd_pd(a, r, one), r);
-        r = _mm512_fmadd_pd(r, _mm512_fnmadd_pd(a, r, one), r);
-        __m512d q = _mm512_mul_pd(w, r);
-        __m512d pl = _mm512_mul_pd(_mm512_mul_pd(vsig, q), np_);
-        __m512d ph = _mm512_mul_pd(_mm512_mul_pd(_mm512_mul_pd(vs2, q), _mm512_mul_pd(np_, nq_)),
-                                   _mm512_mul_pd(r, den));
-        __m512d spl = _mm512_mul_pd(sg, pl);
-        al = _mm512_sub_pd(al, spl);
-        ah = _mm512_add_pd(ah, ph);
-        as = _mm512_add_pd(as, pl);
-        if (want_loss) {  /* (w / den) * log(1 + exp(-sigma delta)) */
-            __m512d x = _mm512_mul_pd(vsig, delta);
-            __m512d em = exact ? e : ltr_exp_avx512(_mm512_sub_pd(zero, _mm512_min_pd(_mm512_abs_pd(x), v700)));
-            __m512d sp = _mm512_add_pd(_mm512_max_pd(_mm512_sub_pd(zero, x), zero), ltr_log1p01_avx512(em));
-            aloss = _mm512_fmadd_pd(_mm512_mul_pd(q, _mm512_add_pd(one, e)), sp, aloss);
-        }
-        _mm512_mask_storeu_pd(lam + j, m, _mm512_add_pd(_mm512_maskz_loadu_pd(m, lam + j), spl));
-        _mm512_mask_storeu_pd(hs + j, m, _mm512_add_pd(_mm512_maskz_loadu_pd(m, hs + j), ph));
-    }
-    acc[0] = _mm512_reduce_add_pd(al);
-    acc[1] = _mm512_reduce_add_pd(ah);
-    acc[2] = _mm512_reduce_add_pd(as);
-    acc[3] = _mm512_reduce_add_pd(aloss);
+    return _mm512_mask_blend_pd(_mm512_cmp_pd_mask(x, _mm512_setzero_pd(), _CMP_GE_OQ), a, b);
 }
+LTR_AVX512_HELPER __m512d ltr_avx512_trunc(__m512d v)
+{
+    return _mm512_roundscale_pd(v, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
+}
+LTR_AVX512_HELPER __m512d ltr_avx512_rint(__m512d v)
+{
+    return _mm512_roundscale_pd(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+}
+LTR_AVX512_HELPER __m512d ltr_avx512_ldexp(__m512d p, __m512d k) { return _mm512_scalef_pd(p, k); }
+LTR_AVX512_HELPER __mmask8 ltr_avx512_gt(__m512d v, double t)
+{
+    return _mm512_cmp_pd_mask(v, _mm512_set1_pd(t), _CMP_GT_OQ);
+}
+LTR_AVX512_HELPER __m512d ltr_avx512_sel(__mmask8 m, __m512d a, __m512d b) { return _mm512_mask_blend_pd(m, a, b); }
+LTR_AVX512_HELPER __m512d ltr_avx512_add_where(__mmask8 m, __m512d a, __m512d b)
+{
+    return _mm512_mask_add_pd(a, m, a, b);
+}
+/* 1 / a: 14-bit estimate, two Newton steps (error ~1 ulp; a >= 0.01, finite). */
+LTR_AVX512_HELPER __m512d ltr_avx512_recip(__m512d a)
+{
+    const __m512d one = _mm512_set1_pd(1.0);
+    __m512d r = _mm512_rcp14_pd(a);
+    r = _mm512_fmadd_pd(r, _mm512_fnmadd_pd(a, r, one), r);
+    return _mm512_fmadd_pd(r, _mm512_fnmadd_pd(a, r, one), r);
+}
+LTR_AVX512_HELPER double ltr_avx512_sum(__m512d v) { return _mm512_reduce_add_pd(v); }
+
+/* ltr_avx2_exp, _log1p01, _row_grid and the same for avx512: one body (ltr_row_simd.h), two widths. */
+#define LTR_ISA ltr_avx2
+#include "ltr_row_simd.h"
+#undef LTR_ISA
+#define LTR_ISA ltr_avx512
+#include "ltr_row_simd.h"
+#undef LTR_ISA
 
 /* 2: AVX-512F, 1: AVX2 and FMA, 0: the portable loop: the shared probe's level (simd.h). */
 static int ltr_simd_level(void) { return rk_simd_level(); }
@@ -453,23 +381,34 @@ static inline double ltr_sigmoid(double x)
     return e / (1.0 + e);
 }
 
+/* One pair (i, j) with different labels of the scalar rows: sg = sign(label_i - label_j),
+ * delta = s_high - s_low, w = |delta NDCG| weight, divided by eps + |delta| when norm_on. */
+typedef struct { double sg, delta, w; } ltr_pair;
+static inline ltr_pair ltr_pair_at(const double *ss, const double *ld, const double *gs, const double *disc,
+                                   Py_ssize_t i, Py_ssize_t j, double inv_max, double eps, int norm_on)
+{
+    ltr_pair q;
+    q.sg = ld[i] > ld[j] ? 1.0 : -1.0;
+    q.delta = q.sg * (ss[i] - ss[j]);
+    q.w = q.sg * (gs[i] - gs[j]) * (disc[i] - disc[j]) * inv_max;
+    if (norm_on) q.w = q.w / (eps + fabs(q.delta));
+    return q;
+}
+
 /* ltr_row_grid with the exact logistic function (scalar: one exp per pair). */
 static void ltr_row_exact(Py_ssize_t i, Py_ssize_t cnt, const double *ss, const double *ld,
                           const double *gs, const double *disc, double inv_max, double sigma,
                           double eps, int norm_on, double *restrict lam, double *restrict hs, double *acc)
 {
-    const double si = ss[i], li = ld[i], gi = gs[i], di = disc[i], s2 = sigma * sigma;
+    const double s2 = sigma * sigma;
     double al = 0.0, ah = 0.0, as = 0.0;
     for (Py_ssize_t j = i + 1; j < cnt; j++) {
-        if (li == ld[j]) continue;
-        double sg = li > ld[j] ? 1.0 : -1.0;
-        double delta = sg * (si - ss[j]);
-        double dpair = sg * (gi - gs[j]) * (di - disc[j]) * inv_max;
-        if (norm_on) dpair = dpair / (eps + fabs(delta));
-        double p = 1.0 - ltr_sigmoid(sigma * delta);
-        double ph = p * (1.0 - p) * s2 * dpair;
-        double pl = p * sigma * dpair;
-        double spl = sg * pl;
+        if (ld[i] == ld[j]) continue;
+        ltr_pair q = ltr_pair_at(ss, ld, gs, disc, i, j, inv_max, eps, norm_on);
+        double p = 1.0 - ltr_sigmoid(sigma * q.delta);
+        double ph = p * (1.0 - p) * s2 * q.w;
+        double pl = p * sigma * q.w;
+        double spl = q.sg * pl;
         al -= spl;
         lam[j] += spl;
         ah += ph;
@@ -491,14 +430,10 @@ static double ltr_row_loss(Py_ssize_t i, Py_ssize_t cnt, const double *ss, const
                            const double *gs, const double *disc, double inv_max, double sigma,
                            double eps, int norm_on, double loss)
 {
-    const double si = ss[i], li = ld[i], gi = gs[i], di = disc[i];
     for (Py_ssize_t j = i + 1; j < cnt; j++) {
-        if (li == ld[j]) continue;
-        double sg = li > ld[j] ? 1.0 : -1.0;
-        double delta = sg * (si - ss[j]);
-        double dpair = sg * (gi - gs[j]) * (di - disc[j]) * inv_max;
-        if (norm_on) dpair = dpair / (eps + fabs(delta));
-        loss = loss + dpair * ltr_softplus(-sigma * delta);
+        if (ld[i] == ld[j]) continue;
+        ltr_pair q = ltr_pair_at(ss, ld, gs, disc, i, j, inv_max, eps, norm_on);
+        loss = loss + q.w * ltr_softplus(-sigma * q.delta);
     }
     return loss;
 }
@@ -511,12 +446,12 @@ static inline void ltr_row_any(int level, int exact, int want_loss, Py_ssize_t i
 {
 #ifdef LTR_X86
     if (level == 2) {
-        ltr_row_grid_avx512(i, cnt, ss, ld, gs, disc, inv_max, sigma, eps, norm_on, exact, want_loss, lo,
+        ltr_avx512_row_grid(i, cnt, ss, ld, gs, disc, inv_max, sigma, eps, norm_on, exact, want_loss, lo,
                             factor, lam, hs, acc);
         return;
     }
     if (level == 1) {
-        ltr_row_grid_avx2(i, cnt, ss, ld, gs, disc, inv_max, sigma, eps, norm_on, exact, want_loss, lo,
+        ltr_avx2_row_grid(i, cnt, ss, ld, gs, disc, inv_max, sigma, eps, norm_on, exact, want_loss, lo,
                           factor, lam, hs, acc);
         return;
     }

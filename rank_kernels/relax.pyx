@@ -103,6 +103,94 @@ cdef inline void _fill(double *a, Py_ssize_t n, double v) noexcept nogil:
         a[j] = v
 
 
+# ------------------------------------------------------------------------------------------------
+# the row driver: every kernel is a row function run by _run_rows
+
+# What a row function reads: the rows, their dtype and the method's parameters. The arrays are
+# C-contiguous; x, cot and out have the dtype named by f64 (gumbel: always float64).
+ctypedef struct _Rows:
+    const void *x          # (m, n) input rows
+    const void *cot        # (m, n) or (m, n, n) cotangents, or NULL
+    void *out              # (m, n) or (m, n, n) output (softrank_ndcg: (m,) float64)
+    bint f64               # float64 rows (else float32)
+    Py_ssize_t m, n        # rows, row length
+    double sign            # +-1: the direction the rows are read in
+    double p, q            # the method's parameters (1 / tau; h and k; alpha and delta)
+    Py_ssize_t K           # depth (smoothi, softrank_ndcg) or k (gumbel)
+    const double *tab      # smoothi weights (K,) or softrank_ndcg gains (m, n)
+    const double *dcot     # softrank_ndcg_vjp cotangents (m,)
+
+# One row of one kernel: reads row `row` through a, writes its output; buf, ib, big are the
+# calling thread's scratch (sizes given to _run_rows; ib, big NULL when 0). A row function
+# of a method pair computes the forward pass when a.cot is NULL, else the VJP.
+ctypedef void (*_row_fn)(const _Rows *a, Py_ssize_t row, double *buf, Py_ssize_t *ib,
+                         double *big) noexcept nogil
+
+
+cdef _Rows _args(const floating[:, ::1] x, const void *cot, void *out, double sign, double p, double q):
+    """The _Rows of the rows x: cotangents cot (or NULL), output out, parameters p and q; no K,
+    no table."""
+    cdef _Rows a
+    a.x = &x[0, 0]
+    a.cot = cot
+    a.out = out
+    a.f64 = floating is double
+    a.m = x.shape[0]
+    a.n = x.shape[1]
+    a.sign = sign
+    a.p = p
+    a.q = q
+    a.K = 0
+    a.tab = NULL
+    a.dcot = NULL
+    return a
+
+
+cdef int _run_rows(_row_fn fn, _Rows a, Py_ssize_t n_buf, Py_ssize_t n_ib, Py_ssize_t n_big, int n_threads,
+                   const char *name) except -1:
+    """fn(&a, row, buf, ib, big) for every row of [0, a.m), rows shared dynamically among n_threads
+    OpenMP threads without the GIL. Each thread allocates its scratch once: buf (n_buf doubles),
+    ib (n_ib Py_ssize_t) and big (n_big doubles; ib and big NULL when their size is 0). A thread
+    that cannot allocate runs no row, and MemoryError("<name>: ...") is raised at the end."""
+    cdef Py_ssize_t row
+    cdef double *buf = NULL
+    cdef double *big = NULL
+    cdef Py_ssize_t *ib = NULL
+    cdef const _Rows *ap = &a
+    cdef rk_status *st = new_status(n_threads, name)
+    with nogil, parallel(num_threads=n_threads):
+        buf = <double *>rk_malloc(n_buf * sizeof(double))
+        ib = <Py_ssize_t *>rk_malloc(n_ib * sizeof(Py_ssize_t)) if n_ib > 0 else NULL
+        big = <double *>rk_malloc(n_big * sizeof(double)) if n_big > 0 else NULL
+        if True:  # every thread must reach the prange, even one whose allocation failed
+            for row in prange(ap.m, schedule="dynamic"):
+                if buf == NULL or (n_ib > 0 and ib == NULL) or (n_big > 0 and big == NULL):
+                    rk_status_fail(st)
+                    continue
+                fn(ap, row, buf, ib, big)
+        free(buf)
+        free(ib)
+        free(big)
+    return check_status(st, name)
+
+
+cdef inline void _get(const _Rows *a, const void *src, Py_ssize_t off, double *dst, Py_ssize_t cnt,
+                      double sign) noexcept nogil:
+    """dst[0:cnt] = sign * src[off:off + cnt] in float64 (src: x or cot, of the rows' dtype)."""
+    if a.f64:
+        _load(<const double *>src + off, dst, cnt, sign)
+    else:
+        _load(<const float *>src + off, dst, cnt, sign)
+
+
+cdef inline void _put(const _Rows *a, const double *src, Py_ssize_t off, Py_ssize_t cnt, double sign) noexcept nogil:
+    """out[off:off + cnt] = sign * src[0:cnt], rounded to the rows' dtype."""
+    if a.f64:
+        _store(src, <double *>a.out + off, cnt, sign)
+    else:
+        _store(src, <float *>a.out + off, cnt, sign)
+
+
 cdef extern from *:
     """
     #include "sort.h"
@@ -197,48 +285,30 @@ cdef void _sigmoid_row(const double *x, Py_ssize_t n, double inv, double *r, dou
             out[i] = out[i] * inv
 
 
+cdef void _sigmoid_task(const _Rows *a, Py_ssize_t row, double *buf, Py_ssize_t *ib, double *big) noexcept nogil:
+    """Ranks of one row (a.cot == NULL; buf: 4n) or its VJP (buf: 5n); a.p = 1 / tau."""
+    cdef Py_ssize_t n = a.n
+    _get(a, a.x, row * n, buf, n, a.sign)
+    if a.cot == NULL:
+        _sigmoid_row(buf, n, a.p, buf + n, buf + 2 * n, buf + 3 * n, NULL, NULL)
+        _put(a, buf + n, row * n, n, 1.0)
+    else:
+        _get(a, a.cot, row * n, buf + n, n, 1.0)
+        _sigmoid_row(buf, n, a.p, NULL, buf + 2 * n, buf + 3 * n, buf + n, buf + 4 * n)
+        _put(a, buf + 4 * n, row * n, n, a.sign)
+
+
 def sigmoid_rank(const floating[:, ::1] x, double tau, double sign, floating[:, ::1] out, int n_threads):
     """Ascending pairwise-sigmoid ranks of the rows of sign * x (sign = +-1)."""
-    cdef Py_ssize_t m = x.shape[0], n = x.shape[1], row
-    cdef double *buf
-    cdef double inv = 1.0 / tau
-    buf = NULL
-    cdef rk_status *st = new_status(n_threads, b"sigmoid_rank")
-    with nogil, parallel(num_threads=n_threads):
-        buf = <double *>rk_malloc(4 * n * sizeof(double))
-        if True:  # every thread must reach the prange, even one whose allocation failed
-            for row in prange(m, schedule="dynamic"):
-                if not (buf != NULL):
-                    rk_status_fail(st)
-                    continue
-                _load(&x[row, 0], buf, n, sign)
-                _sigmoid_row(buf, n, inv, buf + n, buf + 2 * n, buf + 3 * n, NULL, NULL)
-                _store(buf + n, &out[row, 0], n, 1.0)
-            free(buf)
-    check_status(st, b"sigmoid_rank")
+    _run_rows(_sigmoid_task, _args(x, NULL, &out[0, 0], sign, 1.0 / tau, 0.0),
+              4 * x.shape[1], 0, 0, n_threads, b"sigmoid_rank")
 
 
 def sigmoid_vjp(const floating[:, ::1] x, const floating[:, ::1] cot, double tau, double sign,
                 floating[:, ::1] out, int n_threads):
     """Gradient of sum(cot * sigmoid_rank(sign * x)) with respect to x."""
-    cdef Py_ssize_t m = x.shape[0], n = x.shape[1], row
-    cdef double *buf
-    cdef double inv = 1.0 / tau
-    buf = NULL
-    cdef rk_status *st = new_status(n_threads, b"sigmoid_vjp")
-    with nogil, parallel(num_threads=n_threads):
-        buf = <double *>rk_malloc(5 * n * sizeof(double))
-        if True:  # every thread must reach the prange, even one whose allocation failed
-            for row in prange(m, schedule="dynamic"):
-                if not (buf != NULL):
-                    rk_status_fail(st)
-                    continue
-                _load(&x[row, 0], buf, n, sign)
-                _load(&cot[row, 0], buf + n, n, 1.0)
-                _sigmoid_row(buf, n, inv, NULL, buf + 2 * n, buf + 3 * n, buf + n, buf + 4 * n)
-                _store(buf + 4 * n, &out[row, 0], n, sign)
-            free(buf)
-    check_status(st, b"sigmoid_vjp")
+    _run_rows(_sigmoid_task, _args(x, &cot[0, 0], &out[0, 0], sign, 1.0 / tau, 0.0),
+              5 * x.shape[1], 0, 0, n_threads, b"sigmoid_vjp")
 
 
 # ------------------------------------------------------------------------------------------------
@@ -362,115 +432,64 @@ cdef void _ns_vjp_row(const double *x, const double *c, const double *C, Py_ssiz
     _abs_sums_vjp(x, n, idx, ga, g)
 
 
+cdef void _ns_task(const _Rows *a, Py_ssize_t row, double *buf, Py_ssize_t *ib, double *big) noexcept nogil:
+    """Ranks of one row (a.cot == NULL; buf: 5n) or its VJP (buf: 7n); ib: 2n; a.p = 1 / tau."""
+    cdef Py_ssize_t n = a.n
+    _get(a, a.x, row * n, buf, n, a.sign)
+    if a.cot == NULL:
+        _ns_rank_row(buf, n, a.p, buf + n, buf + 2 * n, buf + 3 * n, buf + 4 * n, ib, ib + n)
+        _put(a, buf + n, row * n, n, 1.0)
+    else:
+        _get(a, a.cot, row * n, buf + n, n, 1.0)
+        _ns_vjp_row(buf, buf + n, NULL, n, a.p, buf + 2 * n, buf + 3 * n, buf + 4 * n,
+                    buf + 5 * n, buf + 6 * n, ib, ib + n)
+        _put(a, buf + 2 * n, row * n, n, a.sign)
+
+
 def neuralsort_rank(const floating[:, ::1] x, double tau, double sign, floating[:, ::1] out, int n_threads):
     """Expected NeuralSort ranks of the rows of sign * x (descending: largest -> rank ~1)."""
-    cdef Py_ssize_t m = x.shape[0], n = x.shape[1], row
-    cdef double *buf
-    cdef Py_ssize_t *ib = NULL
-    cdef double inv = 1.0 / tau
-    buf = NULL
-    cdef rk_status *st = new_status(n_threads, b"neuralsort_rank")
-    with nogil, parallel(num_threads=n_threads):
-        buf = <double *>rk_malloc(5 * n * sizeof(double))
-        ib = <Py_ssize_t *>rk_malloc(2 * n * sizeof(Py_ssize_t))
-        if True:  # every thread must reach the prange, even one whose allocation failed
-            for row in prange(m, schedule="dynamic"):
-                if not (buf != NULL and ib != NULL):
-                    rk_status_fail(st)
-                    continue
-                _load(&x[row, 0], buf, n, sign)
-                _ns_rank_row(buf, n, inv, buf + n, buf + 2 * n, buf + 3 * n, buf + 4 * n, ib, ib + n)
-                _store(buf + n, &out[row, 0], n, 1.0)
-        free(buf)
-        free(ib)
-    check_status(st, b"neuralsort_rank")
+    _run_rows(_ns_task, _args(x, NULL, &out[0, 0], sign, 1.0 / tau, 0.0),
+              5 * x.shape[1], 2 * x.shape[1], 0, n_threads, b"neuralsort_rank")
 
 
 def neuralsort_vjp(const floating[:, ::1] x, const floating[:, ::1] cot, double tau, double sign,
                    floating[:, ::1] out, int n_threads):
     """Gradient of sum(cot * neuralsort_rank(sign * x)) with respect to x."""
-    cdef Py_ssize_t m = x.shape[0], n = x.shape[1], row
-    cdef double *buf
-    cdef Py_ssize_t *ib = NULL
-    cdef double inv = 1.0 / tau
-    buf = NULL
-    cdef rk_status *st = new_status(n_threads, b"neuralsort_vjp")
-    with nogil, parallel(num_threads=n_threads):
-        buf = <double *>rk_malloc(7 * n * sizeof(double))
-        ib = <Py_ssize_t *>rk_malloc(2 * n * sizeof(Py_ssize_t))
-        if True:  # every thread must reach the prange, even one whose allocation failed
-            for row in prange(m, schedule="dynamic"):
-                if not (buf != NULL and ib != NULL):
-                    rk_status_fail(st)
-                    continue
-                _load(&x[row, 0], buf, n, sign)
-                _load(&cot[row, 0], buf + n, n, 1.0)
-                _ns_vjp_row(buf, buf + n, NULL, n, inv, buf + 2 * n, buf + 3 * n, buf + 4 * n,
-                            buf + 5 * n, buf + 6 * n, ib, ib + n)
-                _store(buf + 2 * n, &out[row, 0], n, sign)
-        free(buf)
-        free(ib)
-    check_status(st, b"neuralsort_vjp")
+    _run_rows(_ns_task, _args(x, &cot[0, 0], &out[0, 0], sign, 1.0 / tau, 0.0),
+              7 * x.shape[1], 2 * x.shape[1], 0, n_threads, b"neuralsort_vjp")
+
+
+cdef void _ns_perm_task(const _Rows *a, Py_ssize_t row, double *buf, Py_ssize_t *ib, double *big) noexcept nogil:
+    """The matrix P of one row into out (m, n, n) (a.cot == NULL; buf: 4n), or the VJP of P with
+    the cotangent rows cot (m, n, n) (buf: 6n, big: n^2); ib: 2n; a.p = 1 / tau."""
+    cdef Py_ssize_t n = a.n, i, j
+    cdef double s
+    _get(a, a.x, row * n, buf, n, a.sign)
+    if a.cot != NULL:
+        _get(a, a.cot, row * n * n, big, n * n, 1.0)
+        _ns_vjp_row(buf, NULL, big, n, a.p, buf + n, buf + 2 * n, buf + 3 * n, buf + 4 * n, buf + 5 * n, ib, ib + n)
+        _put(a, buf + n, row * n, n, a.sign)
+        return
+    _argsort(buf, ib, ib + n, n)
+    _abs_sums(buf, n, ib, buf + n)
+    for i in range(1, n + 1):
+        s = _ns_row(buf, buf + n, n, i, a.p, 1, NULL, buf + 2 * n)
+        for j in range(n):
+            buf[3 * n + j] = buf[2 * n + j] / s
+        _put(a, buf + 3 * n, (row * n + i - 1) * n, n, 1.0)
 
 
 def neuralsort_perm(const floating[:, ::1] x, double tau, double sign, floating[:, :, ::1] out, int n_threads):
     """out[row] = the relaxed permutation matrix P of sign * x[row] (exact exponentials)."""
-    cdef Py_ssize_t m = x.shape[0], n = x.shape[1], row, i, j
-    cdef double *buf
-    cdef Py_ssize_t *ib = NULL
-    cdef double inv = 1.0 / tau, s
-    buf = NULL
-    cdef rk_status *st = new_status(n_threads, b"neuralsort_perm")
-    with nogil, parallel(num_threads=n_threads):
-        buf = <double *>rk_malloc(3 * n * sizeof(double))
-        ib = <Py_ssize_t *>rk_malloc(2 * n * sizeof(Py_ssize_t))
-        if True:  # every thread must reach the prange, even one whose allocation failed
-            for row in prange(m, schedule="dynamic"):
-                if not (buf != NULL and ib != NULL):
-                    rk_status_fail(st)
-                    continue
-                _load(&x[row, 0], buf, n, sign)
-                _argsort(buf, ib, ib + n, n)
-                _abs_sums(buf, n, ib, buf + n)
-                for i in range(1, n + 1):
-                    s = _ns_row(buf, buf + n, n, i, inv, 1, NULL, buf + 2 * n)
-                    for j in range(n):
-                        out[row, i - 1, j] = <floating>(buf[2 * n + j] / s)
-        free(buf)
-        free(ib)
-    check_status(st, b"neuralsort_perm")
+    _run_rows(_ns_perm_task, _args(x, NULL, &out[0, 0, 0], sign, 1.0 / tau, 0.0),
+              4 * x.shape[1], 2 * x.shape[1], 0, n_threads, b"neuralsort_perm")
 
 
 def neuralsort_perm_vjp(const floating[:, ::1] x, const floating[:, :, ::1] cot, double tau, double sign,
                         floating[:, ::1] out, int n_threads):
     """Gradient of sum(cot * P(sign * x)) with respect to x, row by row."""
-    cdef Py_ssize_t m = x.shape[0], n = x.shape[1], row, i, j
-    cdef double *buf
-    cdef double *cb = NULL
-    cdef Py_ssize_t *ib = NULL
-    cdef double inv = 1.0 / tau
-    buf = NULL
-    cdef rk_status *st = new_status(n_threads, b"neuralsort_perm_vjp")
-    with nogil, parallel(num_threads=n_threads):
-        buf = <double *>rk_malloc(6 * n * sizeof(double))
-        cb = <double *>rk_malloc(n * n * sizeof(double))
-        ib = <Py_ssize_t *>rk_malloc(2 * n * sizeof(Py_ssize_t))
-        if True:  # every thread must reach the prange, even one whose allocation failed
-            for row in prange(m, schedule="dynamic"):
-                if not (buf != NULL and ib != NULL and cb != NULL):
-                    rk_status_fail(st)
-                    continue
-                _load(&x[row, 0], buf, n, sign)
-                for i in range(n):
-                    for j in range(n):
-                        cb[i * n + j] = <double>cot[row, i, j]
-                _ns_vjp_row(buf, NULL, cb, n, inv, buf + n, buf + 2 * n, buf + 3 * n,
-                            buf + 4 * n, buf + 5 * n, ib, ib + n)
-                _store(buf + n, &out[row, 0], n, sign)
-        free(buf)
-        free(cb)
-        free(ib)
-    check_status(st, b"neuralsort_perm_vjp")
+    _run_rows(_ns_perm_task, _args(x, &cot[0, 0, 0], &out[0, 0], sign, 1.0 / tau, 0.0),
+              6 * x.shape[1], 2 * x.shape[1], x.shape[1] * x.shape[1], n_threads, b"neuralsort_perm_vjp")
 
 
 # ------------------------------------------------------------------------------------------------
@@ -481,65 +500,48 @@ cdef inline double _beat(double xi, double xj, double h) noexcept nogil:
     return 0.5 * erfc(-(xi - xj) * h)
 
 
+cdef void _softrank_task(const _Rows *a, Py_ssize_t row, double *buf, Py_ssize_t *ib, double *big) noexcept nogil:
+    """Expected ranks of one row (a.cot == NULL; buf: 2n) or their VJP (buf: 3n);
+    a.p = h = 1 / (2 sigma), a.q = k = 1 / (2 sigma sqrt(pi))."""
+    cdef Py_ssize_t n = a.n, i, j
+    cdef double h = a.p, k = a.q, p, d, t, acc
+    _get(a, a.x, row * n, buf, n, a.sign)
+    if a.cot == NULL:
+        _fill(buf + n, n, 1.0)
+        for i in range(n):
+            acc = 0.0
+            for j in range(i + 1, n):
+                p = _beat(buf[i], buf[j], h)      # i beats j
+                buf[n + j] = buf[n + j] + p
+                acc = acc + (1.0 - p)
+            buf[n + i] = buf[n + i] + acc
+        _put(a, buf + n, row * n, n, 1.0)
+        return
+    _get(a, a.cot, row * n, buf + n, n, 1.0)
+    _fill(buf + 2 * n, n, 0.0)
+    for i in range(n):
+        acc = 0.0
+        for j in range(i + 1, n):
+            t = (buf[i] - buf[j]) * h
+            d = (buf[n + j] - buf[n + i]) * k * exp(-t * t)
+            acc = acc + d
+            buf[2 * n + j] = buf[2 * n + j] - d
+        buf[2 * n + i] = buf[2 * n + i] + acc
+    _put(a, buf + 2 * n, row * n, n, a.sign)
+
+
 def softrank_rank(const floating[:, ::1] x, double sigma, double sign, floating[:, ::1] out, int n_threads):
     """Expected SoftRank ranks 1 + sum_{i != j} P(s_i > s_j) of the rows of sign * x (descending)."""
-    cdef Py_ssize_t m = x.shape[0], n = x.shape[1], row, i, j
-    cdef double *buf
-    cdef double h = 0.5 / sigma, p, acc
-    buf = NULL
-    cdef rk_status *st = new_status(n_threads, b"softrank_rank")
-    with nogil, parallel(num_threads=n_threads):
-        buf = <double *>rk_malloc(2 * n * sizeof(double))
-        if True:  # every thread must reach the prange, even one whose allocation failed
-            for row in prange(m, schedule="dynamic"):
-                if not (buf != NULL):
-                    rk_status_fail(st)
-                    continue
-                _load(&x[row, 0], buf, n, sign)
-                for j in range(n):
-                    buf[n + j] = 1.0
-                for i in range(n):
-                    acc = 0.0
-                    for j in range(i + 1, n):
-                        p = _beat(buf[i], buf[j], h)      # i beats j
-                        buf[n + j] = buf[n + j] + p
-                        acc = acc + (1.0 - p)
-                    buf[n + i] = buf[n + i] + acc
-                _store(buf + n, &out[row, 0], n, 1.0)
-            free(buf)
-    check_status(st, b"softrank_rank")
+    _run_rows(_softrank_task, _args(x, NULL, &out[0, 0], sign, 0.5 / sigma, 0.0),
+              2 * x.shape[1], 0, 0, n_threads, b"softrank_rank")
 
 
 def softrank_vjp(const floating[:, ::1] x, const floating[:, ::1] cot, double sigma, double sign,
                  floating[:, ::1] out, int n_threads):
     """Gradient of sum(cot * softrank_rank(sign * x)) with respect to x."""
-    cdef Py_ssize_t m = x.shape[0], n = x.shape[1], row, i, j
-    cdef double *buf
-    cdef double h = 0.5 / sigma, k = 1.0 / (2.0 * sigma * sqrt(M_PI)), d, t, acc
-    buf = NULL
-    cdef rk_status *st = new_status(n_threads, b"softrank_vjp")
-    with nogil, parallel(num_threads=n_threads):
-        buf = <double *>rk_malloc(3 * n * sizeof(double))
-        if True:  # every thread must reach the prange, even one whose allocation failed
-            for row in prange(m, schedule="dynamic"):
-                if not (buf != NULL):
-                    rk_status_fail(st)
-                    continue
-                _load(&x[row, 0], buf, n, sign)
-                _load(&cot[row, 0], buf + n, n, 1.0)
-                for j in range(n):
-                    buf[2 * n + j] = 0.0
-                for i in range(n):
-                    acc = 0.0
-                    for j in range(i + 1, n):
-                        t = (buf[i] - buf[j]) * h
-                        d = (buf[n + j] - buf[n + i]) * k * exp(-t * t)
-                        acc = acc + d
-                        buf[2 * n + j] = buf[2 * n + j] - d
-                    buf[2 * n + i] = buf[2 * n + i] + acc
-                _store(buf + 2 * n, &out[row, 0], n, sign)
-            free(buf)
-    check_status(st, b"softrank_vjp")
+    cdef double k = 1.0 / (2.0 * sigma * sqrt(M_PI))
+    _run_rows(_softrank_task, _args(x, &cot[0, 0], &out[0, 0], sign, 0.5 / sigma, k),
+              3 * x.shape[1], 0, 0, n_threads, b"softrank_vjp")
 
 
 cdef double _softrank_ndcg_row(const double *x, const double *gain, Py_ssize_t n, Py_ssize_t K,
@@ -597,53 +599,42 @@ cdef double _softrank_ndcg_row(const double *x, const double *gain, Py_ssize_t n
     return total
 
 
+cdef void _softrank_ndcg_task(const _Rows *a, Py_ssize_t row, double *buf, Py_ssize_t *ib,
+                              double *big) noexcept nogil:
+    """SoftNDCG of one row into out (m,) (a.dcot == NULL; buf: 4 (n + 1)), or cot[row] times its
+    gradient into out (m, n) (buf: 5 (n + 1), big: n (n + 1) / 2 + 1); gains a.tab (m, n)."""
+    cdef Py_ssize_t n = a.n
+    cdef double *g = buf + 4 * (n + 1)
+    _get(a, a.x, row * n, buf, n, 1.0)
+    if a.dcot == NULL:
+        (<double *>a.out)[row] = _softrank_ndcg_row(buf, a.tab + row * n, n, a.K, a.p, 0.0, 0.0, NULL,
+                                                    buf + (n + 1), NULL, NULL, buf + 2 * (n + 1))
+        return
+    _fill(g, n, 0.0)
+    _softrank_ndcg_row(buf, a.tab + row * n, n, a.K, a.p, a.q, a.dcot[row], g, buf + (n + 1), big,
+                       buf + 3 * (n + 1), buf + 2 * (n + 1))
+    _put(a, g, row * n, n, 1.0)
+
+
 def softrank_ndcg(const floating[:, ::1] x, const double[:, ::1] gain, Py_ssize_t K, double sigma,
                   double[::1] out, int n_threads):
     """out[row] = SoftNDCG numerator of row (gains already divided by the ideal DCG)."""
-    cdef Py_ssize_t m = x.shape[0], n = x.shape[1], row
-    cdef double *buf
-    cdef double h = 0.5 / sigma
-    buf = NULL
-    cdef rk_status *st = new_status(n_threads, b"softrank_ndcg")
-    with nogil, parallel(num_threads=n_threads):
-        buf = <double *>rk_malloc(4 * (n + 1) * sizeof(double))
-        if True:  # every thread must reach the prange, even one whose allocation failed
-            for row in prange(m, schedule="dynamic"):
-                if not (buf != NULL):
-                    rk_status_fail(st)
-                    continue
-                _load(&x[row, 0], buf, n, 1.0)
-                out[row] = _softrank_ndcg_row(buf, &gain[row, 0], n, K, h, 0.0, 0.0, NULL,
-                                              buf + (n + 1), NULL, NULL, buf + 2 * (n + 1))
-            free(buf)
-    check_status(st, b"softrank_ndcg")
+    cdef _Rows a = _args(x, NULL, &out[0], 1.0, 0.5 / sigma, 0.0)
+    a.tab = &gain[0, 0]
+    a.K = K
+    _run_rows(_softrank_ndcg_task, a, 4 * (x.shape[1] + 1), 0, 0, n_threads, b"softrank_ndcg")
 
 
 def softrank_ndcg_vjp(const floating[:, ::1] x, const double[:, ::1] gain, Py_ssize_t K, double sigma,
                       const double[::1] cot, floating[:, ::1] out, int n_threads):
     """out[row] = cot[row] * gradient of the SoftNDCG of row with respect to x[row]."""
-    cdef Py_ssize_t m = x.shape[0], n = x.shape[1], row
-    cdef double *buf
-    cdef double *tri = NULL
-    cdef double h = 0.5 / sigma, k = 1.0 / (2.0 * sigma * sqrt(M_PI))
-    buf = NULL
-    cdef rk_status *st = new_status(n_threads, b"softrank_ndcg_vjp")
-    with nogil, parallel(num_threads=n_threads):
-        buf = <double *>rk_malloc(5 * (n + 1) * sizeof(double))
-        tri = <double *>rk_malloc((n * (n + 1) // 2 + 1) * sizeof(double))
-        if True:  # every thread must reach the prange, even one whose allocation failed
-            for row in prange(m, schedule="dynamic"):
-                if not (buf != NULL and tri != NULL):
-                    rk_status_fail(st)
-                    continue
-                _load(&x[row, 0], buf, n, 1.0)
-                _fill(buf + 4 * (n + 1), n, 0.0)
-                _softrank_ndcg_row(buf, &gain[row, 0], n, K, h, k, cot[row], buf + 4 * (n + 1),
-                                   buf + (n + 1), tri, buf + 3 * (n + 1), buf + 2 * (n + 1))
-                _store(buf + 4 * (n + 1), &out[row, 0], n, 1.0)
-        free(buf)
-        free(tri)
-    check_status(st, b"softrank_ndcg_vjp")
+    cdef _Rows a = _args(x, NULL, &out[0, 0], 1.0, 0.5 / sigma, 1.0 / (2.0 * sigma * sqrt(M_PI)))
+    a.tab = &gain[0, 0]
+    a.K = K
+    a.dcot = &cot[0]
+    # big: the prefix states of the rank-distribution recursion, n (n + 1) / 2 doubles
+    _run_rows(_softrank_ndcg_task, a,
+              5 * (x.shape[1] + 1), 0, x.shape[1] * (x.shape[1] + 1) // 2 + 1, n_threads, b"softrank_ndcg_vjp")
 
 
 # ------------------------------------------------------------------------------------------------
@@ -700,52 +691,37 @@ cdef void _smoothi_row(const double *s, Py_ssize_t n, Py_ssize_t K, double alpha
             g[j] += z * Ps[r * n + j]
 
 
+cdef void _smoothi_task(const _Rows *a, Py_ssize_t row, double *buf, Py_ssize_t *ib, double *big) noexcept nogil:
+    """One row's output (a.cot == NULL; buf: 4n) or its VJP (buf: 5n, big: 2 K n: the K indicator
+    rows and the K products before them); a.p = alpha, a.q = delta, weights a.tab (K,)."""
+    cdef Py_ssize_t n = a.n
+    _get(a, a.x, row * n, buf, n, 1.0)
+    if a.cot == NULL:
+        _smoothi_row(buf, n, a.K, a.p, a.q, a.tab, buf + n, buf + 2 * n, buf + 3 * n, NULL, NULL, NULL, NULL)
+        _put(a, buf + n, row * n, n, 1.0)
+    else:
+        _get(a, a.cot, row * n, buf + n, n, 1.0)
+        _smoothi_row(buf, n, a.K, a.p, a.q, a.tab, NULL, buf + 2 * n, buf + 3 * n, big, big + a.K * n,
+                     buf + n, buf + 4 * n)
+        _put(a, buf + 4 * n, row * n, n, 1.0)
+
+
 def smoothi(const floating[:, ::1] s, double alpha, double delta, const double[::1] wr,
             floating[:, ::1] out, int n_threads):
     """out[row, j] = sum_r wr[r] I^{r+1}_j of the positive scores s[row] (K = len(wr))."""
-    cdef Py_ssize_t m = s.shape[0], n = s.shape[1], K = wr.shape[0], row
-    cdef double *buf
-    buf = NULL
-    cdef rk_status *st = new_status(n_threads, b"smoothi")
-    with nogil, parallel(num_threads=n_threads):
-        buf = <double *>rk_malloc(4 * n * sizeof(double))
-        if True:  # every thread must reach the prange, even one whose allocation failed
-            for row in prange(m, schedule="dynamic"):
-                if not (buf != NULL):
-                    rk_status_fail(st)
-                    continue
-                _load(&s[row, 0], buf, n, 1.0)
-                _smoothi_row(buf, n, K, alpha, delta, &wr[0], buf + n, buf + 2 * n, buf + 3 * n,
-                             NULL, NULL, NULL, NULL)
-                _store(buf + n, &out[row, 0], n, 1.0)
-            free(buf)
-    check_status(st, b"smoothi")
+    cdef _Rows a = _args(s, NULL, &out[0, 0], 1.0, alpha, delta)
+    a.tab = &wr[0]
+    a.K = wr.shape[0]
+    _run_rows(_smoothi_task, a, 4 * s.shape[1], 0, 0, n_threads, b"smoothi")
 
 
 def smoothi_vjp(const floating[:, ::1] s, const floating[:, ::1] cot, double alpha, double delta,
                 const double[::1] wr, floating[:, ::1] out, int n_threads):
     """Gradient of sum(cot * smoothi(s)) with respect to s."""
-    cdef Py_ssize_t m = s.shape[0], n = s.shape[1], K = wr.shape[0], row
-    cdef double *buf
-    cdef double *big = NULL
-    buf = NULL
-    cdef rk_status *st = new_status(n_threads, b"smoothi_vjp")
-    with nogil, parallel(num_threads=n_threads):
-        buf = <double *>rk_malloc(5 * n * sizeof(double))
-        big = <double *>rk_malloc(2 * K * n * sizeof(double))
-        if True:  # every thread must reach the prange, even one whose allocation failed
-            for row in prange(m, schedule="dynamic"):
-                if not (buf != NULL and big != NULL):
-                    rk_status_fail(st)
-                    continue
-                _load(&s[row, 0], buf, n, 1.0)
-                _load(&cot[row, 0], buf + n, n, 1.0)
-                _smoothi_row(buf, n, K, alpha, delta, &wr[0], NULL, buf + 2 * n, buf + 3 * n,
-                             big, big + K * n, buf + n, buf + 4 * n)
-                _store(buf + 4 * n, &out[row, 0], n, 1.0)
-        free(buf)
-        free(big)
-    check_status(st, b"smoothi_vjp")
+    cdef _Rows a = _args(s, &cot[0, 0], &out[0, 0], 1.0, alpha, delta)
+    a.tab = &wr[0]
+    a.K = wr.shape[0]
+    _run_rows(_smoothi_task, a, 5 * s.shape[1], 0, 2 * a.K * s.shape[1], n_threads, b"smoothi_vjp")
 
 
 # ------------------------------------------------------------------------------------------------
@@ -790,44 +766,31 @@ cdef void _gumbel_row(const double *a0, Py_ssize_t n, Py_ssize_t k, double inv, 
             g[j] += p[j] * (a[j] - dot) * inv
 
 
+cdef void _gumbel_task(const _Rows *a, Py_ssize_t row, double *buf, Py_ssize_t *ib, double *big) noexcept nogil:
+    """The relaxed top-a.K mask of one float64 row (a.cot == NULL; buf: 2n), or its VJP (buf: n,
+    big: the K softmax rows, K n); a.p = 1 / tau."""
+    cdef Py_ssize_t n = a.n
+    cdef const double *a0 = <const double *>a.x + row * n
+    cdef double *out = <double *>a.out + row * n
+    if a.cot == NULL:
+        _gumbel_row(a0, n, a.K, a.p, out, buf, buf + n, NULL, NULL)
+    else:
+        _gumbel_row(a0, n, a.K, a.p, NULL, buf, big, <const double *>a.cot + row * n, out)
+
+
 def gumbel_topk(const double[:, ::1] a0, Py_ssize_t k, double tau, double[:, ::1] out, int n_threads):
     """Relaxed top-k masks of the perturbed rows a0 (each row sums to k)."""
-    cdef Py_ssize_t m = a0.shape[0], n = a0.shape[1], row
-    cdef double *buf
-    buf = NULL
-    cdef rk_status *st = new_status(n_threads, b"gumbel_topk")
-    with nogil, parallel(num_threads=n_threads):
-        buf = <double *>rk_malloc(2 * n * sizeof(double))
-        if True:  # every thread must reach the prange, even one whose allocation failed
-            for row in prange(m, schedule="dynamic"):
-                if not (buf != NULL):
-                    rk_status_fail(st)
-                    continue
-                _gumbel_row(&a0[row, 0], n, k, 1.0 / tau, &out[row, 0], buf, buf + n, NULL, NULL)
-            free(buf)
-    check_status(st, b"gumbel_topk")
+    cdef _Rows a = _args(a0, NULL, &out[0, 0], 1.0, 1.0 / tau, 0.0)
+    a.K = k
+    _run_rows(_gumbel_task, a, 2 * a0.shape[1], 0, 0, n_threads, b"gumbel_topk")
 
 
 def gumbel_topk_vjp(const double[:, ::1] a0, const double[:, ::1] cot, Py_ssize_t k, double tau,
                     double[:, ::1] out, int n_threads):
     """Gradient of sum(cot * gumbel_topk(a0)) with respect to a0."""
-    cdef Py_ssize_t m = a0.shape[0], n = a0.shape[1], row
-    cdef double *buf
-    cdef double *ps = NULL
-    buf = NULL
-    cdef rk_status *st = new_status(n_threads, b"gumbel_topk_vjp")
-    with nogil, parallel(num_threads=n_threads):
-        buf = <double *>rk_malloc(n * sizeof(double))
-        ps = <double *>rk_malloc(k * n * sizeof(double))
-        if True:  # every thread must reach the prange, even one whose allocation failed
-            for row in prange(m, schedule="dynamic"):
-                if not (buf != NULL and ps != NULL):
-                    rk_status_fail(st)
-                    continue
-                _gumbel_row(&a0[row, 0], n, k, 1.0 / tau, NULL, buf, ps, &cot[row, 0], &out[row, 0])
-        free(buf)
-        free(ps)
-    check_status(st, b"gumbel_topk_vjp")
+    cdef _Rows a = _args(a0, &cot[0, 0], &out[0, 0], 1.0, 1.0 / tau, 0.0)
+    a.K = k
+    _run_rows(_gumbel_task, a, a0.shape[1], 0, k * a0.shape[1], n_threads, b"gumbel_topk_vjp")
 
 
 cdef double _capped_theta(const double *z, Py_ssize_t n, double k) noexcept nogil:

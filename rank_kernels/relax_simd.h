@@ -29,39 +29,45 @@ RK_ALWAYS_INLINE double relax_pair_exp(double ai, double bi, const double *A, co
     return e < t ? e : t;
 }
 
-/* Pairs (i, j) for j in [j0, j1), exp(-|x_i - x_j| tau^-1) = relax_pair_exp(ai, bi, A, B, j).
- * Adds sigmoid((x_j - x_i)/tau) to out[j]; returns sum_j sigmoid((x_i - x_j)/tau). */
-RK_ALWAYS_INLINE double relax_sig_fwd_body(double xi, double ai, double bi, const double *x, const double *A,
-                                           const double *B, double *out, ptrdiff_t j0, ptrdiff_t j1)
+/* The pairs (i, j), j in [j0, j1), of one row of the sigmoid kernel, with
+ * exp(-|x_i - x_j| / tau) = relax_pair_exp(ai, bi, A, B, j) and q = 1 / (1 + that):
+ * - forward (vjp = 0; v = x, vi = x_i): adds sigmoid((x_j - x_i)/tau) to out[j] and returns
+ *   sum_j sigmoid((x_i - x_j)/tau);
+ * - VJP (vjp = 1; v = c, vi = c_i): d = (c_i - c[j]) sigmoid'(z); out[j] -= d; returns sum_j d.
+ * Always inlined with a constant `vjp`, so each caller compiles to its own branch-free loop. */
+RK_ALWAYS_INLINE double relax_sig_pairs(int vjp, double vi, double ai, double bi, const double *v, const double *A,
+                                        const double *B, double *out, ptrdiff_t j0, ptrdiff_t j1)
 {
     double acc = 0.0;
     RELAX_SIMD_SUM_ACC
     for (ptrdiff_t j = j0; j < j1; j++) {
         double e = relax_pair_exp(ai, bi, A, B, j);
         double q = 1.0 / (1.0 + e);
-        double eq = e * q;
-        double d = copysign(q - eq, xi - x[j]);      /* sigmoid(z) - sigmoid(-z) (0 when tied) */
-        double h = 0.5 * (q + eq);                   /* 1/2 */
-        acc += h + 0.5 * d;
-        out[j] += h - 0.5 * d;
+        if (vjp) {
+            double d = (vi - v[j]) * e * q * q;
+            acc += d;
+            out[j] -= d;
+        } else {
+            double eq = e * q;
+            double d = copysign(q - eq, vi - v[j]);      /* sigmoid(z) - sigmoid(-z) (0 when tied) */
+            double h = 0.5 * (q + eq);                   /* 1/2 */
+            acc += h + 0.5 * d;
+            out[j] += h - 0.5 * d;
+        }
     }
     return acc;
 }
 
-/* Same pairs: d = (ci - c[j]) sigmoid'(z); g[j] -= d; returns sum_j d. */
+RK_ALWAYS_INLINE double relax_sig_fwd_body(double xi, double ai, double bi, const double *x, const double *A,
+                                           const double *B, double *out, ptrdiff_t j0, ptrdiff_t j1)
+{
+    return relax_sig_pairs(0, xi, ai, bi, x, A, B, out, j0, j1);
+}
+
 RK_ALWAYS_INLINE double relax_sig_vjp_body(double ci, double ai, double bi, const double *c, const double *A,
                                            const double *B, double *g, ptrdiff_t j0, ptrdiff_t j1)
 {
-    double acc = 0.0;
-    RELAX_SIMD_SUM_ACC
-    for (ptrdiff_t j = j0; j < j1; j++) {
-        double e = relax_pair_exp(ai, bi, A, B, j);
-        double q = 1.0 / (1.0 + e);
-        double d = (ci - c[j]) * e * q * q;
-        acc += d;
-        g[j] -= d;
-    }
-    return acc;
+    return relax_sig_pairs(1, ci, ai, bi, c, A, B, g, j0, j1);
 }
 
 /* w[j] *= u[j], flushed to 0 below RELAX_FLUSH (so no denormal ever enters the arithmetic,
