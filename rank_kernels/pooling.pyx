@@ -15,6 +15,7 @@ from libc.stdint cimport int8_t, int64_t, uint8_t, uintptr_t
 from libc.stdlib cimport free, qsort
 
 from cython cimport floating
+from rank_kernels._order cimport cmp_f64, cmp_i64
 from rank_kernels._mem cimport rk_malloc, rk_mem_init
 
 rk_mem_init()  # work buffers fail under the RANK_KERNELS_FAIL_ALLOC=1 test hook (see mem.h)
@@ -30,11 +31,8 @@ cdef struct Merge:
 cdef int _merge_cmp(const void *x, const void *y) noexcept nogil:
     cdef const Merge *p = <const Merge *>x
     cdef const Merge *q = <const Merge *>y
-    if p.height < q.height:
-        return -1
-    if p.height > q.height:
-        return 1
-    return (p.step > q.step) - (p.step < q.step)
+    cdef int c = cmp_f64(p.height, q.height)
+    return c if c else cmp_i64(p.step, q.step)
 
 
 cdef inline Py_ssize_t _cond(Py_ssize_t n, Py_ssize_t i, Py_ssize_t j) noexcept nogil:

@@ -109,6 +109,16 @@ cdef inline int _emit(_Buffer buf, str text, Py_ssize_t start, Py_ssize_t end, d
     return 0
 
 
+cdef int _grow(void **p, Py_ssize_t *cap, size_t size) except -1:
+    """Double the capacity of the array *p of *cap items of `size` bytes, or MemoryError."""
+    cdef void *q = realloc(p[0], 2 * cap[0] * size)
+    if q == NULL:
+        raise MemoryError()
+    p[0] = q
+    cap[0] *= 2
+    return 0
+
+
 cdef class _Buffer:
     """A growable int32 (ids) and int64 (offsets) pair of C arrays."""
     cdef int32_t *ids
@@ -131,25 +141,15 @@ cdef class _Buffer:
         free(self.offsets)
 
     cdef int push_id(self, int32_t v) except -1:
-        cdef int32_t *p
         if self.n_ids == self.cap_ids:
-            p = <int32_t *>realloc(self.ids, 2 * self.cap_ids * sizeof(int32_t))
-            if p == NULL:
-                raise MemoryError()
-            self.ids = p
-            self.cap_ids *= 2
+            _grow(<void **>&self.ids, &self.cap_ids, sizeof(int32_t))
         self.ids[self.n_ids] = v
         self.n_ids += 1
         return 0
 
     cdef int end_doc(self) except -1:
-        cdef int64_t *p
         if self.n_off == self.cap_off:
-            p = <int64_t *>realloc(self.offsets, 2 * self.cap_off * sizeof(int64_t))
-            if p == NULL:
-                raise MemoryError()
-            self.offsets = p
-            self.cap_off *= 2
+            _grow(<void **>&self.offsets, &self.cap_off, sizeof(int64_t))
         self.offsets[self.n_off] = self.n_ids
         self.n_off += 1
         return 0
