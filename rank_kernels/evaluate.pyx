@@ -34,6 +34,7 @@ import numpy as np
 
 from rank_kernels._mem cimport (check_status, new_status, rk_malloc, rk_mem_init, rk_realloc, rk_status,
                                rk_status_fail)
+from rank_kernels._number cimport as_number
 from rank_kernels._segments cimport max_segment
 
 rk_mem_init()  # work buffers fail under the RANK_KERNELS_FAIL_ALLOC=1 test hook (see mem.h)
@@ -168,14 +169,10 @@ cdef int64_t _grade(object value) except? -1:
 
 
 cdef double _score(object value, object qid, object doc) except? -1.0:
-    if PyFloat_Check(value):
-        return PyFloat_AS_DOUBLE(value)
-    if isinstance(value, (str, bytes)) or value is None:
+    cdef double x
+    if not as_number(value, &x):
         raise TypeError(f"score of document {doc!r} in query {qid!r} is not a number: {value!r}")
-    try:
-        return float(value)
-    except (TypeError, ValueError, OverflowError):
-        raise TypeError(f"score of document {doc!r} in query {qid!r} is not a number: {value!r}") from None
+    return x
 
 
 def encode_run(dict run, dict qrels, bint complete=False):
