@@ -113,6 +113,12 @@ cdef inline bint _worse(float s, int64_t i, float t, int64_t j) noexcept nogil:
     return s < t or (s == t and i > j)
 
 
+cdef inline void _put(float *hs, int64_t *hi, Py_ssize_t pos, float s, int64_t idx) noexcept nogil:
+    """Entry pos of a heap becomes (s, idx)."""
+    hs[pos] = s
+    hi[pos] = idx
+
+
 cdef inline void _sift_down(float *hs, int64_t *hi, Py_ssize_t size, float s, int64_t idx) noexcept nogil:
     """Place (s, idx) at the root of a heap of `size` entries and restore the heap order."""
     cdef Py_ssize_t pos = 0, c
@@ -124,27 +130,23 @@ cdef inline void _sift_down(float *hs, int64_t *hi, Py_ssize_t size, float s, in
             c += 1
         if not _worse(hs[c], hi[c], s, idx):
             break
-        hs[pos] = hs[c]
-        hi[pos] = hi[c]
+        _put(hs, hi, pos, hs[c], hi[c])
         pos = c
-    hs[pos] = s
-    hi[pos] = idx
+    _put(hs, hi, pos, s, idx)
 
 
 cdef inline void _offer(float *hs, int64_t *hi, int64_t *cnt, Py_ssize_t k, float s, int64_t idx) noexcept nogil:
     """Insert (s, idx) into a heap of capacity k holding cnt[0] entries if it is among the k best."""
     cdef Py_ssize_t pos = cnt[0], parent
-    if pos < k:
+    if pos < k:  # room left: append, then sift up
         cnt[0] = pos + 1
         while pos > 0:
             parent = (pos - 1) >> 1
             if not _worse(s, idx, hs[parent], hi[parent]):
                 break
-            hs[pos] = hs[parent]
-            hi[pos] = hi[parent]
+            _put(hs, hi, pos, hs[parent], hi[parent])
             pos = parent
-        hs[pos] = s
-        hi[pos] = idx
+        _put(hs, hi, pos, s, idx)
     elif _worse(hs[0], hi[0], s, idx):
         _sift_down(hs, hi, k, s, idx)
 
