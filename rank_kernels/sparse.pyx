@@ -33,7 +33,6 @@ from libc.stdlib cimport free, qsort
 from libc.string cimport memcpy, memset
 
 import numpy as np
-from rank_kernels._order cimport cmp_i64
 from rank_kernels._mem cimport (check_status, new_status, rk_calloc, rk_malloc, rk_mem_init, rk_status,
                                 rk_status_fail)
 
@@ -304,6 +303,11 @@ def bm25_recover_tf(int method, const int64_t[::1] indptr, const int32_t[::1] do
 
 # ---------------------------------------------------------------------------------------------
 # Scoring
+
+cdef inline int cmp_i64(int64_t a, int64_t b) noexcept nogil:
+    """Three-way comparison for the qsort comparators: -1, 0 or 1 as a <, == or > b."""
+    return (a > b) - (a < b)
+
 
 cdef struct QueryTerm:
     int64_t term
