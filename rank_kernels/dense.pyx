@@ -43,7 +43,7 @@ from libc.stdlib cimport free
 from rank_kernels.tile cimport (TILE_F32, TILE_QW, TILE_STRIP, tile_init, tile_isa,
                                 tile_n_panels, tile_pack_queries, tile_packed_size, tile_rows_f32,
                                 tile_strip_store)
-from rank_kernels._mem cimport rk_calloc, rk_malloc, rk_mem_init
+from rank_kernels._mem cimport check_alloc, rk_calloc, rk_malloc, rk_mem_init
 
 rk_mem_init()  # work buffers fail under the RANK_KERNELS_FAIL_ALLOC=1 test hook (see mem.h)
 
@@ -113,6 +113,12 @@ cdef inline bint _worse(float s, int64_t i, float t, int64_t j) noexcept nogil:
     return s < t or (s == t and i > j)
 
 
+cdef inline void _put(float *hs, int64_t *hi, Py_ssize_t pos, float s, int64_t idx) noexcept nogil:
+    """Entry pos of a heap becomes (s, idx)."""
+    hs[pos] = s
+    hi[pos] = idx
+
+
 cdef inline void _sift_down(float *hs, int64_t *hi, Py_ssize_t size, float s, int64_t idx) noexcept nogil:
     """Place (s, idx) at the root of a heap of `size` entries and restore the heap order."""
     cdef Py_ssize_t pos = 0, c
@@ -124,27 +130,23 @@ cdef inline void _sift_down(float *hs, int64_t *hi, Py_ssize_t size, float s, in
             c += 1
         if not _worse(hs[c], hi[c], s, idx):
             break
-        hs[pos] = hs[c]
-        hi[pos] = hi[c]
+        _put(hs, hi, pos, hs[c], hi[c])
         pos = c
-    hs[pos] = s
-    hi[pos] = idx
+    _put(hs, hi, pos, s, idx)
 
 
 cdef inline void _offer(float *hs, int64_t *hi, int64_t *cnt, Py_ssize_t k, float s, int64_t idx) noexcept nogil:
     """Insert (s, idx) into a heap of capacity k holding cnt[0] entries if it is among the k best."""
     cdef Py_ssize_t pos = cnt[0], parent
-    if pos < k:
+    if pos < k:  # room left: append, then sift up
         cnt[0] = pos + 1
         while pos > 0:
             parent = (pos - 1) >> 1
             if not _worse(s, idx, hs[parent], hi[parent]):
                 break
-            hs[pos] = hs[parent]
-            hi[pos] = hi[parent]
+            _put(hs, hi, pos, hs[parent], hi[parent])
             pos = parent
-        hs[pos] = s
-        hi[pos] = idx
+        _put(hs, hi, pos, s, idx)
     elif _worse(hs[0], hi[0], s, idx):
         _sift_down(hs, hi, k, s, idx)
 
@@ -162,35 +164,93 @@ cdef inline void _strip(bint small, const float *qp, const float *q, Py_ssize_t 
         tile_strip_store(qp, ng, rows, d, d, nr, tmp, qrows)
 
 
-cdef int _scores_block(const float *qp, const float *q, bint small, Py_ssize_t nq, Py_ssize_t d,
-                       Py_ssize_t qrows, const char *m, int kind, Py_ssize_t n_rows, Py_ssize_t r0,
-                       Py_ssize_t nb, bint normalize, bint check_finite, float *conv, float *scale,
-                       float *tmp, float *out) noexcept nogil:
-    cdef const float *rows = tile_rows_f32(m, kind, r0, <int>nb, d, conv)
-    cdef Py_ssize_t g0, ng, s0, i, j, ahead
-    cdef int nr, sw = DENSE_SMALL_ROWS if small else TILE_STRIP
+cdef struct _Job:
+    # What every row block of one dense_scores / dense_topk call reads.
+    const float *qp      # the queries packed into tile panels
+    const float *q       # the queries as given, (nq, d)
+    const char *m        # M: n_rows rows of d values of element size `kind`
+    Py_ssize_t nq, d, n_rows
+    Py_ssize_t rb        # rows per block
+    Py_ssize_t n_blocks
+    Py_ssize_t qrows     # query rows per group
+    int kind
+    int n_threads        # at most one per block
+    bint small           # the small-batch strip (rows in the SIMD lanes)
+    bint normalize, check_finite
+
+
+cdef int _new_job(_Job *job, const float[:, ::1] queries, uintptr_t m_ptr, Py_ssize_t n_rows, int kind,
+                  bint normalize, bint check_finite, int n_threads) except -1:
+    """Fill job for a call (blocking sizes, thread count) and pack the queries into job.qp,
+    which the caller frees. MemoryError when the packed queries cannot be allocated."""
+    cdef float *qp
+    job.nq = queries.shape[0]
+    job.d = queries.shape[1]
+    job.n_rows = n_rows
+    job.rb = _row_block(job.d)
+    job.n_blocks = (n_rows + job.rb - 1) // job.rb
+    job.qrows = _query_group(job.nq, job.d)
+    job.m = <const char *>m_ptr
+    job.kind = kind
+    # no idle threads (starting them costs more than small inputs)
+    job.n_threads = <int>job.n_blocks if n_threads > job.n_blocks else n_threads
+    job.small = dense_small_ok(job.nq)
+    job.normalize = normalize
+    job.check_finite = check_finite
+    job.q = &queries[0, 0]
+    qp = <float *>rk_malloc(sizeof(float) * tile_packed_size(job.nq, job.d))
+    check_alloc(qp, b"dense")
+    with nogil:
+        tile_pack_queries(job.q, job.nq, job.d, qp)
+    job.qp = qp
+    return 0
+
+
+cdef inline const float *_block_rows(const _Job *job, Py_ssize_t r0, Py_ssize_t nb, float *conv,
+                                     float *scale) noexcept nogil:
+    """Rows r0 .. r0 + nb of M as float32 (in place, or converted into conv), and with
+    `normalize` their inverse norms in scale."""
+    cdef const float *rows = tile_rows_f32(job.m, job.kind, r0, <int>nb, job.d, conv)
+    if job.normalize:
+        _inv_norms(rows, nb, job.d, scale)
+    return rows
+
+
+cdef inline int _strip_at(const _Job *job, const float *rows, Py_ssize_t r0, Py_ssize_t nb, Py_ssize_t g0,
+                          Py_ssize_t ng, Py_ssize_t s0, float *tmp) noexcept nogil:
+    """Products of queries g0 .. g0 + ng with the strip of the block's rows starting at s0 (at
+    most one strip width, within the nb rows of the block at r0) into tmp[j * qrows + i], the
+    next strip being prefetched when M is read in place. Returns the strip's number of rows."""
+    cdef int sw = DENSE_SMALL_ROWS if job.small else TILE_STRIP
+    cdef int nr = <int>min(<Py_ssize_t>sw, nb - s0)
+    # rows to prefetch: the next strip, when it is read in place
+    cdef Py_ssize_t ahead = min(<Py_ssize_t>sw, job.n_rows - r0 - s0 - nr) if job.kind == TILE_F32 else 0
+    _strip(job.small, job.qp + g0 * job.d, job.q + g0 * job.d, ng, job.d, rows + s0 * job.d, nr, tmp,
+           job.qrows, rows + (s0 + nr) * job.d, ahead)
+    return nr
+
+
+cdef int _scores_block(const _Job *job, Py_ssize_t r0, float *conv, float *scale, float *tmp,
+                       float *out) noexcept nogil:
+    """Scores of every query with the block of rows at r0 into out (nq, n_rows). Returns 1 when
+    check_finite finds a product that is NaN or infinite, else 0."""
+    cdef Py_ssize_t nb = min(job.rb, job.n_rows - r0), qrows = job.qrows
+    cdef const float *rows = _block_rows(job, r0, nb, conv, scale)
+    cdef Py_ssize_t g0 = 0, ng, s0, i, j
     cdef float *dst
     cdef const float *src
-    if normalize:
-        _inv_norms(rows, nb, d, scale)
-    g0 = 0
-    while g0 < nq:
-        ng = min(qrows, nq - g0)
+    while g0 < job.nq:
+        ng = min(qrows, job.nq - g0)
         s0 = 0
         while s0 < nb:
-            nr = <int>min(<Py_ssize_t>sw, nb - s0)
-            # rows to prefetch: the next strip, when it is read in place
-            ahead = min(<Py_ssize_t>sw, n_rows - r0 - s0 - nr) if kind == TILE_F32 else 0
-            _strip(small, qp + g0 * d, q + g0 * d, ng, d, rows + s0 * d, nr, tmp + s0 * qrows, qrows,
-                   rows + (s0 + nr) * d, ahead)
-            s0 += nr
-        if check_finite and not dense_all_finite(tmp, nb, ng, qrows):
+            s0 += _strip_at(job, rows, r0, nb, g0, ng, s0, tmp + s0 * qrows)
+        if job.check_finite and not dense_all_finite(tmp, nb, ng, qrows):
             return 1
         # tmp[j * qrows + i] = S[g0 + i][r0 + j]: write each query's nb scores contiguously
         for i in range(ng):
-            dst = out + (g0 + i) * n_rows + r0
+            dst = out + (g0 + i) * job.n_rows + r0
             src = tmp + i
-            if normalize:
+            if job.normalize:
                 for j in range(nb):
                     dst[j] = src[j * qrows] * scale[j]
             else:
@@ -200,34 +260,28 @@ cdef int _scores_block(const float *qp, const float *q, bint small, Py_ssize_t n
     return 0
 
 
-cdef int _topk_block(const float *qp, const float *q, bint small, Py_ssize_t nq, Py_ssize_t d,
-                     Py_ssize_t qrows, const char *m, int kind, Py_ssize_t n_rows, Py_ssize_t r0,
-                     Py_ssize_t nb, Py_ssize_t k, bint normalize, bint check_finite, float *conv,
-                     float *scale, float *tmp, float *hs, int64_t *hi, int64_t *cnt,
-                     float *thr) noexcept nogil:
-    cdef const float *rows = tile_rows_f32(m, kind, r0, <int>nb, d, conv)
-    cdef Py_ssize_t g0, ng, s0, i, j, qi, ahead
-    cdef int nr, sw = DENSE_SMALL_ROWS if small else TILE_STRIP
+cdef int _topk_block(const _Job *job, Py_ssize_t r0, Py_ssize_t k, float *conv, float *scale, float *tmp,
+                     float *hs, int64_t *hi, int64_t *cnt, float *thr) noexcept nogil:
+    """Offer the scores of every query with the block of rows at r0 to the queries' heaps
+    (hs, hi, cnt: nq heaps of capacity k; thr: their thresholds). Returns 1 as _scores_block."""
+    cdef Py_ssize_t nb = min(job.rb, job.n_rows - r0), qrows = job.qrows
+    cdef const float *rows = _block_rows(job, r0, nb, conv, scale)
+    cdef Py_ssize_t g0 = 0, ng, s0, i, j, qi
+    cdef int nr
     cdef float sc
     cdef float *o
     cdef float *t
-    if normalize:
-        _inv_norms(rows, nb, d, scale)
-    g0 = 0
-    while g0 < nq:
-        ng = min(qrows, nq - g0)
+    while g0 < job.nq:
+        ng = min(qrows, job.nq - g0)
         t = thr + g0
         s0 = 0
         while s0 < nb:
-            nr = <int>min(<Py_ssize_t>sw, nb - s0)
-            ahead = min(<Py_ssize_t>sw, n_rows - r0 - s0 - nr) if kind == TILE_F32 else 0
-            _strip(small, qp + g0 * d, q + g0 * d, ng, d, rows + s0 * d, nr, tmp, qrows,
-                   rows + (s0 + nr) * d, ahead)
-            if check_finite and not dense_all_finite(tmp, nr, ng, qrows):
+            nr = _strip_at(job, rows, r0, nb, g0, ng, s0, tmp)
+            if job.check_finite and not dense_all_finite(tmp, nr, ng, qrows):
                 return 1
             for j in range(nr):
                 o = tmp + j * qrows
-                if normalize:
+                if job.normalize:
                     sc = scale[s0 + j]
                     for i in range(ng):
                         o[i] = o[i] * sc
@@ -244,6 +298,49 @@ cdef int _topk_block(const float *qp, const float *q, bint small, Py_ssize_t nq,
     return 0
 
 
+cdef int _run_blocks(const _Job *job, Py_ssize_t k, float *out, float *hs, int64_t *hi, int64_t *cnt,
+                     float *thr) noexcept nogil:
+    """Every row block of M, taken dynamically by job.n_threads threads, each with its own
+    conversion, norm and product buffers: _scores_block into out when k == 0, else _topk_block
+    into the thread's nq heaps (at hs + tid * nq * k, ...). Returns the worst block result: 0,
+    1 (a product is not finite, with check_finite) or 2 (buffers could not be allocated)."""
+    cdef Py_ssize_t rb = job.rb, b, slot
+    # dense_scores keeps a query group's products with the whole block, dense_topk one strip
+    cdef Py_ssize_t tmp_rows = DENSE_SMALL_ROWS if k else rb
+    cdef int *status = <int *>rk_calloc(job.n_threads, sizeof(int))
+    cdef float *conv = NULL
+    cdef float *scale = NULL
+    cdef float *tmp = NULL
+    cdef int tid = 0, rc = 0, res = 0
+    if status == NULL:
+        return 2
+    with parallel(num_threads=job.n_threads):
+        tid = threadid()
+        conv = <float *>rk_malloc(sizeof(float) * rb * job.d) if job.kind != TILE_F32 else NULL
+        scale = <float *>rk_malloc(sizeof(float) * rb)
+        tmp = <float *>rk_malloc(sizeof(float) * tmp_rows * job.qrows)
+        for b in prange(job.n_blocks, schedule='dynamic', chunksize=1):
+            if scale == NULL or tmp == NULL or (job.kind != TILE_F32 and conv == NULL):
+                status[tid] = 2
+                continue
+            if k == 0:
+                rc = _scores_block(job, b * rb, conv, scale, tmp, out)
+            else:
+                slot = tid * job.nq
+                rc = _topk_block(job, b * rb, k, conv, scale, tmp, hs + slot * k, hi + slot * k, cnt + slot,
+                                 thr + slot)
+            if rc > status[tid]:
+                status[tid] = rc
+        free(tmp)
+        free(scale)
+        free(conv)
+    for tid in range(job.n_threads):
+        if status[tid] > res:
+            res = status[tid]
+    free(status)
+    return res
+
+
 # ---------------------------------------------------------------------------------------------
 
 def dense_scores(const float[:, ::1] queries, uintptr_t m_ptr, Py_ssize_t n_rows, int kind,
@@ -258,50 +355,14 @@ def dense_scores(const float[:, ::1] queries, uintptr_t m_ptr, Py_ssize_t n_rows
     check costs nq values per row instead of d; the caller tells it apart from an overflow of
     finite values by looking for the row.
     """
-    cdef Py_ssize_t nq = queries.shape[0], d = queries.shape[1]
-    cdef Py_ssize_t rb = _row_block(d), qrows = _query_group(nq, d)
-    cdef Py_ssize_t n_blocks = (n_rows + rb - 1) // rb, b, r0
-    cdef const char *m = <const char *>m_ptr
-    if n_threads > n_blocks:  # no idle threads (starting them costs more than small inputs)
-        n_threads = <int>n_blocks
-    cdef float *qp = <float *>rk_malloc(sizeof(float) * tile_packed_size(nq, d))
-    cdef int *status = <int *>rk_calloc(n_threads, sizeof(int))
-    cdef float *conv = NULL
-    cdef float *scale = NULL
-    cdef float *tmp = NULL
-    cdef int tid = 0, rc = 0, res = 0
-    cdef bint small = dense_small_ok(nq)
-    if qp == NULL or status == NULL:
-        free(qp)
-        free(status)
-        raise MemoryError()
+    cdef _Job job
+    cdef int res
+    _new_job(&job, queries, m_ptr, n_rows, kind, normalize, check_finite, n_threads)
     with nogil:
-        tile_pack_queries(&queries[0, 0], nq, d, qp)
-        with parallel(num_threads=n_threads):
-            tid = threadid()
-            conv = <float *>rk_malloc(sizeof(float) * rb * d) if kind != TILE_F32 else NULL
-            scale = <float *>rk_malloc(sizeof(float) * rb)
-            tmp = <float *>rk_malloc(sizeof(float) * rb * qrows)
-            for b in prange(n_blocks, schedule='dynamic', chunksize=1):
-                if scale == NULL or tmp == NULL or (kind != TILE_F32 and conv == NULL):
-                    status[tid] = 2
-                    continue
-                r0 = b * rb
-                rc = _scores_block(qp, &queries[0, 0], small, nq, d, qrows, m, kind, n_rows, r0,
-                                   min(rb, n_rows - r0), normalize, check_finite, conv, scale, tmp,
-                                   &out[0, 0])
-                if rc > status[tid]:
-                    status[tid] = rc
-            free(tmp)
-            free(scale)
-            free(conv)
-        for tid in range(n_threads):
-            if status[tid] > res:
-                res = status[tid]
-    free(qp)
-    free(status)
+        res = _run_blocks(&job, 0, &out[0, 0], NULL, NULL, NULL, NULL)
+    free(<void *>job.qp)
     if res == 2:
-        raise MemoryError()
+        raise MemoryError("dense_scores: could not allocate the per-thread work buffers")
     return res
 
 
@@ -316,92 +377,53 @@ def dense_topk(const float[:, ::1] queries, uintptr_t m_ptr, Py_ssize_t n_rows, 
     rows qualify, the remaining slots get index -1 and score NaN. Runs without the GIL on
     n_threads; extra memory O(n_threads * nq * k). Returns 0, or 1 as for dense_scores.
     """
-    cdef Py_ssize_t nq = queries.shape[0], d = queries.shape[1]
-    cdef Py_ssize_t rb = _row_block(d), qrows = _query_group(nq, d)
-    cdef Py_ssize_t n_blocks = (n_rows + rb - 1) // rb, b, r0, i, q, t, e, slot, size
-    if n_threads > n_blocks:  # no idle threads (starting them costs more than small inputs)
-        n_threads = <int>n_blocks
-    cdef Py_ssize_t nslots = <Py_ssize_t>n_threads * nq
-    cdef const char *m = <const char *>m_ptr
-    cdef float *qp = <float *>rk_malloc(sizeof(float) * tile_packed_size(nq, d))
-    cdef int *status = <int *>rk_calloc(n_threads, sizeof(int))
+    cdef _Job job
+    _new_job(&job, queries, m_ptr, n_rows, kind, normalize, check_finite, n_threads)
+    cdef Py_ssize_t nq = job.nq, i, q, t, e, slot, size
+    cdef Py_ssize_t nslots = <Py_ssize_t>job.n_threads * nq
     cdef float *hs = <float *>rk_malloc(sizeof(float) * nslots * k)
     cdef int64_t *hi = <int64_t *>rk_malloc(sizeof(int64_t) * nslots * k)
     cdef int64_t *cnt = <int64_t *>rk_calloc(nslots, sizeof(int64_t))
     cdef float *thr = <float *>rk_malloc(sizeof(float) * nslots)
-    cdef float *conv = NULL
-    cdef float *scale = NULL
-    cdef float *tmp = NULL
     cdef float *ms
     cdef int64_t *mi
     cdef int64_t *mc
     cdef float ws, ls
     cdef int64_t wi, li
-    cdef int tid = 0, rc = 0, res = 0
-    cdef bint small = dense_small_ok(nq)
-    if qp == NULL or status == NULL or hs == NULL or hi == NULL or cnt == NULL or thr == NULL:
-        free(qp)
-        free(status)
-        free(hs)
-        free(hi)
-        free(cnt)
-        free(thr)
-        raise MemoryError()
-    with nogil:
-        tile_pack_queries(&queries[0, 0], nq, d, qp)
-        for i in range(nslots):
-            thr[i] = -INFINITY
-        with parallel(num_threads=n_threads):
-            tid = threadid()
-            conv = <float *>rk_malloc(sizeof(float) * rb * d) if kind != TILE_F32 else NULL
-            scale = <float *>rk_malloc(sizeof(float) * rb)
-            tmp = <float *>rk_malloc(sizeof(float) * DENSE_SMALL_ROWS * qrows)
-            for b in prange(n_blocks, schedule='dynamic', chunksize=1):
-                if scale == NULL or tmp == NULL or (kind != TILE_F32 and conv == NULL):
-                    status[tid] = 2
-                    continue
-                r0 = b * rb
-                slot = tid * nq
-                rc = _topk_block(qp, &queries[0, 0], small, nq, d, qrows, m, kind, n_rows, r0,
-                                 min(rb, n_rows - r0), k, normalize, check_finite, conv, scale, tmp,
-                                 hs + slot * k, hi + slot * k, cnt + slot, thr + slot)
-                if rc > status[tid]:
-                    status[tid] = rc
-            free(tmp)
-            free(scale)
-            free(conv)
-        for tid in range(n_threads):
-            if status[tid] > res:
-                res = status[tid]
-        if res == 0:
-            # Merge: fold the heaps of threads 1.. into thread 0's, then heap-sort it out.
-            for q in prange(nq, schedule='static', num_threads=n_threads):
-                ms = hs + q * k
-                mi = hi + q * k
-                mc = cnt + q
-                for t in range(1, n_threads):
-                    slot = t * nq + q
-                    for e in range(cnt[slot]):
-                        _offer(ms, mi, mc, k, hs[slot * k + e], hi[slot * k + e])
-                size = mc[0]
-                for e in range(size, k):
-                    out_idx[q, e] = -1
-                    out_scores[q, e] = NAN
-                while size > 0:
-                    ws = ms[0]
-                    wi = mi[0]
-                    size = size - 1
-                    ls = ms[size]
-                    li = mi[size]
-                    _sift_down(ms, mi, size, ls, li)
-                    out_idx[q, size] = wi
-                    out_scores[q, size] = ws
-    free(qp)
-    free(status)
+    cdef int res = 2
+    if hs != NULL and hi != NULL and cnt != NULL and thr != NULL:
+        with nogil:
+            for i in range(nslots):
+                thr[i] = -INFINITY
+            res = _run_blocks(&job, k, NULL, hs, hi, cnt, thr)
+            if res == 0:
+                # Merge: fold the heaps of threads 1.. into thread 0's, then heap-sort it out.
+                for q in prange(nq, schedule='static', num_threads=job.n_threads):
+                    ms = hs + q * k
+                    mi = hi + q * k
+                    mc = cnt + q
+                    for t in range(1, job.n_threads):
+                        slot = t * nq + q
+                        for e in range(cnt[slot]):
+                            _offer(ms, mi, mc, k, hs[slot * k + e], hi[slot * k + e])
+                    size = mc[0]
+                    for e in range(size, k):
+                        out_idx[q, e] = -1
+                        out_scores[q, e] = NAN
+                    while size > 0:
+                        ws = ms[0]
+                        wi = mi[0]
+                        size = size - 1
+                        ls = ms[size]
+                        li = mi[size]
+                        _sift_down(ms, mi, size, ls, li)
+                        out_idx[q, size] = wi
+                        out_scores[q, size] = ws
+    free(<void *>job.qp)
     free(hs)
     free(hi)
     free(cnt)
     free(thr)
     if res == 2:
-        raise MemoryError()
+        raise MemoryError("dense_topk: could not allocate the work buffers")
     return res

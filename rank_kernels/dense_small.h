@@ -68,6 +68,67 @@ static inline int dense_small_ok(ptrdiff_t nq)
     return nq <= DENSE_SMALL_NQ && (tile_use_avx512 || tile_use_avx2);
 }
 
+/*
+ * The parts the AVX-512 and AVX2 bodies share, written once for both widths (FMADD, SET1 and
+ * STORE are the width's intrinsics, W its lanes). Inside a body: queries q (d floats apart),
+ * NQ of them; accumulators a0..a3; chunk k0 of width w; out, os, nr as documented above.
+ *
+ * DENSE_SMALL_FMA(cols): a_i += cols[c] * q_i[k0 + c] for c < w (cols[c]: lane j = r_j[k0 + c]).
+ * DENSE_SMALL_STORE(W): out[j * os + i] = lane j of a_i, for j < nr and i < NQ.
+ * DENSE_SMALL_BY_NQ(body, q, nq, ...): body(q, NQ, ...) with NQ the constant 1, 2, 3 or 4.
+ */
+#define DENSE_SMALL_FMA(FMADD, SET1, cols)                                       \
+    for (int c = 0; c < w; c++) {                                                 \
+        a0 = FMADD(cols[c], SET1(q[k0 + c]), a0);                                 \
+        if (NQ > 1) a1 = FMADD(cols[c], SET1(q[d + k0 + c]), a1);                 \
+        if (NQ > 2) a2 = FMADD(cols[c], SET1(q[2 * d + k0 + c]), a2);             \
+        if (NQ > 3) a3 = FMADD(cols[c], SET1(q[3 * d + k0 + c]), a3);             \
+    }
+
+#define DENSE_SMALL_STORE(STORE, W)                                              \
+    do {                                                                          \
+        float s_[4][W];                                                           \
+        STORE(s_[0], a0);                                                         \
+        STORE(s_[1], a1);                                                         \
+        STORE(s_[2], a2);                                                         \
+        STORE(s_[3], a3);                                                         \
+        for (int j = 0; j < nr; j++)                                              \
+            for (int i = 0; i < NQ; i++) out[j * os + i] = s_[i][j];              \
+    } while (0)
+
+#define DENSE_SMALL_BY_NQ(body, q, nq, ...)                                      \
+    switch (nq) {                                                                 \
+    case 1: body(q, 1, __VA_ARGS__); break;                                       \
+    case 2: body(q, 2, __VA_ARGS__); break;                                       \
+    case 3: body(q, 3, __VA_ARGS__); break;                                       \
+    default: body(q, 4, __VA_ARGS__); break;                                      \
+    }
+
+/* The first two stages of the in-register transposes, for both widths (LO32 / HI32 interleave
+ * the 32-bit, LO64 / HI64 the 64-bit elements of each 128-bit lane of two vectors):
+ * DENSE_SMALL_PAIRS(n): t[j], t[j + 1] = the 32-bit interleaves of rows x[j], x[j + 1];
+ * DENSE_SMALL_QUADS(n): x[j .. j + 3] = the 64-bit interleaves of t[j], t[j + 2] and of
+ * t[j + 1], t[j + 3]. Afterwards each 128-bit lane of x[j + c] holds element c of the four
+ * rows j .. j + 3 (in that lane). */
+#define DENSE_SMALL_PAIRS(LO32, HI32, n)                                         \
+    for (int j = 0; j < (n); j += 2) {                                            \
+        t[j] = LO32(x[j], x[j + 1]);                                              \
+        t[j + 1] = HI32(x[j], x[j + 1]);                                          \
+    }
+
+#define DENSE_SMALL_QUADS(LO64, HI64, n)                                         \
+    for (int j = 0; j < (n); j += 4) {                                            \
+        x[j] = LO64(t[j], t[j + 2]);                                              \
+        x[j + 1] = HI64(t[j], t[j + 2]);                                          \
+        x[j + 2] = LO64(t[j + 1], t[j + 3]);                                      \
+        x[j + 3] = HI64(t[j + 1], t[j + 3]);                                      \
+    }
+
+#define DENSE_SMALL_LO64_512(a, b) _mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(a), _mm512_castps_pd(b)))
+#define DENSE_SMALL_HI64_512(a, b) _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(a), _mm512_castps_pd(b)))
+#define DENSE_SMALL_LO64_256(a, b) _mm256_shuffle_ps(a, b, 0x44)
+#define DENSE_SMALL_HI64_256(a, b) _mm256_shuffle_ps(a, b, 0xee)
+
 #if TILE_HAVE_X86
 TILE_AVX512 TILE_INLINE void dense_small_avx512_body(const float *q, const int NQ, const float *r, ptrdiff_t ld,
                                                      ptrdiff_t d, int nr, float *out, ptrdiff_t os,
@@ -83,18 +144,9 @@ TILE_AVX512 TILE_INLINE void dense_small_avx512_body(const float *q, const int N
         for (int j = 0; j < 16; j++)
             x[j] = j < nr ? _mm512_maskz_loadu_ps(km, r + j * ld + k0) : _mm512_setzero_ps();
         /* 16 x 16 transpose: afterwards lane j of x[c] is r_j[k0 + c] */
-        for (int j = 0; j < 16; j += 2) {
-            t[j] = _mm512_unpacklo_ps(x[j], x[j + 1]);
-            t[j + 1] = _mm512_unpackhi_ps(x[j], x[j + 1]);
-        }
-        for (int j = 0; j < 16; j += 4) {
-            __m512d p = _mm512_castps_pd(t[j]), q2 = _mm512_castps_pd(t[j + 2]);
-            __m512d p1 = _mm512_castps_pd(t[j + 1]), q3 = _mm512_castps_pd(t[j + 3]);
-            x[j] = _mm512_castpd_ps(_mm512_unpacklo_pd(p, q2));
-            x[j + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(p, q2));
-            x[j + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(p1, q3));
-            x[j + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(p1, q3));
-        }
+        DENSE_SMALL_PAIRS(_mm512_unpacklo_ps, _mm512_unpackhi_ps, 16)
+        DENSE_SMALL_QUADS(DENSE_SMALL_LO64_512, DENSE_SMALL_HI64_512, 16)
+        /* then the four 128-bit lanes: two rounds of 128-bit shuffles */
         for (int j = 0; j < 4; j++) {
             t[j] = _mm512_shuffle_f32x4(x[j], x[j + 4], 0x88);
             t[j + 4] = _mm512_shuffle_f32x4(x[j], x[j + 4], 0xdd);
@@ -107,32 +159,16 @@ TILE_AVX512 TILE_INLINE void dense_small_avx512_body(const float *q, const int N
             x[j + 4] = _mm512_shuffle_f32x4(t[j + 4], t[j + 12], 0x88);
             x[j + 12] = _mm512_shuffle_f32x4(t[j + 4], t[j + 12], 0xdd);
         }
-        for (int c = 0; c < w; c++) {
-            a0 = _mm512_fmadd_ps(x[c], _mm512_set1_ps(q[k0 + c]), a0);
-            if (NQ > 1) a1 = _mm512_fmadd_ps(x[c], _mm512_set1_ps(q[d + k0 + c]), a1);
-            if (NQ > 2) a2 = _mm512_fmadd_ps(x[c], _mm512_set1_ps(q[2 * d + k0 + c]), a2);
-            if (NQ > 3) a3 = _mm512_fmadd_ps(x[c], _mm512_set1_ps(q[3 * d + k0 + c]), a3);
-        }
+        DENSE_SMALL_FMA(_mm512_fmadd_ps, _mm512_set1_ps, x)
     }
-    float s[4][16];
-    _mm512_storeu_ps(s[0], a0);
-    _mm512_storeu_ps(s[1], a1);
-    _mm512_storeu_ps(s[2], a2);
-    _mm512_storeu_ps(s[3], a3);
-    for (int j = 0; j < nr; j++)
-        for (int i = 0; i < NQ; i++) out[j * os + i] = s[i][j];
+    DENSE_SMALL_STORE(_mm512_storeu_ps, 16);
 }
 
 TILE_AVX512 static void dense_small_avx512(const float *q, ptrdiff_t nq, const float *r, ptrdiff_t ld,
                                            ptrdiff_t d, int nr, float *out, ptrdiff_t os,
                                            const char *pf, ptrdiff_t pf_bytes)
 {
-    switch (nq) {
-    case 1: dense_small_avx512_body(q, 1, r, ld, d, nr, out, os, pf, pf_bytes); break;
-    case 2: dense_small_avx512_body(q, 2, r, ld, d, nr, out, os, pf, pf_bytes); break;
-    case 3: dense_small_avx512_body(q, 3, r, ld, d, nr, out, os, pf, pf_bytes); break;
-    default: dense_small_avx512_body(q, 4, r, ld, d, nr, out, os, pf, pf_bytes); break;
-    }
+    DENSE_SMALL_BY_NQ(dense_small_avx512_body, q, nq, r, ld, d, nr, out, os, pf, pf_bytes)
 }
 
 /* AVX2: 8 rows per pass (8 x 8 transposes). */
@@ -151,34 +187,16 @@ TILE_AVX2 TILE_INLINE void dense_small_avx2_body(const float *q, const int NQ, c
         for (int j = 0; j < 8; j++)
             x[j] = j < nr ? _mm256_maskload_ps(r + j * ld + k0, km) : _mm256_setzero_ps();
         /* 8 x 8 transpose: afterwards lane j of x[c] is r_j[k0 + c] */
-        for (int j = 0; j < 8; j += 2) {
-            t[j] = _mm256_unpacklo_ps(x[j], x[j + 1]);
-            t[j + 1] = _mm256_unpackhi_ps(x[j], x[j + 1]);
-        }
-        for (int j = 0; j < 8; j += 4) {
-            x[j] = _mm256_shuffle_ps(t[j], t[j + 2], 0x44);
-            x[j + 1] = _mm256_shuffle_ps(t[j], t[j + 2], 0xee);
-            x[j + 2] = _mm256_shuffle_ps(t[j + 1], t[j + 3], 0x44);
-            x[j + 3] = _mm256_shuffle_ps(t[j + 1], t[j + 3], 0xee);
-        }
+        DENSE_SMALL_PAIRS(_mm256_unpacklo_ps, _mm256_unpackhi_ps, 8)
+        DENSE_SMALL_QUADS(DENSE_SMALL_LO64_256, DENSE_SMALL_HI64_256, 8)
+        /* then the two 128-bit lanes */
         for (int j = 0; j < 4; j++) {
             t[j] = _mm256_permute2f128_ps(x[j], x[j + 4], 0x20);
             t[j + 4] = _mm256_permute2f128_ps(x[j], x[j + 4], 0x31);
         }
-        for (int c = 0; c < w; c++) {
-            a0 = _mm256_fmadd_ps(t[c], _mm256_set1_ps(q[k0 + c]), a0);
-            if (NQ > 1) a1 = _mm256_fmadd_ps(t[c], _mm256_set1_ps(q[d + k0 + c]), a1);
-            if (NQ > 2) a2 = _mm256_fmadd_ps(t[c], _mm256_set1_ps(q[2 * d + k0 + c]), a2);
-            if (NQ > 3) a3 = _mm256_fmadd_ps(t[c], _mm256_set1_ps(q[3 * d + k0 + c]), a3);
-        }
+        DENSE_SMALL_FMA(_mm256_fmadd_ps, _mm256_set1_ps, t)
     }
-    float s[4][8];
-    _mm256_storeu_ps(s[0], a0);
-    _mm256_storeu_ps(s[1], a1);
-    _mm256_storeu_ps(s[2], a2);
-    _mm256_storeu_ps(s[3], a3);
-    for (int j = 0; j < nr; j++)
-        for (int i = 0; i < NQ; i++) out[j * os + i] = s[i][j];
+    DENSE_SMALL_STORE(_mm256_storeu_ps, 8);
 }
 
 TILE_AVX2 static void dense_small_avx2(const float *q, ptrdiff_t nq, const float *r, ptrdiff_t ld,
@@ -191,12 +209,7 @@ TILE_AVX2 static void dense_small_avx2(const float *q, ptrdiff_t nq, const float
         const char *p = j0 ? pf + half : pf;
         const float *rr = r + j0 * ld;
         float *oo = out + j0 * os;
-        switch (nq) {
-        case 1: dense_small_avx2_body(q, 1, rr, ld, d, n, oo, os, p, b); break;
-        case 2: dense_small_avx2_body(q, 2, rr, ld, d, n, oo, os, p, b); break;
-        case 3: dense_small_avx2_body(q, 3, rr, ld, d, n, oo, os, p, b); break;
-        default: dense_small_avx2_body(q, 4, rr, ld, d, n, oo, os, p, b); break;
-        }
+        DENSE_SMALL_BY_NQ(dense_small_avx2_body, q, nq, rr, ld, d, n, oo, os, p, b)
     }
 }
 #endif

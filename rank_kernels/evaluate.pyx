@@ -34,6 +34,7 @@ import numpy as np
 
 from rank_kernels._mem cimport (check_status, new_status, rk_malloc, rk_mem_init, rk_realloc, rk_status,
                                rk_status_fail)
+from rank_kernels._number cimport as_number
 from rank_kernels._segments cimport max_segment
 
 rk_mem_init()  # work buffers fail under the RANK_KERNELS_FAIL_ALLOC=1 test hook (see mem.h)
@@ -168,14 +169,10 @@ cdef int64_t _grade(object value) except? -1:
 
 
 cdef double _score(object value, object qid, object doc) except? -1.0:
-    if PyFloat_Check(value):
-        return PyFloat_AS_DOUBLE(value)
-    if isinstance(value, (str, bytes)) or value is None:
+    cdef double x
+    if not as_number(value, &x):
         raise TypeError(f"score of document {doc!r} in query {qid!r} is not a number: {value!r}")
-    try:
-        return float(value)
-    except (TypeError, ValueError, OverflowError):
-        raise TypeError(f"score of document {doc!r} in query {qid!r} is not a number: {value!r}") from None
+    return x
 
 
 def encode_run(dict run, dict qrels, bint complete=False):
@@ -329,30 +326,66 @@ cdef extern from "evaluate_sort.h" nogil:
     void _isort "ev_isort"(const SortCtx *c, Item *x, Item *tmp, Py_ssize_t n)
 
 
-cdef void _sort_all(SortCtx *ctx, const int64_t[::1] offsets, int64_t[::1] perm, unsigned char *tied,
-                    int n_threads, rk_status *st) noexcept nogil:
-    cdef Py_ssize_t nq = offsets.shape[0] - 1, q, i, lo, n, maxn = 0
-    cdef int64_t *tmp
-    maxn = max_segment(offsets)
-    with parallel(num_threads=n_threads):
-        tmp = <int64_t *>rk_malloc((maxn + 1) * sizeof(int64_t))
+cdef inline uint64_t _score_key(double x) noexcept nogil:
+    """Unsigned key ordered as the double x (-0.0 and 0.0 equal, as trec_eval compares them)."""
+    cdef double y = x + 0.0
+    cdef uint64_t u
+    memcpy(&u, &y, sizeof(u))  # the bits of y (a pointer cast would break strict aliasing)
+    if u >> 63:
+        return ~u
+    return u | (<uint64_t>1 << 63)
+
+
+cdef void _sort_segment(const SortCtx *ctx, Py_ssize_t lo, Py_ssize_t n, int64_t *perm, void *work,
+                        Py_ssize_t maxn) noexcept nogil:
+    """perm[lo:lo+n] = positions lo.. of one segment in the context's order. work: maxn + 1
+    int64 (modes 0, 2: positions merge-sorted) or 2 * maxn + 2 items (mode 1: (score key, id
+    prefix, position) items, so that most comparisons read no scattered column)."""
+    cdef Py_ssize_t i
+    cdef Item *buf = <Item *>work
+    if ctx.mode != 1:
+        for i in range(n):
+            perm[lo + i] = lo + i
+        if n > 1:
+            _msort(ctx, &perm[lo], <int64_t *>work, n)
+        return
+    for i in range(n):
+        buf[i].skey = _score_key(ctx.s[lo + i])
+        buf[i].pfx = ctx.pfx[lo + i]
+        buf[i].pos = lo + i
+    if n > 1:
+        _isort(ctx, buf, buf + maxn + 1, n)
+    for i in range(n):
+        perm[lo + i] = buf[i].pos
+
+
+cdef int _sort_all(const SortCtx *ctx, const int64_t[::1] offsets, int64_t[::1] perm, unsigned char *tied,
+                   int n_threads, const char *what) except -1:
+    """Sort every segment (one per OpenMP iteration, `_sort_segment`); tied[q] = 1 when two
+    entries of segment q have equal scores (tied may be NULL). MemoryError naming `what` when a
+    thread cannot allocate its work buffer."""
+    cdef Py_ssize_t nq = offsets.shape[0] - 1, q, i, lo, n
+    cdef Py_ssize_t maxn = max_segment(offsets)
+    cdef size_t size = (2 * maxn + 2) * sizeof(Item) if ctx.mode == 1 else (maxn + 1) * sizeof(int64_t)
+    cdef void *work
+    cdef rk_status *st = new_status(n_threads, what)
+    with nogil, parallel(num_threads=n_threads):
+        work = rk_malloc(size)
         for q in prange(nq, schedule="dynamic", chunksize=64):
-            if tmp == NULL:
+            if work == NULL:
                 rk_status_fail(st)
                 continue
             lo = offsets[q]
             n = offsets[q + 1] - lo
-            for i in range(n):
-                perm[lo + i] = lo + i
-            if n > 1:
-                _msort(ctx, &perm[lo], tmp, n)
+            _sort_segment(ctx, lo, n, &perm[0], work, maxn)
             if tied != NULL:
                 tied[q] = 0
                 for i in range(1, n):
                     if ctx.s[perm[lo + i]] == ctx.s[perm[lo + i - 1]]:
                         tied[q] = 1
                         break
-        free(tmp)
+        free(work)
+    return check_status(st, what)
 
 
 def sort_segments(const int64_t[::1] offsets, const double[::1] scores, int64_t[::1] perm,
@@ -362,10 +395,7 @@ def sort_segments(const int64_t[::1] offsets, const double[::1] scores, int64_t[
     cdef SortCtx ctx
     ctx.s = &scores[0] if scores.shape[0] else NULL
     ctx.mode = 0
-    cdef rk_status *st = new_status(n_threads, b"sort_segments")
-    with nogil:
-        _sort_all(&ctx, offsets, perm, &tied[0] if tied.shape[0] else NULL, n_threads, st)
-    check_status(st, b"sort_segments")
+    _sort_all(&ctx, offsets, perm, &tied[0] if tied.shape[0] else NULL, n_threads, b"sort_segments")
 
 
 def sort_segments_keyed(const int64_t[::1] offsets, const double[::1] scores, const int64_t[::1] keys,
@@ -377,20 +407,7 @@ def sort_segments_keyed(const int64_t[::1] offsets, const double[::1] scores, co
     ctx.s = &scores[0] if scores.shape[0] else NULL
     ctx.key = &keys[0] if keys.shape[0] else NULL
     ctx.mode = 2
-    cdef rk_status *st = new_status(n_threads, b"sort_segments_keyed")
-    with nogil:
-        _sort_all(&ctx, offsets, perm, NULL, n_threads, st)
-    check_status(st, b"sort_segments_keyed")
-
-
-cdef inline uint64_t _score_key(double x) noexcept nogil:
-    """Unsigned key ordered as the double x (-0.0 and 0.0 equal, as trec_eval compares them)."""
-    cdef double y = x + 0.0
-    cdef uint64_t u
-    memcpy(&u, &y, sizeof(u))  # the bits of y (a pointer cast would break strict aliasing)
-    if u >> 63:
-        return ~u
-    return u | (<uint64_t>1 << 63)
+    _sort_all(&ctx, offsets, perm, NULL, n_threads, b"sort_segments_keyed")
 
 
 def sort_run_segments(const int64_t[::1] offsets, const double[::1] scores, ids, int64_t[::1] perm,
@@ -403,34 +420,13 @@ def sort_run_segments(const int64_t[::1] offsets, const double[::1] scores, ids,
     cdef const int64_t[::1] toff = ids[2]
     cdef const unsigned char[::1] tails = ids[3]
     cdef SortCtx ctx
-    cdef Py_ssize_t nq = offsets.shape[0] - 1, q, i, lo, n, maxn = 0
-    cdef Item *buf
     ctx.s = &scores[0] if scores.shape[0] else NULL
     ctx.pfx = &pfx[0] if pfx.shape[0] else NULL
     ctx.len = &lens[0] if lens.shape[0] else NULL
     ctx.toff = &toff[0] if toff.shape[0] else NULL
     ctx.tails = &tails[0] if tails.shape[0] else NULL
     ctx.mode = 1
-    maxn = max_segment(offsets)
-    cdef rk_status *st = new_status(n_threads, b"sort_run_segments")
-    with nogil, parallel(num_threads=n_threads):
-        buf = <Item *>rk_malloc((2 * maxn + 2) * sizeof(Item))
-        for q in prange(nq, schedule="dynamic", chunksize=64):
-            if buf == NULL:
-                rk_status_fail(st)
-                continue
-            lo = offsets[q]
-            n = offsets[q + 1] - lo
-            for i in range(n):
-                buf[i].skey = _score_key(ctx.s[lo + i])
-                buf[i].pfx = ctx.pfx[lo + i]
-                buf[i].pos = lo + i
-            if n > 1:
-                _isort(&ctx, buf, buf + maxn + 1, n)
-            for i in range(n):
-                perm[lo + i] = buf[i].pos
-        free(buf)
-    check_status(st, b"sort_run_segments")
+    _sort_all(&ctx, offsets, perm, NULL, n_threads, b"sort_run_segments")
 
 
 # ---------------------------------------------------------------------------------------------

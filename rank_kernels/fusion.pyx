@@ -21,7 +21,6 @@ names the Python layer uses to those enum values. No validation here: `rank.fusi
 its inputs. Allocation failure is recorded per thread and raised as MemoryError.
 """
 from cpython.dict cimport PyDict_GetItem, PyDict_Next, PyDict_SetItem, PyDict_Size
-from cpython.float cimport PyFloat_AS_DOUBLE, PyFloat_Check
 from cpython.object cimport PyObject
 from cython.parallel cimport parallel, prange
 from libc.math cimport NAN, isnan, log, pow, sqrt
@@ -30,6 +29,7 @@ from libc.stdlib cimport free, qsort
 
 from rank_kernels._mem cimport (check_status, new_status, rk_malloc, rk_mem_init, rk_set_fail_alloc, rk_status,
                                rk_status_fail, rk_status_mine)
+from rank_kernels._number cimport as_number
 from rank_kernels._segments cimport max_segment
 
 import numpy as np
@@ -59,14 +59,10 @@ def _fail_allocations(bint on):
 
 
 cdef double _score(object value, object qid, object doc, Py_ssize_t r) except? -1.0:
-    if PyFloat_Check(value):
-        return PyFloat_AS_DOUBLE(value)
-    if isinstance(value, (str, bytes)) or value is None:
+    cdef double x
+    if not as_number(value, &x):
         raise TypeError(f"runs[{r}][{qid!r}][{doc!r}]: score is not a number: {value!r}")
-    try:
-        return float(value)
-    except (TypeError, ValueError, OverflowError):
-        raise TypeError(f"runs[{r}][{qid!r}][{doc!r}]: score is not a number: {value!r}") from None
+    return x
 
 
 def encode_runs(list runs):
@@ -185,6 +181,20 @@ cdef inline Py_ssize_t _gather(const int64_t *seg_off, const int64_t *docs, cons
     return m
 
 
+cdef int64_t *_thread_work(Py_ssize_t n_vocab, Py_ssize_t maxq, Py_ssize_t extra, rk_status *st) noexcept nogil:
+    """One thread's work area for `_gather`, in one allocation of 8-byte words: slot (n_vocab + 1,
+    all -1), then local (maxq + 1,), then `extra` words for the caller (at slot + n_vocab + maxq + 2).
+    NULL after marking the thread's status slot when it cannot be allocated."""
+    cdef int64_t *slot = <int64_t *>rk_malloc((n_vocab + maxq + 2 + extra) * sizeof(int64_t))
+    cdef Py_ssize_t i
+    if slot == NULL:
+        rk_status_fail(st)
+        return NULL
+    for i in range(n_vocab):
+        slot[i] = -1
+    return slot
+
+
 def combine(const int64_t[::1] seg_off, const int64_t[::1] docs, const double[::1] values,
             const double[::1] fill, const int64_t[::1] perm, Py_ssize_t n_runs, Py_ssize_t n_vocab,
             int rule, double p, const double[::1] weights, int64_t[::1] out_docs,
@@ -197,7 +207,7 @@ def combine(const int64_t[::1] seg_off, const int64_t[::1] docs, const double[::
     output order of each query's documents (order of first appearance).
     """
     cdef Py_ssize_t nr = n_runs, nq = (seg_off.shape[0] - 1) // nr
-    cdef Py_ssize_t q, r, i, j, a, n, m, base, maxq, cnt, ii
+    cdef Py_ssize_t q, r, i, j, a, n, m, base, maxq, cnt
     cdef int64_t e, d
     cdef int64_t *slot
     cdef int64_t *local
@@ -207,18 +217,14 @@ def combine(const int64_t[::1] seg_off, const int64_t[::1] docs, const double[::
     cdef rk_status *st = new_status(n_threads, b"fusion")
     maxq = _max_query(seg_off, nq, nr)
     with nogil, parallel(num_threads=n_threads):
-        slot = <int64_t *>rk_malloc((n_vocab + 1) * sizeof(int64_t))
-        local = <int64_t *>rk_malloc((maxq + 1) * sizeof(int64_t))
-        vals = <double *>rk_malloc((maxq * nr + 1) * sizeof(double))
-        tmp = <double *>rk_malloc((nr + 1) * sizeof(double))
-        if slot == NULL or local == NULL or vals == NULL or tmp == NULL:
-            rk_status_fail(st)
-        else:
-            for ii in range(n_vocab):
-                slot[ii] = -1
+        # per thread: slot, local, then vals (maxq * nr + 1) and tmp (nr + 1) doubles
+        slot = _thread_work(n_vocab, maxq, maxq * nr + nr + 2, st)
         for q in prange(nq, schedule="dynamic", chunksize=32):
-            if rk_status_mine(st):
+            if slot == NULL:
                 continue
+            local = slot + n_vocab + 1
+            vals = <double *>(local + maxq + 1)
+            tmp = vals + maxq * nr + 1
             m = _gather(&seg_off[0], &docs[0], &perm[0], &values[0], NAN, q, nr, slot, local, vals)
             base = seg_off[q * nr]
             for j in range(m):
@@ -262,9 +268,6 @@ def combine(const int64_t[::1] seg_off, const int64_t[::1] docs, const double[::
                 slot[local[j]] = -1
             out_count[q] = m
         free(slot)
-        free(local)
-        free(vals)
-        free(tmp)
     check_status(st, b"fusion")
 
 
@@ -289,7 +292,7 @@ def condorcet(const int64_t[::1] seg_off, const int64_t[::1] docs, const int64_t
     a run that did not retrieve a document ranks it below every document it retrieved.
     """
     cdef Py_ssize_t nr = n_runs, nq = (seg_off.shape[0] - 1) // nr
-    cdef Py_ssize_t q, r, i, j, a, n, m, base, maxq, ii, width, lo, mid, hi, li, ri, o
+    cdef Py_ssize_t q, r, i, j, a, n, m, base, maxq, width, lo, mid, hi, li, ri, o
     cdef int64_t e, d
     cdef int64_t *slot
     cdef int64_t *local
@@ -307,19 +310,15 @@ def condorcet(const int64_t[::1] seg_off, const int64_t[::1] docs, const int64_t
         total += weights[r]
     maxq = _max_query(seg_off, nq, nr)
     with nogil, parallel(num_threads=n_threads):
-        slot = <int64_t *>rk_malloc((n_vocab + 1) * sizeof(int64_t))
-        local = <int64_t *>rk_malloc((maxq + 1) * sizeof(int64_t))
-        pos = <int64_t *>rk_malloc((maxq * nr + 1) * sizeof(int64_t))
-        order = <int64_t *>rk_malloc((maxq + 1) * sizeof(int64_t))
-        buf = <int64_t *>rk_malloc((maxq + 1) * sizeof(int64_t))
-        if slot == NULL or local == NULL or pos == NULL or order == NULL or buf == NULL:
-            rk_status_fail(st)
-        else:
-            for ii in range(n_vocab):
-                slot[ii] = -1
+        # per thread: slot, local, then pos (maxq * nr + 1), order and buf (maxq + 1 each)
+        slot = _thread_work(n_vocab, maxq, maxq * nr + 2 * maxq + 3, st)
         for q in prange(nq, schedule="dynamic", chunksize=16):
-            if rk_status_mine(st):
+            if slot == NULL:
                 continue
+            local = slot + n_vocab + 1
+            pos = local + maxq + 1
+            order = pos + maxq * nr + 1
+            buf = order + maxq + 1
             m = _gather(&seg_off[0], &docs[0], &perm[0], &rank[0], big, q, nr, slot, local, pos)
             src = order
             dst = buf
@@ -365,10 +364,6 @@ def condorcet(const int64_t[::1] seg_off, const int64_t[::1] docs, const int64_t
                 slot[local[j]] = -1
             out_count[q] = m
         free(slot)
-        free(local)
-        free(pos)
-        free(order)
-        free(buf)
     check_status(st, b"fusion")
 
 

@@ -197,16 +197,48 @@ cdef void _sort_row(const floating *x, Py_ssize_t n, double a, int b, bint use_n
 # Both keep the top block in registers and the blocks below it on a stack; a block is compared
 # through differences of first elements, so ties and huge |s| (tiny strengths) stay exact.
 
-cdef inline Py_ssize_t _push_block(int32_t *bs, double *sf, double *wf, double *p, double *q, Py_ssize_t nb,
-                                   int32_t start, double s, double w, double pv, double qv) noexcept nogil:
-    """Close block nb of a PAV pass (start, first/last values s and w, the two running sums of
-    the regulariser pv and qv); returns the number of blocks, nb + 1."""
-    bs[nb] = start
-    sf[nb] = s
-    wf[nb] = w
-    p[nb] = pv
-    q[nb] = qv
+cdef struct _Top:
+    # The open (top) block of a PAV pass: its first element, its first values s and w, and the
+    # two running sums p, q of the regulariser (l2: offset sums, kl: sums of exponentials).
+    int32_t start
+    double s, w, p, q
+
+
+cdef inline Py_ssize_t _close_top(_Top *t, int32_t *bs, double *sf, double *wf, double *p, double *q,
+                                  Py_ssize_t nb, Py_ssize_t j, double cs, double cw, double zero) noexcept nogil:
+    """Close the top block t as block nb and open a new one at element j (values cs, cw, both
+    sums `zero`: 0 for l2, 1 for kl); returns the number of closed blocks, nb + 1."""
+    bs[nb] = t.start
+    sf[nb] = t.s
+    wf[nb] = t.w
+    p[nb] = t.p
+    q[nb] = t.q
+    t.start = <int32_t>j
+    t.s = cs
+    t.w = cw
+    t.p = zero
+    t.q = zero
     return nb + 1
+
+
+cdef inline Py_ssize_t _pool_below(_Top *t, const int32_t *bs, const double *sf, const double *wf,
+                                   Py_ssize_t k, double pv, double qv) noexcept nogil:
+    """Pool the closed block k (the last one) into the top block t, whose sums become pv, qv;
+    returns the number of closed blocks left, k."""
+    t.p = pv
+    t.q = qv
+    t.s = sf[k]
+    t.w = wf[k]
+    t.start = bs[k]
+    return k
+
+
+cdef inline Py_ssize_t _end_pass(_Top *t, int32_t *bs, double *sf, double *wf, double *p, double *q,
+                                 Py_ssize_t nb, Py_ssize_t n) noexcept nogil:
+    """Close the last block; bs[nb] = n ends the block starts. Returns the number of blocks."""
+    nb = _close_top(t, bs, sf, wf, p, q, nb, n, 0.0, 0.0, 0.0)
+    bs[nb] = <int32_t>n
+    return nb
 
 
 cdef Py_ssize_t _pav_l2(const double *s, const double *w, Py_ssize_t n, int32_t *bs,
@@ -215,41 +247,29 @@ cdef Py_ssize_t _pav_l2(const double *s, const double *w, Py_ssize_t n, int32_t 
     so that the block value is (sf - wf) + (ds - dw) / count. Comparisons are cross-multiplied
     (no division)."""
     cdef Py_ssize_t nb = 0, j, k
-    cdef double ts = s[0], tw = w[0], tds = 0.0, tdw = 0.0, cs, cw, dks, dkw, tc, ck
-    cdef int32_t tstart = 0
+    cdef double cs, cw, dks, dkw, tc, ck
+    cdef _Top t = _Top(0, s[0], w[0], 0.0, 0.0)
     for j in range(1, n):
         cs = s[j]
         cw = w[j]
-        dks = cs - ts
-        dkw = cw - tw
-        if (dkw - dks) * <double>(j - tstart) < tdw - tds:  # value(top) < value(new element): pool them
-            tds += dks
-            tdw += dkw
+        dks = cs - t.s
+        dkw = cw - t.w
+        if (dkw - dks) * <double>(j - t.start) < t.q - t.p:  # value(top) < value(new element): pool them
+            t.p += dks
+            t.q += dkw
             while nb > 0:  # the grown block may now exceed the one below it
                 k = nb - 1
-                ck = <double>(tstart - bs[k])
-                tc = <double>(j + 1 - tstart)
-                dks = ts - sf[k]
-                dkw = tw - wf[k]
-                if (dkw - dks) * ck * tc < (tds - tdw) * ck - (ds[k] - dw[k]) * tc:
-                    tds = ds[k] + tds + tc * dks
-                    tdw = dw[k] + tdw + tc * dkw
-                    ts = sf[k]
-                    tw = wf[k]
-                    tstart = bs[k]
-                    nb = k
+                ck = <double>(t.start - bs[k])
+                tc = <double>(j + 1 - t.start)
+                dks = t.s - sf[k]
+                dkw = t.w - wf[k]
+                if (dkw - dks) * ck * tc < (t.p - t.q) * ck - (ds[k] - dw[k]) * tc:
+                    nb = _pool_below(&t, bs, sf, wf, k, ds[k] + t.p + tc * dks, dw[k] + t.q + tc * dkw)
                 else:
                     break
         else:
-            nb = _push_block(bs, sf, wf, ds, dw, nb, tstart, ts, tw, tds, tdw)
-            ts = cs
-            tw = cw
-            tds = 0.0
-            tdw = 0.0
-            tstart = <int32_t>j
-    nb = _push_block(bs, sf, wf, ds, dw, nb, tstart, ts, tw, tds, tdw)
-    bs[nb] = <int32_t>n
-    return nb
+            nb = _close_top(&t, bs, sf, wf, ds, dw, nb, j, cs, cw, 0.0)
+    return _end_pass(&t, bs, sf, wf, ds, dw, nb, n)
 
 
 cdef inline bint _kl_less(double ds, double dw, double a, double b, double sk, double wk,
@@ -269,47 +289,35 @@ cdef Py_ssize_t _pav_kl(const double *s, const double *w, Py_ssize_t n, int mode
     The table side needs no exp: rank mode, etab[j] = exp(w[j]) (the ranks themselves), so
     exp(w[j] - w[i]) = etab[j] / etab[i]; sort mode, etab[d] = exp(-d / strength) = exp(s[i + d] - s[i])."""
     cdef Py_ssize_t nb = 0, j, k
-    cdef double ts = s[0], tw = w[0], tss = 1.0, tsw = 1.0, cs, cw, a, b
-    cdef int32_t tstart = 0
+    cdef double cs, cw, a, b
+    cdef _Top t = _Top(0, s[0], w[0], 1.0, 1.0)
     for j in range(1, n):
         cs = s[j]
         cw = w[j]
         if mode == MODE_RANK:
-            a = exp(cs - ts)
-            b = etab[j] / etab[tstart]
+            a = exp(cs - t.s)
+            b = etab[j] / etab[t.start]
         else:
-            a = etab[j - tstart]
-            b = exp(cw - tw)
-        if _kl_less(ts - cs, tw - cw, a, b, tss, tsw, 1.0, 1.0):  # gamma(top) < gamma(new): pool
-            tss += a
-            tsw += b
+            a = etab[j - t.start]
+            b = exp(cw - t.w)
+        if _kl_less(t.s - cs, t.w - cw, a, b, t.p, t.q, 1.0, 1.0):  # gamma(top) < gamma(new): pool
+            t.p += a
+            t.q += b
             while nb > 0:
                 k = nb - 1
                 if mode == MODE_RANK:
-                    a = exp(ts - sf[k])
-                    b = etab[tstart] / etab[bs[k]]
+                    a = exp(t.s - sf[k])
+                    b = etab[t.start] / etab[bs[k]]
                 else:
-                    a = etab[tstart - bs[k]]
-                    b = exp(tw - wf[k])
-                if _kl_less(sf[k] - ts, wf[k] - tw, a, b, ss[k], sw[k], tss, tsw):
-                    tss = ss[k] + a * tss
-                    tsw = sw[k] + b * tsw
-                    ts = sf[k]
-                    tw = wf[k]
-                    tstart = bs[k]
-                    nb = k
+                    a = etab[t.start - bs[k]]
+                    b = exp(t.w - wf[k])
+                if _kl_less(sf[k] - t.s, wf[k] - t.w, a, b, ss[k], sw[k], t.p, t.q):
+                    nb = _pool_below(&t, bs, sf, wf, k, ss[k] + a * t.p, sw[k] + b * t.q)
                 else:
                     break
         else:
-            nb = _push_block(bs, sf, wf, ss, sw, nb, tstart, ts, tw, tss, tsw)
-            ts = cs
-            tw = cw
-            tss = 1.0
-            tsw = 1.0
-            tstart = <int32_t>j
-    nb = _push_block(bs, sf, wf, ss, sw, nb, tstart, ts, tw, tss, tsw)
-    bs[nb] = <int32_t>n
-    return nb
+            nb = _close_top(&t, bs, sf, wf, ss, sw, nb, j, cs, cw, 1.0)
+    return _end_pass(&t, bs, sf, wf, ss, sw, nb, n)
 
 
 # ---------------------------------------------------------------------------------------------

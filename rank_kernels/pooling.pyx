@@ -12,7 +12,7 @@ the `rank.rerank` layer checks shapes, dtypes and sizes first.
 from cython.parallel cimport prange
 from libc.math cimport isfinite, sqrt
 from libc.stdint cimport int8_t, int64_t, uint8_t, uintptr_t
-from libc.stdlib cimport free, qsort
+from libc.stdlib cimport free
 
 from cython cimport floating
 from rank_kernels._mem cimport rk_malloc, rk_mem_init
@@ -20,21 +20,19 @@ from rank_kernels._mem cimport rk_malloc, rk_mem_init
 rk_mem_init()  # work buffers fail under the RANK_KERNELS_FAIL_ALLOC=1 test hook (see mem.h)
 
 
-cdef struct Merge:
-    double height
-    Py_ssize_t step
-    Py_ssize_t a
-    Py_ssize_t b
-
-
-cdef int _merge_cmp(const void *x, const void *y) noexcept nogil:
-    cdef const Merge *p = <const Merge *>x
-    cdef const Merge *q = <const Merge *>y
-    if p.height < q.height:
-        return -1
-    if p.height > q.height:
-        return 1
-    return (p.step > q.step) - (p.step < q.step)
+cdef extern from *:
+    """
+    #include "sort.h"
+    typedef struct { double height; Py_ssize_t a, b; } pool_merge;
+    #define POOL_LOWER(ctx, x, y) ((x)->height < (y)->height)
+    RK_STABLE_SORT(pool_sort_merges, pool_merge, int, POOL_LOWER)
+    """
+    ctypedef struct Merge "pool_merge":
+        double height
+        Py_ssize_t a
+        Py_ssize_t b
+    # Merges by height ascending, equal heights in step order (the one stable sort, sort.h).
+    void _sort_merges "pool_sort_merges"(int ctx, Merge *merges, Merge *tmp, Py_ssize_t n) noexcept nogil
 
 
 cdef inline Py_ssize_t _cond(Py_ssize_t n, Py_ssize_t i, Py_ssize_t j) noexcept nogil:
@@ -82,7 +80,7 @@ cdef inline double _sqdist(const floating *x, const floating *y, Py_ssize_t d) n
 cdef int _ward_merges(const floating *x, Py_ssize_t n, Py_ssize_t d, Merge *merges) noexcept nogil:
     """The n - 1 Ward merges of the rows of x (n >= 2) by nearest-neighbour chain.
 
-    merges[s] = (squared height, s, a, b): at step s the clusters held in slots a and b merge
+    merges[s] = (squared height, a, b): at step s the clusters held in slots a and b merge
     (slot x always holds a cluster containing token x). Returns 0, -1 when out of memory,
     1 when a distance is not finite.
     """
@@ -150,7 +148,6 @@ cdef int _ward_merges(const floating *x, Py_ssize_t n, Py_ssize_t d, Merge *merg
         hi = b if a < b else a
         dab = best
         merges[step].height = dab
-        merges[step].step = step
         merges[step].a = lo
         merges[step].b = hi
         # Lance-Williams update for Ward on squared distances; the union lives in slot lo.
@@ -188,14 +185,14 @@ cdef int _pool_one(const floating *x, Py_ssize_t n, Py_ssize_t d, Py_ssize_t m,
     if parent == NULL or label_of_root == NULL or acc == NULL:
         status = -1
     elif m < n:
-        merges = <Merge *>rk_malloc(sizeof(Merge) * (n - 1))
+        merges = <Merge *>rk_malloc(sizeof(Merge) * 2 * (n - 1))  # the merges, then the sort's room
         status = _ward_merges(x, n, d, merges) if merges != NULL else -1
     if status == 0:
         for i in range(n):
             parent[i] = i
             label_of_root[i] = -1
         if m < n:
-            qsort(merges, n - 1, sizeof(Merge), _merge_cmp)
+            _sort_merges(0, merges, merges + n - 1, n - 1)
             for i in range(n - m):
                 ra = _find(parent, merges[i].a)
                 rb = _find(parent, merges[i].b)

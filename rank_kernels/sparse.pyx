@@ -59,20 +59,38 @@ BM25_METHODS = {"robertson": ROBERTSON, "lucene": LUCENE, "atire": ATIRE, "bm25l
 # ---------------------------------------------------------------------------------------------
 # Building
 
+cdef void _postings_pass(const int32_t[::1] ids, const int64_t[::1] offsets, int64_t *last, bint fill,
+                         int64_t *df, int64_t *head, int64_t *pos, int32_t *docs, int32_t *tf) noexcept nogil:
+    """One pass over a packed token stream, term by term of each document (last[t]: the last
+    document where term t was seen, -1 at first). Count pass (not `fill`): the first occurrence
+    of t in a document adds 1 to df[t]. Fill pass: it opens t's posting at head[t] (its
+    position kept in pos[t]) with tf 1, and every repeat adds 1 to that tf."""
+    cdef Py_ssize_t n_docs = offsets.shape[0] - 1, d, p, t
+    for d in range(n_docs):
+        for p in range(offsets[d], offsets[d + 1]):
+            t = ids[p]
+            if last[t] != d:
+                last[t] = d
+                if not fill:
+                    df[t] += 1
+                else:
+                    pos[t] = head[t]
+                    head[t] += 1
+                    docs[pos[t]] = <int32_t>d
+                    tf[pos[t]] = 1
+            elif fill:
+                tf[pos[t]] += 1
+
+
 def count_postings(const int32_t[::1] ids, const int64_t[::1] offsets, Py_ssize_t n_terms):
     """Document frequency of every term: df (int64, n_terms) of the packed token stream."""
-    cdef Py_ssize_t n_docs = offsets.shape[0] - 1, d, p, t
     df_arr = np.zeros(n_terms, np.int64)
     last_arr = np.full(n_terms, -1, np.int64)
     cdef int64_t[::1] df = df_arr
     cdef int64_t[::1] last = last_arr
     with nogil:
-        for d in range(n_docs):
-            for p in range(offsets[d], offsets[d + 1]):
-                t = ids[p]
-                if last[t] != d:
-                    last[t] = d
-                    df[t] += 1
+        _postings_pass(ids, offsets, &last[0] if n_terms else NULL, False, &df[0] if n_terms else NULL,
+                       NULL, NULL, NULL, NULL)
     return df_arr
 
 
@@ -83,25 +101,18 @@ def fill_postings(const int32_t[::1] ids, const int64_t[::1] offsets, const int6
     `indptr` comes from the cumulative sum of `count_postings`; docs and tf have indptr[-1]
     entries and are filled in place.
     """
-    cdef Py_ssize_t n_docs = offsets.shape[0] - 1, n_terms = indptr.shape[0] - 1, d, p, t
+    cdef Py_ssize_t n_terms = indptr.shape[0] - 1
     head_arr = np.asarray(indptr[:n_terms]).copy()
     pos_arr = np.empty(n_terms, np.int64)
     last_arr = np.full(n_terms, -1, np.int64)
     cdef int64_t[::1] head = head_arr
     cdef int64_t[::1] pos = pos_arr
     cdef int64_t[::1] last = last_arr
+    if n_terms == 0:
+        return
     with nogil:
-        for d in range(n_docs):
-            for p in range(offsets[d], offsets[d + 1]):
-                t = ids[p]
-                if last[t] != d:
-                    last[t] = d
-                    pos[t] = head[t]
-                    head[t] += 1
-                    docs[pos[t]] = <int32_t>d
-                    tf[pos[t]] = 1
-                else:
-                    tf[pos[t]] += 1
+        _postings_pass(ids, offsets, &last[0], True, NULL, &head[0], &pos[0],
+                       &docs[0] if docs.shape[0] else NULL, &tf[0] if tf.shape[0] else NULL)
 
 
 def fill_weighted(const int64_t[::1] row_ptr, const int32_t[::1] terms, const float[::1] weights,
@@ -293,6 +304,11 @@ def bm25_recover_tf(int method, const int64_t[::1] indptr, const int32_t[::1] do
 # ---------------------------------------------------------------------------------------------
 # Scoring
 
+cdef inline int cmp_i64(int64_t a, int64_t b) noexcept nogil:
+    """Three-way comparison for the qsort comparators: -1, 0 or 1 as a <, == or > b."""
+    return (a > b) - (a < b)
+
+
 cdef struct QueryTerm:
     int64_t term
     int64_t pos
@@ -303,9 +319,8 @@ cdef struct QueryTerm:
 cdef int _cmp_term_pos(const void *a, const void *b) noexcept nogil:
     cdef const QueryTerm *x = <const QueryTerm *>a
     cdef const QueryTerm *y = <const QueryTerm *>b
-    if x.term != y.term:
-        return -1 if x.term < y.term else 1
-    return (x.pos > y.pos) - (x.pos < y.pos)
+    cdef int c = cmp_i64(x.term, y.term)
+    return c if c else cmp_i64(x.pos, y.pos)
 
 
 cdef int _cmp_bound_desc(const void *a, const void *b) noexcept nogil:
@@ -313,7 +328,7 @@ cdef int _cmp_bound_desc(const void *a, const void *b) noexcept nogil:
     cdef const QueryTerm *y = <const QueryTerm *>b
     if x.bound != y.bound:
         return -1 if x.bound > y.bound else 1
-    return (x.term > y.term) - (x.term < y.term)
+    return cmp_i64(x.term, y.term)
 
 
 cdef void _sort_terms(QueryTerm *a, Py_ssize_t n, int (*cmp)(const void *, const void *) noexcept nogil) noexcept nogil:
@@ -484,8 +499,7 @@ cdef inline void _hsorted(uint64_t *h, Py_ssize_t size) noexcept nogil:
 
 
 cdef int _cmp_i32(const void *a, const void *b) noexcept nogil:
-    cdef int32_t x = (<const int32_t *>a)[0], y = (<const int32_t *>b)[0]
-    return (x > y) - (x < y)
+    return cmp_i64((<const int32_t *>a)[0], (<const int32_t *>b)[0])
 
 
 cdef inline Py_ssize_t _gallop(const int32_t *docs, Py_ssize_t lo, Py_ssize_t hi, int32_t target) noexcept nogil:
@@ -519,6 +533,20 @@ cdef float _theta(const float *acc, float *fh, const int32_t *list_, Py_ssize_t 
 cdef inline bint _can_reach(float a, float rup, float shift, float theta) noexcept nogil:
     """Whether a partial score a, plus at most rup to come, may still reach theta (final space)."""
     return <float>(<float>(a + rup) + shift) >= <float>(theta + shift)
+
+
+cdef inline Py_ssize_t _reachable(const float *acc, const int32_t *docs, Py_ssize_t n, int32_t *out,
+                                  float rup, float shift, float theta) noexcept nogil:
+    """Copy the documents of docs[0:n] that can still reach theta (`_can_reach`) to out, in
+    order; out may be docs itself. Returns how many were kept."""
+    cdef Py_ssize_t i, m = 0
+    cdef int32_t d
+    for i in range(n):
+        d = docs[i]
+        if _can_reach(acc[d], rup, shift, theta):
+            out[m] = d
+            m += 1
+    return m
 
 
 cdef void _nth_desc(uint64_t *a, Py_ssize_t n, Py_ssize_t k) noexcept nogil:
@@ -781,12 +809,7 @@ cdef void _one_query(const int64_t *indptr, const int32_t *docs, const float *va
                 rupf = <float>rup
                 if <float>(rupf + shift) < <float>(theta + shift):
                     # Switch only if probing the candidates is much cheaper than reading the rest.
-                    nc = 0
-                    for i in range(nt):
-                        d = touched[i]
-                        if _can_reach(acc[d], rupf, shift, theta):
-                            cand[nc] = d
-                            nc += 1
+                    nc = _reachable(acc, touched, nt, cand, rupf, shift, theta)
                     if 4 * nc < remaining:
                         switched = True
                         break
@@ -828,13 +851,7 @@ cdef void _one_query(const int64_t *indptr, const int32_t *docs, const float *va
             if j < m:
                 rupf = <float>(rest * (1.0 + 1e-6) + margin)
                 theta = _theta(acc, fh, cand, nc, k)
-                q = 0
-                for i in range(nc):
-                    d = cand[i]
-                    if _can_reach(acc[d], rupf, shift, theta):
-                        cand[q] = d
-                        q += 1
-                nc = q
+                nc = _reachable(acc, cand, nc, cand, rupf, shift, theta)
         for i in range(nc):
             d = cand[i]
             _hpush(hk, &size, k, _key(acc[d] + shift, d))

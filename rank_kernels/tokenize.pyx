@@ -109,6 +109,16 @@ cdef inline int _emit(_Buffer buf, str text, Py_ssize_t start, Py_ssize_t end, d
     return 0
 
 
+cdef int _grow(void **p, Py_ssize_t *cap, size_t size) except -1:
+    """Double the capacity of the array *p of *cap items of `size` bytes, or MemoryError."""
+    cdef void *q = realloc(p[0], 2 * cap[0] * size)
+    if q == NULL:
+        raise MemoryError()
+    p[0] = q
+    cap[0] *= 2
+    return 0
+
+
 cdef class _Buffer:
     """A growable int32 (ids) and int64 (offsets) pair of C arrays."""
     cdef int32_t *ids
@@ -131,30 +141,21 @@ cdef class _Buffer:
         free(self.offsets)
 
     cdef int push_id(self, int32_t v) except -1:
-        cdef int32_t *p
         if self.n_ids == self.cap_ids:
-            p = <int32_t *>realloc(self.ids, 2 * self.cap_ids * sizeof(int32_t))
-            if p == NULL:
-                raise MemoryError()
-            self.ids = p
-            self.cap_ids *= 2
+            _grow(<void **>&self.ids, &self.cap_ids, sizeof(int32_t))
         self.ids[self.n_ids] = v
         self.n_ids += 1
         return 0
 
     cdef int end_doc(self) except -1:
-        cdef int64_t *p
         if self.n_off == self.cap_off:
-            p = <int64_t *>realloc(self.offsets, 2 * self.cap_off * sizeof(int64_t))
-            if p == NULL:
-                raise MemoryError()
-            self.offsets = p
-            self.cap_off *= 2
+            _grow(<void **>&self.offsets, &self.cap_off, sizeof(int64_t))
         self.offsets[self.n_off] = self.n_ids
         self.n_off += 1
         return 0
 
-    def arrays(self):
+    cdef tuple result(self, Py_ssize_t bad):
+        """(ids int32, offsets int64, bad): copies of what was pushed, and the scanner's `bad`."""
         ids = np.empty(self.n_ids, np.int32)
         offsets = np.empty(self.n_off, np.int64)
         cdef int32_t[::1] vi = ids
@@ -162,7 +163,7 @@ cdef class _Buffer:
         if self.n_ids:
             memcpy(&vi[0], self.ids, self.n_ids * sizeof(int32_t))
         memcpy(&vo[0], self.offsets, self.n_off * sizeof(int64_t))
-        return ids, offsets
+        return ids, offsets, bad
 
 
 def scan(texts, bint lower, Py_ssize_t min_len, dict cache, resolve, progress=None,
@@ -174,42 +175,18 @@ def scan(texts, bint lower, Py_ssize_t min_len, dict cache, resolve, progress=No
     texts with the number of texts done since the last call.
     """
     cdef _Buffer buf = _Buffer()
-    cdef Py_ssize_t n = 0, i, start, length, since = 0
-    cdef int kind
-    cdef void *data
-    cdef str text, word
-    cdef object hit
-    cdef long v
-    if segment:
-        if _CLASS == NULL:
-            _build_class_table()
-        return _scan_segment(texts, lower, min_len, cache, resolve, progress, every)
+    cdef Py_ssize_t n = 0, since = 0
+    cdef str text
+    if segment and _CLASS == NULL:
+        _build_class_table()
     for obj in texts:
         if not PyUnicode_Check(obj):
-            ids, offsets = buf.arrays()
-            return ids, offsets, n
+            return buf.result(n)
         text = obj.lower() if lower else obj
-        kind = PyUnicode_KIND(text)
-        data = PyUnicode_DATA(text)
-        length = PyUnicode_GET_LENGTH(text)
-        i = 0
-        while i < length:
-            if not _alnum(PyUnicode_READ(kind, data, i)):
-                i += 1
-                continue
-            start = i
-            i += 1
-            while i < length and _alnum(PyUnicode_READ(kind, data, i)):
-                i += 1
-            if i - start < min_len:
-                continue
-            word = PyUnicode_Substring(text, start, i)
-            hit = cache.get(word)
-            if hit is None:
-                hit = resolve(word)
-            v = hit
-            if v >= 0:
-                buf.push_id(<int32_t>v)
+        if segment:
+            _scan_text_segment(buf, text, min_len, cache, resolve)
+        else:
+            _scan_text(buf, text, min_len, cache, resolve)
         buf.end_doc()
         n += 1
         if progress is not None:
@@ -219,66 +196,64 @@ def scan(texts, bint lower, Py_ssize_t min_len, dict cache, resolve, progress=No
                 since = 0
     if progress is not None and since:
         progress(since)
-    ids, offsets = buf.arrays()
-    return ids, offsets, -1
+    return buf.result(-1)
 
 
-cdef _scan_segment(texts, bint lower, Py_ssize_t min_len, dict cache, resolve, progress, Py_ssize_t every):
-    cdef _Buffer buf = _Buffer()
-    cdef Py_ssize_t n = 0, i, start, prev, unit, length, since = 0
-    cdef int kind, c, run
-    cdef void *data
-    cdef str text
-    for obj in texts:
-        if not PyUnicode_Check(obj):
-            ids, offsets = buf.arrays()
-            return ids, offsets, n
-        text = obj.lower() if lower else obj
-        kind = PyUnicode_KIND(text)
-        data = PyUnicode_DATA(text)
-        length = PyUnicode_GET_LENGTH(text)
-        i = 0
-        while i < length:
-            c = _cls(PyUnicode_READ(kind, data, i))
-            if c == C_OTHER or c == C_MARK:
-                i += 1
-                continue
-            start = i
+cdef int _scan_text(_Buffer buf, str text, Py_ssize_t min_len, dict cache, resolve) except -1:
+    """The ids of one text's runs of letters and digits (of min_len or more) into buf."""
+    cdef int kind = PyUnicode_KIND(text)
+    cdef void *data = PyUnicode_DATA(text)
+    cdef Py_ssize_t length = PyUnicode_GET_LENGTH(text), i = 0, start
+    while i < length:
+        if not _alnum(PyUnicode_READ(kind, data, i)):
             i += 1
-            if c == C_WORD:
-                while i < length:
-                    c = _cls(PyUnicode_READ(kind, data, i))
-                    if c != C_WORD and c != C_MARK:
-                        break
-                    i += 1
-                if i - start >= min_len:
-                    _emit(buf, text, start, i, cache, resolve)
-                continue
-            # a bigram script: units are one character and its following marks
-            run = c
+            continue
+        start = i
+        i += 1
+        while i < length and _alnum(PyUnicode_READ(kind, data, i)):
+            i += 1
+        if i - start >= min_len:
+            _emit(buf, text, start, i, cache, resolve)
+    return 0
+
+
+cdef int _scan_text_segment(_Buffer buf, str text, Py_ssize_t min_len, dict cache, resolve) except -1:
+    """The ids of one text's words (with their marks) and CJK / Thai bigrams into buf."""
+    cdef int kind = PyUnicode_KIND(text)
+    cdef void *data = PyUnicode_DATA(text)
+    cdef Py_ssize_t length = PyUnicode_GET_LENGTH(text), i = 0, start, prev, unit
+    cdef int c, run
+    while i < length:
+        c = _cls(PyUnicode_READ(kind, data, i))
+        if c == C_OTHER or c == C_MARK:
+            i += 1
+            continue
+        start = i
+        i += 1
+        if c == C_WORD:
+            while i < length:
+                c = _cls(PyUnicode_READ(kind, data, i))
+                if c != C_WORD and c != C_MARK:
+                    break
+                i += 1
+            if i - start >= min_len:
+                _emit(buf, text, start, i, cache, resolve)
+            continue
+        # a bigram script: units are one character and its following marks
+        run = c
+        while i < length and _cls(PyUnicode_READ(kind, data, i)) == C_MARK:
+            i += 1
+        prev = start
+        while i < length and _cls(PyUnicode_READ(kind, data, i)) == run:
+            unit = i
+            i += 1
             while i < length and _cls(PyUnicode_READ(kind, data, i)) == C_MARK:
                 i += 1
-            prev = start
-            while i < length and _cls(PyUnicode_READ(kind, data, i)) == run:
-                unit = i
-                i += 1
-                while i < length and _cls(PyUnicode_READ(kind, data, i)) == C_MARK:
-                    i += 1
-                _emit(buf, text, prev, i, cache, resolve)
-                prev = unit
-            if prev == start:  # a lone character: a unigram
-                _emit(buf, text, start, i, cache, resolve)
-        buf.end_doc()
-        n += 1
-        if progress is not None:
-            since += 1
-            if since == every:
-                progress(since)
-                since = 0
-    if progress is not None and since:
-        progress(since)
-    ids, offsets = buf.arrays()
-    return ids, offsets, -1
+            _emit(buf, text, prev, i, cache, resolve)
+            prev = unit
+        if prev == start:  # a lone character: a unigram
+            _emit(buf, text, start, i, cache, resolve)
+    return 0
 
 
 def lookup(tokens_lists, dict vocab, bint add):
@@ -294,8 +269,7 @@ def lookup(tokens_lists, dict vocab, bint add):
     for tokens in tokens_lists:
         for tok in tokens:
             if not PyUnicode_Check(tok):
-                ids, offsets = buf.arrays()
-                return ids, offsets, n
+                return buf.result(n)
             hit = vocab.get(tok)
             if hit is None:
                 if not add:
@@ -305,5 +279,4 @@ def lookup(tokens_lists, dict vocab, bint add):
             buf.push_id(<int32_t>hit)
         buf.end_doc()
         n += 1
-    ids, offsets = buf.arrays()
-    return ids, offsets, -1
+    return buf.result(-1)
