@@ -76,6 +76,8 @@ def test_kernel_stub_matches_module(name):
     assert stub.is_file(), f"rank_kernels/{name} has no .pyi stub"
     tree = ast.parse(stub.read_text())
     declared = {node.name for node in tree.body if isinstance(node, (ast.FunctionDef, ast.ClassDef))}
+    declared |= {t.id for node in tree.body if isinstance(node, ast.Assign) and isinstance(node.value, ast.Name)
+                 and node.value.id in declared for t in node.targets if isinstance(t, ast.Name)}  # aliases
     module = importlib.import_module(f"rank_kernels.{name}")
     compiled = {n for n, obj in vars(module).items()
                 if not n.startswith("_") and callable(obj) and getattr(obj, "__module__", None) == module.__name__}
