@@ -48,8 +48,10 @@ def main(argv: list[str]) -> int:
         # rank/ through testpaths; here that directory is site-packages/rank).
         import rank
 
+        # -c: the project's pytest settings (doctest option flags) apply to this directory too.
         examples = pytest.main(["-p", "no:cacheprovider", "--import-mode=importlib", "--rootdir", str(root),
-                                "--doctest-modules", str(Path(rank.__file__).resolve().parent)])
+                                "-c", str(root / "pyproject.toml"), "--doctest-modules",
+                                str(Path(rank.__file__).resolve().parent)])
         status = examples if status == 0 else status
         for name in ("rank", "rank_kernels.maxsim"):
             module = sys.modules.get(name)
