@@ -12,9 +12,13 @@ Every function releases the GIL.
 """
 from cython.parallel cimport prange
 from libc.math cimport INFINITY, sqrt
-from libc.stdint cimport int32_t, int64_t, uint8_t
+from libc.stdint cimport int32_t, int64_t, uint8_t, uint16_t
 from libc.stdlib cimport free
 from rank_kernels._mem cimport check_status, new_status, rk_malloc, rk_mem_init, rk_status, rk_status_fail
+
+ctypedef fused code_t:  # centroid ids: uint16 up to 65,536 centroids, int32 above
+    uint16_t
+    int32_t
 
 rk_mem_init()  # work buffers fail under the RANK_KERNELS_FAIL_ALLOC=1 test hook (see mem.h)
 
@@ -49,11 +53,12 @@ def compress(const float[:, ::1] residuals, const float[:, ::1] cutoffs, int nbi
                 out[t, pos >> 3] = out[t, pos >> 3] | <uint8_t>(lo << (pos & 7))
 
 
-def decompress(const int32_t[::1] codes, const uint8_t[:, ::1] packed, const float[:, ::1] centroids,
+def decompress(const code_t[::1] codes, const uint8_t[:, ::1] packed, const float[:, ::1] centroids,
                const float[:, ::1] weights, int nbits, const int64_t[::1] starts, const int64_t[::1] lengths,
                const int64_t[::1] out_offsets, bint normalize, float[:, ::1] out, int n_threads):
     """Rebuild the tokens of several documents into `out`.
 
+    codes: (T,) uint16 or int32 centroid ids; packed: (T, dim * nbits / 8) uint8.
     Document i's tokens ``starts[i] .. starts[i] + lengths[i] - 1`` (rows of `codes` and
     `packed`) go to rows ``out_offsets[i] ..`` of `out` (float32, (sum lengths, dim)):
     ``out[r, j] = centroids[codes[t], j] + weights[j, bucket(t, j)]``, each row then divided
@@ -83,11 +88,12 @@ def decompress(const int32_t[::1] codes, const uint8_t[:, ::1] packed, const flo
                         out[r, j] = out[r, j] * norm
 
 
-def centroid_maxsim(const float[:, ::1] scores_t, const int32_t[::1] codes, const int64_t[::1] doc_offsets,
+def centroid_maxsim(const float[:, ::1] scores_t, const code_t[::1] codes, const int64_t[::1] doc_offsets,
                     const int64_t[::1] docs, float[::1] out, int n_threads):
     """Approximate MaxSim of one query against candidate documents from centroid scores.
 
     scores_t: (n_centroids, Lq) float32, ``scores_t[c, i] = <query token i, centroid c>``;
+    codes: (T,) uint16 or int32;
     document d's tokens are ``codes[doc_offsets[d]:doc_offsets[d + 1]]``;
     ``out[k] = sum_i max_{t in docs[k]} scores_t[codes[t], i]``. O(sum of candidate lengths * Lq).
     Raises MemoryError if the per-thread buffers cannot be allocated.

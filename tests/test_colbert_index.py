@@ -4,6 +4,7 @@ and the Pipeline/encoder integration."""
 import json
 import os
 import threading
+import zlib
 
 import numpy as np
 import pytest
@@ -95,9 +96,10 @@ def test_more_bits_and_probes_are_more_exact(corpus, index8):
     assert rec[1] <= rec[2] <= rec[4] <= rec[8]
     assert rec[4] >= 0.9 and rec[2] >= 0.75
     assert sizes[1] < sizes[2] < sizes[4] < sizes[8]
-    # bytes per token: 4 (centroid id) + DIM * nbits / 8, plus the inverted lists
+    # bytes per token: 2 (uint16 centroid id) + DIM * nbits / 8, plus the inverted lists
     tokens = sum(d.shape[0] for d in docs)
-    assert 4 + DIM * 2 / 8 < sizes[2] / tokens < 4 + DIM * 2 / 8 + 6
+    assert 2 + DIM * 2 / 8 < sizes[2] / tokens < 2 + DIM * 2 / 8 + 6
+    assert index8._state.codes.dtype == np.uint16
 
 
 def test_compression_kernels_match_numpy():
@@ -115,7 +117,7 @@ def test_compression_kernels_match_numpy():
         got = (bits * (1 << np.arange(nbits))).sum(axis=2)
         np.testing.assert_array_equal(got, buckets)
         centroids = rng.standard_normal((5, 16)).astype(np.float32)
-        codes = rng.integers(0, 5, 50).astype(np.int32)
+        codes = rng.integers(0, 5, 50).astype(np.int32 if nbits % 2 else np.uint16)  # both id widths
         starts = np.array([10, 0, 30], np.int64)
         lengths = np.array([5, 3, 20], np.int64)
         offs = np.array([0, 5, 8, 28], np.int64)
@@ -202,6 +204,55 @@ def test_save_load_round_trip(index8, corpus, tmp_path):
     assert not [p for p in os.listdir(tmp_path) if p.startswith(".")]  # no temporaries left
 
 
+def _as_version_1(path):
+    """Rewrite a saved index as format version 1 (int32 centroid ids), by hand."""
+    meta = json.loads((path / "meta.json").read_text())
+    codes = np.load(path / "codes.npy").astype("<i4")
+    np.save(path / "codes.npy", codes)
+    meta["format_version"] = 1
+    meta["arrays"]["codes"]["crc32"] = zlib.crc32(codes.data.cast("B")) & 0xFFFFFFFF
+    (path / "meta.json").write_text(json.dumps(meta))
+
+
+def test_codes_are_uint16_and_version_1_files_load(index8, corpus, tmp_path):
+    docs, queries, _ = corpus
+    path = tmp_path / "cb"
+    index8.save(path)
+    meta = json.loads((path / "meta.json").read_text())
+    assert meta["format_version"] == 2 and np.load(path / "codes.npy").dtype == np.dtype("<u2")
+    _as_version_1(path)
+    assert np.load(path / "codes.npy").dtype == np.dtype("<i4")
+    want = index8.search(queries[:8], k=10)
+    for mmap in (True, False):
+        old = ColBERTIndex.load(path, mmap=mmap, verify=True)
+        assert old._state.codes.dtype == np.int32 and old.nbytes > index8.nbytes
+        got = old.search(queries[:8], k=10)
+        np.testing.assert_array_equal(got[0], want[0])
+        np.testing.assert_array_equal(got[1], want[1])
+        np.testing.assert_array_equal(old.decompress(3), index8.decompress(3))
+    # adding to a version-1 index converts its ids; saving writes the current version
+    old.add(docs[:2], ids=["x", "y"], show_progress=False)
+    assert old._state.codes.dtype == np.uint16
+    np.testing.assert_array_equal(old._state.codes[:index8.n_tokens], index8._state.codes)
+    old.save(tmp_path / "v2")
+    assert json.loads((tmp_path / "v2" / "meta.json").read_text())["format_version"] == 2
+    again = ColBERTIndex.load(tmp_path / "v2")
+    np.testing.assert_array_equal(again.search(queries[:8], k=10)[0], old.search(queries[:8], k=10)[0])
+    # a version-1 file with ids beyond int32's range is refused like any out-of-range id
+    codes = np.load(path / "codes.npy")
+    codes[0] = -1
+    np.save(path / "codes.npy", codes)
+    with pytest.raises(CorruptFileError, match="codes"):
+        ColBERTIndex.load(path)
+
+
+def test_more_than_65536_centroids_use_int32():
+    from rank.retrieve.colbert_index import _codes_dtype
+
+    assert _codes_dtype(1 << 16) == np.uint16 and _codes_dtype((1 << 16) + 1) == np.int32
+    assert _codes_dtype(10, version=1) == np.int32
+
+
 def test_save_refuses_to_replace_other_things(index8, tmp_path):
     other = tmp_path / "notes"
     other.mkdir()
@@ -236,7 +287,7 @@ def test_corrupt_files_raise(index8, tmp_path, damage):
         np.save(path / "codes.npy", np.array([object()] * 3, dtype=object), allow_pickle=True)
     elif damage == "code_out_of_range":
         codes = np.load(path / "codes.npy")
-        codes[5] = 10 ** 6
+        codes[5] = meta["n_centroids"]
         np.save(path / "codes.npy", codes)
     elif damage == "doc_out_of_range":
         docs = np.load(path / "ivf_docs.npy")
