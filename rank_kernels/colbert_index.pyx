@@ -2,10 +2,11 @@
 centroid-score candidate ranking.
 
 A token vector x is stored as the id c of a centroid and its residual r = x - centroid[c],
-each coordinate j of r replaced by a bucket index b (nbits bits: 1, 2, 4 or 8) with
+each coordinate j of r replaced by a bucket index b (nbits bits: 1 to 8) with
 ``cutoffs[j, b - 1] <= r_j < cutoffs[j, b]``; decompression gives
-``centroid[c, j] + weights[j, b]``. Bucket indices are packed little-endian inside each byte
-(coordinate j of a token sits at bit j * nbits of the token's row of bytes).
+``centroid[c, j] + weights[j, b]``. Bucket indices are packed as one little-endian bit stream
+per token: coordinate j sits at bits j * nbits .. j * nbits + nbits - 1 of the token's row of
+bytes (bit p is bit p % 8 of byte p // 8), so with nbits 3 a field may straddle two bytes.
 
 No validation happens here: `rank.retrieve.colbert_index` checks shapes, dtypes and ranges.
 Every function releases the GIL.
@@ -28,12 +29,12 @@ def compress(const float[:, ::1] residuals, const float[:, ::1] cutoffs, int nbi
     """Bucket every residual coordinate and pack the bucket ids into `out`.
 
     residuals: (T, dim) float32; cutoffs: (dim, 2**nbits - 1) float32, ascending per row;
-    out: (T, dim * nbits / 8) uint8, overwritten. Binary search per coordinate:
+    out: (T, dim * nbits / 8) uint8 (dim * nbits a multiple of 8), overwritten. Binary search per coordinate:
     O(T * dim * nbits).
     """
     cdef Py_ssize_t T = residuals.shape[0], dim = residuals.shape[1], nb = cutoffs.shape[1]
     cdef Py_ssize_t width = out.shape[1]
-    cdef Py_ssize_t t, j, lo, hi, mid, pos
+    cdef Py_ssize_t t, j, lo, hi, mid, pos, sh
     cdef float v
     with nogil:
         for t in prange(T, num_threads=n_threads, schedule="static"):
@@ -50,7 +51,10 @@ def compress(const float[:, ::1] residuals, const float[:, ::1] cutoffs, int nbi
                     else:
                         hi = mid
                 pos = j * nbits
-                out[t, pos >> 3] = out[t, pos >> 3] | <uint8_t>(lo << (pos & 7))
+                sh = pos & 7
+                out[t, pos >> 3] = out[t, pos >> 3] | <uint8_t>((lo << sh) & 0xFF)
+                if sh + nbits > 8:  # the field straddles two bytes (nbits 3, 5, 6, 7)
+                    out[t, (pos >> 3) + 1] = out[t, (pos >> 3) + 1] | <uint8_t>(lo >> (8 - sh))
 
 
 def decompress(const code_t[::1] codes, const uint8_t[:, ::1] packed, const float[:, ::1] centroids,
@@ -65,7 +69,7 @@ def decompress(const code_t[::1] codes, const uint8_t[:, ::1] packed, const floa
     by its norm when `normalize` (rows of norm 0 stay 0). O(sum lengths * dim).
     """
     cdef Py_ssize_t m = starts.shape[0], dim = centroids.shape[1]
-    cdef Py_ssize_t i, s, t, r, j, pos, c
+    cdef Py_ssize_t i, s, t, r, j, pos, c, sh
     cdef int mask = (1 << nbits) - 1
     cdef int b
     cdef float v, norm
@@ -78,7 +82,11 @@ def decompress(const code_t[::1] codes, const uint8_t[:, ::1] packed, const floa
                 norm = 0
                 for j in range(dim):
                     pos = j * nbits
-                    b = (packed[t, pos >> 3] >> (pos & 7)) & mask
+                    sh = pos & 7
+                    b = packed[t, pos >> 3] >> sh
+                    if sh + nbits > 8:
+                        b = b | (packed[t, (pos >> 3) + 1] << (8 - sh))
+                    b = b & mask
                     v = centroids[c, j] + weights[j, b]
                     out[r, j] = v
                     norm = norm + v * v

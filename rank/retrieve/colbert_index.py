@@ -5,8 +5,9 @@ How it works (after PLAID, Santhanam et al. 2022):
 
 1. **Training.** FAISS k-means over (a sample of) the document tokens gives ``n_centroids``
    centroids. The residuals ``x - centroid`` of the sample give, per coordinate, the bucket
-   cutoffs (quantiles) and bucket values (the median residual of each bucket) of an
-   ``nbits``-bit scalar quantizer (1, 2, 4 or 8 bits).
+   cutoffs (quantiles) and bucket values (the mean residual of each bucket, which minimises
+   the squared error for those cutoffs) of an ``nbits``-bit scalar quantizer (1, 2, 3, 4 or
+   8 bits; 3-bit fields straddle byte boundaries).
 2. **Storage.** Each token is its nearest centroid's id (uint16 up to 65,536 centroids, int32
    above) plus ``dim * nbits / 8`` bytes
    of bucket ids; an inverted list maps each centroid to the documents that have a token there.
@@ -56,7 +57,7 @@ if TYPE_CHECKING:
 
 __all__ = ["ColBERTIndex", "ColBERTRetriever"]
 
-NBITS = (1, 2, 4, 8)
+NBITS = (1, 2, 3, 4, 8)
 FORMAT_VERSION = 2  # 2: codes are uint16 up to 65,536 centroids (1: always int32; still read)
 READ_VERSIONS = (1, 2)
 _UINT16_CENTROIDS = 1 << 16
@@ -77,6 +78,22 @@ _ARRAYS = {  # file name -> (dtype, ndim)
 def _codes_dtype(n_centroids: int, version: int = FORMAT_VERSION) -> type[np.integer[Any]]:
     """The dtype of the centroid ids: uint16 when every id fits (format version >= 2), else int32."""
     return np.uint16 if version >= 2 and n_centroids <= _UINT16_CENTROIDS else np.int32
+
+
+def _bucket_means(resid: np.ndarray, cutoffs: np.ndarray, fallback: np.ndarray) -> np.ndarray:
+    """(dim, nb) float32: the mean of the residuals of each coordinate's bucket (the value that
+    minimises the squared error given the cutoffs); `fallback` (the bucket's median quantile)
+    for a bucket that no sample falls into. O(n * dim * log nb)."""
+    dim, nb = cutoffs.shape[0], cutoffs.shape[1] + 1
+    out = np.array(fallback, dtype=np.float64)
+    for j in range(dim):
+        col = resid[:, j]
+        bucket = np.searchsorted(cutoffs[j], col, side="right")  # as the compress kernel: #cutoffs <= r
+        count = np.bincount(bucket, minlength=nb)
+        total = np.bincount(bucket, weights=col, minlength=nb)
+        seen = count > 0
+        out[j, seen] = total[seen] / count[seen]
+    return np.ascontiguousarray(out, dtype=np.float32)
 
 
 class _State(NamedTuple):
@@ -154,11 +171,12 @@ class ColBERTIndex:
     ----------
     dim : int
         Token vector dimension (> 0; ``dim * nbits`` must be a multiple of 8).
-    nbits : {1, 2, 4, 8}, default 2
+    nbits : {1, 2, 3, 4, 8}, default 2
         Bits per residual coordinate. Bytes per token: ``2 + dim * nbits / 8`` (the centroid
-        id is a uint16; 4 bytes above 65,536 centroids) (dim 128: 34 bytes at 2 bits, 66 at
-        4, 130 at 8, against 256 in float16), plus the inverted lists (4 bytes per distinct
-        (centroid, document) pair).
+        id is a uint16; 4 bytes above 65,536 centroids) (dim 128: 34 bytes at 2 bits, 50 at
+        3, 66 at 4, 130 at 8, against 256 in float16), plus the inverted lists (4 bytes per
+        distinct (centroid, document) pair). nbits 3 is the densest setting within a quarter
+        of float16 at dim 128.
     n_centroids : int, optional
         k-means centroids (default ``2 ** floor(log2(4 * sqrt(T)))`` for the T tokens of the
         first :meth:`add`, at most T / 32; PLAID uses 16 * sqrt(T), 4x more and 4x the k-means
@@ -339,7 +357,7 @@ class ColBERTIndex:
             cut_q = np.arange(1, nb) / nb
             mid_q = (np.arange(nb) + 0.5) / nb
             cutoffs = np.ascontiguousarray(np.quantile(resid, cut_q, axis=0).T, dtype=np.float32)
-            weights = np.ascontiguousarray(np.quantile(resid, mid_q, axis=0).T, dtype=np.float32)
+            weights = _bucket_means(resid, cutoffs, np.quantile(resid, mid_q, axis=0).T)
             bar.update(1)
         finally:
             bar.close()
