@@ -733,7 +733,7 @@ def _build_parser() -> argparse.ArgumentParser:
                    help="Ray cluster to use with --shards (default: a local cluster)")
     p.add_argument("--colbert", default=None, metavar="MODEL_DIR",
                    help="build a ColBERTIndex with this ColBERT encoder (needs the onnx and ann extras)")
-    p.add_argument("--nbits", type=int, choices=(1, 2, 4, 8), default=2, help="ColBERTIndex bits per residual value")
+    p.add_argument("--nbits", type=int, choices=(1, 2, 3, 4, 8), default=2, help="ColBERTIndex bits per residual value")
     p.add_argument("--dense", default=None, metavar="VECTORS.npy",
                    help="build a DenseIndex of these document vectors (one row per document of CORPUS)")
     p.add_argument("--index-kind", choices=("flat", "hnsw", "ivf", "ivfpq"), default="flat",

@@ -2,19 +2,24 @@
 centroid-score candidate ranking.
 
 A token vector x is stored as the id c of a centroid and its residual r = x - centroid[c],
-each coordinate j of r replaced by a bucket index b (nbits bits: 1, 2, 4 or 8) with
+each coordinate j of r replaced by a bucket index b (nbits bits: 1 to 8) with
 ``cutoffs[j, b - 1] <= r_j < cutoffs[j, b]``; decompression gives
-``centroid[c, j] + weights[j, b]``. Bucket indices are packed little-endian inside each byte
-(coordinate j of a token sits at bit j * nbits of the token's row of bytes).
+``centroid[c, j] + weights[j, b]``. Bucket indices are packed as one little-endian bit stream
+per token: coordinate j sits at bits j * nbits .. j * nbits + nbits - 1 of the token's row of
+bytes (bit p is bit p % 8 of byte p // 8), so with nbits 3 a field may straddle two bytes.
 
 No validation happens here: `rank.retrieve.colbert_index` checks shapes, dtypes and ranges.
 Every function releases the GIL.
 """
 from cython.parallel cimport prange
 from libc.math cimport INFINITY, sqrt
-from libc.stdint cimport int32_t, int64_t, uint8_t
+from libc.stdint cimport int32_t, int64_t, uint8_t, uint16_t
 from libc.stdlib cimport free
 from rank_kernels._mem cimport check_status, new_status, rk_malloc, rk_mem_init, rk_status, rk_status_fail
+
+ctypedef fused code_t:  # centroid ids: uint16 up to 65,536 centroids, int32 above
+    uint16_t
+    int32_t
 
 rk_mem_init()  # work buffers fail under the RANK_KERNELS_FAIL_ALLOC=1 test hook (see mem.h)
 
@@ -24,12 +29,12 @@ def compress(const float[:, ::1] residuals, const float[:, ::1] cutoffs, int nbi
     """Bucket every residual coordinate and pack the bucket ids into `out`.
 
     residuals: (T, dim) float32; cutoffs: (dim, 2**nbits - 1) float32, ascending per row;
-    out: (T, dim * nbits / 8) uint8, overwritten. Binary search per coordinate:
+    out: (T, dim * nbits / 8) uint8 (dim * nbits a multiple of 8), overwritten. Binary search per coordinate:
     O(T * dim * nbits).
     """
     cdef Py_ssize_t T = residuals.shape[0], dim = residuals.shape[1], nb = cutoffs.shape[1]
     cdef Py_ssize_t width = out.shape[1]
-    cdef Py_ssize_t t, j, lo, hi, mid, pos
+    cdef Py_ssize_t t, j, lo, hi, mid, pos, sh
     cdef float v
     with nogil:
         for t in prange(T, num_threads=n_threads, schedule="static"):
@@ -46,21 +51,25 @@ def compress(const float[:, ::1] residuals, const float[:, ::1] cutoffs, int nbi
                     else:
                         hi = mid
                 pos = j * nbits
-                out[t, pos >> 3] = out[t, pos >> 3] | <uint8_t>(lo << (pos & 7))
+                sh = pos & 7
+                out[t, pos >> 3] = out[t, pos >> 3] | <uint8_t>((lo << sh) & 0xFF)
+                if sh + nbits > 8:  # the field straddles two bytes (nbits 3, 5, 6, 7)
+                    out[t, (pos >> 3) + 1] = out[t, (pos >> 3) + 1] | <uint8_t>(lo >> (8 - sh))
 
 
-def decompress(const int32_t[::1] codes, const uint8_t[:, ::1] packed, const float[:, ::1] centroids,
+def decompress(const code_t[::1] codes, const uint8_t[:, ::1] packed, const float[:, ::1] centroids,
                const float[:, ::1] weights, int nbits, const int64_t[::1] starts, const int64_t[::1] lengths,
                const int64_t[::1] out_offsets, bint normalize, float[:, ::1] out, int n_threads):
     """Rebuild the tokens of several documents into `out`.
 
+    codes: (T,) uint16 or int32 centroid ids; packed: (T, dim * nbits / 8) uint8.
     Document i's tokens ``starts[i] .. starts[i] + lengths[i] - 1`` (rows of `codes` and
     `packed`) go to rows ``out_offsets[i] ..`` of `out` (float32, (sum lengths, dim)):
     ``out[r, j] = centroids[codes[t], j] + weights[j, bucket(t, j)]``, each row then divided
     by its norm when `normalize` (rows of norm 0 stay 0). O(sum lengths * dim).
     """
     cdef Py_ssize_t m = starts.shape[0], dim = centroids.shape[1]
-    cdef Py_ssize_t i, s, t, r, j, pos, c
+    cdef Py_ssize_t i, s, t, r, j, pos, c, sh
     cdef int mask = (1 << nbits) - 1
     cdef int b
     cdef float v, norm
@@ -73,7 +82,11 @@ def decompress(const int32_t[::1] codes, const uint8_t[:, ::1] packed, const flo
                 norm = 0
                 for j in range(dim):
                     pos = j * nbits
-                    b = (packed[t, pos >> 3] >> (pos & 7)) & mask
+                    sh = pos & 7
+                    b = packed[t, pos >> 3] >> sh
+                    if sh + nbits > 8:
+                        b = b | (packed[t, (pos >> 3) + 1] << (8 - sh))
+                    b = b & mask
                     v = centroids[c, j] + weights[j, b]
                     out[r, j] = v
                     norm = norm + v * v
@@ -83,11 +96,12 @@ def decompress(const int32_t[::1] codes, const uint8_t[:, ::1] packed, const flo
                         out[r, j] = out[r, j] * norm
 
 
-def centroid_maxsim(const float[:, ::1] scores_t, const int32_t[::1] codes, const int64_t[::1] doc_offsets,
+def centroid_maxsim(const float[:, ::1] scores_t, const code_t[::1] codes, const int64_t[::1] doc_offsets,
                     const int64_t[::1] docs, float[::1] out, int n_threads):
     """Approximate MaxSim of one query against candidate documents from centroid scores.
 
     scores_t: (n_centroids, Lq) float32, ``scores_t[c, i] = <query token i, centroid c>``;
+    codes: (T,) uint16 or int32;
     document d's tokens are ``codes[doc_offsets[d]:doc_offsets[d + 1]]``;
     ``out[k] = sum_i max_{t in docs[k]} scores_t[codes[t], i]``. O(sum of candidate lengths * Lq).
     Raises MemoryError if the per-thread buffers cannot be allocated.

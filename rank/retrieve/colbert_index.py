@@ -5,9 +5,11 @@ How it works (after PLAID, Santhanam et al. 2022):
 
 1. **Training.** FAISS k-means over (a sample of) the document tokens gives ``n_centroids``
    centroids. The residuals ``x - centroid`` of the sample give, per coordinate, the bucket
-   cutoffs (quantiles) and bucket values (the median residual of each bucket) of an
-   ``nbits``-bit scalar quantizer (1, 2, 4 or 8 bits).
-2. **Storage.** Each token is its nearest centroid's id (int32) plus ``dim * nbits / 8`` bytes
+   cutoffs (quantiles) and bucket values (the mean residual of each bucket, which minimises
+   the squared error for those cutoffs) of an ``nbits``-bit scalar quantizer (1, 2, 3, 4 or
+   8 bits; 3-bit fields straddle byte boundaries).
+2. **Storage.** Each token is its nearest centroid's id (uint16 up to 65,536 centroids, int32
+   above) plus ``dim * nbits / 8`` bytes
    of bucket ids; an inverted list maps each centroid to the documents that have a token there.
    Adding documents later encodes them with the same centroids (no retraining).
 3. **Search.** The query tokens are scored against every centroid; each query token's
@@ -55,15 +57,17 @@ if TYPE_CHECKING:
 
 __all__ = ["ColBERTIndex", "ColBERTRetriever"]
 
-NBITS = (1, 2, 4, 8)
-FORMAT_VERSION = 1
+NBITS = (1, 2, 3, 4, 8)
+FORMAT_VERSION = 2  # 2: codes are uint16 up to 65,536 centroids (1: always int32; still read)
+READ_VERSIONS = (1, 2)
+_UINT16_CENTROIDS = 1 << 16
 _KIND = "rank-kernels ColBERTIndex"
 _CHUNK = 1 << 16  # tokens encoded per step
 _ARRAYS = {  # file name -> (dtype, ndim)
     "centroids": (np.float32, 2),
     "cutoffs": (np.float32, 2),
     "weights": (np.float32, 2),
-    "codes": (np.int32, 1),
+    "codes": (np.int32, 1),  # uint16 when the file's version and centroid count allow it (_codes_dtype)
     "residuals": (np.uint8, 2),
     "doc_offsets": (np.int64, 1),
     "ivf_offsets": (np.int64, 1),
@@ -71,11 +75,32 @@ _ARRAYS = {  # file name -> (dtype, ndim)
 }
 
 
+def _codes_dtype(n_centroids: int, version: int = FORMAT_VERSION) -> type[np.integer[Any]]:
+    """The dtype of the centroid ids: uint16 when every id fits (format version >= 2), else int32."""
+    return np.uint16 if version >= 2 and n_centroids <= _UINT16_CENTROIDS else np.int32
+
+
+def _bucket_means(resid: np.ndarray, cutoffs: np.ndarray, fallback: np.ndarray) -> np.ndarray:
+    """(dim, nb) float32: the mean of the residuals of each coordinate's bucket (the value that
+    minimises the squared error given the cutoffs); `fallback` (the bucket's median quantile)
+    for a bucket that no sample falls into. O(n * dim * log nb)."""
+    dim, nb = cutoffs.shape[0], cutoffs.shape[1] + 1
+    out = np.array(fallback, dtype=np.float64)
+    for j in range(dim):
+        col = resid[:, j]
+        bucket = np.searchsorted(cutoffs[j], col, side="right")  # as the compress kernel: #cutoffs <= r
+        count = np.bincount(bucket, minlength=nb)
+        total = np.bincount(bucket, weights=col, minlength=nb)
+        seen = count > 0
+        out[j, seen] = total[seen] / count[seen]
+    return np.ascontiguousarray(out, dtype=np.float32)
+
+
 class _State(NamedTuple):
     """Everything a search reads; replaced whole by :meth:`ColBERTIndex.add` (readers see the
     old or the new index, never a mix)."""
 
-    codes: np.ndarray           # (T,) int32 centroid of each token
+    codes: np.ndarray           # (T,) uint16 (<= 65,536 centroids) or int32 centroid of each token
     residuals: np.ndarray       # (T, dim * nbits / 8) uint8 packed bucket ids
     doc_offsets: np.ndarray     # (n_docs + 1,) int64 token ranges
     ivf_offsets: np.ndarray     # (n_centroids + 1,) int64
@@ -146,10 +171,12 @@ class ColBERTIndex:
     ----------
     dim : int
         Token vector dimension (> 0; ``dim * nbits`` must be a multiple of 8).
-    nbits : {1, 2, 4, 8}, default 2
-        Bits per residual coordinate. Bytes per token: ``4 + dim * nbits / 8`` (dim 128:
-        36 bytes at 2 bits, 68 at 4, 132 at 8, against 256 in float16), plus the inverted
-        lists (4 bytes per distinct (centroid, document) pair).
+    nbits : {1, 2, 3, 4, 8}, default 2
+        Bits per residual coordinate. Bytes per token: ``2 + dim * nbits / 8`` (the centroid
+        id is a uint16; 4 bytes above 65,536 centroids) (dim 128: 34 bytes at 2 bits, 50 at
+        3, 66 at 4, 130 at 8, against 256 in float16), plus the inverted lists (4 bytes per
+        distinct (centroid, document) pair). nbits 3 is the densest setting within a quarter
+        of float16 at dim 128.
     n_centroids : int, optional
         k-means centroids (default ``2 ** floor(log2(4 * sqrt(T)))`` for the T tokens of the
         first :meth:`add`, at most T / 32; PLAID uses 16 * sqrt(T), 4x more and 4x the k-means
@@ -206,7 +233,7 @@ class ColBERTIndex:
         self._codec: _Codec | None = None
         self._quantizer: Any = None
         width = self._dim * self._nbits // 8
-        self._state = _State(np.empty(0, np.int32), np.empty((0, width), np.uint8), np.zeros(1, np.int64),
+        self._state = _State(np.empty(0, np.uint16), np.empty((0, width), np.uint8), np.zeros(1, np.int64),
                              np.zeros(1, np.int64), np.empty(0, np.int32), None, True)
         import_faiss()
 
@@ -330,7 +357,7 @@ class ColBERTIndex:
             cut_q = np.arange(1, nb) / nb
             mid_q = (np.arange(nb) + 0.5) / nb
             cutoffs = np.ascontiguousarray(np.quantile(resid, cut_q, axis=0).T, dtype=np.float32)
-            weights = np.ascontiguousarray(np.quantile(resid, mid_q, axis=0).T, dtype=np.float32)
+            weights = _bucket_means(resid, cutoffs, np.quantile(resid, mid_q, axis=0).T)
             bar.update(1)
         finally:
             bar.close()
@@ -346,7 +373,7 @@ class ColBERTIndex:
         from rank.retrieve.ann import _Threads
 
         t = flat.shape[0]
-        codes = np.empty(t, np.int32)
+        codes = np.empty(t, _codes_dtype(codec.centroids.shape[0]))
         packed = np.empty((t, self._dim * self._nbits // 8), np.uint8)
         bar = progress(t, "encode tokens", show_progress and t > _CHUNK)
         try:
@@ -354,7 +381,7 @@ class ColBERTIndex:
                 part = flat[s:s + _CHUNK]
                 with _Threads(faiss, n_threads):
                     _, a = self._quantizer.search(part, 1)
-                c = a[:, 0].astype(np.int32)
+                c = a[:, 0]
                 codes[s:s + part.shape[0]] = c
                 resid = np.ascontiguousarray(part - codec.centroids[c])
                 _kernel.compress(resid, codec.cutoffs, self._nbits, packed[s:s + part.shape[0]], n_threads)
@@ -418,7 +445,9 @@ class ColBERTIndex:
         new_ids = None if ids is None else (old.ids or ()) + ids
         norms = np.sqrt(np.einsum("ij,ij->i", flat, flat))
         unit = old.unit and bool(np.all(np.abs(norms - 1) < 1e-3))
-        self._state = _State(np.concatenate([old.codes, codes]), np.concatenate([old.residuals, packed]),
+        # (codes of a version-1 file are int32: they are converted here, as add copies them anyway)
+        self._state = _State(np.concatenate([old.codes.astype(codes.dtype, copy=False), codes]),
+                             np.concatenate([old.residuals, packed]),
                              doc_offsets, ivf_offsets, ivf_docs, new_ids, unit)
         return np.arange(n0, n0 + n_new, dtype=np.int64)
 
@@ -589,7 +618,8 @@ class ColBERTIndex:
                 "seed": self._seed, "arrays": {}, "has_ids": s.ids is not None, "unit": s.unit,
             }
             for name, arr in arrays.items():
-                a = np.ascontiguousarray(arr, dtype=np.dtype(_ARRAYS[name][0]).newbyteorder("<"))
+                dtype = _codes_dtype(codec.centroids.shape[0]) if name == "codes" else _ARRAYS[name][0]
+                a = np.ascontiguousarray(arr, dtype=np.dtype(dtype).newbyteorder("<"))
                 with open(tmp / f"{name}.npy", "wb") as f:
                     np.lib.format.write_array(f, a, allow_pickle=False)
                 meta["arrays"][name] = {"shape": list(a.shape), "crc32": zlib.crc32(a.data.cast("B")) & 0xFFFFFFFF}
@@ -631,9 +661,10 @@ class ColBERTIndex:
             raise CorruptFileError(f"{root}/meta.json: unreadable ({type(e).__name__})") from None
         if not isinstance(meta, dict) or meta.get("kind") != _KIND:
             raise CorruptFileError(f"{root}: not a ColBERTIndex (meta.json kind is not {_KIND!r})")
-        if meta.get("format_version") != FORMAT_VERSION:
-            raise CorruptFileError(f"{root}: unsupported ColBERTIndex format version {meta.get('format_version')!r} "
-                                   f"(this version reads {FORMAT_VERSION})")
+        version = meta.get("format_version")
+        if isinstance(version, bool) or version not in READ_VERSIONS:
+            raise CorruptFileError(f"{root}: unsupported ColBERTIndex format version {version!r} "
+                                   f"(this version reads {', '.join(map(str, READ_VERSIONS))})")
         try:
             index = cls(meta["dim"], nbits=meta["nbits"], n_centroids=meta["n_centroids"], nprobe=meta["nprobe"],
                         n_candidates=meta["n_candidates"], seed=meta["seed"])
@@ -649,6 +680,8 @@ class ColBERTIndex:
                   "ivf_docs": None}
         arrays: dict[str, np.ndarray] = {}
         for name, (dtype, ndim) in _ARRAYS.items():
+            if name == "codes":
+                dtype = _codes_dtype(c, version)
             file = root / f"{name}.npy"
             try:
                 a = np.load(file, mmap_mode="r" if mmap else None, allow_pickle=False)
