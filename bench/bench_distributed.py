@@ -11,7 +11,8 @@ Groups (one local Ray cluster of 2 CPUs for the module, started here):
   extra steps (statistics merge, applying the collection statistics, saving).
 - query: a batch of 1,000 queries, ``BM25.search(n_threads=1)`` in this process against
   ``ShardedBM25.search`` over 1 shard (one actor, one thread: the overhead of the Ray path)
-  and 2 shards (two actors, one thread each, in parallel). The shards are loaded with
+  and 2 shards (two actors, one thread each, in parallel), and 1 shard with 2 replicas (two
+  actors over the same files, each taking half of the batch). The shards are loaded with
   ``cpus_per_shard=1``, so a worker is one core: by default a lone shard's actor would take
   every core of the cluster as threads, and 1 and 2 workers would both use 2 cores.
 
@@ -64,7 +65,9 @@ def workdir():
 def indexes(cluster, corpus, workdir):
     docs, _ = corpus
     single = BM25().index(docs, show_progress=False)
-    sharded = {n: cluster.ShardedBM25.build(docs, os.path.join(workdir, f"q{n}"), n, cpus_per_shard=1) for n in (1, 2)}
+    sharded = {(n, 1): cluster.ShardedBM25.build(docs, os.path.join(workdir, f"q{n}"), n, cpus_per_shard=1)
+               for n in (1, 2)}
+    sharded[(1, 2)] = cluster.ShardedBM25.load(os.path.join(workdir, "q1"), cpus_per_shard=1, replicas=2)
     yield single, sharded
     for s in sharded.values():
         s.close()
@@ -100,15 +103,17 @@ def test_single_query(benchmark, corpus, indexes):
     benchmark.pedantic(lambda: single.search(queries, k=K, n_threads=1), rounds=7, iterations=1, warmup_rounds=1)
 
 
-@pytest.mark.parametrize("workers", [1, 2])
-def test_sharded_query(benchmark, corpus, indexes, workers):
+@pytest.mark.parametrize("shards,replicas", [(1, 1), (2, 1), (1, 2)])
+def test_sharded_query(benchmark, corpus, indexes, shards, replicas):
     _, queries = corpus
     single, sharded = indexes
-    index = sharded[workers]
+    index = sharded[(shards, replicas)]
+    workers = shards * replicas
     for other in sharded.values():  # each shard actor reserves a core: free the other index's
         if other is not index:
             other.close()
-    label(benchmark, "distributed-query", items=int(queries[1].shape[0] - 1), unit="queries", workers=workers)
+    label(benchmark, "distributed-query", items=int(queries[1].shape[0] - 1), unit="queries", workers=workers,
+          shards=shards, replicas=replicas)
     got = index.search(queries, k=K)  # starts the actors (and checks the answer) before timing
     want = single.search(queries, k=K, n_threads=1)
     assert np.array_equal(got[0], want[0]) and np.array_equal(got[1], want[1])

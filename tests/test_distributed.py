@@ -362,6 +362,34 @@ def test_killed_shard_actor_restarts_and_batch_completes(cluster, shared_data, t
     index.close()
 
 
+def test_replicas_share_batches_and_give_the_same_answers(cluster, tmp_path):
+    rng = np.random.default_rng(11)
+    words = [f"w{i}" for i in range(60)]
+    docs = [" ".join(rng.choice(words, int(rng.integers(3, 12)))) for _ in range(300)]
+    queries = [" ".join(rng.choice(words, 3)) for _ in range(40)]
+    want = BM25().index(docs, show_progress=False).search(queries, k=7)
+    cluster.ShardedBM25.build(docs, tmp_path / "idx", 2)
+    with pytest.raises(errors.InvalidValueError, match="replicas"):
+        cluster.ShardedBM25.load(tmp_path / "idx", replicas=0)
+    with cluster.ShardedBM25.load(tmp_path / "idx", replicas=2) as index:
+        assert index.group.batch_size(1000, 40) == 20  # one batch per replica
+        assert index.group.batch_size(8, 40) == 8 and index.group.batch_size(1000, 1) == 1
+        _same(index.search(queries, k=7), want)
+        assert len(index.group.actors) == 4
+        pids = {ray.get(a.pid.remote()) for a in index.group.actors}
+        assert len(pids) == 4  # every replica is its own actor process
+        # a replica Ray may not restart: the caller starts a fresh one and resubmits its batches
+        ray.kill(index.group.actors[1], no_restart=True)
+        _same(index.search(queries, k=7, batch_size=5), want)
+        assert ray.get(index.group.actors[1].pid.remote()) not in pids
+    dense = rng.standard_normal((200, 8)).astype(np.float32)
+    cluster.ShardedDenseIndex.build(dense, tmp_path / "dense", 2)
+    one = DenseIndex(8)
+    one.add(dense, show_progress=False)
+    with cluster.ShardedDenseIndex.load(tmp_path / "dense", replicas=2) as index:
+        _same(index.search(dense[:9], k=5), one.search(dense[:9], k=5))
+
+
 # --- dense and sparse ---------------------------------------------------------------------------
 
 @pytest.mark.slow

@@ -176,7 +176,7 @@ class ShardedBM25(ShardedBase):
     """
 
     def __init__(self, path: str, manifest: dict[str, Any], cpus_per_shard: Optional[float] = None,
-                 local: bool = False) -> None:
+                 local: bool = False, replicas: int = 1) -> None:
         from rank.retrieve import Tokenizer
 
         self.path, self.manifest = path, manifest
@@ -191,7 +191,7 @@ class ShardedBM25(ShardedBase):
                 raise CorruptFileError(f"{path}/vocabulary.json: does not match the manifest")
         self.tokenizer = Tokenizer.from_config(manifest["tokenizer"], terms)
         stats = {"n_docs": manifest["n_docs"], "avgdl": manifest["avgdl"]}
-        self.group = ShardGroup("bm25", path, manifest["shards"], stats, cpus_per_shard, local)
+        self.group = ShardGroup("bm25", path, manifest["shards"], stats, cpus_per_shard, local, replicas)
 
     # --- properties (n_docs, n_shards, len, close and ``with`` come from ShardedBase) ------
 
@@ -386,10 +386,15 @@ class ShardedBM25(ShardedBase):
 
     @classmethod
     def load(cls, path: Union[str, os.PathLike], *, cpus_per_shard: Optional[float] = None,
-             local: bool = False) -> "ShardedBM25":
-        """Open a sharded index saved by :meth:`build`: one Ray actor per shard (started on the
-        first search), or with ``local=True`` every shard served in this process, one after the
-        other (same answers, no cluster needed: for small indexes and debugging).
+             local: bool = False, replicas: int = 1) -> "ShardedBM25":
+        """Open a sharded index saved by :meth:`build`: `replicas` Ray actors per shard (started
+        on the first search), or with ``local=True`` every shard served in this process, one
+        after the other (same answers, no cluster needed: for small indexes and debugging).
+
+        Replicas serve the same shard files and share the batches of a search (batch b goes to
+        replica ``b % replicas`` of every shard; batches shrink so that each replica gets one),
+        so query throughput grows with them; shards split the documents (memory). With
+        ``cpus_per_shard`` every actor, replicas included, reserves that many CPUs.
 
         Checks the manifest and every shard's meta.json: a missing shard raises
         CorruptFileError naming it; a shard built with other BM25 parameters or tokenizer
@@ -410,7 +415,7 @@ class ShardedBM25(ShardedBase):
         for name in ("df.npy", "max_impact.npy"):
             if not os.path.isfile(os.path.join(path, name)):
                 raise CorruptFileError(f"{path}/{name}: missing (the collection statistics of the shards)")
-        return cls(path, m, cpus_per_shard, local)
+        return cls(path, m, cpus_per_shard, local, replicas)
 
     @staticmethod
     def _check_shard(path: str, i: int, shard: dict, m: dict) -> None:
@@ -478,7 +483,8 @@ class ShardedBM25(ShardedBase):
         queries : list of str, of token lists, of id lists, or packed (ids, offsets); a str is one query
         k : int > 0, default 10 (clipped to the number of documents)
         batch_size : int > 0, default 1000
-            Queries per call to a shard actor (each batch goes to every shard).
+            Queries per call to a shard actor (each batch goes to every shard; with replicas,
+            batches shrink so that every replica gets one).
         return_ids : bool, default False
             Also return the external ids of the results (list of lists), looked up by the
             shard actors (the index must have ids).
@@ -499,7 +505,8 @@ class ShardedBM25(ShardedBase):
             raise InvalidValueError("return_ids: this index was built without document ids")
         flat, offsets = self._encode(queries)
         nq = offsets.shape[0] - 1
-        payloads = [(flat[offsets[s]:offsets[e]], offsets[s:e + 1] - offsets[s]) for s, e in _ray.batches(nq, bs)]
+        payloads = [(flat[offsets[s]:offsets[e]], offsets[s:e + 1] - offsets[s])
+                    for s, e in _ray.batches(nq, self.group.batch_size(bs, nq))]
         results = self.group.search(payloads, k, with_ids=return_ids)
         idx, sc, ext = ShardGroup.merge(results, k, self.n_docs)
         return (idx, sc, ext) if return_ids else (idx, sc)
@@ -584,6 +591,7 @@ class ShardedBM25(ShardedBase):
             return self._manifest(settings, kind, n_docs, total, new["avgdl"], n_terms, m["has_ids"], shards)
 
         _ray.atomic_build(self.path, build)
-        fresh = type(self).load(self.path, cpus_per_shard=self.group.cpus_per_shard, local=self.group.local)
+        fresh = type(self).load(self.path, cpus_per_shard=self.group.cpus_per_shard, local=self.group.local,
+                                replicas=self.group.replicas)
         self.manifest, self.tokenizer, self.group = fresh.manifest, fresh.tokenizer, fresh.group
         return self

@@ -103,33 +103,50 @@ class ShardServer:
 
 
 class ShardGroup:
-    """One Ray actor per shard, started lazily; :meth:`search` scatters and merges exactly."""
+    """`replicas` Ray actors per shard, started lazily; :meth:`search` scatters and merges exactly.
+
+    Actor ``s * replicas + r`` is replica r of shard s; batch b of a search goes to replica
+    ``b % replicas`` of every shard, so replicas share the batches of one search (throughput),
+    while shards split the documents (memory).
+    """
 
     def __init__(self, kind: str, root: str, shards: list[dict[str, Any]], stats: Optional[dict[str, Any]] = None,
-                 cpus_per_shard: Optional[float] = None, local: bool = False) -> None:
+                 cpus_per_shard: Optional[float] = None, local: bool = False, replicas: int = 1) -> None:
         self.kind, self.root, self.shards, self.stats = kind, root, shards, stats
         self.cpus_per_shard = cpus_per_shard
         self.local = bool(local)
+        self.replicas = check_positive_int(replicas, "replicas")
         self.actors: list[Any] = []
         self._lock = threading.Lock()  # one start / restart at a time when several threads search
 
-    def _new_actor(self, ray: Any, i: int) -> Any:
+    def batch_size(self, requested: int, n: int) -> int:
+        """Queries per batch: at most `requested`, and small enough that each replica gets a batch
+        of the `n` queries (a single batch would keep all but one replica idle)."""
+        if self.local or self.replicas == 1 or n == 0:
+            return requested
+        return max(1, min(requested, -(-n // self.replicas)))
+
+    def _actor_of(self, b: int, s: int) -> int:
+        return s * self.replicas + b % self.replicas
+
+    def _new_actor(self, ray: Any, a: int) -> Any:
         cpus = self.cpus_per_shard
         if cpus is None:
             # Reserve nothing (so serving never starves build tasks or other indexes' actors),
-            # and give each shard's kernel an equal share of the cluster's cores as threads.
-            reserve, threads = 0.0, max(1, int(_ray.cluster_cpus(ray) // len(self.shards)))
+            # and give each actor's kernel an equal share of the cluster's cores as threads.
+            reserve, threads = 0.0, max(1, int(_ray.cluster_cpus(ray) // (len(self.shards) * self.replicas)))
         else:
             reserve, threads = float(cpus), max(1, int(cpus))
         remote = ray.remote(ShardServer).options(num_cpus=reserve, max_restarts=MAX_RESTARTS,
                                                  max_task_retries=MAX_RESTARTS, max_concurrency=1)
-        return remote.remote(self.kind, self.root, self.shards[i], threads, self.stats)
+        return remote.remote(self.kind, self.root, self.shards[a // self.replicas], threads, self.stats)
 
     def _check_ready(self, ray: Any, which: Sequence[int]) -> None:
-        errors = ray.get([self.actors[i].ready.remote() for i in which])
-        for i, err in zip(which, errors):
+        errors = ray.get([self.actors[a].ready.remote() for a in which])
+        for a, err in zip(which, errors):
             if err is not None:
                 self.close()
+                i = a // self.replicas
                 raise CorruptFileError(f"shard {i} ({self.shards[i]['name']} in {self.root}): {err}")
 
     def start(self) -> None:
@@ -148,8 +165,8 @@ class ShardGroup:
             return
         ray = _ray.require_ray()
         _ray.init()
-        self.actors = [self._new_actor(ray, i) for i in range(len(self.shards))]
-        self._check_ready(ray, range(len(self.shards)))
+        self.actors = [self._new_actor(ray, a) for a in range(len(self.shards) * self.replicas)]
+        self._check_ready(ray, range(len(self.actors)))
 
     def close(self) -> None:
         """Stop the shard actors (they start again on the next search)."""
@@ -167,32 +184,34 @@ class ShardGroup:
         self.actors = []
 
     def search(self, payloads: Sequence[Any], k: int, with_ids: bool = False) -> list[list[tuple]]:
-        """``results[b][s]`` is shard s's answer to batch b; a shard whose actor died (and Ray could
-        not restart) gets a fresh actor and the batch again, up to MAX_RESTARTS times. With
-        ``local=True`` the shards are served in this process, one after the other."""
+        """``results[b][s]`` is shard s's answer to batch b (from replica ``b % replicas``); an actor
+        that died (and Ray could not restart) is replaced by a fresh one that gets its batches
+        again, up to MAX_RESTARTS times per actor. With ``local=True`` the shards are served in
+        this process, one after the other."""
         self.start()
         if self.local:
             return [[srv.search(p, k, with_ids) for srv in self.actors] for p in payloads]
         ray = _ray.require_ray()
         refs = [ray.put(p) for p in payloads]
-        pending = {(b, s): self.actors[s].search.remote(refs[b], k, with_ids)
+        pending = {(b, s): self.actors[self._actor_of(b, s)].search.remote(refs[b], k, with_ids)
                    for b in range(len(payloads)) for s in range(len(self.shards))}
         out: list[list[Any]] = [[None] * len(self.shards) for _ in payloads]
-        attempts = [0] * len(self.shards)
+        attempts = [0] * len(self.actors)
         while pending:
             (b, s), ref = next(iter(pending.items()))
             try:
                 out[b][s] = ray.get(ref)
                 del pending[(b, s)]
             except (ray.exceptions.RayActorError, ray.exceptions.ObjectLostError):
-                attempts[s] += 1
-                if attempts[s] > MAX_RESTARTS:
+                a = self._actor_of(b, s)
+                attempts[a] += 1
+                if attempts[a] > MAX_RESTARTS:
                     raise
                 with self._lock:
-                    self.actors[s] = self._new_actor(ray, s)
-                self._check_ready(ray, [s])
-                for key in [key for key in pending if key[1] == s]:
-                    pending[key] = self.actors[s].search.remote(refs[key[0]], k, with_ids)
+                    self.actors[a] = self._new_actor(ray, a)
+                self._check_ready(ray, [a])
+                for key in [key for key in pending if self._actor_of(*key) == a]:
+                    pending[key] = self.actors[a].search.remote(refs[key[0]], k, with_ids)
             except ray.exceptions.RayTaskError as e:
                 cause = e.as_instanceof_cause()
                 raise cause from None
@@ -271,9 +290,9 @@ class _Sharded(ShardedBase):
     _format = ""
 
     def __init__(self, path: str, manifest: dict[str, Any], cpus_per_shard: Optional[float] = None,
-                 local: bool = False) -> None:
+                 local: bool = False, replicas: int = 1) -> None:
         self.path, self.manifest = path, manifest
-        self.group = ShardGroup(self._kind, path, manifest["shards"], self._stats(), cpus_per_shard, local)
+        self.group = ShardGroup(self._kind, path, manifest["shards"], self._stats(), cpus_per_shard, local, replicas)
 
     def _stats(self) -> Optional[dict[str, Any]]:
         return None
@@ -286,16 +305,16 @@ class _Sharded(ShardedBase):
 
     @classmethod
     def load(cls, path: Union[str, os.PathLike], *, cpus_per_shard: Optional[float] = None,
-             local: bool = False) -> Any:
-        """Open a sharded index saved by ``build``: one Ray actor per shard (started on the first
-        search), or with ``local=True`` every shard served in this process (no cluster).
-        A missing shard raises CorruptFileError naming it."""
+             local: bool = False, replicas: int = 1) -> Any:
+        """Open a sharded index saved by ``build``: `replicas` Ray actors per shard (started on the
+        first search; replicas share the query batches), or with ``local=True`` every shard
+        served in this process (no cluster). A missing shard raises CorruptFileError naming it."""
         path = os.fspath(path)
         m = _ray.read_manifest(path, cls._format, _VERSION)
         for i, s in enumerate(m["shards"]):
             if not os.path.exists(os.path.join(path, s["name"])):
                 raise CorruptFileError(f"shard {i} ({s['name']} in {path}): shard file missing")
-        return cls(path, m, cpus_per_shard, local)
+        return cls(path, m, cpus_per_shard, local, replicas)
 
 
 def _build_dense_shard(vectors: np.ndarray, dim: int, metric: str, dtype: str, out: str) -> int:
@@ -367,7 +386,7 @@ class ShardedDenseIndex(_Sharded):
         if q2.shape[1] != self.manifest["dim"]:
             raise ShapeError(f"queries: expected dimension {self.manifest['dim']}, got shape {q.shape}")
         bs = check_positive_int(batch_size, "batch_size")
-        parts = [np.ascontiguousarray(q2[s:e]) for s, e in _ray.batches(q2.shape[0], bs)]
+        parts = [np.ascontiguousarray(q2[s:e]) for s, e in _ray.batches(q2.shape[0], self.group.batch_size(bs, q2.shape[0]))]
         idx, sc = self._run(parts, k)
         return (idx[0], sc[0]) if single else (idx, sc)
 
@@ -464,4 +483,4 @@ class ShardedSparseIndex(_Sharded):
             n = len(q)
         if n == 0:
             raise InvalidValueError("queries: expected at least one query")
-        return self._run([q[s:e] for s, e in _ray.batches(n, bs)], k)
+        return self._run([q[s:e] for s, e in _ray.batches(n, self.group.batch_size(bs, n))], k)
