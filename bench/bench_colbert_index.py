@@ -59,8 +59,7 @@ _MAX_CENTROIDS = 4_096
 def _passages(rng, topics, lengths, noise):
     """Unit tokens of passages with the given lengths, each mixing 4 random topics plus noise."""
     n, dim = lengths.shape[0], topics.shape[1]
-    mine = np.argsort(rng.random((n, topics.shape[0])), axis=1)[:, :4] if topics.shape[0] <= 64 else \
-        np.stack([rng.choice(topics.shape[0], 4, replace=False) for _ in range(n)])
+    mine = np.stack([rng.choice(topics.shape[0], 4, replace=False) for _ in range(n)])
     doc = np.repeat(np.arange(n), lengths)
     t = topics[mine[doc, rng.integers(0, 4, doc.shape[0])]]
     return unit(t + noise * rng.standard_normal(t.shape, dtype=np.float32) / np.sqrt(dim))
@@ -151,18 +150,14 @@ DOC_MAXLEN, QUERY_MAXLEN, DIM, SEED = 180, 32, 128, 1
 
 
 def _scifact_texts(path):
-    corpus = [json.loads(line) for line in open(path / "corpus.jsonl", encoding="utf-8")]
-    qrels = {}
-    with open(path / "qrels.tsv", encoding="utf-8") as f:
-        next(f)  # header
-        for line in f:
-            qid, did, grade = line.split()
-            qrels.setdefault(qid, {})[did] = int(grade)
-    queries = [json.loads(line) for line in open(path / "queries.jsonl", encoding="utf-8")]
-    queries = [q for q in queries if q["_id"] in qrels]
-    doc_ids = [c["_id"] for c in corpus]
-    texts = [((c.get("title") or "") + " " + c["text"]).strip() for c in corpus]
-    return doc_ids, texts, [q["_id"] for q in queries], [q["text"] for q in queries], qrels
+    """(doc ids, "title text" strings, judged query ids, their texts, qrels) of a BEIR collection."""
+    from rank._io_corpus import read_corpus, read_queries
+    from rank.evaluate.io import read_qrels
+
+    doc_ids, texts = read_corpus(path / "corpus.jsonl")
+    qrels = read_qrels(path / "qrels.tsv")
+    judged = [(q, t) for q, t in zip(*read_queries(path / "queries.jsonl")) if q in qrels]
+    return doc_ids, [t.strip() for t in texts], [q for q, _ in judged], [t for _, t in judged], qrels
 
 
 def _encode_scifact(texts, q_texts, threads):
