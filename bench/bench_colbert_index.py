@@ -27,6 +27,7 @@ recall@10 against the exhaustive top 10, bytes per token and ratio to float16, n
 the qrels (rank.evaluate) of the index and of exhaustive search. Skipped in smoke runs and
 without the shared data or the MiniLM package.
 """
+import functools
 import hashlib
 import json
 import os
@@ -93,21 +94,19 @@ def built(workload, threads):
     # assignment cost on small machines; training samples tokens of the whole corpus.
     c = min(_MAX_CENTROIDS, 2 ** int(np.floor(np.log2(4 * np.sqrt(t)))), t // 32)
     sample = flat16[np.sort(np.random.default_rng(1).choice(t, min(t, 1 << 18), replace=False))].astype(np.float32)
-    cache = {}
 
+    @functools.cache
     def get(nbits):
         # nbits=2 trains (k-means); the others reuse its centroids and fit only their buckets.
-        if nbits not in cache:
-            t0 = time.perf_counter()
-            index = ColBERTIndex(flat16.shape[1], nbits=nbits, n_centroids=c)
-            given = None if nbits == 2 else get(2)[0].centroids
-            index.train(sample, centroids=given, n_threads=threads, show_progress=False)
-            for s in range(0, n, _CHUNK):  # add without retraining, one chunk of passages at a time
-                e = min(n, s + _CHUNK)
-                index.add((flat16[offsets[s]:offsets[e]], offsets[s:e + 1] - offsets[s]), n_threads=threads,
-                          show_progress=False)
-            cache[nbits] = (index, time.perf_counter() - t0)
-        return cache[nbits]
+        t0 = time.perf_counter()
+        index = ColBERTIndex(flat16.shape[1], nbits=nbits, n_centroids=c)
+        given = None if nbits == 2 else get(2)[0].centroids
+        index.train(sample, centroids=given, n_threads=threads, show_progress=False)
+        for s in range(0, n, _CHUNK):  # add without retraining, one chunk of passages at a time
+            e = min(n, s + _CHUNK)
+            index.add((flat16[offsets[s]:offsets[e]], offsets[s:e + 1] - offsets[s]), n_threads=threads,
+                      show_progress=False)
+        return index, time.perf_counter() - t0
     return get
 
 
@@ -225,18 +224,16 @@ def scifact(shared_data, smoke, threads):
 
 @pytest.fixture(scope="module")
 def scifact_built(scifact, threads):
-    cache = {}
+    flat = scifact["flat16"].astype(np.float32)  # once, outside the timed builds
 
+    @functools.cache
     def get(nbits):
-        if nbits not in cache:
-            flat = scifact["flat16"].astype(np.float32)
-            t0 = time.perf_counter()
-            index = ColBERTIndex(DIM, nbits=nbits)
-            if nbits != 2:
-                index.train(flat, centroids=get(2)[0].centroids, n_threads=threads, show_progress=False)
-            index.add((flat, scifact["offsets"]), n_threads=threads, show_progress=False)
-            cache[nbits] = (index, time.perf_counter() - t0)
-        return cache[nbits]
+        t0 = time.perf_counter()
+        index = ColBERTIndex(DIM, nbits=nbits)
+        if nbits != 2:
+            index.train(flat, centroids=get(2)[0].centroids, n_threads=threads, show_progress=False)
+        index.add((flat, scifact["offsets"]), n_threads=threads, show_progress=False)
+        return index, time.perf_counter() - t0
     return get
 
 
