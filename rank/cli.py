@@ -84,6 +84,16 @@ def _write_trec(run: Run, path: str | None, tag: str) -> int:
 
 # --- index ---------------------------------------------------------------------------------------
 
+def _nbits_arg(value: str) -> int | float:
+    """--nbits: a whole number stays an int (1, 2, 3, 4, 8), anything else a float (3.5); the
+    index validates it."""
+    try:
+        number = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number such as 2 or 3.5, got {value!r}") from None
+    return int(number) if number.is_integer() else number
+
+
 def _none_or(value: str) -> str | None:
     return None if value.lower() in ("none", "") else value
 
@@ -733,7 +743,8 @@ def _build_parser() -> argparse.ArgumentParser:
                    help="Ray cluster to use with --shards (default: a local cluster)")
     p.add_argument("--colbert", default=None, metavar="MODEL_DIR",
                    help="build a ColBERTIndex with this ColBERT encoder (needs the onnx and ann extras)")
-    p.add_argument("--nbits", type=int, choices=(1, 2, 3, 4, 8), default=2, help="ColBERTIndex bits per residual value")
+    p.add_argument("--nbits", type=_nbits_arg, default=2,
+                   help="ColBERTIndex bits per residual value: 1, 2, 3, 4, 8 or a fraction such as 3.5")
     p.add_argument("--dense", default=None, metavar="VECTORS.npy",
                    help="build a DenseIndex of these document vectors (one row per document of CORPUS)")
     p.add_argument("--index-kind", choices=("flat", "hnsw", "ivf", "ivfpq"), default="flat",

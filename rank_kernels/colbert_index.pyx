@@ -2,11 +2,13 @@
 centroid-score candidate ranking.
 
 A token vector x is stored as the id c of a centroid and its residual r = x - centroid[c],
-each coordinate j of r replaced by a bucket index b (nbits bits: 1 to 8) with
-``cutoffs[j, b - 1] <= r_j < cutoffs[j, b]``; decompression gives
-``centroid[c, j] + weights[j, b]``. Bucket indices are packed as one little-endian bit stream
-per token: coordinate j sits at bits j * nbits .. j * nbits + nbits - 1 of the token's row of
-bytes (bit p is bit p % 8 of byte p // 8), so with nbits 3 a field may straddle two bytes.
+each coordinate j of r replaced by a bucket index b of ``bits[j]`` bits (1 to 8, per
+coordinate) with ``cutoffs[j, b - 1] <= r_j < cutoffs[j, b]``; decompression gives
+``centroid[c, j] + weights[j, b]``. `cutoffs` has ``2**max(bits) - 1`` columns; a coordinate
+with fewer bits pads its row with +inf, so its bucket index never exceeds ``2**bits[j] - 1``.
+Bucket indices are packed as one little-endian bit stream per token: coordinate j sits at
+bits ``p_j = bits[0] + ... + bits[j - 1]`` .. ``p_j + bits[j] - 1`` of the token's row of
+bytes (bit p is bit p % 8 of byte p // 8), so a field may straddle two bytes.
 
 No validation happens here: `rank.retrieve.colbert_index` checks shapes, dtypes and ranges.
 Every function releases the GIL.
@@ -24,13 +26,13 @@ ctypedef fused code_t:  # centroid ids: uint16 up to 65,536 centroids, int32 abo
 rk_mem_init()  # work buffers fail under the RANK_KERNELS_FAIL_ALLOC=1 test hook (see mem.h)
 
 
-def compress(const float[:, ::1] residuals, const float[:, ::1] cutoffs, int nbits, uint8_t[:, ::1] out,
-             int n_threads):
+def compress(const float[:, ::1] residuals, const float[:, ::1] cutoffs, const uint8_t[::1] bits,
+             uint8_t[:, ::1] out, int n_threads):
     """Bucket every residual coordinate and pack the bucket ids into `out`.
 
-    residuals: (T, dim) float32; cutoffs: (dim, 2**nbits - 1) float32, ascending per row;
-    out: (T, dim * nbits / 8) uint8 (dim * nbits a multiple of 8), overwritten. Binary search per coordinate:
-    O(T * dim * nbits).
+    residuals: (T, dim) float32; cutoffs: (dim, 2**max(bits) - 1) float32, ascending per row
+    (+inf padded); bits: (dim,) uint8 in 1..8; out: (T, sum(bits) / 8) uint8 (sum(bits) a
+    multiple of 8), overwritten. Binary search per coordinate: O(T * dim * max(bits)).
     """
     cdef Py_ssize_t T = residuals.shape[0], dim = residuals.shape[1], nb = cutoffs.shape[1]
     cdef Py_ssize_t width = out.shape[1]
@@ -40,6 +42,7 @@ def compress(const float[:, ::1] residuals, const float[:, ::1] cutoffs, int nbi
         for t in prange(T, num_threads=n_threads, schedule="static"):
             for j in range(width):
                 out[t, j] = 0
+            pos = 0
             for j in range(dim):
                 v = residuals[t, j]
                 lo = 0
@@ -50,27 +53,27 @@ def compress(const float[:, ::1] residuals, const float[:, ::1] cutoffs, int nbi
                         lo = mid + 1
                     else:
                         hi = mid
-                pos = j * nbits
                 sh = pos & 7
                 out[t, pos >> 3] = out[t, pos >> 3] | <uint8_t>((lo << sh) & 0xFF)
-                if sh + nbits > 8:  # the field straddles two bytes (nbits 3, 5, 6, 7)
+                if sh + bits[j] > 8:  # the field straddles two bytes
                     out[t, (pos >> 3) + 1] = out[t, (pos >> 3) + 1] | <uint8_t>(lo >> (8 - sh))
+                pos = pos + bits[j]
 
 
 def decompress(const code_t[::1] codes, const uint8_t[:, ::1] packed, const float[:, ::1] centroids,
-               const float[:, ::1] weights, int nbits, const int64_t[::1] starts, const int64_t[::1] lengths,
-               const int64_t[::1] out_offsets, bint normalize, float[:, ::1] out, int n_threads):
+               const float[:, ::1] weights, const uint8_t[::1] bits, const int64_t[::1] starts,
+               const int64_t[::1] lengths, const int64_t[::1] out_offsets, bint normalize, float[:, ::1] out,
+               int n_threads):
     """Rebuild the tokens of several documents into `out`.
 
-    codes: (T,) uint16 or int32 centroid ids; packed: (T, dim * nbits / 8) uint8.
-    Document i's tokens ``starts[i] .. starts[i] + lengths[i] - 1`` (rows of `codes` and
-    `packed`) go to rows ``out_offsets[i] ..`` of `out` (float32, (sum lengths, dim)):
-    ``out[r, j] = centroids[codes[t], j] + weights[j, bucket(t, j)]``, each row then divided
-    by its norm when `normalize` (rows of norm 0 stay 0). O(sum lengths * dim).
+    codes: (T,) uint16 or int32 centroid ids; packed: (T, sum(bits) / 8) uint8; bits: (dim,)
+    uint8, as for :func:`compress`. Document i's tokens ``starts[i] .. starts[i] + lengths[i] - 1``
+    (rows of `codes` and `packed`) go to rows ``out_offsets[i] ..`` of `out` (float32,
+    (sum lengths, dim)): ``out[r, j] = centroids[codes[t], j] + weights[j, bucket(t, j)]``, each
+    row then divided by its norm when `normalize` (rows of norm 0 stay 0). O(sum lengths * dim).
     """
     cdef Py_ssize_t m = starts.shape[0], dim = centroids.shape[1]
     cdef Py_ssize_t i, s, t, r, j, pos, c, sh
-    cdef int mask = (1 << nbits) - 1
     cdef int b
     cdef float v, norm
     with nogil:
@@ -80,13 +83,14 @@ def decompress(const code_t[::1] codes, const uint8_t[:, ::1] packed, const floa
                 r = out_offsets[i] + s
                 c = codes[t]
                 norm = 0
+                pos = 0
                 for j in range(dim):
-                    pos = j * nbits
                     sh = pos & 7
                     b = packed[t, pos >> 3] >> sh
-                    if sh + nbits > 8:
+                    if sh + bits[j] > 8:
                         b = b | (packed[t, (pos >> 3) + 1] << (8 - sh))
-                    b = b & mask
+                    b = b & ((1 << bits[j]) - 1)
+                    pos = pos + bits[j]
                     v = centroids[c, j] + weights[j, b]
                     out[r, j] = v
                     norm = norm + v * v

@@ -102,58 +102,141 @@ def test_more_bits_and_probes_are_more_exact(corpus, index8):
     assert index8._state.codes.dtype == np.uint16
 
 
-def pack_reference(buckets, nbits):
-    """Slow bit-by-bit packing: bit b of coordinate j's bucket id is bit j * nbits + b of the
-    token's row, that is bit (j * nbits + b) % 8 of byte (j * nbits + b) // 8."""
+def pack_reference(buckets, bits):
+    """Slow bit-by-bit packing: bit b of coordinate j's bucket id is bit p_j + b of the token's
+    row (p_j = bits[0] + ... + bits[j - 1]), that is bit (p_j + b) % 8 of byte (p_j + b) // 8."""
     t, dim = buckets.shape
-    out = np.zeros((t, dim * nbits // 8), np.uint8)
+    out = np.zeros((t, int(bits.sum()) // 8), np.uint8)
     for r in range(t):
+        p = 0
         for j in range(dim):
-            for b in range(nbits):
+            for b in range(int(bits[j])):
                 if (int(buckets[r, j]) >> b) & 1:
-                    p = j * nbits + b
-                    out[r, p // 8] |= 1 << (p % 8)
+                    out[r, (p + b) // 8] |= 1 << ((p + b) % 8)
+            p += int(bits[j])
     return out
 
 
-def test_compression_kernels_match_numpy():
-    rng = np.random.default_rng(1)
-    for nbits in (1, 2, 3, 4, 8):
-        nb = 1 << nbits
-        resid = rng.standard_normal((50, 16)).astype(np.float32)
-        cutoffs = np.sort(rng.standard_normal((16, nb - 1)), axis=1).astype(np.float32)
-        weights = rng.standard_normal((16, nb)).astype(np.float32)
-        packed = np.empty((50, 16 * nbits // 8), np.uint8)
-        kernel.compress(resid, cutoffs, nbits, packed, 2)
-        buckets = np.stack([np.searchsorted(cutoffs[j], resid[:, j], side="right") for j in range(16)], axis=1)
-        # unpack little-endian bit fields
-        bits = np.unpackbits(packed, axis=1, bitorder="little").reshape(50, 16, nbits)
-        got = (bits * (1 << np.arange(nbits))).sum(axis=2)
-        np.testing.assert_array_equal(got, buckets)
-        np.testing.assert_array_equal(packed, pack_reference(buckets, nbits))
-        assert (buckets == nb - 1).any() and (buckets == 0).any()  # the extreme ids round-trip too
-        centroids = rng.standard_normal((5, 16)).astype(np.float32)
-        codes = rng.integers(0, 5, 50).astype(np.int32 if nbits % 2 else np.uint16)  # both id widths
+BIT_LAYOUTS = [np.full(16, n, np.uint8) for n in (1, 2, 3, 4, 8)] + [
+    np.array([4] * 8 + [3] * 8, np.uint8),           # nbits 3.5: fields straddle bytes
+    np.array([5, 1, 7, 2, 8, 3, 6, 4, 1, 2, 3, 4, 5, 6, 7, 8], np.uint8),  # every width, 72 bits
+]
+
+
+@pytest.mark.parametrize("bits", BIT_LAYOUTS, ids=lambda b: "-".join(map(str, b[:3])) + f"-sum{int(b.sum())}")
+def test_compression_kernels_match_numpy(bits):
+    rng = np.random.default_rng(int(bits.sum()))
+    top = int(bits.max())
+    resid = rng.standard_normal((50, 16)).astype(np.float32)
+    cutoffs = np.full((16, (1 << top) - 1), np.inf, np.float32)  # each row +inf padded past its own buckets
+    for j in range(16):
+        nb = 1 << int(bits[j])
+        cutoffs[j, :nb - 1] = np.sort(rng.standard_normal(nb - 1))
+    weights = rng.standard_normal((16, 1 << top)).astype(np.float32)
+    packed = np.empty((50, int(bits.sum()) // 8), np.uint8)
+    kernel.compress(resid, cutoffs, bits, packed, 2)
+    buckets = np.stack([np.searchsorted(cutoffs[j], resid[:, j], side="right") for j in range(16)], axis=1)
+    assert (buckets < (1 << bits.astype(np.int64))).all()
+    np.testing.assert_array_equal(packed, pack_reference(buckets, bits))
+    # unpack little-endian bit fields with NumPy
+    stream = np.unpackbits(packed, axis=1, bitorder="little")
+    starts_bit = np.concatenate([[0], np.cumsum(bits.astype(np.int64))])
+    got = np.stack([(stream[:, starts_bit[j]:starts_bit[j + 1]] * (1 << np.arange(bits[j]))).sum(axis=1)
+                    for j in range(16)], axis=1)
+    np.testing.assert_array_equal(got, buckets)
+    assert (buckets == (1 << bits.astype(np.int64)) - 1).any() and (buckets == 0).any()  # extreme ids round-trip
+    centroids = rng.standard_normal((5, 16)).astype(np.float32)
+    for dtype in (np.int32, np.uint16):  # both id widths
+        codes = rng.integers(0, 5, 50).astype(dtype)
         starts = np.array([10, 0, 30], np.int64)
         lengths = np.array([5, 3, 20], np.int64)
         offs = np.array([0, 5, 8, 28], np.int64)
         for normalize in (False, True):
             out = np.empty((28, 16), np.float32)
-            kernel.decompress(codes, packed, centroids, weights, nbits, starts, lengths, offs, normalize, out, 2)
+            kernel.decompress(codes, packed, centroids, weights, bits, starts, lengths, offs, normalize, out, 2)
             rows = np.concatenate([np.arange(s, s + n) for s, n in zip(starts, lengths)])
             ref = centroids[codes[rows]] + weights[np.arange(16), buckets[rows]]
             if normalize:
                 ref = ref / np.linalg.norm(ref, axis=1, keepdims=True)
             np.testing.assert_allclose(out, ref, rtol=1e-5, atol=1e-6)
-    # approximate MaxSim from centroid scores
+
+
+def test_fractional_nbits_rotates_and_gives_the_extra_bits_to_the_widest_axes(corpus, tmp_path):
+    """nbits 2.5: residuals rotated onto their principal axes (largest variance first), the first
+    half of the coordinates 3 bits, the rest 2. Checked against NumPy: the rotation is the
+    residuals' eigenbasis, decompressed tokens are centroid + rotated-back values, search scores
+    are MaxSim against them, accuracy lies between nbits 2 and 3, and the index survives
+    save/load (format 3) unchanged."""
+    docs, queries, exact = corpus
+    flat = np.concatenate(docs)
+    base = ColBERTIndex(DIM, nbits=2, n_centroids=128)
+    base.add(docs, show_progress=False)
+    err, rec = {}, {}
+    for nbits in (2, 2.5, 3):
+        index = ColBERTIndex(DIM, nbits=nbits)
+        index.train(flat, centroids=base.centroids, show_progress=False)
+        index.add(docs, show_progress=False)
+        dec = np.concatenate([index.decompress(i) for i in range(len(index))])
+        err[nbits] = float(((dec - flat) ** 2).sum(axis=1).mean())
+        ids, scores = index.search(queries, k=10, n_threads=1)
+        rec[nbits] = recall(ids, exact)
+        if nbits == 2.5:
+            frac, frac_ids, frac_scores = index, ids, scores
+    assert frac.nbits == 2.5 and frac._width == DIM * 5 // 16
+    assert err[2] > err[2.5] > err[3] and rec[2] <= rec[2.5] + 0.02 and rec[2.5] <= rec[3] + 0.02
+    codec = frac._codec
+    np.testing.assert_array_equal(codec.bits, [3] * (DIM // 2) + [2] * (DIM // 2))
+    rot = codec.rotation
+    np.testing.assert_allclose(rot @ rot.T, np.eye(DIM), atol=1e-5)
+    resid = flat - frac.centroids[((flat[:, None, :] - frac.centroids[None]) ** 2).sum(axis=2).argmin(axis=1)]
+    var = ((resid - resid.mean(axis=0)) @ rot).var(axis=0)
+    assert (np.diff(var) <= 1e-6).all()  # principal axes, largest variance first
+    # decompressed tokens: centroid + the rotated-back bucket values (independent reconstruction)
+    d = 5
+    rows = np.arange(sum(x.shape[0] for x in docs[:d]), sum(x.shape[0] for x in docs[:d + 1]))
+    stream = np.unpackbits(np.asarray(frac._state.residuals[rows]), axis=1, bitorder="little")
+    edges = np.concatenate([[0], np.cumsum(codec.bits.astype(np.int64))])
+    buckets = np.stack([(stream[:, edges[j]:edges[j + 1]] * (1 << np.arange(codec.bits[j]))).sum(axis=1)
+                        for j in range(DIM)], axis=1)
+    ref = frac.centroids[frac._state.codes[rows]] + codec.weights[np.arange(DIM), buckets] @ rot.T
+    np.testing.assert_allclose(frac.decompress(d), ref / np.linalg.norm(ref, axis=1, keepdims=True), atol=1e-5)
+    for j in (0, 9):  # search scores: MaxSim against the decompressed tokens
+        want = maxsim_batch(queries[j], [frac.decompress(int(i)) for i in frac_ids[j]])
+        np.testing.assert_allclose(frac_scores[j], want, rtol=1e-5, atol=1e-5)
+    frac.save(tmp_path / "f")
+    meta = json.loads((tmp_path / "f" / "meta.json").read_text())
+    assert meta["format_version"] == 3 and meta["nbits"] == 2.5 and meta["rotated"] is True
+    for mmap in (True, False):
+        again = ColBERTIndex.load(tmp_path / "f", mmap=mmap, verify=True)
+        got = again.search(queries, k=10, n_threads=1)
+        np.testing.assert_array_equal(got[0], frac_ids)
+        np.testing.assert_array_equal(got[1], frac_scores)
+    # a damaged rotation, bit layout or flag is refused
+    good = {n: (tmp_path / "f" / f"{n}.npy").read_bytes() for n in ("rotation", "bits")}
+    for name, value in (("rotation", 2 * rot), ("bits", np.full(DIM, 3, np.uint8))):
+        np.save(tmp_path / "f" / f"{name}.npy", value)
+        with pytest.raises(CorruptFileError, match=name):
+            ColBERTIndex.load(tmp_path / "f")
+        (tmp_path / "f" / f"{name}.npy").write_bytes(good[name])
+    meta["rotated"] = False
+    (tmp_path / "f" / "meta.json").write_text(json.dumps(meta))
+    with pytest.raises(CorruptFileError, match="rotation"):
+        ColBERTIndex.load(tmp_path / "f")
+
+
+def test_centroid_maxsim_kernel():
+    """Approximate MaxSim from centroid scores, for both id widths."""
+    rng = np.random.default_rng(2)
     scores_t = rng.standard_normal((5, 3)).astype(np.float32)
     doc_offsets = np.array([0, 4, 9, 50], np.int64)
     cand = np.array([2, 0], np.int64)
-    out = np.empty(2, np.float32)
-    kernel.centroid_maxsim(scores_t, codes, doc_offsets, cand, out, 2)
-    for k, d in enumerate(cand):
-        ref = scores_t[codes[doc_offsets[d]:doc_offsets[d + 1]]].max(axis=0).sum()
-        assert out[k] == pytest.approx(ref, rel=1e-6)
+    for dtype in (np.int32, np.uint16):
+        codes = rng.integers(0, 5, 50).astype(dtype)
+        out = np.empty(2, np.float32)
+        kernel.centroid_maxsim(scores_t, codes, doc_offsets, cand, out, 2)
+        for k, d in enumerate(cand):
+            ref = scores_t[codes[doc_offsets[d]:doc_offsets[d + 1]]].max(axis=0).sum()
+            assert out[k] == pytest.approx(ref, rel=1e-6)
 
 
 def test_buckets_are_a_lloyd_max_quantizer():
@@ -274,28 +357,35 @@ def test_save_load_round_trip(index8, corpus, tmp_path):
     assert not [p for p in os.listdir(tmp_path) if p.startswith(".")]  # no temporaries left
 
 
-def _as_version_1(path):
-    """Rewrite a saved index as format version 1 (int32 centroid ids), by hand."""
+def _as_old_version(path, version):
+    """Rewrite a saved index of whole-bit nbits as an earlier format, by hand: version 2 has no
+    bits.npy; version 1 also stores the centroid ids as int32."""
     meta = json.loads((path / "meta.json").read_text())
-    codes = np.load(path / "codes.npy").astype("<i4")
-    np.save(path / "codes.npy", codes)
-    meta["format_version"] = 1
-    meta["arrays"]["codes"]["crc32"] = zlib.crc32(codes.data.cast("B")) & 0xFFFFFFFF
+    (path / "bits.npy").unlink()
+    del meta["arrays"]["bits"], meta["rotated"]
+    if version == 1:
+        codes = np.load(path / "codes.npy").astype("<i4")
+        np.save(path / "codes.npy", codes)
+        meta["arrays"]["codes"]["crc32"] = zlib.crc32(codes.data.cast("B")) & 0xFFFFFFFF
+    meta["format_version"] = version
     (path / "meta.json").write_text(json.dumps(meta))
 
 
-def test_codes_are_uint16_and_version_1_files_load(index8, corpus, tmp_path):
+@pytest.mark.parametrize("version", [1, 2])
+def test_codes_are_uint16_and_older_files_load(index8, corpus, tmp_path, version):
     docs, queries, _ = corpus
     path = tmp_path / "cb"
     index8.save(path)
     meta = json.loads((path / "meta.json").read_text())
-    assert meta["format_version"] == 2 and np.load(path / "codes.npy").dtype == np.dtype("<u2")
-    _as_version_1(path)
-    assert np.load(path / "codes.npy").dtype == np.dtype("<i4")
+    assert meta["format_version"] == 3 and np.load(path / "codes.npy").dtype == np.dtype("<u2")
+    np.testing.assert_array_equal(np.load(path / "bits.npy"), np.full(DIM, 8))
+    _as_old_version(path, version)
+    assert np.load(path / "codes.npy").dtype == np.dtype("<i4" if version == 1 else "<u2")
     want = index8.search(queries[:8], k=10)
     for mmap in (True, False):
         old = ColBERTIndex.load(path, mmap=mmap, verify=True)
-        assert old._state.codes.dtype == np.int32 and old.nbytes > index8.nbytes
+        assert old._state.codes.dtype == (np.int32 if version == 1 else np.uint16)
+        assert old.nbytes > index8.nbytes if version == 1 else old.nbytes == index8.nbytes
         got = old.search(queries[:8], k=10)
         np.testing.assert_array_equal(got[0], want[0])
         np.testing.assert_array_equal(got[1], want[1])
@@ -304,13 +394,13 @@ def test_codes_are_uint16_and_version_1_files_load(index8, corpus, tmp_path):
     old.add(docs[:2], ids=["x", "y"], show_progress=False)
     assert old._state.codes.dtype == np.uint16
     np.testing.assert_array_equal(old._state.codes[:index8.n_tokens], index8._state.codes)
-    old.save(tmp_path / "v2")
-    assert json.loads((tmp_path / "v2" / "meta.json").read_text())["format_version"] == 2
-    again = ColBERTIndex.load(tmp_path / "v2")
+    old.save(tmp_path / "new")
+    assert json.loads((tmp_path / "new" / "meta.json").read_text())["format_version"] == 3
+    again = ColBERTIndex.load(tmp_path / "new")
     np.testing.assert_array_equal(again.search(queries[:8], k=10)[0], old.search(queries[:8], k=10)[0])
-    # a version-1 file with ids beyond int32's range is refused like any out-of-range id
+    # ids out of range are refused (version 1: int32 ids below 0)
     codes = np.load(path / "codes.npy")
-    codes[0] = -1
+    codes[0] = -1 if version == 1 else 65535
     np.save(path / "codes.npy", codes)
     with pytest.raises(CorruptFileError, match="codes"):
         ColBERTIndex.load(path)
@@ -392,6 +482,12 @@ def test_errors():
         ColBERTIndex(3, nbits=2)
     with pytest.raises(InvalidValueError, match="multiple of 8"):
         ColBERTIndex(12, nbits=3)
+    with pytest.raises(InvalidValueError, match="multiple of 8"):
+        ColBERTIndex(DIM, nbits=3.1)
+    for bad in (0.5, 8.5, float("nan"), "3", None):
+        with pytest.raises(InvalidValueError, match="nbits"):
+            ColBERTIndex(DIM, nbits=bad)
+    assert ColBERTIndex(DIM, nbits=3.0).nbits == 3 and isinstance(ColBERTIndex(DIM, nbits=3.0).nbits, int)
     for name in ("nprobe", "n_candidates", "n_centroids", "train_size"):
         with pytest.raises(InvalidValueError, match=name):
             ColBERTIndex(DIM, **{name: 0})
@@ -529,3 +625,14 @@ def test_scifact_cli_with_a_tiny_colbert_encoder(shared_data, tmp_path):
     assert np.mean(got) >= 0.9
     index = ColBERTIndex.load(tmp_path / "idx")
     assert index.ids == tuple(ids) and len(index) == 500
+
+
+def test_cli_nbits_argument():
+    import argparse
+
+    from rank.cli import _nbits_arg
+
+    assert _nbits_arg("3") == 3 and isinstance(_nbits_arg("3"), int)
+    assert _nbits_arg("3.5") == 3.5 and _nbits_arg("8.0") == 8 and isinstance(_nbits_arg("8.0"), int)
+    with pytest.raises(argparse.ArgumentTypeError, match="3.5"):
+        _nbits_arg("three")

@@ -10,10 +10,11 @@ How it works (after PLAID, Santhanam et al. 2022):
    cutoffs the midpoints between neighbouring values. PLAID's equal-count (quantile) buckets
    are the starting point; on real token embeddings the iterations cut the squared error of
    3-bit residuals by about 40%, since residual coordinates are heavy-tailed.
+   A fractional ``nbits`` (e.g. 3.5) first rotates the residuals onto their principal axes
+   and gives the widest axes one bit more than the others.
 2. **Storage.** Each token is its nearest centroid's id (uint16 up to 65,536 centroids, int32
-   above) plus ``dim * nbits / 8`` bytes
-   of bucket ids; an inverted list maps each centroid to the documents that have a token there.
-   Adding documents later encodes them with the same centroids (no retraining).
+   above) plus ``dim * nbits / 8`` bytes of bucket ids; an inverted list maps each centroid
+   to the documents that have a token there. Adding documents later encodes them with the same centroids (no retraining).
 3. **Search.** The query tokens are scored against every centroid; each query token's
    ``nprobe`` best centroids select candidate documents; the candidates are ranked by the
    approximate MaxSim in which every token is replaced by its centroid (a compiled kernel),
@@ -59,9 +60,9 @@ if TYPE_CHECKING:
 
 __all__ = ["ColBERTIndex", "ColBERTRetriever"]
 
-NBITS = (1, 2, 3, 4, 8)
-FORMAT_VERSION = 2  # 2: codes are uint16 up to 65,536 centroids (1: always int32; still read)
-READ_VERSIONS = (1, 2)
+NBITS = (1, 2, 3, 4, 8)  # whole bits per coordinate; fractions between 1 and 8 are allowed too
+FORMAT_VERSION = 3  # 3: per-coordinate bits and an optional rotation; 2: uint16 codes; 1: int32 codes (both still read)
+READ_VERSIONS = (1, 2, 3)
 _UINT16_CENTROIDS = 1 << 16
 _KIND = "rank-kernels ColBERTIndex"
 _CHUNK = 1 << 16  # tokens encoded per step
@@ -75,6 +76,8 @@ _ARRAYS = {  # file name -> (dtype, ndim)
     "doc_offsets": (np.int64, 1),
     "ivf_offsets": (np.int64, 1),
     "ivf_docs": (np.int32, 1),
+    "bits": (np.uint8, 1),  # format 3 on; earlier files: nbits for every coordinate
+    "rotation": (np.float32, 2),  # only when meta.json says "rotated"
 }
 
 
@@ -117,6 +120,20 @@ def _fit_buckets(resid: np.ndarray, nbits: int, iters: int = _LLOYD_ITERS) -> tu
     return np.ascontiguousarray(cutoffs, dtype=np.float32), np.ascontiguousarray(values, dtype=np.float32)
 
 
+def _fit_all_buckets(resid: np.ndarray, bits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`_fit_buckets` for coordinates of different bit counts: (cutoffs (dim, 2**max(bits)
+    - 1) +inf padded, values (dim, 2**max(bits)) 0 padded), the layout the kernels read."""
+    dim, top = bits.shape[0], int(bits.max())
+    cutoffs = np.full((dim, (1 << top) - 1), np.inf, np.float32)
+    values = np.zeros((dim, 1 << top), np.float32)
+    for nb in np.unique(bits).tolist():
+        cols = np.flatnonzero(bits == nb)
+        cut, val = _fit_buckets(np.ascontiguousarray(resid[:, cols]), nb)
+        cutoffs[cols, :(1 << nb) - 1] = cut
+        values[cols, :1 << nb] = val
+    return cutoffs, values
+
+
 class _State(NamedTuple):
     """Everything a search reads; replaced whole by :meth:`ColBERTIndex.add` (readers see the
     old or the new index, never a mix)."""
@@ -132,8 +149,53 @@ class _State(NamedTuple):
 
 class _Codec(NamedTuple):
     centroids: np.ndarray  # (C, dim) float32
-    cutoffs: np.ndarray    # (dim, 2**nbits - 1) float32
-    weights: np.ndarray    # (dim, 2**nbits) float32
+    cutoffs: np.ndarray    # (dim, 2**max(bits) - 1) float32, each row +inf padded past 2**bits[j] - 1
+    weights: np.ndarray    # (dim, 2**max(bits)) float32, in the rotated coordinates
+    bits: np.ndarray       # (dim,) uint8 bits of each (rotated) residual coordinate
+    rotation: np.ndarray | None  # (dim, dim) float32 orthogonal, or None: residuals are stored as r @ rotation
+    decode_centroids: np.ndarray  # centroids @ rotation (the centroids themselves without a rotation)
+
+    @classmethod
+    def make(cls, centroids: np.ndarray, cutoffs: np.ndarray, weights: np.ndarray, bits: np.ndarray,
+             rotation: np.ndarray | None) -> _Codec:
+        dec = centroids if rotation is None else np.ascontiguousarray(centroids @ rotation, dtype=np.float32)
+        return cls(centroids, cutoffs, weights, bits, rotation, dec)
+
+    @property
+    def nbytes(self) -> int:
+        arrays = [self.centroids, self.cutoffs, self.weights, self.bits]
+        if self.rotation is not None:
+            arrays += [self.rotation, self.decode_centroids]
+        return sum(a.nbytes for a in arrays)
+
+
+def _check_nbits(nbits: Any, dim: int) -> int | float:
+    """`nbits` as stored: an int of NBITS, or a float in (1, 8) with dim * nbits a multiple of 8."""
+    if isinstance(nbits, bool) or not isinstance(nbits, (int, float, np.integer, np.floating)):
+        raise InvalidValueError(f"nbits: expected one of {', '.join(map(str, NBITS))} or a fraction between 1 and 8 "
+                                f"(e.g. 3.5), got {nbits!r}")
+    if float(nbits).is_integer():
+        if int(nbits) not in NBITS:
+            raise InvalidValueError(f"nbits: expected one of {', '.join(map(str, NBITS))} or a fraction between 1 "
+                                    f"and 8 (e.g. 3.5), got {nbits!r}")
+        value: int | float = int(nbits)
+    elif not 1 < float(nbits) < 8:
+        raise InvalidValueError(f"nbits: a fractional nbits must lie between 1 and 8, got {nbits!r}")
+    else:
+        value = float(nbits)
+    total = value * dim
+    if not float(total).is_integer() or int(total) % 8:
+        raise InvalidValueError(f"nbits: dim * nbits must be a multiple of 8, got dim {dim} and nbits {nbits}")
+    return value
+
+
+def _coordinate_bits(nbits: int | float, dim: int) -> np.ndarray:
+    """(dim,) uint8: floor(nbits) bits for every coordinate, one more for the first
+    ``(nbits - floor(nbits)) * dim`` (the highest-variance coordinates after the rotation)."""
+    low = int(math.floor(nbits))
+    bits = np.full(dim, low, np.uint8)
+    bits[:int(round(nbits * dim)) - low * dim] += 1
+    return bits
 
 
 def _tokens(docs: Any, dim: int, name: str, check_finite: bool) -> tuple[np.ndarray, np.ndarray]:
@@ -192,12 +254,16 @@ class ColBERTIndex:
     ----------
     dim : int
         Token vector dimension (> 0; ``dim * nbits`` must be a multiple of 8).
-    nbits : {1, 2, 3, 4, 8}, default 2
-        Bits per residual coordinate. Bytes per token: ``2 + dim * nbits / 8`` (the centroid
-        id is a uint16; 4 bytes above 65,536 centroids) (dim 128: 34 bytes at 2 bits, 50 at
-        3, 66 at 4, 130 at 8, against 256 in float16), plus the inverted lists (4 bytes per
-        distinct (centroid, document) pair). nbits 3 is the densest setting within a quarter
-        of float16 at dim 128.
+    nbits : {1, 2, 3, 4, 8} or a fraction between 1 and 8 (e.g. 3.5), default 2
+        Bits per residual coordinate (``dim * nbits`` a multiple of 8). Bytes per token:
+        ``2 + dim * nbits / 8`` (the centroid id is a uint16; 4 bytes above 65,536 centroids)
+        (dim 128: 34 bytes at 2 bits, 50 at 3, 58 at 3.5, 66 at 4, 130 at 8, against 256 in
+        float16), plus the inverted lists (4 bytes per distinct (centroid, document) pair).
+        A fractional nbits rotates the residuals onto their principal axes (fitted on the
+        training sample) and gives ``floor(nbits) + 1`` bits to the widest
+        ``(nbits - floor(nbits)) * dim`` of them, ``floor(nbits)`` to the rest; the search
+        rotates the query instead of the tokens, so MaxSim is unchanged. nbits 3.5 is the
+        densest setting within a quarter of float16 at dim 128.
     n_centroids : int, optional
         k-means centroids (default ``2 ** floor(log2(4 * sqrt(T)))`` for the T tokens of the
         first :meth:`add`, at most T / 32; PLAID uses 16 * sqrt(T), 4x more and 4x the k-means
@@ -239,11 +305,8 @@ class ColBERTIndex:
     def __init__(self, dim: int, *, nbits: int = 2, n_centroids: int | None = None, nprobe: int = 4,
                  n_candidates: int = 256, train_size: int | None = None, seed: int = 0) -> None:
         self._dim = check_positive_int(dim, "dim")
-        if isinstance(nbits, bool) or nbits not in NBITS:
-            raise InvalidValueError(f"nbits: expected one of {', '.join(map(str, NBITS))}, got {nbits!r}")
-        if (self._dim * nbits) % 8:
-            raise InvalidValueError(f"nbits: dim * nbits must be a multiple of 8, got dim {dim} and nbits {nbits}")
-        self._nbits = int(nbits)
+        self._nbits = _check_nbits(nbits, self._dim)
+        self._width = int(round(self._nbits * self._dim)) // 8  # bytes of residual per token
         self._n_centroids = check_positive_int(n_centroids, "n_centroids", allow_none=True)
         self.nprobe = check_positive_int(nprobe, "nprobe")
         self.n_candidates = check_positive_int(n_candidates, "n_candidates")
@@ -253,8 +316,7 @@ class ColBERTIndex:
         self._seed = int(seed)
         self._codec: _Codec | None = None
         self._quantizer: Any = None
-        width = self._dim * self._nbits // 8
-        self._state = _State(np.empty(0, np.uint16), np.empty((0, width), np.uint8), np.zeros(1, np.int64),
+        self._state = _State(np.empty(0, np.uint16), np.empty((0, self._width), np.uint8), np.zeros(1, np.int64),
                              np.zeros(1, np.int64), np.empty(0, np.int32), None, True)
         import_faiss()
 
@@ -266,8 +328,8 @@ class ColBERTIndex:
         return self._dim
 
     @property
-    def nbits(self) -> int:
-        """Bits per residual coordinate."""
+    def nbits(self) -> int | float:
+        """Bits per residual coordinate (a float when fractional: the average)."""
         return self._nbits
 
     @property
@@ -304,7 +366,7 @@ class ColBERTIndex:
         s = self._state
         total = sum(a.nbytes for a in (s.codes, s.residuals, s.doc_offsets, s.ivf_offsets, s.ivf_docs))
         if self._codec is not None:
-            total += sum(a.nbytes for a in self._codec)
+            total += self._codec.nbytes
         return int(total)
 
     def __len__(self) -> int:
@@ -374,11 +436,17 @@ class ColBERTIndex:
                 _, assign = quantizer.search(sample, 1)
             bar.update(1)
             resid = sample - centroids[assign[:, 0]]
-            cutoffs, weights = _fit_buckets(resid, self._nbits)
+            bits = _coordinate_bits(self._nbits, self._dim)
+            rotation = None
+            if not isinstance(self._nbits, int):  # principal axes of the residuals, largest variance first
+                _, vectors = np.linalg.eigh(np.cov(resid, rowvar=False))
+                rotation = np.ascontiguousarray(vectors[:, ::-1], dtype=np.float32)
+                resid = resid @ rotation
+            cutoffs, weights = _fit_all_buckets(resid, bits)
             bar.update(1)
         finally:
             bar.close()
-        self._codec = _Codec(centroids, cutoffs, weights)
+        self._codec = _Codec.make(centroids, cutoffs, weights, bits, rotation)
         self._quantizer = quantizer
 
     # -- adding -----------------------------------------------------------------------------
@@ -391,7 +459,7 @@ class ColBERTIndex:
 
         t = flat.shape[0]
         codes = np.empty(t, _codes_dtype(codec.centroids.shape[0]))
-        packed = np.empty((t, self._dim * self._nbits // 8), np.uint8)
+        packed = np.empty((t, self._width), np.uint8)
         bar = progress(t, "encode tokens", show_progress and t > _CHUNK)
         try:
             for s in range(0, t, _CHUNK):
@@ -400,8 +468,11 @@ class ColBERTIndex:
                     _, a = self._quantizer.search(part, 1)
                 c = a[:, 0]
                 codes[s:s + part.shape[0]] = c
-                resid = np.ascontiguousarray(part - codec.centroids[c])
-                _kernel.compress(resid, codec.cutoffs, self._nbits, packed[s:s + part.shape[0]], n_threads)
+                resid = part - codec.centroids[c]
+                if codec.rotation is not None:
+                    resid = resid @ codec.rotation
+                _kernel.compress(np.ascontiguousarray(resid, dtype=np.float32), codec.cutoffs, codec.bits,
+                                 packed[s:s + part.shape[0]], n_threads)
                 bar.update(part.shape[0])
         finally:
             bar.close()
@@ -476,9 +547,12 @@ class ColBERTIndex:
         if isinstance(doc, bool) or not isinstance(doc, (int, np.integer)) or not 0 <= doc < len(self):
             raise InvalidValueError(f"doc: expected a position in [0, {len(self)}), got {doc!r}")
         flat, _ = self._decompress(s, np.array([doc], np.int64), 1)
-        return flat
+        rotation = self._codec.rotation  # type: ignore[union-attr]
+        return flat if rotation is None else np.ascontiguousarray(flat @ rotation.T)
 
     def _decompress(self, s: _State, docs: np.ndarray, n_threads: int) -> tuple[np.ndarray, np.ndarray]:
+        """(tokens (sum lengths, dim) float32, offsets) of documents `docs`, in the rotated
+        coordinates when the codec has a rotation (``x @ rotation``)."""
         codec = self._codec
         assert codec is not None
         starts = s.doc_offsets[docs]
@@ -486,7 +560,7 @@ class ColBERTIndex:
         out_offsets = np.zeros(docs.shape[0] + 1, np.int64)
         np.cumsum(lengths, out=out_offsets[1:])
         out = np.empty((int(out_offsets[-1]), self._dim), np.float32)
-        _kernel.decompress(s.codes, s.residuals, codec.centroids, codec.weights, self._nbits, starts, lengths,
+        _kernel.decompress(s.codes, s.residuals, codec.decode_centroids, codec.weights, codec.bits, starts, lengths,
                            out_offsets, s.unit, out, n_threads)
         return out, out_offsets
 
@@ -523,6 +597,8 @@ class ColBERTIndex:
             cand = np.sort(cand[keep])
         lengths = s.doc_offsets[cand + 1] - s.doc_offsets[cand]
         flat, offs = self._decompress(s, cand, _threads_for(int(lengths.sum()) * self._dim, n_threads))
+        if codec.rotation is not None:  # the decompressed tokens are rotated: so is the query (same inner products)
+            q = np.ascontiguousarray(q @ codec.rotation, dtype=np.float32)
         exact = maxsim_batch(q, (flat, offs), n_threads=_threads_for(flat.shape[0] * q.shape[0] * self._dim, n_threads),
                              check_finite=False)
         pos, top = top_k(exact, k)
@@ -625,7 +701,9 @@ class ColBERTIndex:
         s, codec = self._state, self._codec
         arrays = {"centroids": codec.centroids, "cutoffs": codec.cutoffs, "weights": codec.weights,
                   "codes": s.codes, "residuals": s.residuals, "doc_offsets": s.doc_offsets,
-                  "ivf_offsets": s.ivf_offsets, "ivf_docs": s.ivf_docs}
+                  "ivf_offsets": s.ivf_offsets, "ivf_docs": s.ivf_docs, "bits": codec.bits}
+        if codec.rotation is not None:
+            arrays["rotation"] = codec.rotation
         with atomic_dir(path, check=check) as where:  # files and directory fsync'ed, old index restored on failure
             tmp = Path(where)
             meta: dict[str, Any] = {
@@ -633,6 +711,7 @@ class ColBERTIndex:
                 "n_centroids": int(codec.centroids.shape[0]), "n_docs": len(self),
                 "n_tokens": int(s.codes.shape[0]), "nprobe": self.nprobe, "n_candidates": self.n_candidates,
                 "seed": self._seed, "arrays": {}, "has_ids": s.ids is not None, "unit": s.unit,
+                "rotated": codec.rotation is not None,
             }
             for name, arr in arrays.items():
                 dtype = _codes_dtype(codec.centroids.shape[0]) if name == "codes" else _ARRAYS[name][0]
@@ -691,12 +770,19 @@ class ColBERTIndex:
                 raise ValueError("counts")
         except (KeyError, TypeError, ValueError, InvalidValueError) as e:
             raise CorruptFileError(f"{root}/meta.json: malformed ({type(e).__name__}: {e})") from None
-        dim, width, nb = index._dim, index._dim * index._nbits // 8, 1 << index._nbits
+        dim, width = index._dim, index._width
+        rotated = version >= 3 and bool(meta.get("rotated", False))
+        if rotated == isinstance(index._nbits, int):
+            raise CorruptFileError(f"{root}/meta.json: malformed (a rotation goes with a fractional nbits, and only)")
+        bits = _coordinate_bits(index._nbits, dim)
+        nb = 1 << int(bits.max())
         shapes = {"centroids": (c, dim), "cutoffs": (dim, nb - 1), "weights": (dim, nb), "codes": (n_tokens,),
                   "residuals": (n_tokens, width), "doc_offsets": (n_docs + 1,), "ivf_offsets": (c + 1,),
-                  "ivf_docs": None}
+                  "ivf_docs": None, "bits": (dim,), "rotation": (dim, dim)}
+        names = [n for n in _ARRAYS if (n != "bits" or version >= 3) and (n != "rotation" or rotated)]
         arrays: dict[str, np.ndarray] = {}
-        for name, (dtype, ndim) in _ARRAYS.items():
+        for name in names:
+            dtype, ndim = _ARRAYS[name]
             if name == "codes":
                 dtype = _codes_dtype(c, version)
             file = root / f"{name}.npy"
@@ -728,9 +814,17 @@ class ColBERTIndex:
                 part = a[s0:s0 + (1 << 22)]
                 if part.size and (part.min() < 0 or part.max() >= hi):
                     raise CorruptFileError(f"{root}/{name}.npy: values outside [0, {hi})")
-        for name in ("centroids", "cutoffs", "weights"):
+        if version >= 3 and not np.array_equal(arrays["bits"], bits):
+            raise CorruptFileError(f"{root}/bits.npy: does not match nbits {index._nbits} (expected {bits.tolist()})")
+        used = np.arange(nb - 1)[None, :] < ((1 << bits.astype(np.int64)) - 1)[:, None]  # cutoffs in use
+        cut = arrays["cutoffs"]
+        if not (np.isfinite(cut[used]).all() and np.isposinf(cut[~used]).all()):
+            raise CorruptFileError(f"{root}/cutoffs.npy: expected finite cutoffs padded with +inf")
+        for name in ("centroids", "weights") + (("rotation",) if rotated else ()):
             if not np.isfinite(arrays[name]).all():
                 raise CorruptFileError(f"{root}/{name}.npy: contains NaN or infinity")
+        if rotated and np.abs(arrays["rotation"] @ arrays["rotation"].T - np.eye(dim)).max() > 1e-3:
+            raise CorruptFileError(f"{root}/rotation.npy: not an orthogonal matrix")
         ids = None
         if meta.get("has_ids"):
             try:
@@ -745,8 +839,9 @@ class ColBERTIndex:
             ids = tuple(ids_list)
         faiss = import_faiss()
         centroids = np.ascontiguousarray(arrays["centroids"], dtype=np.float32)
-        index._codec = _Codec(centroids, np.ascontiguousarray(arrays["cutoffs"]),
-                              np.ascontiguousarray(arrays["weights"]))
+        rotation = np.ascontiguousarray(arrays["rotation"], dtype=np.float32) if rotated else None
+        index._codec = _Codec.make(centroids, np.ascontiguousarray(cut), np.ascontiguousarray(arrays["weights"]),
+                                   bits, rotation)
         index._quantizer = faiss.IndexFlatL2(dim)
         index._quantizer.add(centroids)
         index._state = _State(codes, arrays["residuals"], do, io, iv, ids, bool(meta.get("unit", False)))
