@@ -68,7 +68,7 @@ _KIND = "rank-kernels ColBERTIndex"
 _CHUNK = 1 << 16  # tokens encoded per step
 _LLOYD_ITERS = 20  # Lloyd-Max rounds fitting each coordinate's buckets
 _ARRAYS = {  # file name -> (dtype, ndim)
-    "centroids": (np.float32, 2),
+    "centroids": (np.float32, 2),  # in the rotated coordinates when there is a rotation
     "cutoffs": (np.float32, 2),
     "weights": (np.float32, 2),
     "codes": (np.int32, 1),  # uint16 when the file's version and centroid count allow it (_codes_dtype)
@@ -148,25 +148,32 @@ class _State(NamedTuple):
 
 
 class _Codec(NamedTuple):
-    centroids: np.ndarray  # (C, dim) float32
-    cutoffs: np.ndarray    # (dim, 2**max(bits) - 1) float32, each row +inf padded past 2**bits[j] - 1
-    weights: np.ndarray    # (dim, 2**max(bits)) float32, in the rotated coordinates
-    bits: np.ndarray       # (dim,) uint8 bits of each (rotated) residual coordinate
-    rotation: np.ndarray | None  # (dim, dim) float32 orthogonal, or None: residuals are stored as r @ rotation
-    decode_centroids: np.ndarray  # centroids @ rotation (the centroids themselves without a rotation)
+    """The quantizer. With a rotation R, everything lives in the rotated coordinates ``x @ R``
+    (centroids, residuals, decompressed tokens, and the query at search time): inner products
+    and distances are those of the original coordinates, R being orthogonal."""
 
-    @classmethod
-    def make(cls, centroids: np.ndarray, cutoffs: np.ndarray, weights: np.ndarray, bits: np.ndarray,
-             rotation: np.ndarray | None) -> _Codec:
-        dec = centroids if rotation is None else np.ascontiguousarray(centroids @ rotation, dtype=np.float32)
-        return cls(centroids, cutoffs, weights, bits, rotation, dec)
+    centroids: np.ndarray  # (C, dim) float32, in the stored (rotated) coordinates
+    cutoffs: np.ndarray    # (dim, 2**max(bits) - 1) float32, each row +inf padded past 2**bits[j] - 1
+    weights: np.ndarray    # (dim, 2**max(bits)) float32
+    bits: np.ndarray       # (dim,) uint8 bits of each residual coordinate
+    rotation: np.ndarray | None  # (dim, dim) float32 orthogonal, or None (no rotation)
 
     @property
     def nbytes(self) -> int:
-        arrays = [self.centroids, self.cutoffs, self.weights, self.bits]
-        if self.rotation is not None:
-            arrays += [self.rotation, self.decode_centroids]
-        return sum(a.nbytes for a in arrays)
+        return sum(a.nbytes for a in self if a is not None)
+
+    def rotate(self, x: np.ndarray, n_threads: int = 1) -> np.ndarray:
+        """`x` ((n, dim) float32, original coordinates) in the stored coordinates: ``x @ rotation``.
+
+        Computed by the dense kernel (``x[i] . rotation[:, j]``), not BLAS: a BLAS call per
+        query leaves the BLAS threads spinning, which halved the speed of the kernels after it."""
+        if self.rotation is None:
+            return x
+        columns = np.ascontiguousarray(self.rotation.T)
+        out = np.empty(x.shape, np.float32)
+        _dense.dense_scores(np.ascontiguousarray(x, dtype=np.float32), columns.ctypes.data, columns.shape[0], 4,
+                            False, False, n_threads, out)
+        return out
 
 
 def _check_nbits(nbits: Any, dim: int) -> int | float:
@@ -315,7 +322,6 @@ class ColBERTIndex:
             raise InvalidValueError(f"seed: expected an integer, got {seed!r}")
         self._seed = int(seed)
         self._codec: _Codec | None = None
-        self._quantizer: Any = None
         self._state = _State(np.empty(0, np.uint16), np.empty((0, self._width), np.uint8), np.zeros(1, np.int64),
                              np.zeros(1, np.int64), np.empty(0, np.int32), None, True)
         import_faiss()
@@ -342,7 +348,8 @@ class ColBERTIndex:
         """The (n_centroids, dim) float32 centroids, read-only (None before training)."""
         if self._codec is None:
             return None
-        v = self._codec.centroids.view()
+        codec = self._codec
+        v = codec.centroids.view() if codec.rotation is None else codec.centroids @ codec.rotation.T
         v.flags.writeable = False
         return v
 
@@ -442,12 +449,12 @@ class ColBERTIndex:
                 _, vectors = np.linalg.eigh(np.cov(resid, rowvar=False))
                 rotation = np.ascontiguousarray(vectors[:, ::-1], dtype=np.float32)
                 resid = resid @ rotation
+                centroids = np.ascontiguousarray(centroids @ rotation, dtype=np.float32)
             cutoffs, weights = _fit_all_buckets(resid, bits)
             bar.update(1)
         finally:
             bar.close()
-        self._codec = _Codec.make(centroids, cutoffs, weights, bits, rotation)
-        self._quantizer = quantizer
+        self._codec = _Codec(centroids, cutoffs, weights, bits, rotation)
 
     # -- adding -----------------------------------------------------------------------------
 
@@ -459,19 +466,20 @@ class ColBERTIndex:
 
         t = flat.shape[0]
         codes = np.empty(t, _codes_dtype(codec.centroids.shape[0]))
+        quantizer = faiss.IndexFlatL2(self._dim)  # built per add: the index keeps one copy of the centroids
+        quantizer.add(codec.centroids)
         packed = np.empty((t, self._width), np.uint8)
         bar = progress(t, "encode tokens", show_progress and t > _CHUNK)
         try:
             for s in range(0, t, _CHUNK):
                 part = flat[s:s + _CHUNK]
                 with _Threads(faiss, n_threads):
-                    _, a = self._quantizer.search(part, 1)
+                    part = codec.rotate(part, n_threads)  # nearest centroid and residual in the stored coordinates
+                    _, a = quantizer.search(part, 1)
                 c = a[:, 0]
                 codes[s:s + part.shape[0]] = c
-                resid = part - codec.centroids[c]
-                if codec.rotation is not None:
-                    resid = resid @ codec.rotation
-                _kernel.compress(np.ascontiguousarray(resid, dtype=np.float32), codec.cutoffs, codec.bits,
+                resid = np.ascontiguousarray(part - codec.centroids[c])
+                _kernel.compress(resid, codec.cutoffs, codec.bits,
                                  packed[s:s + part.shape[0]], n_threads)
                 bar.update(part.shape[0])
         finally:
@@ -560,7 +568,7 @@ class ColBERTIndex:
         out_offsets = np.zeros(docs.shape[0] + 1, np.int64)
         np.cumsum(lengths, out=out_offsets[1:])
         out = np.empty((int(out_offsets[-1]), self._dim), np.float32)
-        _kernel.decompress(s.codes, s.residuals, codec.decode_centroids, codec.weights, codec.bits, starts, lengths,
+        _kernel.decompress(s.codes, s.residuals, codec.centroids, codec.weights, codec.bits, starts, lengths,
                            out_offsets, s.unit, out, n_threads)
         return out, out_offsets
 
@@ -571,6 +579,7 @@ class ColBERTIndex:
 
         codec = self._codec
         assert codec is not None
+        q = codec.rotate(q)  # the stored coordinates (inner products unchanged)
         c = codec.centroids.shape[0]
         scores = np.empty((q.shape[0], c), np.float32)  # (Lq, C) centroid scores
         _dense.dense_scores(q, codec.centroids.ctypes.data, c, 4, False, False,
@@ -597,8 +606,6 @@ class ColBERTIndex:
             cand = np.sort(cand[keep])
         lengths = s.doc_offsets[cand + 1] - s.doc_offsets[cand]
         flat, offs = self._decompress(s, cand, _threads_for(int(lengths.sum()) * self._dim, n_threads))
-        if codec.rotation is not None:  # the decompressed tokens are rotated: so is the query (same inner products)
-            q = np.ascontiguousarray(q @ codec.rotation, dtype=np.float32)
         exact = maxsim_batch(q, (flat, offs), n_threads=_threads_for(flat.shape[0] * q.shape[0] * self._dim, n_threads),
                              check_finite=False)
         pos, top = top_k(exact, k)
@@ -837,13 +844,10 @@ class ColBERTIndex:
             if verify and zlib.crc32(text.encode("utf-8")) & 0xFFFFFFFF != meta.get("ids_crc32"):
                 raise CorruptFileError(f"{root}/ids.json: checksum mismatch (the file is corrupt)")
             ids = tuple(ids_list)
-        faiss = import_faiss()
         centroids = np.ascontiguousarray(arrays["centroids"], dtype=np.float32)
         rotation = np.ascontiguousarray(arrays["rotation"], dtype=np.float32) if rotated else None
-        index._codec = _Codec.make(centroids, np.ascontiguousarray(cut), np.ascontiguousarray(arrays["weights"]),
-                                   bits, rotation)
-        index._quantizer = faiss.IndexFlatL2(dim)
-        index._quantizer.add(centroids)
+        index._codec = _Codec(centroids, np.ascontiguousarray(cut), np.ascontiguousarray(arrays["weights"]),
+                              bits, rotation)
         index._state = _State(codes, arrays["residuals"], do, io, iv, ids, bool(meta.get("unit", False)))
         return index
 
