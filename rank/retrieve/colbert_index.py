@@ -345,7 +345,8 @@ class ColBERTIndex:
 
     @property
     def centroids(self) -> npt.NDArray[np.float32] | None:
-        """The (n_centroids, dim) float32 centroids, read-only (None before training)."""
+        """The (n_centroids, dim) float32 centroids in the tokens' coordinates, read-only (None
+        before training); a fractional-nbits index stores them rotated and rotates them back here."""
         if self._codec is None:
             return None
         codec = self._codec
