@@ -8,13 +8,14 @@ How it works (after PLAID, Santhanam et al. 2022):
    ``nbits``-bit scalar quantizer (1, 2, 3, 4 or 8 bits; 3-bit fields straddle byte
    boundaries) by Lloyd-Max iterations: bucket values are the mean residual of their bucket,
    cutoffs the midpoints between neighbouring values. PLAID's equal-count (quantile) buckets
-   are the starting point; on real token embeddings the iterations cut the squared error of
-   3-bit residuals by about 40%, since residual coordinates are heavy-tailed.
+   are the starting point; on SciFact token embeddings the iterations cut the squared error
+   of 3-bit residuals by about 40%.
    A fractional ``nbits`` (e.g. 3.5) first rotates the residuals onto their principal axes
    and gives the widest axes one bit more than the others.
 2. **Storage.** Each token is its nearest centroid's id (uint16 up to 65,536 centroids, int32
    above) plus ``dim * nbits / 8`` bytes of bucket ids; an inverted list maps each centroid
-   to the documents that have a token there. Adding documents later encodes them with the same centroids (no retraining).
+   to the documents that have a token there. Adding documents later encodes them with the
+   same centroids (no retraining).
 3. **Search.** The query tokens are scored against every centroid; each query token's
    ``nprobe`` best centroids select candidate documents; the candidates are ranked by the
    approximate MaxSim in which every token is replaced by its centroid (a compiled kernel),
