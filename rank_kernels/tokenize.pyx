@@ -61,11 +61,14 @@ cdef inline bint _is_cjk(Py_UCS4 ch) noexcept nogil:
             or (0xAC00 <= ch <= 0xD7AF)    # Hangul syllables
             or (0x1100 <= ch <= 0x11FF)    # Hangul Jamo
             or (0x3130 <= ch <= 0x318F)    # Hangul compatibility Jamo
+            or (0xA960 <= ch <= 0xA97F)    # Hangul Jamo Extended-A
+            or (0xD7B0 <= ch <= 0xD7FF)    # Hangul Jamo Extended-B
             or (0x31F0 <= ch <= 0x31FF)    # Katakana phonetic extensions
             or (0xF900 <= ch <= 0xFAFF)    # CJK compatibility ideographs
             or (0xFF66 <= ch <= 0xFF9F)    # halfwidth Katakana
             or (0xFFA0 <= ch <= 0xFFDC)    # halfwidth Hangul
-            or (0x1B000 <= ch <= 0x1B16F)  # Kana supplement and extended
+            or (0x1AFF0 <= ch <= 0x1AFFF)  # Kana Extended-B
+            or (0x1B000 <= ch <= 0x1B16F)  # Kana supplement and extended (Hentaigana included)
             or (0x20000 <= ch <= 0x3FFFF)) # CJK Extensions B and later
 
 

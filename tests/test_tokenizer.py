@@ -32,7 +32,8 @@ def _kind(ch):
     """'w' word character, 'm' combining mark, 'cjk' / 'thai' bigram scripts, None separator."""
     if ch.isalnum():
         name = unicodedata.name(ch, "")
-        if name.startswith(("CJK ", "HIRAGANA", "KATAKANA", "HANGUL", "HALFWIDTH KATAKANA", "HALFWIDTH HANGUL")):
+        if name.startswith(("CJK ", "HIRAGANA", "KATAKANA", "HENTAIGANA", "HANGUL", "HALFWIDTH KATAKANA",
+                            "HALFWIDTH HANGUL")):
             return "cjk"
         if name.startswith("THAI"):
             return "thai"
@@ -115,6 +116,18 @@ def test_known_tokens_of_the_mixed_text():
     tok = Tokenizer(stemmer=None)
     assert decode(tok, tok.tokenize([TEXTS[1]])) == [
         ["ünïcödé", "wörds", "ça", "va", "naïve", "café", "東京", "タワ", "ワー", "2024", "年"]]
+
+
+def test_every_letter_or_digit_is_classed_as_the_reference_says():
+    """Every alphanumeric code point after a digit: a bigram script (CJK, Hangul, kana, Thai)
+    splits from it, any other letter joins it. Random text found Hangul Jamo Extended-B
+    (U+D7B0) joining; this covers every code point, not a sample."""
+    tok = Tokenizer(stopwords=None, stemmer=None, min_length=1)
+    texts = ["0" + chr(c) for c in range(0x110000) if not 0xD800 <= c <= 0xDFFF and chr(c).isalnum()]
+    got = decode(tok, tok.tokenize(texts))
+    want = [ref_words(t, True, frozenset(), 1) for t in texts]
+    bad = [(hex(ord(t[1])), g, w) for t, g, w in zip(texts, got, want) if g != w]
+    assert not bad, bad[:10]
 
 
 @settings(max_examples=60, deadline=None)
