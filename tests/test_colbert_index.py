@@ -212,8 +212,10 @@ def test_fractional_nbits_rotates_and_gives_the_extra_bits_to_the_widest_axes(co
         np.testing.assert_array_equal(got[0], frac_ids)
         np.testing.assert_array_equal(got[1], frac_scores)
     # a damaged rotation, bit layout or flag is refused
-    good = {n: (tmp_path / "f" / f"{n}.npy").read_bytes() for n in ("rotation", "bits")}
-    for name, value in (("rotation", 2 * rot), ("bits", np.full(DIM, 3, np.uint8))):
+    good = {n: (tmp_path / "f" / f"{n}.npy").read_bytes() for n in ("rotation", "bits", "cutoffs")}
+    unpadded = codec.cutoffs.copy()
+    unpadded[-1, -1] = 0.5  # a 2-bit coordinate's row must end in +inf
+    for name, value in (("rotation", 2 * rot), ("bits", np.full(DIM, 3, np.uint8)), ("cutoffs", unpadded)):
         np.save(tmp_path / "f" / f"{name}.npy", value)
         with pytest.raises(CorruptFileError, match=name):
             ColBERTIndex.load(tmp_path / "f")
