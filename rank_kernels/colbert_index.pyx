@@ -4,7 +4,8 @@ centroid-score candidate ranking.
 A token vector x is stored as the id c of a centroid and its residual r = x - centroid[c],
 each coordinate j of r replaced by a bucket index b of ``bits[j]`` bits (1 to 8, per
 coordinate) with ``cutoffs[j, b - 1] <= r_j < cutoffs[j, b]``; decompression gives
-``centroid[c, j] + weights[j, b]``. `cutoffs` has ``2**max(bits) - 1`` columns; a coordinate
+``centroid[c, j] + weights[j, b]``. Centroids are float32, or IEEE float16 passed as uint16
+bits (converted exactly). `cutoffs` has ``2**max(bits) - 1`` columns; a coordinate
 with fewer bits pads its row with +inf, so its bucket index never exceeds ``2**bits[j] - 1``.
 Bucket indices are packed as one little-endian bit stream per token: coordinate j sits at
 bits ``p_j = bits[0] + ... + bits[j - 1]`` .. ``p_j + bits[j] - 1`` of the token's row of
@@ -18,11 +19,17 @@ from libc.math cimport INFINITY, sqrt
 from libc.stdint cimport int32_t, int64_t, uint8_t, uint16_t
 from libc.stdlib cimport free
 from rank_kernels._mem cimport check_status, new_status, rk_malloc, rk_mem_init, rk_status, rk_status_fail
+from rank_kernels.tile cimport tile_f16_to_f32, tile_init
 
 ctypedef fused code_t:  # centroid ids: uint16 up to 65,536 centroids, int32 above
     uint16_t
     int32_t
 
+ctypedef fused centroid_t:  # float32 centroids, or float16 ones as their uint16 bit patterns
+    float
+    uint16_t
+
+tile_init()  # the float16 conversion uses F16C when the CPU (and RANK_KERNELS_ISA) allow it
 rk_mem_init()  # work buffers fail under the RANK_KERNELS_FAIL_ALLOC=1 test hook (see mem.h)
 
 
@@ -60,17 +67,18 @@ def compress(const float[:, ::1] residuals, const float[:, ::1] cutoffs, const u
                 pos = pos + bits[j]
 
 
-def decompress(const code_t[::1] codes, const uint8_t[:, ::1] packed, const float[:, ::1] centroids,
+def decompress(const code_t[::1] codes, const uint8_t[:, ::1] packed, const centroid_t[:, ::1] centroids,
                const float[:, ::1] weights, const uint8_t[::1] bits, const int64_t[::1] starts,
                const int64_t[::1] lengths, const int64_t[::1] out_offsets, bint normalize, float[:, ::1] out,
                int n_threads):
     """Rebuild the tokens of several documents into `out`.
 
     codes: (T,) uint16 or int32 centroid ids; packed: (T, sum(bits) / 8) uint8; bits: (dim,)
-    uint8, as for :func:`compress`. Document i's tokens ``starts[i] .. starts[i] + lengths[i] - 1``
-    (rows of `codes` and `packed`) go to rows ``out_offsets[i] ..`` of `out` (float32,
-    (sum lengths, dim)): ``out[r, j] = centroids[codes[t], j] + weights[j, bucket(t, j)]``, each
-    row then divided by its norm when `normalize` (rows of norm 0 stay 0). O(sum lengths * dim).
+    uint8, as for :func:`compress`; centroids: (C, dim) float32, or float16 viewed as uint16.
+    Document i's tokens ``starts[i] .. starts[i] + lengths[i] - 1`` (rows of `codes` and
+    `packed`) go to rows ``out_offsets[i] ..`` of `out` (float32, (sum lengths, dim)):
+    ``out[r, j] = centroids[codes[t], j] + weights[j, bucket(t, j)]``, each row then divided
+    by its norm when `normalize` (rows of norm 0 stay 0). O(sum lengths * dim).
     """
     cdef Py_ssize_t m = starts.shape[0], dim = centroids.shape[1]
     cdef Py_ssize_t i, s, t, r, j, pos, c, sh
@@ -82,6 +90,8 @@ def decompress(const code_t[::1] codes, const uint8_t[:, ::1] packed, const floa
                 t = starts[i] + s
                 r = out_offsets[i] + s
                 c = codes[t]
+                if centroid_t is uint16_t:
+                    tile_f16_to_f32(&centroids[c, 0], &out[r, 0], dim)
                 norm = 0
                 pos = 0
                 for j in range(dim):
@@ -91,7 +101,10 @@ def decompress(const code_t[::1] codes, const uint8_t[:, ::1] packed, const floa
                         b = b | (packed[t, (pos >> 3) + 1] << (8 - sh))
                     b = b & ((1 << bits[j]) - 1)
                     pos = pos + bits[j]
-                    v = centroids[c, j] + weights[j, b]
+                    if centroid_t is float:
+                        v = centroids[c, j] + weights[j, b]
+                    else:
+                        v = out[r, j] + weights[j, b]
                     out[r, j] = v
                     norm = norm + v * v
                 if normalize and norm > 0:

@@ -1,5 +1,7 @@
 # Declarations of the shared float32 tile engine (tile_f32.h), cimported by the kernel modules.
 
+from libc.stdint cimport uint16_t
+
 cdef extern from "tile_f32.h" nogil:
     enum:
         TILE_QW
@@ -18,3 +20,4 @@ cdef extern from "tile_f32.h" nogil:
                           int nr, float *out, ptrdiff_t ostride)
     const float *tile_rows_f32(const char *base, int kind, ptrdiff_t row0, int nr, ptrdiff_t d, float *buf)
     int tile_all_finite(const float *x, ptrdiff_t n)
+    void tile_f16_to_f32(const uint16_t *src, float *dst, ptrdiff_t n)

@@ -205,7 +205,7 @@ def test_fractional_nbits_rotates_and_gives_the_extra_bits_to_the_widest_axes(co
         np.testing.assert_allclose(frac_scores[j], want, rtol=1e-5, atol=1e-5)
     frac.save(tmp_path / "f")
     meta = json.loads((tmp_path / "f" / "meta.json").read_text())
-    assert meta["format_version"] == 3 and meta["nbits"] == 2.5 and meta["rotated"] is True
+    assert meta["format_version"] == 4 and meta["nbits"] == 2.5 and meta["rotated"] is True
     for mmap in (True, False):
         again = ColBERTIndex.load(tmp_path / "f", mmap=mmap, verify=True)
         got = again.search(queries, k=10, n_threads=1)
@@ -360,26 +360,36 @@ def test_save_load_round_trip(index8, corpus, tmp_path):
 
 
 def _as_old_version(path, version):
-    """Rewrite a saved index of whole-bit nbits as an earlier format, by hand: version 2 has no
-    bits.npy; version 1 also stores the centroid ids as int32."""
+    """Rewrite a saved index of whole-bit nbits as an earlier format, by hand: version 3 stores
+    the centroids as float32 and the inverted lists as int32; version 2 also has no bits.npy;
+    version 1 also stores the centroid ids as int32."""
     meta = json.loads((path / "meta.json").read_text())
-    (path / "bits.npy").unlink()
-    del meta["arrays"]["bits"], meta["rotated"]
+
+    def rewrite(name, dtype):
+        a = np.load(path / f"{name}.npy").astype(dtype)
+        np.save(path / f"{name}.npy", a)
+        meta["arrays"][name]["crc32"] = zlib.crc32(a.data.cast("B")) & 0xFFFFFFFF
+
+    rewrite("centroids", "<f4")
+    rewrite("ivf_docs", "<i4")
+    if version <= 2:
+        (path / "bits.npy").unlink()
+        del meta["arrays"]["bits"], meta["rotated"]
     if version == 1:
-        codes = np.load(path / "codes.npy").astype("<i4")
-        np.save(path / "codes.npy", codes)
-        meta["arrays"]["codes"]["crc32"] = zlib.crc32(codes.data.cast("B")) & 0xFFFFFFFF
+        rewrite("codes", "<i4")
     meta["format_version"] = version
     (path / "meta.json").write_text(json.dumps(meta))
 
 
-@pytest.mark.parametrize("version", [1, 2])
+@pytest.mark.parametrize("version", [1, 2, 3])
 def test_codes_are_uint16_and_older_files_load(index8, corpus, tmp_path, version):
     docs, queries, _ = corpus
     path = tmp_path / "cb"
     index8.save(path)
     meta = json.loads((path / "meta.json").read_text())
-    assert meta["format_version"] == 3 and np.load(path / "codes.npy").dtype == np.dtype("<u2")
+    assert meta["format_version"] == 4 and np.load(path / "codes.npy").dtype == np.dtype("<u2")
+    assert np.load(path / "centroids.npy").dtype == np.dtype("<f2")
+    assert np.load(path / "ivf_docs.npy").dtype == np.dtype("<u2")
     np.testing.assert_array_equal(np.load(path / "bits.npy"), np.full(DIM, 8))
     _as_old_version(path, version)
     assert np.load(path / "codes.npy").dtype == np.dtype("<i4" if version == 1 else "<u2")
@@ -387,7 +397,8 @@ def test_codes_are_uint16_and_older_files_load(index8, corpus, tmp_path, version
     for mmap in (True, False):
         old = ColBERTIndex.load(path, mmap=mmap, verify=True)
         assert old._state.codes.dtype == (np.int32 if version == 1 else np.uint16)
-        assert old.nbytes > index8.nbytes if version == 1 else old.nbytes == index8.nbytes
+        assert old._codec.centroids.dtype == np.float32 and old._state.ivf_docs.dtype == np.int32
+        assert old.nbytes > index8.nbytes
         got = old.search(queries[:8], k=10)
         np.testing.assert_array_equal(got[0], want[0])
         np.testing.assert_array_equal(got[1], want[1])
@@ -396,9 +407,11 @@ def test_codes_are_uint16_and_older_files_load(index8, corpus, tmp_path, version
     old.add(docs[:2], ids=["x", "y"], show_progress=False)
     assert old._state.codes.dtype == np.uint16
     np.testing.assert_array_equal(old._state.codes[:index8.n_tokens], index8._state.codes)
-    old.save(tmp_path / "new")
-    assert json.loads((tmp_path / "new" / "meta.json").read_text())["format_version"] == 3
+    assert old._state.ivf_docs.dtype == np.uint16 and old._codec.centroids.dtype == np.float32
+    old.save(tmp_path / "new")  # the current version, keeping the float32 centroids its tokens were encoded with
+    assert json.loads((tmp_path / "new" / "meta.json").read_text())["format_version"] == 4
     again = ColBERTIndex.load(tmp_path / "new")
+    assert again._codec.centroids.dtype == np.float32
     np.testing.assert_array_equal(again.search(queries[:8], k=10)[0], old.search(queries[:8], k=10)[0])
     # ids out of range are refused (version 1: int32 ids below 0)
     codes = np.load(path / "codes.npy")
@@ -406,6 +419,38 @@ def test_codes_are_uint16_and_older_files_load(index8, corpus, tmp_path, version
     np.save(path / "codes.npy", codes)
     with pytest.raises(CorruptFileError, match="codes"):
         ColBERTIndex.load(path)
+
+
+def test_centroids_are_float16_unless_the_scale_forbids_it():
+    from rank.retrieve.colbert_index import _stored_centroids
+
+    rng = np.random.default_rng(3)
+    c = rng.standard_normal((50, 16)).astype(np.float32)
+    half = _stored_centroids(c)
+    assert half.dtype == np.float16
+    assert (np.abs(half.astype(np.float32) - c) <= 2.0 ** -11 * np.abs(c)).all()  # round to nearest
+    for scale in (1e5, 1e-7):  # past float16's range, or so small that float16 loses most bits
+        kept = _stored_centroids(c * np.float32(scale))
+        assert kept.dtype == np.float32
+        np.testing.assert_array_equal(kept, c * np.float32(scale))
+    # an index of such tokens keeps float32 centroids and still finds a document by its own tokens
+    docs = [rng.standard_normal((4, 8)).astype(np.float32) * np.float32(1e5) for _ in range(40)]
+    index = ColBERTIndex(8, nbits=8, n_centroids=4)
+    index.add(docs, show_progress=False)
+    assert index._codec.centroids.dtype == np.float32
+    assert index.search(docs[17], k=1)[0][0] == 17
+
+
+def test_inverted_lists_switch_to_int32_past_65536_documents():
+    rng = np.random.default_rng(4)
+    flat = rng.standard_normal(((1 << 16) + 1, 16)).astype(np.float32)
+    flat /= np.linalg.norm(flat, axis=1, keepdims=True)  # unit tokens: a document is its own best match
+    index = ColBERTIndex(16, nbits=8, n_centroids=16)
+    index.add((flat[:1 << 16], np.arange((1 << 16) + 1, dtype=np.int64)), show_progress=False)
+    assert index._state.ivf_docs.dtype == np.uint16
+    index.add([flat[-1:]], show_progress=False)
+    assert index._state.ivf_docs.dtype == np.int32 and index._state.ivf_docs.max() == 1 << 16
+    assert index.search(flat[-1:], k=1, nprobe=16, n_candidates=(1 << 16) + 1)[0][0] == 1 << 16
 
 
 def test_more_than_65536_centroids_use_int32():
@@ -453,7 +498,7 @@ def test_corrupt_files_raise(index8, tmp_path, damage):
         np.save(path / "codes.npy", codes)
     elif damage == "doc_out_of_range":
         docs = np.load(path / "ivf_docs.npy")
-        docs[0] = -1
+        docs[0] = meta["n_docs"]  # one past the last document (the positions are unsigned below 65,536 documents)
         np.save(path / "ivf_docs.npy", docs)
     elif damage == "offsets":
         offs = np.load(path / "doc_offsets.npy")

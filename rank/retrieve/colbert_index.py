@@ -14,7 +14,9 @@ How it works (after PLAID, Santhanam et al. 2022):
    and gives the widest axes one bit more than the others.
 2. **Storage.** Each token is its nearest centroid's id (uint16 up to 65,536 centroids, int32
    above) plus ``dim * nbits / 8`` bytes of bucket ids; an inverted list maps each centroid
-   to the documents that have a token there. Adding documents later encodes them with the
+   to the documents that have a token there (uint16 positions up to 65,536 documents). The
+   centroids are float16 (float32 when their scale does not fit float16); tokens are
+   encoded against the stored values. Adding documents later encodes them with the
    same centroids (no retraining).
 3. **Search.** The query tokens are scored against every centroid; each query token's
    ``nprobe`` best centroids select candidate documents; the candidates are ranked by the
@@ -62,21 +64,23 @@ if TYPE_CHECKING:
 __all__ = ["ColBERTIndex", "ColBERTRetriever"]
 
 NBITS = (1, 2, 3, 4, 8)  # whole bits per coordinate; fractions between 1 and 8 are allowed too
-FORMAT_VERSION = 3  # 3: per-coordinate bits and an optional rotation; 2: uint16 codes; 1: int32 codes (both still read)
-READ_VERSIONS = (1, 2, 3)
+FORMAT_VERSION = 4  # 4: float16 centroids, uint16 inverted lists; 3: per-coordinate bits and an optional
+READ_VERSIONS = (1, 2, 3, 4)  # rotation; 2: uint16 codes; 1: int32 codes (all still read)
 _UINT16_CENTROIDS = 1 << 16
+_UINT16_DOCS = 1 << 16
+_HALF_ERROR = 1e-3  # float16 centroids when rounding moves no row by more than this fraction of its norm
 _KIND = "rank-kernels ColBERTIndex"
 _CHUNK = 1 << 16  # tokens encoded per step
 _LLOYD_ITERS = 20  # Lloyd-Max rounds fitting each coordinate's buckets
 _ARRAYS = {  # file name -> (dtype, ndim)
-    "centroids": (np.float32, 2),  # in the rotated coordinates when there is a rotation
+    "centroids": (np.float32, 2),  # rotated when there is a rotation; float16 or float32 from format 4 on
     "cutoffs": (np.float32, 2),
     "weights": (np.float32, 2),
     "codes": (np.int32, 1),  # uint16 when the file's version and centroid count allow it (_codes_dtype)
     "residuals": (np.uint8, 2),
     "doc_offsets": (np.int64, 1),
     "ivf_offsets": (np.int64, 1),
-    "ivf_docs": (np.int32, 1),
+    "ivf_docs": (np.int32, 1),  # uint16 when the file's version and document count allow it (_docs_dtype)
     "bits": (np.uint8, 1),  # format 3 on; earlier files: nbits for every coordinate
     "rotation": (np.float32, 2),  # only when meta.json says "rotated"
 }
@@ -85,6 +89,28 @@ _ARRAYS = {  # file name -> (dtype, ndim)
 def _codes_dtype(n_centroids: int, version: int = FORMAT_VERSION) -> type[np.integer[Any]]:
     """The dtype of the centroid ids: uint16 when every id fits (format version >= 2), else int32."""
     return np.uint16 if version >= 2 and n_centroids <= _UINT16_CENTROIDS else np.int32
+
+
+def _docs_dtype(n_docs: int, version: int = FORMAT_VERSION) -> type[np.integer[Any]]:
+    """The dtype of the inverted lists' document positions: uint16 when every position fits
+    (format version >= 4), else int32."""
+    return np.uint16 if version >= 4 and n_docs <= _UINT16_DOCS else np.int32
+
+
+def _stored_centroids(centroids: np.ndarray) -> np.ndarray:
+    """The (C, dim) float32 `centroids` as the index keeps them: float16 when rounding moves no
+    row by more than ``_HALF_ERROR`` of its norm (no overflow past 65,504, no scale so small that
+    float16 loses it), else float32 unchanged. Tokens are encoded against the stored values, so
+    the rounding adds no error to decompressed tokens; it only perturbs the centroid scores of
+    candidate generation by at most ``2**-11`` relative."""
+    with np.errstate(over="ignore"):
+        half = centroids.astype(np.float16)
+    if not np.isfinite(half).all():
+        return centroids
+    moved = np.abs(half.astype(np.float32) - centroids).max(axis=1)
+    if (moved > _HALF_ERROR * np.linalg.norm(centroids, axis=1)).any():
+        return centroids
+    return np.ascontiguousarray(half)
 
 
 def _fit_buckets(resid: np.ndarray, nbits: int, iters: int = _LLOYD_ITERS) -> tuple[np.ndarray, np.ndarray]:
@@ -143,7 +169,7 @@ class _State(NamedTuple):
     residuals: np.ndarray       # (T, dim * nbits / 8) uint8 packed bucket ids
     doc_offsets: np.ndarray     # (n_docs + 1,) int64 token ranges
     ivf_offsets: np.ndarray     # (n_centroids + 1,) int64
-    ivf_docs: np.ndarray        # documents of each centroid, ascending, int32
+    ivf_docs: np.ndarray        # documents of each centroid, ascending, uint16 (<= 65,536 documents) or int32
     ids: tuple[Any, ...] | None  # external document ids, or None
     unit: bool                  # every stored token had norm 1: decompressed tokens are renormalised
 
@@ -153,7 +179,7 @@ class _Codec(NamedTuple):
     (centroids, residuals, decompressed tokens, and the query at search time): inner products
     and distances are those of the original coordinates, R being orthogonal."""
 
-    centroids: np.ndarray  # (C, dim) float32, in the stored (rotated) coordinates
+    centroids: np.ndarray  # (C, dim) float16 or float32 (_stored_centroids), in the stored (rotated) coordinates
     cutoffs: np.ndarray    # (dim, 2**max(bits) - 1) float32, each row +inf padded past 2**bits[j] - 1
     weights: np.ndarray    # (dim, 2**max(bits)) float32
     bits: np.ndarray       # (dim,) uint8 bits of each residual coordinate
@@ -162,6 +188,10 @@ class _Codec(NamedTuple):
     @property
     def nbytes(self) -> int:
         return sum(a.nbytes for a in self if a is not None)
+
+    def centroids32(self) -> np.ndarray:
+        """The centroids as (C, dim) float32 (a copy when they are stored as float16)."""
+        return np.ascontiguousarray(self.centroids, dtype=np.float32)
 
     def rotate(self, x: np.ndarray, n_threads: int = 1) -> np.ndarray:
         """`x` ((n, dim) float32, original coordinates) in the stored coordinates: ``x @ rotation``.
@@ -266,7 +296,8 @@ class ColBERTIndex:
         Bits per residual coordinate (``dim * nbits`` a multiple of 8). Bytes per token:
         ``2 + dim * nbits / 8`` (the centroid id is a uint16; 4 bytes above 65,536 centroids)
         (dim 128: 34 bytes at 2 bits, 50 at 3, 58 at 3.5, 66 at 4, 130 at 8, against 256 in
-        float16), plus the inverted lists (4 bytes per distinct (centroid, document) pair).
+        float16), plus the inverted lists (2 bytes per distinct (centroid, document) pair up
+        to 65,536 documents, 4 above) and the centroids (``2 * dim`` bytes each, float16).
         A fractional nbits rotates the residuals onto their principal axes (fitted on the
         training sample) and gives ``floor(nbits) + 1`` bits to the widest
         ``(nbits - floor(nbits)) * dim`` of them, ``floor(nbits)`` to the rest; the search
@@ -351,7 +382,7 @@ class ColBERTIndex:
         if self._codec is None:
             return None
         codec = self._codec
-        v = codec.centroids.view() if codec.rotation is None else codec.centroids @ codec.rotation.T
+        v = codec.centroids32() if codec.rotation is None else codec.centroids32() @ codec.rotation.T
         v.flags.writeable = False
         return v
 
@@ -440,23 +471,30 @@ class ColBERTIndex:
                 else:
                     centroids = given
                 bar.update(1)
-                quantizer = faiss.IndexFlatL2(self._dim)
-                quantizer.add(centroids)
-                _, assign = quantizer.search(sample, 1)
+
+                def nearest(points: np.ndarray, cents: np.ndarray) -> np.ndarray:
+                    quantizer = faiss.IndexFlatL2(self._dim)
+                    quantizer.add(cents)
+                    return quantizer.search(points, 1)[1][:, 0]
+
+                bits = _coordinate_bits(self._nbits, self._dim)
+                rotation = None
+                if not isinstance(self._nbits, int):  # principal axes of the residuals, largest variance first
+                    resid = sample - centroids[nearest(sample, centroids)]
+                    _, vectors = np.linalg.eigh(np.cov(resid, rowvar=False))
+                    rotation = np.ascontiguousarray(vectors[:, ::-1], dtype=np.float32)
+                    sample = np.ascontiguousarray(sample @ rotation)
+                    centroids = np.ascontiguousarray(centroids @ rotation, dtype=np.float32)
+                stored = _stored_centroids(centroids)
+                centroids = np.ascontiguousarray(stored, dtype=np.float32)
+                # residuals against the stored centroids, assigned as _encode assigns
+                resid = sample - centroids[nearest(sample, centroids)]
             bar.update(1)
-            resid = sample - centroids[assign[:, 0]]
-            bits = _coordinate_bits(self._nbits, self._dim)
-            rotation = None
-            if not isinstance(self._nbits, int):  # principal axes of the residuals, largest variance first
-                _, vectors = np.linalg.eigh(np.cov(resid, rowvar=False))
-                rotation = np.ascontiguousarray(vectors[:, ::-1], dtype=np.float32)
-                resid = resid @ rotation
-                centroids = np.ascontiguousarray(centroids @ rotation, dtype=np.float32)
             cutoffs, weights = _fit_all_buckets(resid, bits)
             bar.update(1)
         finally:
             bar.close()
-        self._codec = _Codec(centroids, cutoffs, weights, bits, rotation)
+        self._codec = _Codec(stored, cutoffs, weights, bits, rotation)
 
     # -- adding -----------------------------------------------------------------------------
 
@@ -468,8 +506,9 @@ class ColBERTIndex:
 
         t = flat.shape[0]
         codes = np.empty(t, _codes_dtype(codec.centroids.shape[0]))
-        quantizer = faiss.IndexFlatL2(self._dim)  # built per add: the index keeps one copy of the centroids
-        quantizer.add(codec.centroids)
+        centroids = codec.centroids32()  # for this add only: the index keeps one (float16) copy
+        quantizer = faiss.IndexFlatL2(self._dim)
+        quantizer.add(centroids)
         packed = np.empty((t, self._width), np.uint8)
         bar = progress(t, "encode tokens", show_progress and t > _CHUNK)
         try:
@@ -480,7 +519,7 @@ class ColBERTIndex:
                     _, a = quantizer.search(part, 1)
                 c = a[:, 0]
                 codes[s:s + part.shape[0]] = c
-                resid = np.ascontiguousarray(part - codec.centroids[c])
+                resid = np.ascontiguousarray(part - centroids[c])
                 _kernel.compress(resid, codec.cutoffs, codec.bits,
                                  packed[s:s + part.shape[0]], n_threads)
                 bar.update(part.shape[0])
@@ -536,7 +575,7 @@ class ColBERTIndex:
         cells = np.concatenate([old_cells, new_cells])
         docs_all = np.concatenate([old.ivf_docs.astype(np.int64), new_docs])
         order = np.argsort(cells, kind="stable")  # old documents (smaller ids) stay first in each list
-        ivf_docs = docs_all[order].astype(np.int32)
+        ivf_docs = docs_all[order].astype(_docs_dtype(n0 + n_new))
         ivf_offsets = np.zeros(c + 1, np.int64)
         np.cumsum(np.bincount(cells, minlength=c), out=ivf_offsets[1:])
         doc_offsets = np.concatenate([old.doc_offsets, old.doc_offsets[-1] + offsets[1:]])
@@ -570,7 +609,8 @@ class ColBERTIndex:
         out_offsets = np.zeros(docs.shape[0] + 1, np.int64)
         np.cumsum(lengths, out=out_offsets[1:])
         out = np.empty((int(out_offsets[-1]), self._dim), np.float32)
-        _kernel.decompress(s.codes, s.residuals, codec.centroids, codec.weights, codec.bits, starts, lengths,
+        centroids = codec.centroids.view(np.uint16) if codec.centroids.dtype == np.float16 else codec.centroids
+        _kernel.decompress(s.codes, s.residuals, centroids, codec.weights, codec.bits, starts, lengths,
                            out_offsets, s.unit, out, n_threads)
         return out, out_offsets
 
@@ -584,7 +624,7 @@ class ColBERTIndex:
         q = codec.rotate(q)  # the stored coordinates (inner products unchanged)
         c = codec.centroids.shape[0]
         scores = np.empty((q.shape[0], c), np.float32)  # (Lq, C) centroid scores
-        _dense.dense_scores(q, codec.centroids.ctypes.data, c, 4, False, False,
+        _dense.dense_scores(q, codec.centroids.ctypes.data, c, codec.centroids.itemsize, False, False,
                             _threads_for(q.shape[0] * c * self._dim, n_threads), scores)
         probe = min(nprobe, c)
         if probe < c:
@@ -723,7 +763,14 @@ class ColBERTIndex:
                 "rotated": codec.rotation is not None,
             }
             for name, arr in arrays.items():
-                dtype = _codes_dtype(codec.centroids.shape[0]) if name == "codes" else _ARRAYS[name][0]
+                if name == "codes":
+                    dtype = _codes_dtype(codec.centroids.shape[0])
+                elif name == "ivf_docs":
+                    dtype = _docs_dtype(len(self))
+                elif name == "centroids":
+                    dtype = codec.centroids.dtype.type
+                else:
+                    dtype = _ARRAYS[name][0]
                 a = np.ascontiguousarray(arr, dtype=np.dtype(dtype).newbyteorder("<"))
                 with open(tmp / f"{name}.npy", "wb") as f:
                     np.lib.format.write_array(f, a, allow_pickle=False)
@@ -794,6 +841,8 @@ class ColBERTIndex:
             dtype, ndim = _ARRAYS[name]
             if name == "codes":
                 dtype = _codes_dtype(c, version)
+            elif name == "ivf_docs":
+                dtype = _docs_dtype(n_docs, version)
             file = root / f"{name}.npy"
             try:
                 a = np.load(file, mmap_mode="r" if mmap else None, allow_pickle=False)
@@ -801,6 +850,8 @@ class ColBERTIndex:
                 raise CorruptFileError(f"{file}: missing") from None
             except (OSError, ValueError, EOFError) as e:
                 raise CorruptFileError(f"{file}: not a valid array file ({e})") from None
+            if name == "centroids" and version >= 4 and isinstance(a, np.ndarray) and a.dtype == np.dtype("<f2"):
+                dtype = np.float16  # float16 or float32, whichever the index chose (_stored_centroids)
             if not isinstance(a, np.ndarray) or a.dtype != np.dtype(dtype).newbyteorder("<") or a.ndim != ndim:
                 raise CorruptFileError(f"{file}: expected a {ndim}-D {np.dtype(dtype).name} array")
             want = shapes[name]
@@ -846,7 +897,7 @@ class ColBERTIndex:
             if verify and zlib.crc32(text.encode("utf-8")) & 0xFFFFFFFF != meta.get("ids_crc32"):
                 raise CorruptFileError(f"{root}/ids.json: checksum mismatch (the file is corrupt)")
             ids = tuple(ids_list)
-        centroids = np.ascontiguousarray(arrays["centroids"], dtype=np.float32)
+        centroids = np.ascontiguousarray(arrays["centroids"])
         rotation = np.ascontiguousarray(arrays["rotation"], dtype=np.float32) if rotated else None
         index._codec = _Codec(centroids, np.ascontiguousarray(cut), np.ascontiguousarray(arrays["weights"]),
                               bits, rotation)
