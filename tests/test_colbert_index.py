@@ -654,7 +654,8 @@ def test_scifact_cli_with_a_tiny_colbert_encoder(shared_data, tmp_path):
     queries = (data / "queries.jsonl").read_text(encoding="utf-8").splitlines()[:20]
     (tmp_path / "queries.jsonl").write_text("\n".join(queries) + "\n", encoding="utf-8")
     assert main(["index", str(tmp_path / "corpus.jsonl"), "--colbert", str(tmp_path / "onnx"), "--nbits", "8",
-                 "-o", str(tmp_path / "idx"), "-q"]) == 0
+                 "--n-centroids", "64", "--n-candidates", "300", "--nprobe", "6", "-o", str(tmp_path / "idx"),
+                 "-q"]) == 0
     assert main(["search", str(tmp_path / "idx"), str(tmp_path / "queries.jsonl"), "--colbert",
                  str(tmp_path / "onnx"), "-k", "10", "-o", str(tmp_path / "run.trec"), "-q"]) == 0
     from rank._io_corpus import read_corpus, read_queries
@@ -672,6 +673,16 @@ def test_scifact_cli_with_a_tiny_colbert_encoder(shared_data, tmp_path):
     assert np.mean(got) >= 0.9
     index = ColBERTIndex.load(tmp_path / "idx")
     assert index.ids == tuple(ids) and len(index) == 500
+    assert (index.nbits, index.n_centroids, index.n_candidates, index.nprobe) == (8, 64, 300, 6)
+
+
+def test_cli_colbert_options_need_colbert(tmp_path, capsys):
+    from rank.cli import main
+
+    (tmp_path / "c.txt").write_text("one document\nanother document\n", encoding="utf-8")
+    for flag, value in (("--n-centroids", "8"), ("--nbits", "3.5"), ("--n-candidates", "10"), ("--nprobe", "2")):
+        assert main(["index", str(tmp_path / "c.txt"), flag, value, "-o", str(tmp_path / "idx"), "-q"]) != 0
+        assert flag in capsys.readouterr().err and not (tmp_path / "idx").exists()
 
 
 def test_cli_nbits_argument():
