@@ -763,15 +763,14 @@ class ColBERTIndex:
                 "rotated": codec.rotation is not None,
             }
             for name, arr in arrays.items():
+                dtype: np.dtype[Any] = np.dtype(_ARRAYS[name][0])
                 if name == "codes":
-                    dtype = _codes_dtype(codec.centroids.shape[0])
+                    dtype = np.dtype(_codes_dtype(codec.centroids.shape[0]))
                 elif name == "ivf_docs":
-                    dtype = _docs_dtype(len(self))
+                    dtype = np.dtype(_docs_dtype(len(self)))
                 elif name == "centroids":
-                    dtype = codec.centroids.dtype.type
-                else:
-                    dtype = _ARRAYS[name][0]
-                a = np.ascontiguousarray(arr, dtype=np.dtype(dtype).newbyteorder("<"))
+                    dtype = codec.centroids.dtype  # float16, or float32 (_stored_centroids)
+                a = np.ascontiguousarray(arr, dtype=dtype.newbyteorder("<"))
                 with open(tmp / f"{name}.npy", "wb") as f:
                     np.lib.format.write_array(f, a, allow_pickle=False)
                 meta["arrays"][name] = {"shape": list(a.shape), "crc32": zlib.crc32(a.data.cast("B")) & 0xFFFFFFFF}
