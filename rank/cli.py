@@ -94,6 +94,12 @@ def _nbits_arg(value: str) -> int | float:
     return int(number) if number.is_integer() else number
 
 
+def _colbert_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The ColBERTIndex options given on the command line (the others keep the class defaults)."""
+    return {name: getattr(args, name) for name in ("nbits", "n_centroids", "n_candidates", "nprobe")
+            if getattr(args, name) is not None}
+
+
 def _none_or(value: str) -> str | None:
     return None if value.lower() in ("none", "") else value
 
@@ -138,9 +144,7 @@ def _cmd_index(args: argparse.Namespace) -> int:
     from rank.retrieve import BM25
 
     if args.colbert is None:
-        given = [f for f, v, default in (("--nbits", args.nbits, 2), ("--n-centroids", args.n_centroids, None),
-                                         ("--n-candidates", args.n_candidates, 256), ("--nprobe", args.nprobe, 4))
-                 if v != default]
+        given = [f"--{name.replace('_', '-')}" for name in _colbert_options(args)]
         if given:
             raise InvalidValueError(f"{', '.join(given)}: options of a ColBERTIndex (--colbert MODEL_DIR)")
     if getattr(args, "shards", None) is not None:
@@ -187,8 +191,7 @@ def _cmd_index_vectors(args: argparse.Namespace) -> int:
                 print(f"\rencoded {min(s + step, len(texts)):,}/{len(texts):,}", end="", file=sys.stderr, flush=True)
         if not args.quiet:
             print(file=sys.stderr)
-        index = ColBERTIndex(encoder.dim, nbits=args.nbits, n_centroids=args.n_centroids,
-                             n_candidates=args.n_candidates, nprobe=args.nprobe)
+        index = ColBERTIndex(encoder.dim, **_colbert_options(args))
         index.add(docs, ids=ids, n_threads=args.threads, show_progress=not args.quiet)
         index.save(args.output)
         what = f"ColBERTIndex ({index.n_tokens:,} tokens, {index.nbytes / index.n_tokens:.1f} bytes per token)"
@@ -750,14 +753,15 @@ def _build_parser() -> argparse.ArgumentParser:
                    help="Ray cluster to use with --shards (default: a local cluster)")
     p.add_argument("--colbert", default=None, metavar="MODEL_DIR",
                    help="build a ColBERTIndex with this ColBERT encoder (needs the onnx and ann extras)")
-    p.add_argument("--nbits", type=_nbits_arg, default=2,
-                   help="ColBERTIndex bits per residual value: 1, 2, 3, 4, 8 or a fraction such as 3.5")
+    p.add_argument("--nbits", type=_nbits_arg, default=None,
+                   help="ColBERTIndex bits per residual value: 1, 2, 3, 4, 8 or a fraction such as 3.5 (default 2)")
     p.add_argument("--n-centroids", type=_positive, default=None, metavar="N",
                    help="ColBERTIndex k-means centroids (default: 2**floor(log2(4 sqrt(tokens))))")
-    p.add_argument("--n-candidates", type=_positive, default=256, metavar="N",
-                   help="ColBERTIndex documents scored exactly per query, saved with the index")
-    p.add_argument("--nprobe", type=_positive, default=4, metavar="N",
-                   help="ColBERTIndex centroids per query token that select candidates, saved with the index")
+    p.add_argument("--n-candidates", type=_positive, default=None, metavar="N",
+                   help="ColBERTIndex documents scored exactly per query, saved with the index (default 256)")
+    p.add_argument("--nprobe", type=_positive, default=None, metavar="N",
+                   help="ColBERTIndex centroids per query token that select candidates, saved with the index "
+                        "(default 4)")
     p.add_argument("--dense", default=None, metavar="VECTORS.npy",
                    help="build a DenseIndex of these document vectors (one row per document of CORPUS)")
     p.add_argument("--index-kind", choices=("flat", "hnsw", "ivf", "ivfpq"), default="flat",

@@ -105,9 +105,7 @@ def _stored_centroids(centroids: np.ndarray) -> np.ndarray:
     candidate generation by at most ``2**-11`` relative."""
     with np.errstate(over="ignore"):
         half = centroids.astype(np.float16)
-    if not np.isfinite(half).all():
-        return centroids
-    moved = np.abs(half.astype(np.float32) - centroids).max(axis=1)
+    moved = np.abs(half.astype(np.float32) - centroids).max(axis=1)  # inf where float16 overflows
     if (moved > _HALF_ERROR * np.linalg.norm(centroids, axis=1)).any():
         return centroids
     return np.ascontiguousarray(half)
@@ -209,13 +207,12 @@ class _Codec(NamedTuple):
 
 def _check_nbits(nbits: Any, dim: int) -> int | float:
     """`nbits` as stored: an int of NBITS, or a float in (1, 8) with dim * nbits a multiple of 8."""
+    expected = f"nbits: expected one of {', '.join(map(str, NBITS))} or a fraction between 1 and 8 (e.g. 3.5)"
     if isinstance(nbits, bool) or not isinstance(nbits, (int, float, np.integer, np.floating)):
-        raise InvalidValueError(f"nbits: expected one of {', '.join(map(str, NBITS))} or a fraction between 1 and 8 "
-                                f"(e.g. 3.5), got {nbits!r}")
+        raise InvalidValueError(f"{expected}, got {nbits!r}")
     if float(nbits).is_integer():
         if int(nbits) not in NBITS:
-            raise InvalidValueError(f"nbits: expected one of {', '.join(map(str, NBITS))} or a fraction between 1 "
-                                    f"and 8 (e.g. 3.5), got {nbits!r}")
+            raise InvalidValueError(f"{expected}, got {nbits!r}")
         value: int | float = int(nbits)
     elif not 1 < float(nbits) < 8:
         raise InvalidValueError(f"nbits: a fractional nbits must lie between 1 and 8, got {nbits!r}")
